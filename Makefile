@@ -1,0 +1,104 @@
+# graphcall: build, test, demo and benchmarks for Lua 5.4 and LuaJIT 2.1.
+#   make          build graphcall.core for both interpreters
+#   make test     C unit tests + busted specs under lua5.4 and luajit
+#   make demo     build the create-call requests of the ten reference scenarios
+#   make bench    request-building throughput against lua-cjson
+#   make asan     C tests and specs under AddressSanitizer + UBSan
+#   make schema   regenerate csrc/schema_data.c from Graph's v1.0 metadata
+
+SHARED  ?= ../shared
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes
+PIC     := -fPIC
+
+CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c
+BIND_SRC := csrc/lua_core.c
+HDRS     := $(wildcard csrc/*.h)
+
+LUA54_INC := /usr/include/lua5.4
+JIT_INC   := /usr/include/luajit-2.1
+
+B := build
+SO54  := $(B)/lua5.4/graphcall/core.so
+SOJIT := $(B)/luajit/graphcall/core.so
+
+# Debian packages the targets need; `make deps` installs them when run as root.
+PKGS := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-busted \
+        luarocks libcurl4-openssl-dev lua-expat clang valgrind
+
+.PHONY: all deps test test-c test-lua54 test-luajit demo bench asan schema check-schema clean
+
+all: $(SO54) $(SOJIT)
+
+deps:
+	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages; run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(SO54): $(CORE_SRC) $(BIND_SRC) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) $(PIC) -shared -I$(LUA54_INC) -o $@ $(CORE_SRC) $(BIND_SRC)
+
+$(SOJIT): $(CORE_SRC) $(BIND_SRC) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) $(PIC) -shared -I$(JIT_INC) -o $@ $(CORE_SRC) $(BIND_SRC)
+
+# ---- tests -------------------------------------------------------------------------------
+C_TESTS := $(patsubst spec/c/%.c,$(B)/ctest/%,$(wildcard spec/c/test_*.c))
+
+$(B)/ctest/%: spec/c/%.c spec/c/ctest.h $(CORE_SRC) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) -Icsrc -o $@ $< $(CORE_SRC) -lm
+
+test: deps all $(C_TESTS)
+	@rm -rf $(B)/results && mkdir -p $(B)/results
+	@for t in $(C_TESTS); do GRAPHCALL_SHARED=$(SHARED) $$t > $(B)/results/$$(basename $$t).log 2>&1; \
+	  tail -n 1 $(B)/results/$$(basename $$t).log; \
+	  grep -q . $(B)/results/$$(basename $$t).log || echo "0 passed, 1 failed" >> $(B)/results/$$(basename $$t).log; done
+	@tools/busted.sh lua5.4 $(B)/lua5.4 $(B)/results/busted-lua5.4.log
+	@tools/busted.sh luajit $(B)/luajit $(B)/results/busted-luajit.log
+	@tools/total.sh $(B)/results
+
+asan: deps
+	@mkdir -p $(B)/asan
+	$(MAKE) --no-print-directory B=$(B)/asan CC=clang \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  test-asan
+
+test-asan: all $(C_TESTS)
+	@rm -rf $(B)/results && mkdir -p $(B)/results
+	@for t in $(C_TESTS); do GRAPHCALL_SHARED=$(SHARED) $$t > $(B)/results/$$(basename $$t).log 2>&1; \
+	  tail -n 1 $(B)/results/$$(basename $$t).log; done
+	@LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  tools/busted.sh lua5.4 $(B)/lua5.4 $(B)/results/busted-lua5.4.log
+	@tools/total.sh $(B)/results
+
+# ---- demo, bench, schema -----------------------------------------------------------------
+demo: deps all
+	@GRAPHCALL_SHARED=$(SHARED) LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
+	  LUA_CPATH="./$(B)/lua5.4/?.so;;" lua5.4 examples/seed-requests.lua
+
+bench: deps all
+	@for lua in lua5.4 luajit; do \
+	  GRAPHCALL_SHARED=$(SHARED) LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/build.lua; done
+
+schema:
+	lua5.4 tools/gen-schema.lua $(SHARED)/graph/v1.0-metadata.csdl > csrc/schema_data.c.new
+	mv csrc/schema_data.c.new csrc/schema_data.c
+
+check-schema:
+	@lua5.4 tools/gen-schema.lua $(SHARED)/graph/v1.0-metadata.csdl | cmp -s - csrc/schema_data.c \
+	  || { echo "csrc/schema_data.c is stale: run make schema"; exit 1; }
+	@echo "schema: csrc/schema_data.c matches the metadata"
+
+clean:
+	rm -rf $(B)

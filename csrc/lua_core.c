@@ -1,0 +1,342 @@
+/* lua_core.c: graphcall.core, the Lua face of the wire half. The only C here that includes
+ * lua.h; everything below it is plain C (encode, json, schema). */
+#include <stdint.h>
+#include <string.h>
+
+#include "compat.h"
+#include "encode.h"
+#include "json.h"
+#include "schema.h"
+
+#define ERROR_MT "graphcall.error"
+
+/* ---- errors as values --------------------------------------------------------------- */
+
+static int error_tostring(lua_State *L) {
+  lua_getfield(L, 1, "path");
+  lua_getfield(L, 1, "message");
+  const char *path = lua_tostring(L, -2);
+  const char *msg = lua_tostring(L, -1);
+  if (path && *path) lua_pushfstring(L, "%s: %s", path, msg ? msg : "?");
+  else lua_pushstring(L, msg ? msg : "?");
+  return 1;
+}
+
+/* Push nil, {code=, message=, path=} and return 2. */
+static int push_error(lua_State *L, const char *code, const char *message, const char *path) {
+  lua_pushnil(L);
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, code);
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, message);
+  lua_setfield(L, -2, "message");
+  lua_pushstring(L, path ? path : "");
+  lua_setfield(L, -2, "path");
+  luaL_getmetatable(L, ERROR_MT);
+  lua_setmetatable(L, -2);
+  return 2;
+}
+
+/* ---- build: walk a Lua table into the encoder --------------------------------------- */
+
+static const char ODATA[] = "@odata.type";
+
+/* __jsontype in the metatable ("array"/"object", the dkjson convention), else NULL */
+static const char *jsontype(lua_State *L, int idx) {
+  const char *r = NULL;
+  if (luaL_getmetafield(L, idx, "__jsontype")) {
+    r = lua_tostring(L, -1);
+    if (r && strcmp(r, "array") == 0) r = "array";
+    else if (r && strcmp(r, "object") == 0) r = "object";
+    else r = NULL;
+    lua_pop(L, 1);
+  }
+  return r;
+}
+
+/* Number of elements if table idx is a proper sequence 1..n, 0 if empty, -1 if it has
+ * other keys, -2 if it has integer keys with holes. */
+static long sequence_length(lua_State *L, int idx) {
+  long count = 0;
+  double max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TNUMBER) { lua_pop(L, 1); return -1; }
+    double k = lua_tonumber(L, -1);
+    if (k < 1 || k != (double)(long)k) { lua_pop(L, 1); return -1; }
+    if (k > max) max = k;
+    count++;
+  }
+  if ((double)count != max) return -2;
+  return count;
+}
+
+static int walk(lua_State *L, gc_enc *e, int idx);
+
+static int walk_array(lua_State *L, gc_enc *e, int idx, long n) {
+  if (gc_enc_begin_array(e)) return -1;
+  for (long i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    int r = walk(L, e, lua_gettop(L));
+    lua_pop(L, 1);
+    if (r) return -1;
+  }
+  return gc_enc_end_array(e);
+}
+
+static int walk_object(lua_State *L, gc_enc *e, int idx) {
+  const char *odata = NULL;
+  size_t olen = 0;
+  lua_pushlstring(L, ODATA, sizeof ODATA - 1);
+  lua_rawget(L, idx);
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      return gc_enc_fail(e, GC_E_TYPE, "@odata.type must be a string");
+    }
+    odata = lua_tolstring(L, -1, &olen);
+  }
+  /* the string stays referenced by the table, and on the stack until we return */
+  int r = gc_enc_begin_object(e, odata, olen);
+  if (r == 0) {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        lua_pop(L, 2);
+        r = gc_enc_fail(e, GC_E_TYPE, "a table mixes array items with fields");
+        break;
+      }
+      size_t klen;
+      const char *k = lua_tolstring(L, -2, &klen);
+      if (klen == sizeof ODATA - 1 && memcmp(k, ODATA, klen) == 0) { lua_pop(L, 1); continue; }
+      if (gc_enc_key(e, k, klen) || walk(L, e, lua_gettop(L))) { lua_pop(L, 2); r = -1; break; }
+      lua_pop(L, 1);
+    }
+    if (r == 0) r = gc_enc_end_object(e);
+  }
+  lua_pop(L, 1);
+  return r;
+}
+
+static int walk_table(lua_State *L, gc_enc *e, int idx) {
+  if (!lua_checkstack(L, 8)) return gc_enc_fail(e, GC_E_MEMORY, "Lua stack exhausted");
+  const char *jt = jsontype(L, idx);
+  gc_expect want = gc_enc_expect(e);
+  long n = sequence_length(L, idx);
+  if (jt && strcmp(jt, "object") == 0) {
+    if (want == GC_EXPECT_ARRAY && n == 0) return walk_array(L, e, idx, 0);
+    return walk_object(L, e, idx);
+  }
+  if (want == GC_EXPECT_OBJECT) {
+    if (n > 0) return gc_enc_begin_array(e);  /* the encoder reports the mismatch */
+    return walk_object(L, e, idx);
+  }
+  if (n == -2) return gc_enc_fail(e, GC_E_TYPE, "array has holes (nil items)");
+  if (want == GC_EXPECT_ARRAY) {
+    if (n < 0) return gc_enc_begin_object(e, NULL, 0);  /* reported as a type mismatch */
+    return walk_array(L, e, idx, n);
+  }
+  if (n > 0 || (n == 0 && jt)) return walk_array(L, e, idx, n);
+  return walk_object(L, e, idx);
+}
+
+static int walk(lua_State *L, gc_enc *e, int idx) {
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      return gc_enc_string(e, s, len);
+    }
+    case LUA_TNUMBER:
+      if (gc_isinteger(L, idx)) return gc_enc_integer(e, (int64_t)lua_tointeger(L, idx));
+      return gc_enc_number(e, (double)lua_tonumber(L, idx));
+    case LUA_TBOOLEAN:
+      return gc_enc_bool(e, lua_toboolean(L, idx));
+    case LUA_TTABLE:
+      return walk_table(L, e, idx);
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, idx) == NULL) return gc_enc_null(e);  /* cjson.null */
+      /* fallthrough */
+    default: {
+      char msg[64];
+      snprintf(msg, sizeof msg, "a %s cannot be sent as JSON", luaL_typename(L, idx));
+      return gc_enc_fail(e, GC_E_TYPE, msg);
+    }
+  }
+}
+
+/* Encoder and decoder state live in userdata kept as upvalues: reused across calls (their
+ * buffers stay warm), and freed by __gc even if a Lua error (out of memory) cuts a call short. */
+#define ENC_MT "graphcall.encoder"
+#define DEC_MT "graphcall.decoder"
+#define KEEP_BYTES (1u << 20)  /* larger buffers are released after use */
+
+typedef struct {
+  gc_jdoc doc;
+  gc_buf scratch;
+} decoder;
+
+static int enc_gc(lua_State *L) {
+  gc_enc *e = luaL_checkudata(L, 1, ENC_MT);
+  gc_enc_free(e);
+  return 0;
+}
+
+static int dec_gc(lua_State *L) {
+  decoder *d = luaL_checkudata(L, 1, DEC_MT);
+  gc_json_free(&d->doc);
+  gc_buf_free(&d->scratch);
+  return 0;
+}
+
+/* core.build(name, spec) -> json | nil, err */
+static int l_build(lua_State *L) {
+  size_t nlen;
+  const char *name = luaL_checklstring(L, 1, &nlen);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int root = gc_root_find(name, nlen);
+  if (root < 0) return luaL_argerror(L, 1, lua_pushfstring(L, "unknown type or action '%s'", name));
+  gc_enc *e = lua_touserdata(L, lua_upvalueindex(1));
+  gc_buf keep = e->out;
+  gc_enc_init(e, root);
+  e->out = keep;
+  e->out.len = 0;
+  int r = walk(L, e, 2);
+  int n;
+  if (r || e->err.code) {
+    n = push_error(L, gc_errcode_name(e->err.code), e->err.message, e->err.path);
+  } else {
+    lua_pushlstring(L, e->out.p, e->out.len);
+    n = 1;
+  }
+  if (e->out.cap > KEEP_BYTES || e->out.oom) gc_buf_free(&e->out);
+  return n;
+}
+
+/* core.types() -> array of names build() takes */
+static int l_types(lua_State *L) {
+  lua_createtable(L, gc_ntypes, 0);
+  for (int t = 0; t < gc_ntypes; t++) {
+    const char *n = gc_types[t].name;
+    if (strncmp(n, "action:", 7) == 0) n += 7;
+    lua_pushstring(L, n);
+    lua_rawseti(L, -2, t + 1);
+  }
+  return 1;
+}
+
+/* ---- decode: JSON text to Lua tables ------------------------------------------------ */
+
+static void push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
+
+static void push_str(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch) {
+  size_t len;
+  const char *s = gc_json_str(d, t, scratch, &len);
+  if (!s) luaL_error(L, "out of memory");
+  lua_pushlstring(L, s, len);
+}
+
+static void push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch) {
+  const gc_jtok *k = &d->tok[t];
+  switch (k->type) {
+    case GC_J_NULL: lua_pushlightuserdata(L, NULL); break;
+    case GC_J_TRUE: lua_pushboolean(L, 1); break;
+    case GC_J_FALSE: lua_pushboolean(L, 0); break;
+    case GC_J_STRING: push_str(L, d, t, scratch); break;
+    case GC_J_NUMBER: {
+      int64_t v;
+#ifndef GC_LUA51
+      if (gc_json_int(d, t, 0, &v) == 0) { lua_pushinteger(L, (lua_Integer)v); break; }
+#else
+      (void)v;
+#endif
+      lua_pushnumber(L, (lua_Number)gc_json_num(d, t));
+      break;
+    }
+    case GC_J_ARRAY: {
+      luaL_checkstack(L, 4, "JSON nested too deep");
+      lua_createtable(L, (int)k->len, 0);
+      uint32_t c = t + 1;
+      for (uint32_t i = 1; i <= k->len; i++) {
+        push_tok(L, d, c, scratch);
+        lua_rawseti(L, -2, (int)i);
+        c = d->tok[c].next;
+      }
+      break;
+    }
+    case GC_J_OBJECT: {
+      luaL_checkstack(L, 4, "JSON nested too deep");
+      lua_createtable(L, 0, (int)k->len);
+      uint32_t c = t + 1;
+      for (uint32_t i = 0; i < k->len; i++) {
+        push_str(L, d, c, scratch);
+        push_tok(L, d, c + 1, scratch);
+        lua_rawset(L, -3);
+        c = d->tok[c + 1].next;
+      }
+      break;
+    }
+  }
+}
+
+/* core.decode(text [, max_size [, max_depth]]) -> value | nil, err */
+static int l_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  gc_json_limits lim = { (size_t)luaL_optnumber(L, 2, 0), (int)luaL_optinteger(L, 3, 0) };
+  decoder *d = lua_touserdata(L, lua_upvalueindex(2));
+  gc_jtok *tok = d->doc.tok;
+  uint32_t cap = d->doc.cap;
+  int r = gc_json_parse(&d->doc, s, len, &lim, tok, cap);
+  if (r != 0) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "invalid JSON: %s at byte %zu", d->doc.error, d->doc.error_at + 1);
+    return push_error(L, "json", msg, "");
+  }
+  push_tok(L, &d->doc, 0, &d->scratch);
+  if ((size_t)d->doc.cap * sizeof(gc_jtok) > KEEP_BYTES) gc_json_free(&d->doc);
+  if (d->scratch.cap > KEEP_BYTES) gc_buf_free(&d->scratch);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  { "build", l_build },
+  { "types", l_types },
+  { "decode", l_decode },
+  { NULL, NULL },
+};
+
+int luaopen_graphcall_core(lua_State *L) {
+  if (luaL_newmetatable(L, ERROR_MT)) {
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, ENC_MT)) {
+    lua_pushcfunction(L, enc_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, DEC_MT)) {
+    lua_pushcfunction(L, dec_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  gc_enc *e = lua_newuserdata(L, sizeof *e);
+  gc_enc_init(e, 0);
+  luaL_getmetatable(L, ENC_MT);
+  lua_setmetatable(L, -2);
+  decoder *d = lua_newuserdata(L, sizeof *d);
+  memset(d, 0, sizeof *d);
+  gc_buf_init(&d->scratch);
+  luaL_getmetatable(L, DEC_MT);
+  lua_setmetatable(L, -2);
+  luaL_setfuncs(L, funcs, 2);
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+  lua_pushstring(L, ERROR_MT);
+  lua_setfield(L, -2, "error_metatable");
+  return 1;
+}
