@@ -336,7 +336,7 @@ int luaopen_graphcall_core(lua_State *L) {
   luaL_setfuncs(L, funcs, 2);
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
-  lua_pushstring(L, ERROR_MT);
-  lua_setfield(L, -2, "error_metatable");
+  luaL_getmetatable(L, ERROR_MT);
+  lua_setfield(L, -2, "error_mt");
   return 1;
 }

@@ -1,0 +1,77 @@
+--- graphcall: Microsoft Graph calling bots and IVR flows in Lua.
+-- This module is the request side: build Graph request bodies from Lua tables that mirror
+-- Graph's JSON, and read Graph's answers. See README.md for the model.
+local core = require "graphcall.core"
+local response = require "graphcall.response"
+
+local M = {
+  _VERSION = "graphcall 0.1.0-dev",
+  --- JSON null; the same value as cjson.null, so either one works in a spec.
+  null = core.null,
+}
+
+local known = {}
+for _, name in ipairs(core.types()) do known[name] = true end
+
+--- Build the JSON body of a Graph object or action.
+-- @param kind "call", or an action name ("answer", "playPrompt", "participant.mute", ...)
+-- @param spec table mirroring Graph's JSON (camelCase names)
+-- @return JSON text, or nil and an error {code=, message=, path=}
+function M.build(kind, spec)
+  if type(kind) ~= "string" then
+    error("bad argument #1 to 'build' (string expected, got " .. type(kind) .. ")", 2)
+  end
+  if type(spec) ~= "table" then
+    error("bad argument #2 to 'build' (table expected, got " .. type(spec) .. ")", 2)
+  end
+  if not known[kind] then
+    error("bad argument #1 to 'build' (unknown type or action '" .. kind .. "')", 2)
+  end
+  return core.build(kind, spec)
+end
+
+--- The names build() takes: Graph types and action parameter sets.
+function M.kinds()
+  local out = {}
+  for name in pairs(known) do out[#out + 1] = name end
+  table.sort(out)
+  return out
+end
+
+local array_mt = { __jsontype = "array" }
+local object_mt = { __jsontype = "object" }
+
+--- Mark a table as a JSON array (an empty one encodes as [] where the schema does not say).
+function M.array(t) return setmetatable(t or {}, array_mt) end
+--- Mark a table as a JSON object (an empty one encodes as {}).
+function M.object(t) return setmetatable(t or {}, object_mt) end
+
+--- Give a table its @odata.type: graphcall.typed("serviceHostedMediaConfig", {...}).
+function M.typed(name, t)
+  if type(name) ~= "string" or not known[name] or name:find(":", 1, true) then
+    error("bad argument #1 to 'typed' (unknown Graph type '" .. tostring(name) .. "')", 2)
+  end
+  t = t or {}
+  t["@odata.type"] = "#microsoft.graph." .. name
+  return t
+end
+
+-- Constructors for the polymorphic types a call needs; each names its Graph type.
+for _, name in ipairs {
+  "serviceHostedMediaConfig", "appHostedMediaConfig",
+  "organizerMeetingInfo", "joinMeetingIdMeetingInfo", "tokenMeetingInfo",
+  "mediaPrompt", "incomingCallOptions", "outgoingCallOptions",
+} do
+  M[name] = function(t) return M.typed(name, t) end
+end
+
+--- Decode JSON text (strict, size- and depth-limited) into Lua values; null is graphcall.null.
+-- @return value, or nil and an error
+function M.decode(text, max_size, max_depth)
+  return core.decode(text, max_size, max_depth)
+end
+
+M.parse_call_response = response.parse_call_response
+M.parse_error = response.parse_error
+
+return M

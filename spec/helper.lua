@@ -1,0 +1,47 @@
+-- Shared by the specs: where the fixtures are, and small JSON helpers that do not depend on
+-- graphcall itself (lua-cjson decodes what graphcall writes).
+local cjson = require "cjson"
+
+local H = {}
+
+H.shared = os.getenv("GRAPHCALL_SHARED") or "../shared"
+
+function H.read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function H.fixture(rel) return H.read(H.shared .. "/fixtures/" .. rel) end
+function H.json_fixture(rel) return cjson.decode(H.fixture(rel)) end
+
+H.seeds = {
+  "ex01-p2p-voip-service-media", "ex02-p2p-voip-app-media",
+  "ex03-group-call-service-media", "ex04-group-call-app-media",
+  "ex05-join-meeting-service-media", "ex06-join-meeting-app-media",
+  "ex07-join-meeting-id-passcode", "ex08-join-meeting-id",
+  "ex09-p2p-pstn-service-media", "ex10-p2p-pstn-app-media",
+}
+
+--- A deep copy of v without @odata.type, except under the keys in keep.
+function H.strip(v, keep, under)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do
+    if not (k == "@odata.type" and not (keep[under] )) then
+      out[k] = H.strip(x, keep, type(k) == "string" and k or under)
+    end
+  end
+  return out
+end
+
+--- Count @odata.type annotations in a decoded value.
+function H.count_annotations(v)
+  if type(v) ~= "table" then return 0 end
+  local n = v["@odata.type"] and 1 or 0
+  for _, x in pairs(v) do n = n + H.count_annotations(x) end
+  return n
+end
+
+return H
