@@ -7,6 +7,7 @@
 
 #include "encode.h"
 #include "schema.h"
+#include "swar.h"
 #include "utf8.h"
 
 static const char *const errnames[] = {
@@ -37,6 +38,12 @@ int gc_json_escape(gc_buf *b, const char *s, size_t len) {
   char *o = b->p + b->len;
   size_t i = 0;
   while (i < len) {
+    while (i + 8 <= len && gc_swar_plain8(u + i)) {
+      memcpy(o, u + i, 8);
+      o += 8;
+      i += 8;
+    }
+    if (i >= len) break;
     unsigned c = u[i];
     if (c < 0x80) {
       char e = esc[c];
@@ -324,8 +331,6 @@ int gc_enc_begin_object(gc_enc *e, const char *odata, size_t olen) {
                             kind_name(s.f, s.element));
 
   if (odata) {
-    if (gc_utf8_check(odata, olen) != olen)
-      return fail_at(e, GC_E_UTF8, "@odata.type", 11, "not valid UTF-8");
     int t = gc_type_find(odata, olen);
     if (t >= 0) {
       if (declared >= 0 && !gc_type_is_a(t, declared)) {
@@ -339,13 +344,15 @@ int gc_enc_begin_object(gc_enc *e, const char *odata, size_t olen) {
       }
       type = t;
       if (odata[0] == '#') { annot = odata; annot_len = olen; }
-      else { annot = gc_types[t].odata; annot_len = strlen(annot); }
+      else { annot = gc_types[t].odata; annot_len = gc_types[t].name_len + 17u; }
     } else if (olen && odata[0] == '#') {
       /* a type this schema does not know (Graph adds types): kept, checked as declared */
       type = declared;
       annot = odata;
       annot_len = olen;
     } else {
+      if (gc_utf8_check(odata, olen) != olen)
+        return fail_at(e, GC_E_UTF8, "@odata.type", 11, "not valid UTF-8");
       return FAIL(e, GC_E_UNKNOWN_TYPE, "unknown @odata.type '%.*s'",
                   (int)(olen > 80 ? 80 : olen), odata);
     }
@@ -363,7 +370,7 @@ int gc_enc_begin_object(gc_enc *e, const char *odata, size_t olen) {
     }
     if (!(gc_types[type].flags & GC_T_NO_ANNOTATION)) {
       annot = gc_types[type].odata;
-      annot_len = strlen(annot);
+      annot_len = gc_types[type].name_len + 17u; /* "#microsoft.graph." + name */
     }
   }
 
@@ -406,9 +413,6 @@ int gc_enc_end_object(gc_enc *e) {
   if (top->type >= 0 && !top->any) {
     const gc_type *t = &gc_types[top->type];
     int has_one_of = 0, one_of_seen = 0;
-    char names[128];
-    size_t nn = 0;
-    names[0] = 0;
     for (unsigned i = 0; i < t->nfields && i < 64; i++) {
       const gc_field *f = &gc_fields[t->field0 + i];
       int seen = (top->seen >> i) & 1;
@@ -417,13 +421,21 @@ int gc_enc_end_object(gc_enc *e) {
       if (f->flags & GC_F_ONE_OF) {
         has_one_of = 1;
         one_of_seen |= seen;
+      }
+    }
+    if (has_one_of && !one_of_seen) {
+      char names[128];
+      size_t nn = 0;
+      names[0] = 0;
+      for (unsigned i = 0; i < t->nfields; i++) {
+        const gc_field *f = &gc_fields[t->field0 + i];
+        if (!(f->flags & GC_F_ONE_OF)) continue;
         int k = snprintf(names + nn, sizeof names - nn, "%s%s", nn ? " or " : "", f->name);
         if (k > 0 && (size_t)k < sizeof names - nn) nn += (size_t)k;
       }
-    }
-    if (has_one_of && !one_of_seen)
       return fail_at(e, GC_E_ONE_OF, NULL, 0, "%s: one of %s is required",
                      e->depth == 0 ? t->name : "object", names);
+    }
   }
   gc_buf_addc(&e->out, '}');
   pop(e);

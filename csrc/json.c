@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "swar.h"
 #include "utf8.h"
 
 typedef struct {
@@ -54,18 +55,7 @@ static int scan_string(gc_jdoc *d, const unsigned char *s, size_t n, size_t i, s
   *flags = 0;
   for (;;) {
     /* fast path: plain ASCII */
-    while (i + 8 <= n) {
-      uint64_t w;
-      memcpy(&w, s + i, 8);
-      /* any byte < 0x20, == '"', == '\\' or >= 0x80 stops the fast path */
-      uint64_t lo = (w - 0x2020202020202020ULL) & ~w;
-      uint64_t q = w ^ 0x2222222222222222ULL;
-      uint64_t b = w ^ 0x5c5c5c5c5c5c5c5cULL;
-      uint64_t hit = lo | ((q - 0x0101010101010101ULL) & ~q) |
-                     ((b - 0x0101010101010101ULL) & ~b) | w;
-      if (hit & 0x8080808080808080ULL) break;
-      i += 8;
-    }
+    while (i + 8 <= n && gc_swar_plain8(s + i)) i += 8;
     if (i >= n) { d->error = "unterminated string"; d->error_at = n; return -1; }
     unsigned c = s[i];
     if (c == '"') { *end = i; return 0; }

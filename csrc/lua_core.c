@@ -88,7 +88,7 @@ static int walk_array(lua_State *L, gc_enc *e, int idx, long n) {
 static int walk_object(lua_State *L, gc_enc *e, int idx) {
   const char *odata = NULL;
   size_t olen = 0;
-  lua_pushlstring(L, ODATA, sizeof ODATA - 1);
+  lua_pushvalue(L, lua_upvalueindex(3)); /* "@odata.type", interned once */
   lua_rawget(L, idx);
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING) {
@@ -103,13 +103,15 @@ static int walk_object(lua_State *L, gc_enc *e, int idx) {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       if (lua_type(L, -2) != LUA_TSTRING) {
+        int numeric = lua_type(L, -2) == LUA_TNUMBER;
         lua_pop(L, 2);
-        r = gc_enc_fail(e, GC_E_TYPE, "a table mixes array items with fields");
+        r = gc_enc_fail(e, GC_E_TYPE, numeric ? "expected an object, got array items"
+                                              : "object keys must be strings");
         break;
       }
       size_t klen;
       const char *k = lua_tolstring(L, -2, &klen);
-      if (klen == sizeof ODATA - 1 && memcmp(k, ODATA, klen) == 0) { lua_pop(L, 1); continue; }
+      if (lua_rawequal(L, -2, lua_upvalueindex(3))) { lua_pop(L, 1); continue; } /* interned */
       if (gc_enc_key(e, k, klen) || walk(L, e, lua_gettop(L))) { lua_pop(L, 2); r = -1; break; }
       lua_pop(L, 1);
     }
@@ -121,15 +123,13 @@ static int walk_object(lua_State *L, gc_enc *e, int idx) {
 
 static int walk_table(lua_State *L, gc_enc *e, int idx) {
   if (!lua_checkstack(L, 8)) return gc_enc_fail(e, GC_E_MEMORY, "Lua stack exhausted");
-  const char *jt = jsontype(L, idx);
   gc_expect want = gc_enc_expect(e);
+  /* where the schema says object, the table is walked as one: no sequence pass */
+  if (want == GC_EXPECT_OBJECT) return walk_object(L, e, idx);
+  const char *jt = lua_getmetatable(L, idx) ? (lua_pop(L, 1), jsontype(L, idx)) : NULL;
   long n = sequence_length(L, idx);
   if (jt && strcmp(jt, "object") == 0) {
     if (want == GC_EXPECT_ARRAY && n == 0) return walk_array(L, e, idx, 0);
-    return walk_object(L, e, idx);
-  }
-  if (want == GC_EXPECT_OBJECT) {
-    if (n > 0) return gc_enc_begin_array(e);  /* the encoder reports the mismatch */
     return walk_object(L, e, idx);
   }
   if (n == -2) return gc_enc_fail(e, GC_E_TYPE, "array has holes (nil items)");
@@ -333,7 +333,8 @@ int luaopen_graphcall_core(lua_State *L) {
   gc_buf_init(&d->scratch);
   luaL_getmetatable(L, DEC_MT);
   lua_setmetatable(L, -2);
-  luaL_setfuncs(L, funcs, 2);
+  lua_pushlstring(L, ODATA, sizeof ODATA - 1);
+  luaL_setfuncs(L, funcs, 3);
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   luaL_getmetatable(L, ERROR_MT);

@@ -8,7 +8,7 @@ static int find_exact(const char *name, size_t len) {
   while (lo <= hi) {
     int mid = (lo + hi) / 2;
     const char *n = gc_types[mid].name;
-    size_t nl = strlen(n);
+    size_t nl = gc_types[mid].name_len;
     int c = memcmp(n, name, nl < len ? nl : len);
     if (c == 0) c = (nl > len) - (nl < len);
     if (c == 0) return mid;
@@ -42,7 +42,7 @@ const gc_field *gc_field_find(int t, const char *name, size_t len) {
   const gc_type *ty = &gc_types[t];
   const gc_field *f = &gc_fields[ty->field0], *end = f + ty->nfields;
   for (; f < end; f++)
-    if (f->len == len && memcmp(f->name, name, len) == 0) return f;
+    if (f->len == len && f->name[0] == name[0] && memcmp(f->name, name, len) == 0) return f;
   return NULL;
 }
 
@@ -56,9 +56,10 @@ int gc_type_is_a(int t, int base) {
 
 int gc_enum_find(int e, const char *s, size_t len) {
   const gc_enum *en = &gc_enums[e];
+  if (memchr(s, 0, len)) return -1;  /* keeps the m[len] read below inside m */
   for (int i = 0; i < en->nmembers; i++) {
     const char *m = gc_enum_members[en->member0 + i];
-    if (strlen(m) == len && memcmp(m, s, len) == 0) return i;
+    if (m[0] == (len ? s[0] : 0) && strncmp(m, s, len) == 0 && m[len] == 0) return i;
   }
   return -1;
 }

@@ -37,6 +37,7 @@ typedef struct {
 
 typedef struct {
   const char *name;  /* short name: "call", or "action:answer" */
+  uint16_t name_len;
   const char *odata; /* "#microsoft.graph.call"; NULL for actions */
   int16_t base;      /* gc_types index of the base type, or -1 */
   int16_t deflt;     /* concrete type meant when only the base is known, or -1 */

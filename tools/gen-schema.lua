@@ -349,7 +349,7 @@ for _, t in ipairs(out_types) do
   if t.open then flags[#flags + 1] = "GC_T_OPEN" end
   if t.noannot or t.action then flags[#flags + 1] = "GC_T_NO_ANNOTATION" end
   if t.action then flags[#flags + 1] = "GC_T_ACTION" end
-  emit("  { %q, %s, %d, %d, %d, %d, %s },\n", t.name,
+  emit("  { %q, %d, %s, %d, %d, %d, %d, %s },\n", t.name, #t.name,
        t.odata and string.format("%q", t.odata) or "NULL",
        t.base and tindex[t.base] or -1, t.deflt and tindex[t.deflt] or -1,
        t.field0, #t.fields, #flags > 0 and table.concat(flags, " | ") or "0")

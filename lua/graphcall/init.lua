@@ -14,21 +14,11 @@ local known = {}
 for _, name in ipairs(core.types()) do known[name] = true end
 
 --- Build the JSON body of a Graph object or action.
--- @param kind "call", or an action name ("answer", "playPrompt", "participant.mute", ...)
--- @param spec table mirroring Graph's JSON (camelCase names)
--- @return JSON text, or nil and an error {code=, message=, path=}
-function M.build(kind, spec)
-  if type(kind) ~= "string" then
-    error("bad argument #1 to 'build' (string expected, got " .. type(kind) .. ")", 2)
-  end
-  if type(spec) ~= "table" then
-    error("bad argument #2 to 'build' (table expected, got " .. type(spec) .. ")", 2)
-  end
-  if not known[kind] then
-    error("bad argument #1 to 'build' (unknown type or action '" .. kind .. "')", 2)
-  end
-  return core.build(kind, spec)
-end
+-- build(kind, spec): kind is "call" or an action name ("answer", "playPrompt",
+-- "participant.mute", ...); spec is a table mirroring Graph's JSON (camelCase names).
+-- Returns the JSON text, or nil and an error {code=, message=, path=}. Raises on a kind it
+-- does not know or a spec that is not a table (programming errors).
+M.build = core.build
 
 --- The names build() takes: Graph types and action parameter sets.
 function M.kinds()
