@@ -4,6 +4,8 @@
 #   make demo     build the create-call requests of the ten reference scenarios
 #   make bench    request-building throughput against lua-cjson
 #   make asan     C tests and specs under AddressSanitizer + UBSan
+#   make valgrind C tests under valgrind memcheck
+#   make rock-check  luarocks make into a temporary tree, load it under lua5.4 and luajit
 #   make schema   regenerate csrc/schema_data.c from Graph's v1.0 metadata
 
 SHARED  ?= ../shared
@@ -27,7 +29,7 @@ SOJIT := $(B)/luajit/graphcall/core.so
 PKGS := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-busted \
         luarocks libcurl4-openssl-dev lua-expat clang valgrind
 
-.PHONY: all deps test test-c test-lua54 test-luajit demo bench asan schema check-schema clean
+.PHONY: all deps test test-asan demo bench asan valgrind rock-check schema check-schema clean
 
 all: $(SO54) $(SOJIT)
 
@@ -81,15 +83,32 @@ test-asan: all $(C_TESTS)
 	  tools/busted.sh lua5.4 $(B)/lua5.4 $(B)/results/busted-lua5.4.log
 	@tools/total.sh $(B)/results
 
+valgrind: deps $(C_TESTS)
+	@for t in $(C_TESTS); do GRAPHCALL_SHARED=$(SHARED) valgrind -q --error-exitcode=99 \
+	  --leak-check=full --errors-for-leak-kinds=definite $$t || exit 1; done
+
+rock-check: deps
+	@tools/rock-check.sh
+
 # ---- demo, bench, schema -----------------------------------------------------------------
 demo: deps all
 	@GRAPHCALL_SHARED=$(SHARED) LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
 	  LUA_CPATH="./$(B)/lua5.4/?.so;;" lua5.4 examples/seed-requests.lua
 
-bench: deps all
+bench: deps all $(B)/bench/json_parse
 	@for lua in lua5.4 luajit; do \
 	  GRAPHCALL_SHARED=$(SHARED) LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
-	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/build.lua; done
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/build.lua || exit 1; done
+	@for lua in lua5.4 luajit; do \
+	  GRAPHCALL_SHARED=$(SHARED) LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/decode.lua || exit 1; done
+	@lua5.4 -e 'package.path="./bench/?.lua;"..package.path; io.write(require("roster").text(1000))' \
+	  > $(B)/bench/roster-1000.json
+	@$(B)/bench/json_parse $(B)/bench/roster-1000.json
+
+$(B)/bench/json_parse: bench/json_parse.c $(CORE_SRC) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -O2 -DNDEBUG -Icsrc -o $@ $< $(CORE_SRC) -lm
 
 schema:
 	lua5.4 tools/gen-schema.lua $(SHARED)/graph/v1.0-metadata.csdl > csrc/schema_data.c.new

@@ -10,7 +10,19 @@
 #define GC_LUA51 1
 #define gc_rawlen(L, i) lua_objlen((L), (i))
 #define gc_isinteger(L, i) 0
+/* PUC Lua 5.1 headers (luarocks --lua-version=5.1) lack luaL_setfuncs; LuaJIT has it. Ours
+ * works for both. */
+static inline void gc_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+  luaL_checkstack(L, nup + 1, "too many upvalues");
+  for (; l->name; l++) {
+    for (int i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+    lua_pushcclosure(L, l->func, nup);
+    lua_setfield(L, -(nup + 2), l->name);
+  }
+  lua_pop(L, nup);
+}
 #else
+#define gc_setfuncs luaL_setfuncs
 #define gc_rawlen(L, i) lua_rawlen((L), (i))
 #define gc_isinteger(L, i) lua_isinteger((L), (i))
 #endif

@@ -334,7 +334,7 @@ int luaopen_graphcall_core(lua_State *L) {
   luaL_getmetatable(L, DEC_MT);
   lua_setmetatable(L, -2);
   lua_pushlstring(L, ODATA, sizeof ODATA - 1);
-  luaL_setfuncs(L, funcs, 3);
+  gc_setfuncs(L, funcs, 3);
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   luaL_getmetatable(L, ERROR_MT);

@@ -1,0 +1,33 @@
+rockspec_format = "3.0"
+package = "graphcall"
+version = "dev-1"
+source = {
+  url = "git+file:///graphcall",  -- `luarocks make` builds from the checkout; nothing is fetched
+}
+description = {
+  summary = "Microsoft Teams / Graph calling bots and IVR flows in Lua",
+  detailed = [[
+graphcall builds Graph cloud-communications requests (create call, answer, playPrompt, ...)
+from Lua tables, validated against Graph's v1.0 schema, with a C core for the wire work.
+Runs on Lua 5.4 and LuaJIT 2.1 (OpenResty).
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["graphcall.core"] = {
+      sources = {
+        "csrc/buf.c", "csrc/utf8.c", "csrc/schema.c", "csrc/schema_data.c",
+        "csrc/encode.c", "csrc/json.c", "csrc/lua_core.c",
+      },
+      defines = { "_DEFAULT_SOURCE" },
+      incdirs = { "csrc" },
+    },
+    ["graphcall"] = "lua/graphcall/init.lua",
+    ["graphcall.response"] = "lua/graphcall/response.lua",
+  },
+}

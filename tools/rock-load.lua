@@ -1,0 +1,7 @@
+-- rock-load.lua: run by tools/rock-check.sh under each interpreter against the installed rock.
+local g = require "graphcall"
+local json = assert(g.build("call", { callbackUri = "https://bot.example.com/cb",
+  requestedModalities = { "audio" }, mediaConfig = g.serviceHostedMediaConfig {},
+  targets = { { identity = { user = { id = "u1" } } } } }))
+assert(json:find('"#microsoft.graph.invitationParticipantInfo"', 1, true))
+print((jit and jit.version or _VERSION) .. ": graphcall from the rock tree builds a call (" .. #json .. " bytes)")
