@@ -29,7 +29,7 @@ SOJIT := $(B)/luajit/graphcall/core.so
 PKGS := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-busted \
         luarocks libcurl4-openssl-dev lua-expat clang valgrind
 
-.PHONY: all deps test test-asan demo bench asan valgrind rock-check schema check-schema clean
+.PHONY: all deps fixtures test test-asan demo bench asan valgrind rock-check schema check-schema clean
 
 all: $(SO54) $(SOJIT)
 
@@ -59,13 +59,16 @@ $(B)/ctest/%: spec/c/%.c spec/c/ctest.h $(CORE_SRC) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -Icsrc -o $@ $< $(CORE_SRC) -lm
 
-test: deps all $(C_TESTS)
+fixtures:
+	@test -d $(SHARED)/fixtures || { echo "no fixtures at $(SHARED)/fixtures: clone beside shared/ or set SHARED=..."; exit 1; }
+
+test: deps fixtures all $(C_TESTS)
 	@rm -rf $(B)/results && mkdir -p $(B)/results
 	@for t in $(C_TESTS); do GRAPHCALL_SHARED=$(SHARED) $$t > $(B)/results/$$(basename $$t).log 2>&1; \
-	  tail -n 1 $(B)/results/$$(basename $$t).log; \
+	  cat $(B)/results/$$(basename $$t).log; \
 	  grep -q . $(B)/results/$$(basename $$t).log || echo "0 passed, 1 failed" >> $(B)/results/$$(basename $$t).log; done
-	@tools/busted.sh lua5.4 $(B)/lua5.4 $(B)/results/busted-lua5.4.log
-	@tools/busted.sh luajit $(B)/luajit $(B)/results/busted-luajit.log
+	@GRAPHCALL_SHARED=$(SHARED) tools/busted.sh lua5.4 $(B)/lua5.4 $(B)/results/busted-lua5.4.log
+	@GRAPHCALL_SHARED=$(SHARED) tools/busted.sh luajit $(B)/luajit $(B)/results/busted-luajit.log
 	@tools/total.sh $(B)/results
 
 asan: deps
