@@ -10,9 +10,9 @@
 
 SHARED  ?= ../shared
 CC      ?= cc
-CFLAGS  ?= -O2 -g
+CFLAGS  ?= -O2 -g -flto
 WARN    := -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes
-PIC     := -fPIC
+PIC     := -fPIC -fvisibility=hidden
 
 CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c
 BIND_SRC := csrc/lua_core.c

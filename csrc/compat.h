@@ -6,6 +6,14 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+/* The module is built with -fvisibility=hidden: only luaopen_* is exported, and the core's
+ * functions call each other directly, not through the PLT. */
+#if defined(__GNUC__)
+#define GC_EXPORT __attribute__((visibility("default")))
+#else
+#define GC_EXPORT
+#endif
+
 #if defined(LUA_JITLIBNAME) || LUA_VERSION_NUM == 501
 #define GC_LUA51 1
 #define gc_rawlen(L, i) lua_objlen((L), (i))

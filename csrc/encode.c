@@ -169,7 +169,14 @@ int gc_enc_fail(gc_enc *e, gc_errcode code, const char *message) {
 
 void gc_enc_init(gc_enc *e, int root) {
   gc_buf_init(&e->out);
-  memset(&e->err, 0, sizeof e->err);
+  memset(e->tcache, 0, sizeof e->tcache);
+  gc_enc_reset(e, root);
+}
+
+void gc_enc_reset(gc_enc *e, int root) {
+  e->out.len = 0;
+  e->err.code = GC_E_OK;
+  e->err.path[0] = e->err.message[0] = 0;
   e->root = root;
   e->depth = -1;
   e->pending = NULL;
@@ -188,7 +195,7 @@ typedef struct {
   int root;            /* the top-level object */
 } slot;
 
-static slot next_slot(const gc_enc *e) {
+static inline slot next_slot(const gc_enc *e) {
   slot s = { NULL, 0, 0, 0 };
   if (e->depth < 0) { s.root = 1; return s; }
   const gc_frame *top = &e->st[e->depth];
@@ -227,14 +234,14 @@ static const char *kind_name(const gc_field *f, int element) {
 }
 
 /* Before any value: the separator, and the check that an array is not where a scalar goes. */
-static int pre_value(gc_enc *e, slot *s, const char *got, int is_array) {
+static inline int pre_value(gc_enc *e, slot *s, const char *got, int is_array) {
+  *s = next_slot(e);
   if (e->err.code) return -1;
   if (e->depth >= 0) {
     gc_frame *top = &e->st[e->depth];
     if (!top->is_array && !e->have_key)
       return fail_at(e, GC_E_STATE, NULL, 0, "value without a key");
   }
-  *s = next_slot(e);
   if (s->f && (s->f->flags & GC_F_COLLECTION) && !s->element && !is_array)
     return FAIL(e, GC_E_TYPE, "expected an array, got %s", got);
   if (s->f && (!(s->f->flags & GC_F_COLLECTION) || s->element) && is_array)
@@ -242,7 +249,7 @@ static int pre_value(gc_enc *e, slot *s, const char *got, int is_array) {
   return 0;
 }
 
-static void sep(gc_enc *e) {
+static inline void sep(gc_enc *e) {
   if (e->depth < 0) return;
   gc_frame *top = &e->st[e->depth];
   if (top->is_array) {
@@ -252,7 +259,7 @@ static void sep(gc_enc *e) {
 }
 
 /* After a value: mark the field as written, advance the array index. */
-static int post_value(gc_enc *e) {
+static inline int post_value(gc_enc *e) {
   if (e->depth >= 0) {
     gc_frame *top = &e->st[e->depth];
     if (top->is_array) {
@@ -331,7 +338,21 @@ int gc_enc_begin_object(gc_enc *e, const char *odata, size_t olen) {
                             kind_name(s.f, s.element));
 
   if (odata) {
-    int t = gc_type_find(odata, olen);
+    uintptr_t a = (uintptr_t)odata;
+    unsigned slot_i = (unsigned)((a >> 4) ^ (a >> 9)) & (GC_ENC_TCACHE - 1);
+    int t;
+    if (e->tcache[slot_i].p == odata && e->tcache[slot_i].len == olen &&
+        memcmp(e->tcache[slot_i].text, odata, olen) == 0) {
+      t = e->tcache[slot_i].type;
+    } else {
+      t = gc_type_find(odata, olen);
+      if (t >= 0 && olen <= sizeof e->tcache[0].text) {
+        e->tcache[slot_i].p = odata;
+        e->tcache[slot_i].len = olen;
+        e->tcache[slot_i].type = t;
+        memcpy(e->tcache[slot_i].text, odata, olen);
+      }
+    }
     if (t >= 0) {
       if (declared >= 0 && !gc_type_is_a(t, declared)) {
         char alts[160];
@@ -396,11 +417,17 @@ int gc_enc_key(gc_enc *e, const char *k, size_t len) {
   e->keylen = len;
   e->have_key = 1;
   e->pending = (!top->any && top->type >= 0) ? gc_field_find(top->type, k, len) : NULL;
-  if (!top->first) gc_buf_addc(&e->out, ',');
+  if (gc_buf_reserve(&e->out, len + 4) != 0) return fail_at(e, GC_E_MEMORY, NULL, 0, "out of memory");
+  if (!top->first) e->out.p[e->out.len++] = ',';
   top->first = 0;
-  gc_buf_addc(&e->out, '"');
-  if (gc_json_escape(&e->out, k, len) != 0)
+  e->out.p[e->out.len++] = '"';
+  if (e->pending) {
+    /* equal to a schema name: plain ASCII, nothing to escape or validate */
+    memcpy(e->out.p + e->out.len, k, len);
+    e->out.len += len;
+  } else if (gc_json_escape(&e->out, k, len) != 0) {
     return FAIL(e, GC_E_UTF8, "key is not valid UTF-8");
+  }
   gc_buf_add(&e->out, "\":", 2);
   return 0;
 }
@@ -412,17 +439,14 @@ int gc_enc_end_object(gc_enc *e) {
   gc_frame *top = &e->st[e->depth];
   if (top->type >= 0 && !top->any) {
     const gc_type *t = &gc_types[top->type];
-    int has_one_of = 0, one_of_seen = 0;
-    for (unsigned i = 0; i < t->nfields && i < 64; i++) {
-      const gc_field *f = &gc_fields[t->field0 + i];
-      int seen = (top->seen >> i) & 1;
-      if ((f->flags & GC_F_REQUIRED) && !seen)
-        return fail_at(e, GC_E_REQUIRED, f->name, f->len, "is required");
-      if (f->flags & GC_F_ONE_OF) {
-        has_one_of = 1;
-        one_of_seen |= seen;
+    if ((top->seen & t->required) != t->required) {
+      for (unsigned i = 0; i < t->nfields && i < 64; i++) {
+        const gc_field *f = &gc_fields[t->field0 + i];
+        if (((t->required >> i) & 1) && !((top->seen >> i) & 1))
+          return fail_at(e, GC_E_REQUIRED, f->name, f->len, "is required");
       }
     }
+    int has_one_of = t->one_of != 0, one_of_seen = (top->seen & t->one_of) != 0;
     if (has_one_of && !one_of_seen) {
       char names[128];
       size_t nn = 0;

@@ -13,6 +13,7 @@
 #include "buf.h"
 
 #define GC_ENC_MAX_DEPTH 32
+#define GC_ENC_TCACHE 32  /* power of two */
 
 /* Stable error codes (err.code); the Lua layer exposes them as strings. */
 typedef enum {
@@ -66,11 +67,16 @@ typedef struct {
   size_t keylen;
   int have_key;
   gc_frame st[GC_ENC_MAX_DEPTH];
+  /* @odata.type lookups by string address: Lua interns strings, so a spec built once and
+   * sent many times hits here; a hit is verified against a copy of the text, never trusted. */
+  struct { const char *p; size_t len; int type; char text[64]; } tcache[GC_ENC_TCACHE];
 } gc_enc;
 
 /* root: a gc_types index (see gc_root_find). Keys passed to gc_enc_key must stay valid until
  * their value is complete (they are used for error paths). */
 void gc_enc_init(gc_enc *e, int root);
+/* Start a new document with e's buffer and caches (after gc_enc_init). */
+void gc_enc_reset(gc_enc *e, int root);
 void gc_enc_free(gc_enc *e);
 
 gc_expect gc_enc_expect(const gc_enc *e);

@@ -72,6 +72,12 @@ static long sequence_length(lua_State *L, int idx) {
   return count;
 }
 
+/* The encoder userdata: the C encoder plus what the walk needs from this Lua state. */
+typedef struct {
+  gc_enc e;                /* first: walk() gets &encoder.e and casts back */
+  const char *odata_key;   /* content of the interned "@odata.type" string (upvalue 3) */
+} encoder;
+
 static int walk(lua_State *L, gc_enc *e, int idx);
 
 static int walk_array(lua_State *L, gc_enc *e, int idx, long n) {
@@ -111,7 +117,8 @@ static int walk_object(lua_State *L, gc_enc *e, int idx) {
       }
       size_t klen;
       const char *k = lua_tolstring(L, -2, &klen);
-      if (lua_rawequal(L, -2, lua_upvalueindex(3))) { lua_pop(L, 1); continue; } /* interned */
+      /* short strings are interned in 5.4 and LuaJIT: same content, same address */
+      if (k == ((encoder *)e)->odata_key) { lua_pop(L, 1); continue; }
       if (gc_enc_key(e, k, klen) || walk(L, e, lua_gettop(L))) { lua_pop(L, 2); r = -1; break; }
       lua_pop(L, 1);
     }
@@ -178,8 +185,8 @@ typedef struct {
 } decoder;
 
 static int enc_gc(lua_State *L) {
-  gc_enc *e = luaL_checkudata(L, 1, ENC_MT);
-  gc_enc_free(e);
+  encoder *enc = luaL_checkudata(L, 1, ENC_MT);
+  gc_enc_free(&enc->e);
   return 0;
 }
 
@@ -197,11 +204,9 @@ static int l_build(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   int root = gc_root_find(name, nlen);
   if (root < 0) return luaL_argerror(L, 1, lua_pushfstring(L, "unknown type or action '%s'", name));
-  gc_enc *e = lua_touserdata(L, lua_upvalueindex(1));
-  gc_buf keep = e->out;
-  gc_enc_init(e, root);
-  e->out = keep;
-  e->out.len = 0;
+  encoder *enc = lua_touserdata(L, lua_upvalueindex(1));
+  gc_enc *e = &enc->e;
+  gc_enc_reset(e, root);
   int r = walk(L, e, 2);
   int n;
   if (r || e->err.code) {
@@ -307,7 +312,7 @@ static const luaL_Reg funcs[] = {
   { NULL, NULL },
 };
 
-int luaopen_graphcall_core(lua_State *L) {
+GC_EXPORT int luaopen_graphcall_core(lua_State *L) {
   if (luaL_newmetatable(L, ERROR_MT)) {
     lua_pushcfunction(L, error_tostring);
     lua_setfield(L, -2, "__tostring");
@@ -324,8 +329,8 @@ int luaopen_graphcall_core(lua_State *L) {
   }
   lua_pop(L, 1);
   lua_newtable(L);
-  gc_enc *e = lua_newuserdata(L, sizeof *e);
-  gc_enc_init(e, 0);
+  encoder *enc = lua_newuserdata(L, sizeof *enc);
+  gc_enc_init(&enc->e, 0);
   luaL_getmetatable(L, ENC_MT);
   lua_setmetatable(L, -2);
   decoder *d = lua_newuserdata(L, sizeof *d);
@@ -334,6 +339,7 @@ int luaopen_graphcall_core(lua_State *L) {
   luaL_getmetatable(L, DEC_MT);
   lua_setmetatable(L, -2);
   lua_pushlstring(L, ODATA, sizeof ODATA - 1);
+  enc->odata_key = lua_tostring(L, -1);  /* kept alive as an upvalue of every function */
   gc_setfuncs(L, funcs, 3);
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");

@@ -9,7 +9,9 @@ static int find_exact(const char *name, size_t len) {
     int mid = (lo + hi) / 2;
     const char *n = gc_types[mid].name;
     size_t nl = gc_types[mid].name_len;
-    int c = memcmp(n, name, nl < len ? nl : len);
+    size_t m = nl < len ? nl : len;
+    int c = 0;
+    for (size_t i = 0; i < m && !c; i++) c = (unsigned char)n[i] - (unsigned char)name[i];
     if (c == 0) c = (nl > len) - (nl < len);
     if (c == 0) return mid;
     if (c < 0) lo = mid + 1; else hi = mid - 1;
@@ -17,13 +19,24 @@ static int find_exact(const char *name, size_t len) {
   return -1;
 }
 
-int gc_type_find(const char *name, size_t len) {
-  if (len && name[0] == '#') { name++; len--; }
-  static const char ns[] = "microsoft.graph.";
-  if (len > sizeof(ns) - 1 && memcmp(name, ns, sizeof(ns) - 1) == 0) {
-    name += sizeof(ns) - 1;
-    len -= sizeof(ns) - 1;
+static const char ns[] = "microsoft.graph.";
+
+/* "#microsoft.graph.x", "microsoft.graph.x" and "x" all name x */
+static void short_name(const char **name, size_t *len) {
+  if (*len && (*name)[0] == '#') { (*name)++; (*len)--; }
+  if (*len > sizeof(ns) - 1 && memcmp(*name, ns, sizeof(ns) - 1) == 0) {
+    *name += sizeof(ns) - 1;
+    *len -= sizeof(ns) - 1;
   }
+}
+
+int gc_type_matches(int t, const char *name, size_t len) {
+  short_name(&name, &len);
+  return gc_types[t].name_len == len && gc_name_eq(gc_types[t].name, name, len);
+}
+
+int gc_type_find(const char *name, size_t len) {
+  short_name(&name, &len);
   int t = find_exact(name, len);
   return (t >= 0 && (gc_types[t].flags & GC_T_ACTION)) ? -1 : t;
 }
@@ -42,7 +55,7 @@ const gc_field *gc_field_find(int t, const char *name, size_t len) {
   const gc_type *ty = &gc_types[t];
   const gc_field *f = &gc_fields[ty->field0], *end = f + ty->nfields;
   for (; f < end; f++)
-    if (f->len == len && f->name[0] == name[0] && memcmp(f->name, name, len) == 0) return f;
+    if (f->len == len && f->name[0] == name[0] && gc_name_eq(f->name, name, len)) return f;
   return NULL;
 }
 

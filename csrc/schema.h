@@ -43,6 +43,8 @@ typedef struct {
   int16_t deflt;     /* concrete type meant when only the base is known, or -1 */
   uint16_t field0, nfields;
   uint8_t flags;     /* GC_T_* */
+  uint64_t required; /* bit i: field field0+i is REQUIRED */
+  uint64_t one_of;   /* bit i: field field0+i is ONE_OF */
 } gc_type;
 
 typedef struct {
@@ -60,9 +62,19 @@ extern const char *const *const gc_enum_members;
 /* Index of a type by short name ("mediaPrompt") or full annotation ("#microsoft.graph.x",
  * "microsoft.graph.x"); -1 if unknown. */
 int gc_type_find(const char *name, size_t len);
+/* 1 if name (in any of gc_type_find's forms) names type t. */
+int gc_type_matches(int t, const char *name, size_t len);
 /* What graphcall.build() can build: an action's parameters ("answer", "participant.mute")
  * or a type ("call"); -1 if neither. */
 int gc_root_find(const char *name, size_t len);
+/* Equality of a length-counted string with a schema name, without a libc call: schema names
+ * are short, and this runs for every key. */
+static inline int gc_name_eq(const char *a, const char *b, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
+}
+
 /* Field of type t named name, or NULL. */
 const gc_field *gc_field_find(int t, const char *name, size_t len);
 /* 1 if type t is base or derives from it. */

@@ -349,10 +349,18 @@ for _, t in ipairs(out_types) do
   if t.open then flags[#flags + 1] = "GC_T_OPEN" end
   if t.noannot or t.action then flags[#flags + 1] = "GC_T_NO_ANNOTATION" end
   if t.action then flags[#flags + 1] = "GC_T_ACTION" end
-  emit("  { %q, %d, %s, %d, %d, %d, %d, %s },\n", t.name, #t.name,
+  local req, oneof = 0, 0
+  assert(#t.fields <= 64, t.name .. " has more than 64 fields")
+  for i, f in ipairs(t.fields) do
+    for _, fl in ipairs(f.flags) do
+      if fl == "REQUIRED" then req = req | (1 << (i - 1)) end
+      if fl == "ONE_OF" then oneof = oneof | (1 << (i - 1)) end
+    end
+  end
+  emit("  { %q, %d, %s, %d, %d, %d, %d, %s, 0x%xu, 0x%xu },\n", t.name, #t.name,
        t.odata and string.format("%q", t.odata) or "NULL",
        t.base and tindex[t.base] or -1, t.deflt and tindex[t.deflt] or -1,
-       t.field0, #t.fields, #flags > 0 and table.concat(flags, " | ") or "0")
+       t.field0, #t.fields, #flags > 0 and table.concat(flags, " | ") or "0", req, oneof)
 end
 emit("};\nconst int gc_ntypes = %d;\n", #out_types)
 
