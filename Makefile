@@ -14,8 +14,9 @@ CFLAGS  ?= -O2 -g -flto
 WARN    := -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes
 PIC     := -fPIC -fvisibility=hidden
 
-CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c
-BIND_SRC := csrc/lua_core.c
+CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c \
+            csrc/notify.c
+BIND_SRC := csrc/lua_core.c csrc/lua_notify.c
 HDRS     := $(wildcard csrc/*.h)
 
 LUA54_INC := /usr/include/lua5.4

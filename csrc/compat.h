@@ -29,8 +29,27 @@ static inline void gc_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
   }
   lua_pop(L, nup);
 }
+/* a userdata with one user value: a table holding it, as 5.1 userdata have only an env */
+static inline void *gc_newuserdata_uv(lua_State *L, size_t sz) { return lua_newuserdata(L, sz); }
+static inline void gc_set_uservalue(lua_State *L, int ud) {  /* pops the value */
+  lua_createtable(L, 1, 0);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, 1);
+  lua_setfenv(L, ud);
+}
+static inline void *gc_testudata(lua_State *L, int ud, const char *tname) {
+  void *p = lua_touserdata(L, ud);
+  if (!p || !lua_getmetatable(L, ud)) return NULL;
+  luaL_getmetatable(L, tname);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? p : NULL;
+}
 #else
+#define gc_testudata luaL_testudata
 #define gc_setfuncs luaL_setfuncs
+#define gc_newuserdata_uv(L, sz) lua_newuserdatauv((L), (sz), 1)
+#define gc_set_uservalue(L, ud) lua_setiuservalue((L), (ud), 1)
 #define gc_rawlen(L, i) lua_rawlen((L), (i))
 #define gc_isinteger(L, i) lua_isinteger((L), (i))
 #endif

@@ -26,6 +26,7 @@ static int add_tok(gc_jdoc *d, uint8_t type, uint8_t flags, size_t off, size_t l
   t->off = (uint32_t)off;
   t->len = (uint32_t)len;
   t->next = d->ntok;
+  t->end = (uint32_t)(off + len + (type == GC_J_STRING));
   return 0;
 }
 
@@ -240,6 +241,7 @@ close:
     gc_jtok *c = &d->tok[stack[depth].tok];
     c->len = stack[depth].count;
     c->next = d->ntok;
+    c->end = (uint32_t)i;
   }
   goto after;
 

@@ -25,6 +25,7 @@ typedef struct {
   uint32_t off;   /* string: first byte after the quote; number: first byte */
   uint32_t len;   /* string/number: bytes of text; array: elements; object: members */
   uint32_t next;  /* index of the token after this value (and all it contains) */
+  uint32_t end;   /* byte offset just past the value's text (closing quote or bracket) */
 } gc_jtok;
 
 typedef struct {

@@ -6,9 +6,9 @@
 #include "compat.h"
 #include "encode.h"
 #include "json.h"
+#include "lua_glue.h"
 #include "schema.h"
 
-#define ERROR_MT "graphcall.error"
 
 /* ---- errors as values --------------------------------------------------------------- */
 
@@ -23,7 +23,7 @@ static int error_tostring(lua_State *L) {
 }
 
 /* Push nil, {code=, message=, path=} and return 2. */
-static int push_error(lua_State *L, const char *code, const char *message, const char *path) {
+int gc_l_push_error(lua_State *L, const char *code, const char *message, const char *path) {
   lua_pushnil(L);
   lua_createtable(L, 0, 3);
   lua_pushstring(L, code);
@@ -94,7 +94,7 @@ static int walk_array(lua_State *L, gc_enc *e, int idx, long n) {
 static int walk_object(lua_State *L, gc_enc *e, int idx) {
   const char *odata = NULL;
   size_t olen = 0;
-  lua_pushvalue(L, lua_upvalueindex(3)); /* "@odata.type", interned once */
+  lua_pushvalue(L, lua_upvalueindex(UV_ODATA)); /* "@odata.type", interned once */
   lua_rawget(L, idx);
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING) {
@@ -177,12 +177,7 @@ static int walk(lua_State *L, gc_enc *e, int idx) {
  * buffers stay warm), and freed by __gc even if a Lua error (out of memory) cuts a call short. */
 #define ENC_MT "graphcall.encoder"
 #define DEC_MT "graphcall.decoder"
-#define KEEP_BYTES (1u << 20)  /* larger buffers are released after use */
 
-typedef struct {
-  gc_jdoc doc;
-  gc_buf scratch;
-} decoder;
 
 static int enc_gc(lua_State *L) {
   encoder *enc = luaL_checkudata(L, 1, ENC_MT);
@@ -204,13 +199,13 @@ static int l_build(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   int root = gc_root_find(name, nlen);
   if (root < 0) return luaL_argerror(L, 1, lua_pushfstring(L, "unknown type or action '%s'", name));
-  encoder *enc = lua_touserdata(L, lua_upvalueindex(1));
+  encoder *enc = lua_touserdata(L, lua_upvalueindex(UV_ENCODER));
   gc_enc *e = &enc->e;
   gc_enc_reset(e, root);
   int r = walk(L, e, 2);
   int n;
   if (r || e->err.code) {
-    n = push_error(L, gc_errcode_name(e->err.code), e->err.message, e->err.path);
+    n = gc_l_push_error(L, gc_errcode_name(e->err.code), e->err.message, e->err.path);
   } else {
     lua_pushlstring(L, e->out.p, e->out.len);
     n = 1;
@@ -233,22 +228,20 @@ static int l_types(lua_State *L) {
 
 /* ---- decode: JSON text to Lua tables ------------------------------------------------ */
 
-static void push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
-
-static void push_str(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch) {
+void gc_l_push_str(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch) {
   size_t len;
   const char *s = gc_json_str(d, t, scratch, &len);
   if (!s) luaL_error(L, "out of memory");
   lua_pushlstring(L, s, len);
 }
 
-static void push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch) {
+void gc_l_push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch) {
   const gc_jtok *k = &d->tok[t];
   switch (k->type) {
     case GC_J_NULL: lua_pushlightuserdata(L, NULL); break;
     case GC_J_TRUE: lua_pushboolean(L, 1); break;
     case GC_J_FALSE: lua_pushboolean(L, 0); break;
-    case GC_J_STRING: push_str(L, d, t, scratch); break;
+    case GC_J_STRING: gc_l_push_str(L, d, t, scratch); break;
     case GC_J_NUMBER: {
       int64_t v;
 #ifndef GC_LUA51
@@ -264,7 +257,7 @@ static void push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch
       lua_createtable(L, (int)k->len, 0);
       uint32_t c = t + 1;
       for (uint32_t i = 1; i <= k->len; i++) {
-        push_tok(L, d, c, scratch);
+        gc_l_push_tok(L, d, c, scratch);
         lua_rawseti(L, -2, (int)i);
         c = d->tok[c].next;
       }
@@ -275,8 +268,8 @@ static void push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch
       lua_createtable(L, 0, (int)k->len);
       uint32_t c = t + 1;
       for (uint32_t i = 0; i < k->len; i++) {
-        push_str(L, d, c, scratch);
-        push_tok(L, d, c + 1, scratch);
+        gc_l_push_str(L, d, c, scratch);
+        gc_l_push_tok(L, d, c + 1, scratch);
         lua_rawset(L, -3);
         c = d->tok[c + 1].next;
       }
@@ -290,16 +283,16 @@ static int l_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
   gc_json_limits lim = { (size_t)luaL_optnumber(L, 2, 0), (int)luaL_optinteger(L, 3, 0) };
-  decoder *d = lua_touserdata(L, lua_upvalueindex(2));
+  decoder *d = lua_touserdata(L, lua_upvalueindex(UV_DECODER));
   gc_jtok *tok = d->doc.tok;
   uint32_t cap = d->doc.cap;
   int r = gc_json_parse(&d->doc, s, len, &lim, tok, cap);
   if (r != 0) {
     char msg[128];
     snprintf(msg, sizeof msg, "invalid JSON: %s at byte %zu", d->doc.error, d->doc.error_at + 1);
-    return push_error(L, "json", msg, "");
+    return gc_l_push_error(L, "json", msg, "");
   }
-  push_tok(L, &d->doc, 0, &d->scratch);
+  gc_l_push_tok(L, &d->doc, 0, &d->scratch);
   if ((size_t)d->doc.cap * sizeof(gc_jtok) > KEEP_BYTES) gc_json_free(&d->doc);
   if (d->scratch.cap > KEEP_BYTES) gc_buf_free(&d->scratch);
   return 1;
@@ -309,6 +302,8 @@ static const luaL_Reg funcs[] = {
   { "build", l_build },
   { "types", l_types },
   { "decode", l_decode },
+  { "parse_notifications", gc_l_parse_notifications },
+  { "materialize", gc_l_materialize },
   { NULL, NULL },
 };
 
@@ -318,6 +313,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L) {
     lua_setfield(L, -2, "__tostring");
   }
   lua_pop(L, 1);
+  gc_l_notify_open(L);
   if (luaL_newmetatable(L, ENC_MT)) {
     lua_pushcfunction(L, enc_gc);
     lua_setfield(L, -2, "__gc");
@@ -340,6 +336,11 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_pushlstring(L, ODATA, sizeof ODATA - 1);
   enc->odata_key = lua_tostring(L, -1);  /* kept alive as an upvalue of every function */
+  luaL_getmetatable(L, "graphcall.lazy");
+  for (int i = 0; i < 3; i++) lua_pushvalue(L, -4);
+  lua_pushcclosure(L, gc_l_lazy_index, 3);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
   gc_setfuncs(L, funcs, 3);
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");

@@ -22,7 +22,7 @@ build = {
     ["graphcall.core"] = {
       sources = {
         "csrc/buf.c", "csrc/utf8.c", "csrc/schema.c", "csrc/schema_data.c",
-        "csrc/encode.c", "csrc/json.c", "csrc/lua_core.c",
+        "csrc/encode.c", "csrc/json.c", "csrc/notify.c", "csrc/lua_core.c", "csrc/lua_notify.c",
       },
       defines = { "_DEFAULT_SOURCE" },
       incdirs = { "csrc" },

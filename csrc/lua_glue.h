@@ -1,0 +1,34 @@
+/* lua_glue.h: what the files of the binding layer share (graphcall.core). */
+#ifndef GC_LUA_GLUE_H
+#define GC_LUA_GLUE_H
+
+#include "compat.h"
+#include "buf.h"
+#include "json.h"
+
+#define ERROR_MT "graphcall.error"
+#define KEEP_BYTES (1u << 20)  /* larger reusable buffers are released after use */
+
+/* upvalues of every graphcall.core function */
+#define UV_ENCODER 1
+#define UV_DECODER 2
+#define UV_ODATA 3
+
+typedef struct {
+  gc_jdoc doc;
+  gc_buf scratch;
+} decoder;
+
+/* nil, {code=, message=, path=} with the error metatable; returns 2 */
+int gc_l_push_error(lua_State *L, const char *code, const char *message, const char *path);
+/* the JSON value at token t as Lua values (null = lightuserdata NULL) */
+void gc_l_push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
+void gc_l_push_str(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
+
+/* lua_notify.c */
+void gc_l_notify_open(lua_State *L);
+int gc_l_parse_notifications(lua_State *L);
+int gc_l_materialize(lua_State *L);
+int gc_l_lazy_index(lua_State *L);  /* needs the core upvalues */
+
+#endif

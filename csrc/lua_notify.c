@@ -1,0 +1,368 @@
+/* lua_notify.c: graphcall.core.parse_notifications, commsNotifications as Lua events.
+ *
+ * What handlers dispatch on is read eagerly (kind, ids, state, tones, status, resultInfo,
+ * roster sequence numbers); everything else stays in the parsed tape until asked for: an
+ * event's `data` and a roster participant's other fields are built on first access. The tape
+ * and the body text are owned by a "graphcall.notifdoc" userdata that the lazy tables hold. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_glue.h"
+#include "notify.h"
+
+#define DOC_MT "graphcall.notifdoc"
+#define LAZY_MT "graphcall.lazy"
+
+typedef struct {
+  gc_jdoc doc;  /* text points into the body string held as the user value */
+} notifdoc;
+
+static int doc_gc(lua_State *L) {
+  notifdoc *nd = luaL_checkudata(L, 1, DOC_MT);
+  gc_json_free(&nd->doc);
+  return 0;
+}
+
+static const char *const kinds[] = { "call", "participants", "operation", "contentSharing", "unknown" };
+
+/* ---- small setters ------------------------------------------------------------------- */
+
+static void set_str_tok(lua_State *L, const gc_jdoc *d, uint32_t t, const char *key,
+                        gc_buf *scratch) {
+  if (!t || d->tok[t].type != GC_J_STRING) return;
+  gc_l_push_str(L, d, t, scratch);
+  lua_setfield(L, -2, key);
+}
+
+static void set_member_str(lua_State *L, const gc_jdoc *d, uint32_t obj, const char *k,
+                           gc_buf *scratch) {
+  set_str_tok(L, d, obj ? gc_json_get(d, obj, k, strlen(k)) : 0, k, scratch);
+}
+
+static void set_span(lua_State *L, const gc_jdoc *d, gc_span s, const char *key) {
+  if (!s.len) return;
+  lua_pushlstring(L, d->text + s.off, s.len);
+  lua_setfield(L, -2, key);
+}
+
+static void push_int(lua_State *L, int64_t v) {
+#ifdef GC_LUA51
+  lua_pushnumber(L, (lua_Number)v);
+#else
+  lua_pushinteger(L, (lua_Integer)v);
+#endif
+}
+
+/* integer member, also from a numeric string */
+static void set_member_int(lua_State *L, const gc_jdoc *d, uint32_t obj, const char *k,
+                           const char *as) {
+  uint32_t t = obj ? gc_json_get(d, obj, k, strlen(k)) : 0;
+  int64_t v;
+  if (t && gc_json_int(d, t, 1, &v) == 0) {
+    push_int(L, v);
+    lua_setfield(L, -2, as ? as : k);
+  }
+}
+
+static void set_result(lua_State *L, const gc_jdoc *d, uint32_t obj, gc_buf *scratch) {
+  uint32_t ri = obj ? gc_json_get(d, obj, "resultInfo", 10) : 0;
+  if (!ri || d->tok[ri].type != GC_J_OBJECT) return;
+  int64_t code = 0, sub = 0;
+  int hc, hs;
+  uint32_t msg;
+  gc_notify_result(d, ri, &code, &hc, &sub, &hs, &msg);
+  lua_createtable(L, 0, 3);
+  if (hc) { push_int(L, code); lua_setfield(L, -2, "code"); }
+  if (hs) { push_int(L, sub); lua_setfield(L, -2, "subcode"); }
+  set_str_tok(L, d, msg, "message", scratch);
+  lua_setfield(L, -2, "resultInfo");
+}
+
+/* a lazy table: eager fields are set by the caller; the rest comes from token t on demand */
+static void push_lazy(lua_State *L, int docidx, uint32_t t, int narr, int nrec) {
+  lua_createtable(L, narr, nrec + 2);
+  lua_pushvalue(L, docidx);
+  lua_setfield(L, -2, "__doc");
+  push_int(L, t);
+  lua_setfield(L, -2, "__tok");
+  luaL_getmetatable(L, LAZY_MT);
+  lua_setmetatable(L, -2);
+}
+
+/* ---- kinds ------------------------------------------------------------------------- */
+
+static void call_fields(lua_State *L, const gc_jdoc *d, uint32_t item, gc_buf *scratch) {
+  if (!item) return;
+  uint32_t st = gc_json_get(d, item, "state", 5);
+  set_str_tok(L, d, st, "state", scratch);
+  if (st && gc_json_streq(d, st, "incoming", 8)) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "incoming");
+  }
+  set_member_str(L, d, item, "direction", scratch);
+  set_member_str(L, d, item, "tenantId", scratch);
+  set_member_str(L, d, item, "callChainId", scratch);
+  set_member_str(L, d, item, "myParticipantId", scratch);
+  uint32_t ti = gc_json_get(d, item, "toneInfo", 8);
+  if (ti && d->tok[ti].type == GC_J_OBJECT) {
+    lua_createtable(L, 0, 2);
+    set_member_str(L, d, ti, "tone", scratch);
+    set_member_int(L, d, ti, "sequenceId", NULL);
+    lua_setfield(L, -2, "toneInfo");
+  }
+  set_result(L, d, item, scratch);
+}
+
+static void participant_proxy(lua_State *L, const gc_jdoc *d, int docidx, uint32_t p,
+                              gc_buf *scratch) {
+  push_lazy(L, docidx, p, 0, 3);
+  set_member_str(L, d, p, "id", scratch);
+  set_member_int(L, d, p, "rosterSequenceNumber", NULL);
+  uint32_t rs = gc_json_get(d, p, "removedState", 12);
+  lua_pushboolean(L, rs && d->tok[rs].type != GC_J_NULL);
+  lua_setfield(L, -2, "removed");
+}
+
+static void push_participants(lua_State *L, const gc_jdoc *d, int docidx, uint32_t arr,
+                              gc_buf *scratch) {
+  uint32_t n = (arr && d->tok[arr].type == GC_J_ARRAY) ? d->tok[arr].len : 0;
+  lua_createtable(L, (int)n, 0);
+  uint32_t c = arr + 1;
+  int k = 0;
+  for (uint32_t i = 0; i < n; i++, c = d->tok[c].next) {
+    if (d->tok[c].type != GC_J_OBJECT) continue;
+    participant_proxy(L, d, docidx, c, scratch);
+    lua_rawseti(L, -2, ++k);
+  }
+}
+
+static void participants_fields(lua_State *L, const gc_jdoc *d, int docidx, const gc_notif *e,
+                                gc_buf *scratch) {
+  uint32_t item = e->item_tok;
+  uint32_t ot = item ? gc_json_get(d, item, "@odata.type", 11) : 0;
+  if (ot && gc_json_streq(d, ot, "#microsoft.graph.deltaParticipants", 34)) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "delta");
+    set_member_int(L, d, item, "sequenceNumber", NULL);
+    push_participants(L, d, docidx, gc_json_get(d, item, "participants", 12), scratch);
+  } else if (e->data_tok && d->tok[e->data_tok].type == GC_J_ARRAY) {
+    push_participants(L, d, docidx, e->data_tok, scratch);
+  } else {
+    push_participants(L, d, docidx, 0, scratch);
+  }
+  lua_setfield(L, -2, "participants");
+}
+
+static void operation_fields(lua_State *L, const gc_jdoc *d, const gc_notif *e,
+                             gc_buf *scratch) {
+  uint32_t item = e->item_tok;
+  if (e->sub_id.len) set_span(L, d, e->sub_id, "operationId");
+  else set_str_tok(L, d, item ? gc_json_get(d, item, "id", 2) : 0, "operationId", scratch);
+  if (!item) return;
+  uint32_t ot = gc_json_get(d, item, "@odata.type", 11);
+  if (ot && d->tok[ot].type == GC_J_STRING) {
+    char name[64];
+    size_t n = gc_notify_optype(d->text + d->tok[ot].off, d->tok[ot].len, name, sizeof name);
+    lua_pushlstring(L, n ? name : "unknown", n ? n : 7);
+    lua_setfield(L, -2, "operationType");
+  }
+  uint32_t st = gc_json_get(d, item, "status", 6);
+  if (st && d->tok[st].type == GC_J_STRING) {
+    const char *s = gc_notify_status(d->text + d->tok[st].off, d->tok[st].len);
+    if (s) lua_pushstring(L, s); else gc_l_push_str(L, d, st, scratch);
+    lua_setfield(L, -2, "status");
+  }
+  set_member_str(L, d, item, "clientContext", scratch);
+  set_result(L, d, item, scratch);
+  /* the type's own fields (recordingLocation, completionReason, participants, ...) */
+  uint32_t c = item + 1;
+  for (uint32_t i = 0; i < d->tok[item].len; i++, c = d->tok[c + 1].next) {
+    size_t klen;
+    const char *k = gc_json_str(d, c, scratch, &klen);
+    if (!k || (klen && k[0] == '@')) continue;
+    lua_pushlstring(L, k, klen);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    int taken = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (taken || (klen == 2 && memcmp(k, "id", 2) == 0)) { lua_pop(L, 1); continue; }
+    gc_l_push_tok(L, d, c + 1, scratch);
+    lua_rawset(L, -3);
+  }
+}
+
+static void sharing_fields(lua_State *L, const gc_jdoc *d, const gc_notif *e, gc_buf *scratch) {
+  set_span(L, d, e->sub_id, "sessionId");
+  if (e->data_tok && d->tok[e->data_tok].type == GC_J_ARRAY) {
+    gc_l_push_tok(L, d, e->data_tok, scratch);
+  } else {
+    lua_createtable(L, 1, 0);
+    if (e->data_tok) {
+      gc_l_push_tok(L, d, e->data_tok, scratch);
+      lua_rawseti(L, -2, 1);
+    }
+  }
+  lua_setfield(L, -2, "sessions");
+}
+
+/* ---- parse_notifications ------------------------------------------------------------ */
+
+static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_notif *e,
+                       gc_buf *scratch) {
+  static const char *const changes[] = { "created", "updated", "deleted" };
+  lua_createtable(L, 0, 12);
+  if (e->change < GC_C_OTHER) lua_pushstring(L, changes[e->change]);
+  else gc_l_push_str(L, d, e->change_tok, scratch);
+  lua_setfield(L, -2, "changeType");
+  set_str_tok(L, d, e->url_tok, "resourceUrl", scratch);
+  set_str_tok(L, d, e->resource_tok, "resource", scratch);
+  if (!e->url_tok) set_str_tok(L, d, e->resource_tok, "resourceUrl", scratch);
+  set_span(L, d, e->call_id, "callId");
+  lua_pushstring(L, kinds[e->kind]);
+  lua_setfield(L, -2, "kind");
+  char fp[17];
+  snprintf(fp, sizeof fp, "%016llx", (unsigned long long)e->hash);
+  lua_pushlstring(L, fp, 16);
+  lua_setfield(L, -2, "fingerprint");
+  if (e->item_tok) set_member_str(L, d, e->item_tok, "@odata.type", scratch);
+  switch (e->kind) {
+    case GC_N_CALL: call_fields(L, d, e->item_tok, scratch); break;
+    case GC_N_PARTICIPANTS: participants_fields(L, d, docidx, e, scratch); break;
+    case GC_N_OPERATION: operation_fields(L, d, e, scratch); break;
+    case GC_N_CONTENT_SHARING: sharing_fields(L, d, e, scratch); break;
+    default: break;
+  }
+  /* data: the whole resourceData, built on first access */
+  if (e->data_tok) {
+    lua_pushvalue(L, docidx);
+    lua_setfield(L, -2, "__doc");
+    push_int(L, e->data_tok);
+    lua_setfield(L, -2, "__data");
+    luaL_getmetatable(L, LAZY_MT);
+    lua_setmetatable(L, -2);
+  }
+}
+
+/* core.parse_notifications(body [, max_size [, max_depth [, max_notifications]]])
+ *   -> events | nil, err */
+int gc_l_parse_notifications(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  gc_json_limits lim = { (size_t)luaL_optnumber(L, 2, 0), (int)luaL_optinteger(L, 3, 0) };
+  size_t maxn = (size_t)luaL_optinteger(L, 4, GC_NOTIFY_DEFAULT_MAX);
+  decoder *dec = lua_touserdata(L, lua_upvalueindex(UV_DECODER));
+
+  notifdoc *nd = gc_newuserdata_uv(L, sizeof *nd);
+  memset(nd, 0, sizeof *nd);
+  luaL_getmetatable(L, DOC_MT);
+  lua_setmetatable(L, -2);
+  int docidx = lua_gettop(L);
+  lua_pushvalue(L, 1);
+  gc_set_uservalue(L, docidx);  /* the body lives as long as the tape that points into it */
+
+  /* parse with the decoder's warm token array, then hand it to the document */
+  if (gc_json_parse(&nd->doc, s, len, &lim, dec->doc.tok, dec->doc.cap) != 0) {
+    dec->doc.tok = nd->doc.tok;
+    dec->doc.cap = nd->doc.cap;
+    nd->doc.tok = NULL;
+    nd->doc.cap = 0;
+    char msg[128];
+    snprintf(msg, sizeof msg, "invalid JSON: %s at byte %zu", nd->doc.error, nd->doc.error_at + 1);
+    return gc_l_push_error(L, "json", msg, "");
+  }
+  dec->doc.tok = NULL;
+  dec->doc.cap = 0;
+
+  gc_notif stackbuf[8];
+  gc_notif *ev = stackbuf;
+  uint32_t value = gc_json_get(&nd->doc, 0, "value", 5);
+  size_t want = (value && nd->doc.tok[value].type == GC_J_ARRAY) ? nd->doc.tok[value].len : 0;
+  if (want > maxn) return gc_l_push_error(L, "notification", "too many notifications in one body", "value");
+  if (want > 8) {
+    ev = lua_newuserdata(L, want * sizeof *ev);  /* collected with the call's stack */
+  }
+  size_t n;
+  const char *err;
+  if (gc_notify_scan(&nd->doc, ev, want ? want : 1, &n, &err) != 0)
+    return gc_l_push_error(L, "notification", err, "");
+
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    push_event(L, &nd->doc, docidx, &ev[i], &dec->scratch);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  if (dec->scratch.cap > KEEP_BYTES) gc_buf_free(&dec->scratch);
+  return 1;
+}
+
+/* ---- lazy tables ------------------------------------------------------------------- */
+
+/* Build everything still in the tape into t: an event's data, or a participant's fields. */
+static void materialize(lua_State *L, int t) {
+  lua_getfield(L, t, "__doc");
+  notifdoc *nd = gc_testudata(L, -1, DOC_MT);
+  lua_pop(L, 1);
+  if (!nd) return;
+  decoder *dec = lua_touserdata(L, lua_upvalueindex(UV_DECODER));
+  lua_getfield(L, t, "__data");
+  if (!lua_isnil(L, -1)) {               /* an event: data = resourceData */
+    uint32_t tok = (uint32_t)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    gc_l_push_tok(L, &nd->doc, tok, &dec->scratch);
+    lua_setfield(L, t, "data");
+  } else {                               /* a roster participant: all its fields */
+    lua_pop(L, 1);
+    lua_getfield(L, t, "__tok");
+    uint32_t tok = (uint32_t)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    gc_l_push_tok(L, &nd->doc, tok, &dec->scratch);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pushvalue(L, -2);
+      lua_rawget(L, t);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, t);
+      } else {
+        lua_pop(L, 2);
+      }
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_setfield(L, t, "__tok");
+  }
+  lua_pushnil(L);
+  lua_setfield(L, t, "__data");
+  lua_pushnil(L);
+  lua_setfield(L, t, "__doc");
+  lua_pushnil(L);
+  lua_setmetatable(L, t);
+}
+
+int gc_l_lazy_index(lua_State *L) {
+  materialize(L, 1);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, 1);
+  return 1;
+}
+
+/* core.materialize(t): build a lazy table in full (before pairs(), or to drop the tape) */
+int gc_l_materialize(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  materialize(L, 1);
+  return 1;
+}
+
+void gc_l_notify_open(lua_State *L) {
+  if (luaL_newmetatable(L, DOC_MT)) {
+    lua_pushcfunction(L, doc_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  luaL_newmetatable(L, LAZY_MT);
+  lua_pop(L, 1);
+}

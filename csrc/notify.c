@@ -1,0 +1,249 @@
+#include <string.h>
+
+#include "notify.h"
+
+#define LIT(s) (s), (sizeof(s) - 1)
+
+static int span_eq(const char *p, size_t len, const char *lit, size_t litlen) {
+  return len == litlen && memcmp(p, lit, len) == 0;
+}
+
+static int ieq(const char *a, const char *b, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = (char)(x + 32);
+    if (y >= 'A' && y <= 'Z') y = (char)(y + 32);
+    if (x != y) return 0;
+  }
+  return 1;
+}
+
+/* next path segment of url starting at *i (no leading '/'); advances past it and one '/' */
+static gc_span segment(const char *url, size_t len, size_t *i) {
+  gc_span s = { (uint32_t)*i, 0 };
+  size_t j = *i;
+  while (j < len && url[j] != '/' && url[j] != '?' && url[j] != '#') j++;
+  s.len = (uint32_t)(j - *i);
+  *i = (j < len && url[j] == '/') ? j + 1 : len;
+  return s;
+}
+
+static const char *find(const char *hay, size_t n, const char *needle, size_t m) {
+  if (m > n) return NULL;
+  for (size_t i = 0; i + m <= n; i++)
+    if (memcmp(hay + i, needle, m) == 0) return hay + i;
+  return NULL;
+}
+
+gc_nkind gc_notify_classify(const char *url, size_t len, gc_span *call_id, gc_span *sub_id) {
+  call_id->off = call_id->len = 0;
+  sub_id->off = sub_id->len = 0;
+  /* the calls collection: communications/calls/ or the legacy app/calls/, anywhere after an
+   * optional scheme, host and version */
+  const char *p = find(url, len, LIT("communications/calls/"));
+  size_t skip = sizeof("communications/calls/") - 1;
+  if (!p) {
+    p = find(url, len, LIT("app/calls/"));
+    skip = sizeof("app/calls/") - 1;
+  }
+  if (!p || (p > url && p[-1] != '/')) return GC_N_UNKNOWN;
+  size_t i = (size_t)(p - url) + skip;
+  *call_id = segment(url, len, &i);
+  if (!call_id->len) return GC_N_UNKNOWN;
+  if (i >= len) return GC_N_CALL;
+  gc_span s = segment(url, len, &i);
+  const char *seg = url + s.off;
+  if (s.len == 0 && i >= len) return GC_N_CALL;  /* trailing slash */
+  if (span_eq(seg, s.len, LIT("participants")) && i >= len) return GC_N_PARTICIPANTS;
+  if (span_eq(seg, s.len, LIT("operations"))) {
+    *sub_id = segment(url, len, &i);
+    return sub_id->len && i >= len ? GC_N_OPERATION : GC_N_UNKNOWN;
+  }
+  if (s.len == 22 && ieq(seg, "contentsharingsessions", 22)) {
+    if (i < len) *sub_id = segment(url, len, &i);
+    return i >= len ? GC_N_CONTENT_SHARING : GC_N_UNKNOWN;
+  }
+  return GC_N_UNKNOWN;
+}
+
+static uint32_t str_member(const gc_jdoc *d, uint32_t obj, const char *k, size_t klen) {
+  uint32_t t = gc_json_get(d, obj, k, klen);
+  return (t && d->tok[t].type == GC_J_STRING) ? t : 0;
+}
+
+/* kind from resourceData's @odata.type, for URLs that say nothing */
+static gc_nkind kind_of_type(const gc_jdoc *d, uint32_t item) {
+  uint32_t t = item ? str_member(d, item, LIT("@odata.type")) : 0;
+  if (!t) return GC_N_UNKNOWN;
+  const char *s = d->text + d->tok[t].off;
+  size_t n = d->tok[t].len;
+  if (span_eq(s, n, LIT("#microsoft.graph.call"))) return GC_N_CALL;
+  if (span_eq(s, n, LIT("#microsoft.graph.participant")) ||
+      span_eq(s, n, LIT("#microsoft.graph.deltaParticipants"))) return GC_N_PARTICIPANTS;
+  if (span_eq(s, n, LIT("#microsoft.graph.contentSharingSession"))) return GC_N_CONTENT_SHARING;
+  if (n > 9 && memcmp(s + n - 9, "Operation", 9) == 0) return GC_N_OPERATION;
+  return GC_N_UNKNOWN;
+}
+
+int gc_notify_scan(const gc_jdoc *d, gc_notif *out, size_t cap, size_t *n, const char **err) {
+  *n = 0;
+  if (d->ntok == 0 || d->tok[0].type != GC_J_OBJECT) {
+    *err = "body is not a JSON object";
+    return -1;
+  }
+  uint32_t value = gc_json_get(d, 0, LIT("value"));
+  if (!value || d->tok[value].type != GC_J_ARRAY) {
+    *err = "body has no 'value' array of notifications";
+    return -1;
+  }
+  if (d->tok[value].len > cap) {
+    *err = "too many notifications in one body";
+    return -1;
+  }
+  uint32_t t = value + 1;
+  for (uint32_t k = 0; k < d->tok[value].len; k++, t = d->tok[t].next) {
+    gc_notif *e = &out[k];
+    memset(e, 0, sizeof *e);
+    if (d->tok[t].type != GC_J_OBJECT) { *err = "a notification is not an object"; return -1; }
+    e->tok = t;
+    e->change_tok = str_member(d, t, LIT("changeType"));
+    if (!e->change_tok) { *err = "a notification has no changeType string"; return -1; }
+    const char *cs = d->text + d->tok[e->change_tok].off;
+    size_t cl = d->tok[e->change_tok].len;
+    e->change = span_eq(cs, cl, LIT("created")) ? GC_C_CREATED
+              : span_eq(cs, cl, LIT("updated")) ? GC_C_UPDATED
+              : span_eq(cs, cl, LIT("deleted")) ? GC_C_DELETED : GC_C_OTHER;
+
+    uint32_t u = gc_json_get(d, t, LIT("resourceUrl"));
+    if (u && d->tok[u].type != GC_J_STRING) { *err = "resourceUrl is not a string"; return -1; }
+    uint32_t r = gc_json_get(d, t, LIT("resource"));
+    if (r && d->tok[r].type != GC_J_STRING && d->tok[r].type != GC_J_NULL) {
+      *err = "resource is not a string"; return -1;
+    }
+    if (r && d->tok[r].type == GC_J_NULL) r = 0;
+    if (!u && !r) { *err = "a notification has no resourceUrl"; return -1; }
+    e->url_tok = u;
+    e->resource_tok = r;
+
+    uint32_t data = gc_json_get(d, t, LIT("resourceData"));
+    if (data) {
+      uint8_t ty = d->tok[data].type;
+      if (ty == GC_J_NULL) data = 0;
+      else if (ty != GC_J_OBJECT && ty != GC_J_ARRAY) {
+        *err = "resourceData is neither an object nor an array"; return -1;
+      }
+    }
+    e->data_tok = data;
+    if (data && d->tok[data].type == GC_J_OBJECT) e->item_tok = data;
+    else if (data && d->tok[data].len > 0 && d->tok[data + 1].type == GC_J_OBJECT) e->item_tok = data + 1;
+
+    /* kind and ids from the URL (escaped URLs are not something the service sends) */
+    uint32_t ut = u ? u : r;
+    if (d->tok[ut].flags & GC_J_ESCAPED) { *err = "resourceUrl has escapes"; return -1; }
+    const char *url = d->text + d->tok[ut].off;
+    gc_span cid, sid;
+    gc_nkind kind = gc_notify_classify(url, d->tok[ut].len, &cid, &sid);
+    if (cid.len) {
+      e->call_id.off = d->tok[ut].off + cid.off;
+      e->call_id.len = cid.len;
+    }
+    if (sid.len) {
+      e->sub_id.off = d->tok[ut].off + sid.off;
+      e->sub_id.len = sid.len;
+    }
+    if (kind == GC_N_UNKNOWN) kind = kind_of_type(d, e->item_tok);
+    e->kind = (uint8_t)kind;
+    if (!e->call_id.len && kind == GC_N_CALL && e->item_tok) {
+      uint32_t id = str_member(d, e->item_tok, LIT("id"));
+      if (id && !(d->tok[id].flags & GC_J_ESCAPED)) {
+        e->call_id.off = d->tok[id].off;
+        e->call_id.len = d->tok[id].len;
+      }
+    }
+    e->hash = gc_hash64(d->text + d->tok[t].off, d->tok[t].end - d->tok[t].off);
+    (*n)++;
+  }
+  *err = NULL;
+  return 0;
+}
+
+static int read_int(const gc_jdoc *d, uint32_t t, int64_t *v) {
+  if (!t) return 0;
+  if (gc_json_int(d, t, 1, v) == 0) return 1;
+  /* 200.0 is an integer too */
+  if (d->tok[t].type == GC_J_NUMBER) {
+    double x = gc_json_num(d, t);
+    if (x == (double)(int64_t)x && x > -9.2e18 && x < 9.2e18) { *v = (int64_t)x; return 1; }
+  }
+  return 0;
+}
+
+void gc_notify_result(const gc_jdoc *d, uint32_t obj, int64_t *code, int *has_code,
+                      int64_t *subcode, int *has_subcode, uint32_t *message) {
+  *has_code = *has_subcode = 0;
+  *message = 0;
+  if (!obj || d->tok[obj].type != GC_J_OBJECT) return;
+  *has_code = read_int(d, gc_json_get(d, obj, LIT("code")), code);
+  uint32_t sc = gc_json_get(d, obj, LIT("subcode"));
+  if (!sc) sc = gc_json_get(d, obj, LIT("subCode"));
+  *has_subcode = read_int(d, sc, subcode);
+  *message = str_member(d, obj, LIT("message"));
+}
+
+const char *gc_notify_status(const char *s, size_t len) {
+  static const char *const names[] = { "notStarted", "running", "completed", "failed" };
+  for (size_t i = 0; i < 4; i++)
+    if (strlen(names[i]) == len && ieq(names[i], s, len)) return names[i];
+  return NULL;
+}
+
+size_t gc_notify_optype(const char *s, size_t len, char *out, size_t cap) {
+  static const char prefix[] = "#microsoft.graph.";
+  static const struct { const char *type, *action; } map[] = {
+    { "recordOperation", "recordResponse" },
+    { "muteParticipantOperation", "mute" },
+    { "unmuteParticipantOperation", "unmute" },
+    { "inviteParticipantsOperation", "invite" },
+  };
+  if (len > sizeof prefix - 1 && memcmp(s, prefix, sizeof prefix - 1) == 0) {
+    s += sizeof prefix - 1;
+    len -= sizeof prefix - 1;
+  }
+  for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
+    size_t n = strlen(map[i].type);
+    if (n == len && memcmp(map[i].type, s, n) == 0) {
+      size_t m = strlen(map[i].action);
+      if (m > cap) return 0;
+      memcpy(out, map[i].action, m);
+      return m;
+    }
+  }
+  if (len <= 9 || memcmp(s + len - 9, "Operation", 9) != 0) return 0;
+  len -= 9;  /* playPromptOperation -> playPrompt */
+  if (len > cap) return 0;
+  memcpy(out, s, len);
+  return len;
+}
+
+/* 8 bytes at a time, multiply-xorshift mixing (in the manner of wyhash/murmur finalizers) */
+static inline uint64_t mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return h;
+}
+
+uint64_t gc_hash64(const void *p, size_t len) {
+  const unsigned char *s = p;
+  uint64_t h = 0x9e3779b97f4a7c15ULL ^ (len * 0xc2b2ae3d27d4eb4fULL);
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    h = (h ^ mix(w * 0x87c37b91114253d5ULL)) * 0x4cf5ad432745937fULL;
+  }
+  uint64_t w = 0;
+  for (size_t k = 0; i + k < len; k++) w |= (uint64_t)s[i + k] << (8 * k);
+  h ^= mix(w + len);
+  return mix(h);
+}
