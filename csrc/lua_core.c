@@ -189,6 +189,7 @@ static int dec_gc(lua_State *L) {
   decoder *d = luaL_checkudata(L, 1, DEC_MT);
   gc_json_free(&d->doc);
   gc_buf_free(&d->scratch);
+  gc_buf_free(&d->aux);
   return 0;
 }
 
@@ -332,6 +333,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L) {
   decoder *d = lua_newuserdata(L, sizeof *d);
   memset(d, 0, sizeof *d);
   gc_buf_init(&d->scratch);
+  gc_buf_init(&d->aux);
   luaL_getmetatable(L, DEC_MT);
   lua_setmetatable(L, -2);
   lua_pushlstring(L, ODATA, sizeof ODATA - 1);

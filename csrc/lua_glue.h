@@ -17,6 +17,7 @@
 typedef struct {
   gc_jdoc doc;
   gc_buf scratch;
+  gc_buf aux;  /* decoded escaped URLs of the notifications being read */
 } decoder;
 
 /* nil, {code=, message=, path=} with the error metatable; returns 2 */

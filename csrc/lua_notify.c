@@ -40,9 +40,10 @@ static void set_member_str(lua_State *L, const gc_jdoc *d, uint32_t obj, const c
   set_str_tok(L, d, obj ? gc_json_get(d, obj, k, strlen(k)) : 0, k, scratch);
 }
 
-static void set_span(lua_State *L, const gc_jdoc *d, gc_span s, const char *key) {
+static void set_span(lua_State *L, const gc_jdoc *d, const gc_buf *aux, gc_span s,
+                     const char *key) {
   if (!s.len) return;
-  lua_pushlstring(L, d->text + s.off, s.len);
+  lua_pushlstring(L, (s.aux ? aux->p : d->text) + s.off, s.len);
   lua_setfield(L, -2, key);
 }
 
@@ -155,9 +156,9 @@ static void participants_fields(lua_State *L, const gc_jdoc *d, int docidx, cons
 }
 
 static void operation_fields(lua_State *L, const gc_jdoc *d, const gc_notif *e,
-                             gc_buf *scratch) {
+                             const gc_buf *aux, gc_buf *scratch) {
   uint32_t item = e->item_tok;
-  if (e->sub_id.len) set_span(L, d, e->sub_id, "operationId");
+  if (e->sub_id.len) set_span(L, d, aux, e->sub_id, "operationId");
   else set_str_tok(L, d, item ? gc_json_get(d, item, "id", 2) : 0, "operationId", scratch);
   if (!item) return;
   uint32_t ot = gc_json_get(d, item, "@odata.type", 11);
@@ -192,8 +193,9 @@ static void operation_fields(lua_State *L, const gc_jdoc *d, const gc_notif *e,
   }
 }
 
-static void sharing_fields(lua_State *L, const gc_jdoc *d, const gc_notif *e, gc_buf *scratch) {
-  set_span(L, d, e->sub_id, "sessionId");
+static void sharing_fields(lua_State *L, const gc_jdoc *d, const gc_notif *e,
+                           const gc_buf *aux, gc_buf *scratch) {
+  set_span(L, d, aux, e->sub_id, "sessionId");
   if (e->data_tok && d->tok[e->data_tok].type == GC_J_ARRAY) {
     gc_l_push_tok(L, d, e->data_tok, scratch);
   } else {
@@ -209,7 +211,7 @@ static void sharing_fields(lua_State *L, const gc_jdoc *d, const gc_notif *e, gc
 /* ---- parse_notifications ------------------------------------------------------------ */
 
 static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_notif *e,
-                       gc_buf *scratch) {
+                       const gc_buf *aux, gc_buf *scratch) {
   static const char *const changes[] = { "created", "updated", "deleted" };
   lua_createtable(L, 0, 12);
   if (e->change < GC_C_OTHER) lua_pushstring(L, changes[e->change]);
@@ -218,7 +220,7 @@ static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_noti
   set_str_tok(L, d, e->url_tok, "resourceUrl", scratch);
   set_str_tok(L, d, e->resource_tok, "resource", scratch);
   if (!e->url_tok) set_str_tok(L, d, e->resource_tok, "resourceUrl", scratch);
-  set_span(L, d, e->call_id, "callId");
+  set_span(L, d, aux, e->call_id, "callId");
   lua_pushstring(L, kinds[e->kind]);
   lua_setfield(L, -2, "kind");
   char fp[17];
@@ -229,8 +231,8 @@ static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_noti
   switch (e->kind) {
     case GC_N_CALL: call_fields(L, d, e->item_tok, scratch); break;
     case GC_N_PARTICIPANTS: participants_fields(L, d, docidx, e, scratch); break;
-    case GC_N_OPERATION: operation_fields(L, d, e, scratch); break;
-    case GC_N_CONTENT_SHARING: sharing_fields(L, d, e, scratch); break;
+    case GC_N_OPERATION: operation_fields(L, d, e, aux, scratch); break;
+    case GC_N_CONTENT_SHARING: sharing_fields(L, d, e, aux, scratch); break;
     default: break;
   }
   /* data: the whole resourceData, built on first access */
@@ -284,36 +286,50 @@ int gc_l_parse_notifications(lua_State *L) {
   }
   size_t n;
   const char *err;
-  if (gc_notify_scan(&nd->doc, ev, want ? want : 1, &n, &err) != 0)
+  gc_buf *aux = &dec->aux;
+  if (gc_notify_scan(&nd->doc, ev, want ? want : 1, &n, &err, aux) != 0)
     return gc_l_push_error(L, "notification", err, "");
 
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
-    push_event(L, &nd->doc, docidx, &ev[i], &dec->scratch);
+    push_event(L, &nd->doc, docidx, &ev[i], aux, &dec->scratch);
     lua_rawseti(L, -2, (int)i + 1);
   }
   if (dec->scratch.cap > KEEP_BYTES) gc_buf_free(&dec->scratch);
+  if (aux->cap > KEEP_BYTES) gc_buf_free(aux);
   return 1;
 }
 
 /* ---- lazy tables ------------------------------------------------------------------- */
 
 /* Build everything still in the tape into t: an event's data, or a participant's fields. */
+static void rawfield(lua_State *L, int t, const char *k) {
+  lua_pushstring(L, k);
+  lua_rawget(L, t);
+}
+
+static void rawclear(lua_State *L, int t, const char *k) {
+  lua_pushstring(L, k);
+  lua_pushnil(L);
+  lua_rawset(L, t);
+}
+
 static void materialize(lua_State *L, int t) {
-  lua_getfield(L, t, "__doc");
+  rawfield(L, t, "__doc");
   notifdoc *nd = gc_testudata(L, -1, DOC_MT);
   lua_pop(L, 1);
   if (!nd) return;
   decoder *dec = lua_touserdata(L, lua_upvalueindex(UV_DECODER));
-  lua_getfield(L, t, "__data");
+  rawfield(L, t, "__data");
   if (!lua_isnil(L, -1)) {               /* an event: data = resourceData */
     uint32_t tok = (uint32_t)lua_tonumber(L, -1);
     lua_pop(L, 1);
+    lua_pushstring(L, "data");
     gc_l_push_tok(L, &nd->doc, tok, &dec->scratch);
-    lua_setfield(L, t, "data");
+    lua_rawset(L, t);
   } else {                               /* a roster participant: all its fields */
     lua_pop(L, 1);
-    lua_getfield(L, t, "__tok");
+    rawfield(L, t, "__tok");
     uint32_t tok = (uint32_t)lua_tonumber(L, -1);
     lua_pop(L, 1);
     gc_l_push_tok(L, &nd->doc, tok, &dec->scratch);
@@ -331,13 +347,10 @@ static void materialize(lua_State *L, int t) {
       }
     }
     lua_pop(L, 1);
-    lua_pushnil(L);
-    lua_setfield(L, t, "__tok");
+    rawclear(L, t, "__tok");
   }
-  lua_pushnil(L);
-  lua_setfield(L, t, "__data");
-  lua_pushnil(L);
-  lua_setfield(L, t, "__doc");
+  rawclear(L, t, "__data");
+  rawclear(L, t, "__doc");
   lua_pushnil(L);
   lua_setmetatable(L, t);
 }

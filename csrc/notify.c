@@ -20,7 +20,7 @@ static int ieq(const char *a, const char *b, size_t len) {
 
 /* next path segment of url starting at *i (no leading '/'); advances past it and one '/' */
 static gc_span segment(const char *url, size_t len, size_t *i) {
-  gc_span s = { (uint32_t)*i, 0 };
+  gc_span s = { (uint32_t)*i, 0, 0 };
   size_t j = *i;
   while (j < len && url[j] != '/' && url[j] != '?' && url[j] != '#') j++;
   s.len = (uint32_t)(j - *i);
@@ -85,8 +85,10 @@ static gc_nkind kind_of_type(const gc_jdoc *d, uint32_t item) {
   return GC_N_UNKNOWN;
 }
 
-int gc_notify_scan(const gc_jdoc *d, gc_notif *out, size_t cap, size_t *n, const char **err) {
+int gc_notify_scan(const gc_jdoc *d, gc_notif *out, size_t cap, size_t *n, const char **err,
+                   gc_buf *aux) {
   *n = 0;
+  aux->len = 0;
   if (d->ntok == 0 || d->tok[0].type != GC_J_OBJECT) {
     *err = "body is not a JSON object";
     return -1;
@@ -137,19 +139,34 @@ int gc_notify_scan(const gc_jdoc *d, gc_notif *out, size_t cap, size_t *n, const
     if (data && d->tok[data].type == GC_J_OBJECT) e->item_tok = data;
     else if (data && d->tok[data].len > 0 && d->tok[data + 1].type == GC_J_OBJECT) e->item_tok = data + 1;
 
-    /* kind and ids from the URL (escaped URLs are not something the service sends) */
+    /* kind and ids from the URL; an escaped one ("\/") is decoded into aux */
     uint32_t ut = u ? u : r;
-    if (d->tok[ut].flags & GC_J_ESCAPED) { *err = "resourceUrl has escapes"; return -1; }
-    const char *url = d->text + d->tok[ut].off;
+    uint32_t base = d->tok[ut].off;
+    size_t ulen = d->tok[ut].len;
+    uint8_t in_aux = 0;
+    const char *url = d->text + base;
+    if (d->tok[ut].flags & GC_J_ESCAPED) {
+      gc_buf tmp;
+      gc_buf_init(&tmp);
+      const char *dec = gc_json_str(d, ut, &tmp, &ulen);
+      base = (uint32_t)aux->len;
+      if (dec) gc_buf_add(aux, dec, ulen);
+      gc_buf_free(&tmp);
+      if (!dec || aux->oom) { *err = "out of memory"; return -1; }
+      url = aux->p + base;
+      in_aux = 1;
+    }
     gc_span cid, sid;
-    gc_nkind kind = gc_notify_classify(url, d->tok[ut].len, &cid, &sid);
+    gc_nkind kind = gc_notify_classify(url, ulen, &cid, &sid);
     if (cid.len) {
-      e->call_id.off = d->tok[ut].off + cid.off;
+      e->call_id.off = base + cid.off;
       e->call_id.len = cid.len;
+      e->call_id.aux = in_aux;
     }
     if (sid.len) {
-      e->sub_id.off = d->tok[ut].off + sid.off;
+      e->sub_id.off = base + sid.off;
       e->sub_id.len = sid.len;
+      e->sub_id.aux = in_aux;
     }
     if (kind == GC_N_UNKNOWN) kind = kind_of_type(d, e->item_tok);
     e->kind = (uint8_t)kind;

@@ -16,7 +16,9 @@ typedef enum {
 
 typedef enum { GC_C_CREATED, GC_C_UPDATED, GC_C_DELETED, GC_C_OTHER } gc_nchange;
 
-typedef struct { uint32_t off, len; } gc_span;  /* bytes of doc->text; len 0 = absent */
+/* bytes of doc->text, or of the aux buffer given to gc_notify_scan when aux is set (an
+ * escaped URL, decoded); len 0 = absent */
+typedef struct { uint32_t off, len; uint8_t aux; } gc_span;
 
 typedef struct {
   uint32_t tok;          /* the commsNotification object */
@@ -41,8 +43,10 @@ typedef struct {
 
 /* Read the envelope of a parsed body into out[0..*n). 0 on success; -1 with *err set (a static
  * message) if the body is not a commsNotifications object, or any notification in it is
- * malformed: then nothing of it is usable. */
-int gc_notify_scan(const gc_jdoc *doc, gc_notif *out, size_t cap, size_t *n, const char **err);
+ * malformed: then nothing of it is usable. aux (cleared first) receives decoded copies of
+ * URLs that had JSON escapes (JSON allows "\/"); spans with aux set point into it. */
+int gc_notify_scan(const gc_jdoc *doc, gc_notif *out, size_t cap, size_t *n, const char **err,
+                   gc_buf *aux);
 
 /* Classify a resource URL: /communications/calls/{id}[/participants|/operations/{op}|
  * /contentsharingsessions[/{id}]], also without the leading slash, under /app/calls, or as a

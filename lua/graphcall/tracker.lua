@@ -1,0 +1,194 @@
+--- Per-call tracking of notifications: at-least-once, out-of-order input in; each event once,
+-- in a sane order, out (DESIGN.md, REFERENCE.md §3, §7).
+--
+--   local tracker = require("graphcall.tracker").new()     -- in-memory store
+--   for _, ev in ipairs(events) do
+--     local ok, why = tracker:accept(ev)
+--     if ok then dispatch(ev) end                           -- why: duplicate, stale, final
+--   end
+--
+-- Rules: call state never moves backwards (a late `establishing` after `established` changes
+-- nothing) and `terminated` is final; `deleted` on the call means terminated whatever it says;
+-- a repeated notification (same JSON text) or a repeated tone (same sequenceId) is dropped;
+-- delta rosters apply by sequenceNumber, a stale one is dropped and a gap is flagged on the
+-- event (ev.gap = {from =, to =}) so the app can GET the participants; a full roster replaces;
+-- operations are tracked by id and clientContext until completed or failed.
+--
+-- The store is anything with get(callId) -> state|nil and put(callId, state); state is a plain
+-- table (strings, numbers, booleans, nested tables), so a store may serialize it.
+local M = {}
+
+local DEDUP = 64  -- fingerprints remembered per call
+
+-- Phases: moves inside a phase are free (established <-> hold <-> transferring), moves to a
+-- lower phase are late news.
+local PHASE = {
+  incoming = 0, establishing = 1, ringing = 1,
+  established = 2, hold = 2, transferring = 2, transferAccepted = 2, redirecting = 2,
+  terminating = 3, terminated = 4,
+}
+
+--- The in-memory store.
+function M.memory_store()
+  local calls = {}
+  return {
+    get = function(_, id) return calls[id] end,
+    put = function(_, id, state) calls[id] = state end,
+    delete = function(_, id) calls[id] = nil end,
+  }
+end
+
+local Tracker = {}
+Tracker.__index = Tracker
+
+--- tracker.new{store = ..., dedup = 64}
+function M.new(opts)
+  opts = opts or {}
+  return setmetatable({ store = opts.store or M.memory_store(), dedup = opts.dedup or DEDUP }, Tracker)
+end
+
+local function new_state()
+  return { seen = {}, ring = {}, ringpos = 0, tones = {}, roster = {}, ops = {}, contexts = {} }
+end
+
+-- Remember a fingerprint; true if it was already there. O(1): a ring plus a set.
+local function seen_before(self, st, fp)
+  if not fp then return false end
+  if st.seen[fp] then return true end
+  local pos = st.ringpos % self.dedup + 1
+  local old = st.ring[pos]
+  if old then st.seen[old] = nil end
+  st.ring[pos] = fp
+  st.ringpos = pos
+  st.seen[fp] = true
+  return false
+end
+
+local function apply_call(st, ev)
+  local state = ev.state
+  if ev.changeType == "deleted" then state = "terminated" end
+  if st.state == "terminated" then return false, "final" end
+  local tone = ev.toneInfo
+  if tone and tone.sequenceId ~= nil then
+    if st.tones[tone.sequenceId] then return false, "duplicate" end
+    st.tones[tone.sequenceId] = true
+    if st.maxTone == nil or tone.sequenceId > st.maxTone then st.maxTone = tone.sequenceId end
+  end
+  if state then
+    local cur, new = PHASE[st.state], PHASE[state]
+    if cur and new and new < cur then
+      if not tone then return false, "stale" end
+      ev.staleState = true   -- the tone is news, its state is not
+      return true
+    end
+    st.state = state
+  end
+  return true
+end
+
+local function apply_roster(st, ev)
+  local roster = st.roster
+  if ev.delta then
+    local seq = ev.sequenceNumber
+    if seq ~= nil and st.rosterSeq ~= nil then
+      if seq <= st.rosterSeq then return false, "stale" end
+      if seq > st.rosterSeq + 1 then ev.gap = { from = st.rosterSeq + 1, to = seq - 1 } end
+    end
+    if seq ~= nil then st.rosterSeq = seq end
+    for _, p in ipairs(ev.participants or {}) do
+      local id = p.id
+      if id then
+        local known = roster[id]
+        local rsn = p.rosterSequenceNumber
+        if not (known and rsn and known.rosterSequenceNumber and rsn < known.rosterSequenceNumber) then
+          if p.removed then roster[id] = { removed = true, rosterSequenceNumber = rsn }
+          else roster[id] = { rosterSequenceNumber = rsn } end
+        end
+      end
+    end
+  else
+    roster = {}
+    for _, p in ipairs(ev.participants or {}) do
+      if p.id and not p.removed then roster[p.id] = { rosterSequenceNumber = p.rosterSequenceNumber } end
+    end
+    st.roster = roster
+  end
+  return true
+end
+
+local FINAL = { completed = true, failed = true }
+
+local function apply_operation(st, ev)
+  local id = ev.operationId
+  local op = id and st.ops[id]
+  if not op and ev.clientContext then
+    local byctx = st.contexts[ev.clientContext]
+    op = byctx and st.ops[byctx]
+  end
+  if op and FINAL[op.status] then return false, "final" end
+  if not op then
+    op = { id = id, clientContext = ev.clientContext }
+    if id then st.ops[id] = op end
+  end
+  if ev.clientContext then
+    op.clientContext = ev.clientContext
+    if op.id then st.contexts[ev.clientContext] = op.id end
+  end
+  op.status = ev.status or op.status
+  op.operationType = ev.operationType or op.operationType
+  return true
+end
+
+--- Decide whether an event is news. Returns true, or false and why ("duplicate", "stale",
+-- "final"). Updates the call's state in the store.
+function Tracker:accept(ev)
+  local id = ev.callId
+  if not id then return true end  -- nothing to track it by
+  local st = self.store:get(id) or new_state()
+  if seen_before(self, st, ev.fingerprint) then
+    self.store:put(id, st)
+    return false, "duplicate"
+  end
+  local ok, why = true, nil
+  if ev.kind == "call" then ok, why = apply_call(st, ev)
+  elseif ev.kind == "participants" then ok, why = apply_roster(st, ev)
+  elseif ev.kind == "operation" then ok, why = apply_operation(st, ev) end
+  self.store:put(id, st)
+  return ok, why
+end
+
+--- Accept each event and call fn(ev) for the news; returns how many were dispatched.
+function Tracker:dispatch(events, fn)
+  local n = 0
+  for _, ev in ipairs(events) do
+    if self:accept(ev) then
+      n = n + 1
+      fn(ev)
+    end
+  end
+  return n
+end
+
+--- Register an operation the bot started (from the action's 200 answer), so its completion is
+-- matched by id or clientContext; a synchronous completed/failed status closes it at once.
+function Tracker:expect(callId, op)
+  local st = self.store:get(callId) or new_state()
+  local rec = { id = op.id, clientContext = op.clientContext, status = op.status, operationType = op.operationType }
+  if op.id then st.ops[op.id] = rec end
+  if op.clientContext and op.id then st.contexts[op.clientContext] = op.id end
+  self.store:put(callId, st)
+end
+
+--- The call's tracked state: state, roster (id -> {rosterSequenceNumber, removed}), rosterSeq.
+function Tracker:call(callId)
+  return self.store:get(callId)
+end
+
+--- A tracked operation, by id or clientContext.
+function Tracker:operation(callId, key)
+  local st = self.store:get(callId)
+  if not st then return nil end
+  return st.ops[key] or (st.contexts[key] and st.ops[st.contexts[key]])
+end
+
+return M

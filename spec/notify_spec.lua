@@ -1,0 +1,311 @@
+local cjson = require "cjson"
+local graphcall = require "graphcall"
+local H = require "helper"
+
+local CALL = "491f0b00-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
+local OP = "0fe0623f-d628-42ed-b4bd-8ac290072cc5"
+
+local function parse(text, opts)
+  local evs, err = graphcall.parse_notifications(text, opts)
+  assert(evs, err and tostring(err))
+  return evs
+end
+
+local function one(rel)
+  local evs = parse(H.fixture(rel))
+  assert.equal(1, #evs)
+  return evs[1]
+end
+
+-- the expected normalized fields of every notification fixture (subset match)
+local expect = {
+  ["graph/notify-call-establishing.json"] = { kind = "call", changeType = "updated", callId = CALL, state = "establishing" },
+  ["graph/notify-call-established.json"] = { kind = "call", changeType = "updated", callId = CALL, state = "established" },
+  ["graph/notify-call-terminating.json"] = { kind = "call", state = "terminating" },
+  ["graph/notify-call-terminated.json"] = { kind = "call", changeType = "deleted", state = "terminated",
+    resultInfo = { code = 200, subcode = 5001 } },
+  ["graph/notify-call-terminated-keepalive-timeout.json"] = { kind = "call", changeType = "deleted",
+    state = "terminated", resultInfo = { code = 408, subcode = 8537 } },
+  ["graph/notify-call-deleted-after-reject.json"] = { kind = "call", changeType = "deleted", callId = CALL },
+  ["graph/notify-redirect-terminated.json"] = { kind = "call", changeType = "deleted", state = "terminated" },
+  ["graph/notify-incoming-call.json"] = { kind = "call", changeType = "created", state = "incoming",
+    incoming = true, direction = "incoming", callId = CALL },
+  ["graph/notify-incoming-call-pstn.json"] = { kind = "call", state = "incoming", incoming = true },
+  ["graph/notify-incoming-call-policy-recording.json"] = { kind = "call", state = "incoming", incoming = true },
+  ["graph/notify-tone-received.json"] = { kind = "call", state = "established",
+    toneInfo = { tone = "tone5", sequenceId = 3 } },
+  ["graph/notify-transferring.json"] = { kind = "call", state = "transferring" },
+  ["graph/notify-transfer-accepted.json"] = { kind = "call", state = "transferAccepted" },
+  ["graph/notify-transfer-completed.json"] = { kind = "call", changeType = "deleted", state = "terminated",
+    resultInfo = { code = 0, subcode = 7015, message = "GracefulTransferCompleted" } },
+  ["graph/notify-transfer-failed.json"] = { kind = "call", state = "established",
+    resultInfo = { code = 500, subcode = 7000 } },
+  ["graph/notify-playprompt-completed.json"] = { kind = "operation", changeType = "deleted", callId = CALL,
+    operationId = OP, operationType = "playPrompt", status = "completed",
+    resultInfo = { code = 200, subcode = 0, message = "Action completed successfully." } },
+  ["graph/notify-playprompt-failed.json"] = { kind = "operation", operationType = "playPrompt",
+    status = "failed", resultInfo = { code = 400, subcode = 8508 } },
+  ["graph/notify-recordresponse-completed.json"] = { kind = "operation", operationType = "recordResponse",
+    status = "completed", resultInfo = { code = 200, subcode = 8515 } },
+  ["graph/notify-recordresponse-cancelled.json"] = { kind = "operation", operationType = "recordResponse",
+    status = "failed" },
+  ["graph/notify-holdmusic-completed.json"] = { kind = "operation", operationType = "startHoldMusic",
+    status = "completed", operationId = OP, callId = CALL },
+  ["graph/notify-invite-completed.json"] = { kind = "operation", operationType = "invite", status = "completed" },
+  ["graph/notify-senddtmftones-completed.json"] = { kind = "operation", operationType = "sendDtmfTones",
+    status = "completed" },
+  ["graph/notify-content-sharing-started.json"] = { kind = "contentSharing", changeType = "created", callId = CALL },
+  ["graph/notify-roster-updated.json"] = { kind = "participants", callId = CALL },
+  ["graph/notify-screensharing-roster.json"] = { kind = "participants" },
+  ["graph/notify-roster-delta.json"] = { kind = "participants", delta = true, sequenceNumber = 7 },
+}
+for _, ex in ipairs(H.seeds) do
+  for _, name in ipairs { "notify-1-establishing.json", "notify-2-established.json" } do
+    expect["seed/" .. ex .. "/" .. name] = { kind = "call", state = name:match("establish%w*") }
+  end
+end
+local ex01 = "seed/ex01-p2p-voip-service-media/"
+expect[ex01 .. "notify-3-content-sharing-started.json"] = { kind = "contentSharing", changeType = "created" }
+expect[ex01 .. "notify-4-content-sharing-updated.json"] = { kind = "contentSharing", changeType = "updated" }
+expect[ex01 .. "notify-5-content-sharing-ended.json"] = { kind = "contentSharing", changeType = "deleted" }
+local ex05 = "seed/ex05-join-meeting-service-media/"
+expect[ex05 .. "notify-3-roster-full.json"] = { kind = "participants" }
+expect[ex05 .. "notify-4-roster-delta.json"] = { kind = "participants", delta = true }
+
+local function subset(want, got, path)
+  for k, v in pairs(want) do
+    if type(v) == "table" then
+      assert.is_table(got[k], path .. "." .. k)
+      subset(v, got[k], path .. "." .. k)
+    else
+      assert.equal(v, got[k], path .. "." .. k)
+    end
+  end
+end
+
+describe("parse_notifications() on every fixture", function()
+  local files = {}
+  for _, dir in ipairs { "graph" } do
+    local p = io.popen('ls "' .. H.shared .. '/fixtures/' .. dir .. '"')
+    for f in p:lines() do if f:match("^notify%-") then files[#files + 1] = dir .. "/" .. f end end
+    p:close()
+  end
+  for _, ex in ipairs(H.seeds) do
+    local p = io.popen('ls "' .. H.shared .. '/fixtures/seed/' .. ex .. '"')
+    for f in p:lines() do if f:match("^notify%-") then files[#files + 1] = "seed/" .. ex .. "/" .. f end end
+    p:close()
+  end
+
+  it("finds every fixture and has expectations for each", function()
+    assert.is_true(#files >= 35)
+    for _, f in ipairs(files) do assert.is_table(expect[f], "no expectation for " .. f) end
+  end)
+
+  for _, f in ipairs(files) do
+    it(f, function()
+      local text = H.fixture(f)
+      local ev = one(f)
+      subset(expect[f] or {}, ev, f)
+      local raw = cjson.decode(text).value[1]
+      assert.equal(raw.resourceUrl, ev.resourceUrl)
+      assert.equal(raw.resource, ev.resource)
+      assert.matches("^%x+$", ev.fingerprint)
+      -- data keeps every property of resourceData
+      assert.same(raw.resourceData, ev.data)
+      if ev.kind ~= "unknown" then assert.truthy(ev.callId) end
+    end)
+  end
+end)
+
+describe("notification details", function()
+  it("gives an incoming call what answering needs", function()
+    local ev = one("graph/notify-incoming-call.json")
+    assert.is_true(ev.incoming)
+    assert.equal(CALL, ev.callId)
+    assert.truthy(ev.tenantId)
+    assert.is_table(ev.data.source)
+    assert.is_table(ev.data.targets)
+  end)
+
+  it("reads a delta roster: participants, rosterSequenceNumber, removed", function()
+    local ev = one("graph/notify-roster-delta.json")
+    assert.equal(2, #ev.participants)
+    local a, b = ev.participants[1], ev.participants[2]
+    assert.equal("2765eb15-01f8-47c6-b12b-c32111a4a86f", a.id)
+    assert.equal(7, a.rosterSequenceNumber)
+    assert.is_false(a.removed)
+    assert.is_true(b.removed)
+    -- the rest of a participant is built on first access
+    assert.equal("Caller Name", a.info.identity.user.displayName)
+    assert.equal("Removed from roster", b.removedState.reason)
+  end)
+
+  it("reads a full roster as participants with ids", function()
+    local ev = one("seed/ex05-join-meeting-service-media/notify-3-roster-full.json")
+    local raw = cjson.decode(H.fixture("seed/ex05-join-meeting-service-media/notify-3-roster-full.json"))
+    assert.is_nil(ev.delta)
+    assert.equal(#raw.value[1].resourceData, #ev.participants)
+    for i, p in ipairs(ev.participants) do
+      assert.equal(raw.value[1].resourceData[i].id, p.id)
+      graphcall.materialize(p)
+      assert.is_nil(rawget(p, "__tok"))
+      assert.same(raw.value[1].resourceData[i].mediaStreams, p.mediaStreams)
+    end
+  end)
+
+  it("keeps an operation type's own fields", function()
+    local ev = one("graph/notify-recordresponse-completed.json")
+    assert.matches("^https://", ev.recordingLocation)
+    assert.truthy(ev.recordingAccessToken)
+    assert.truthy(ev.clientContext)
+  end)
+
+  it("reads content sharing sessions", function()
+    local ev = one("seed/ex01-p2p-voip-service-media/notify-3-content-sharing-started.json")
+    assert.equal(1, #ev.sessions)
+    assert.truthy(ev.sessions[1].id)
+  end)
+end)
+
+local function body(notifs)
+  return cjson.encode { value = notifs }
+end
+
+describe("leniency the service forces", function()
+  it("accepts resourceData as an object or as an array", function()
+    local obj = parse(body { { changeType = "updated", resourceUrl = "/communications/calls/c1",
+      resourceData = { ["@odata.type"] = "#microsoft.graph.call", state = "established" } } })[1]
+    local arr = parse(body { { changeType = "updated", resourceUrl = "/communications/calls/c1",
+      resourceData = { { ["@odata.type"] = "#microsoft.graph.call", state = "established" } } } })[1]
+    assert.equal("established", obj.state)
+    assert.equal("established", arr.state)
+  end)
+
+  it("accepts URLs without the leading slash, under /app/calls, and in full", function()
+    for _, url in ipairs { "communications/calls/c1/operations/o1", "/app/calls/c1/operations/o1",
+                           "https://graph.microsoft.com/v1.0/communications/calls/c1/operations/o1" } do
+      local ev = parse(body { { changeType = "deleted", resourceUrl = url,
+        resourceData = { ["@odata.type"] = "#microsoft.graph.playPromptOperation", status = "completed" } } })[1]
+      assert.equal("operation", ev.kind, url)
+      assert.equal("c1", ev.callId, url)
+      assert.equal("o1", ev.operationId, url)
+    end
+  end)
+
+  it("takes the legacy resource when resourceUrl is missing", function()
+    local ev = parse(body { { changeType = "updated", resource = "/app/calls/c9/participants",
+      resourceData = {} } })[1]
+    assert.equal("participants", ev.kind)
+    assert.equal("c9", ev.callId)
+    assert.equal("/app/calls/c9/participants", ev.resourceUrl)
+  end)
+
+  it("normalizes operation status from any case", function()
+    for raw, want in pairs { Running = "running", running = "running", NotStarted = "notStarted",
+                             COMPLETED = "completed", Failed = "failed" } do
+      local ev = parse(body { { changeType = "updated", resourceUrl = "/communications/calls/c/operations/o",
+        resourceData = { ["@odata.type"] = "#microsoft.graph.inviteParticipantsOperation", status = raw } } })[1]
+      assert.equal(want, ev.status, raw)
+    end
+  end)
+
+  it("reads subcode and subCode, numbers and numeric strings", function()
+    local text = [[{"value":[{"changeType":"deleted","resourceUrl":"/communications/calls/c",
+      "resourceData":{"state":"terminated","resultInfo":{"code":"200","subcode":"5001","message":"m"}}},
+      {"changeType":"updated","resourceUrl":"/communications/calls/c",
+      "resourceData":{"state":"established","resultInfo":{"code":500,"subCode":7000}}}]}]]
+    local evs = parse(text)
+    assert.same({ code = 200, subcode = 5001, message = "m" }, evs[1].resultInfo)
+    assert.same({ code = 500, subcode = 7000 }, evs[2].resultInfo)
+    if math.type then assert.equal("integer", math.type(evs[1].resultInfo.code)) end
+  end)
+
+  it("reads several notifications from one POST, in order", function()
+    local evs = parse(body {
+      { changeType = "updated", resourceUrl = "/communications/calls/a", resourceData = { state = "establishing" } },
+      { changeType = "updated", resourceUrl = "/communications/calls/a", resourceData = { state = "established" } },
+      { changeType = "updated", resourceUrl = "/communications/calls/b/participants", resourceData = {} },
+    })
+    assert.equal(3, #evs)
+    assert.equal("establishing", evs[1].state)
+    assert.equal("established", evs[2].state)
+    assert.equal("participants", evs[3].kind)
+    assert.are_not.equal(evs[1].fingerprint, evs[2].fingerprint)
+  end)
+
+  it("calls what it cannot place 'unknown' and keeps its data", function()
+    local ev = parse(body { { changeType = "updated", resourceUrl = "/communications/somethingNew/x",
+      resourceData = { a = 1 } } })[1]
+    assert.equal("unknown", ev.kind)
+    assert.same({ a = 1 }, ev.data)
+  end)
+
+  it("gives the same fingerprint to the same notification in another batch", function()
+    local n = { changeType = "updated", resourceUrl = "/communications/calls/a", resourceData = { state = "established" } }
+    local text = cjson.encode(n)
+    local alone = parse('{"value":[' .. text .. ']}')[1]
+    local batched = parse('{"value":[{"changeType":"updated","resourceUrl":"/communications/calls/z"},\n  '
+      .. text .. '  ]}')[2]
+    assert.equal(alone.fingerprint, batched.fingerprint)
+  end)
+end)
+
+describe("hostile bodies", function()
+  local cases = {
+    truncated = '{"value":[{"changeType":"updated","resourceUrl":"/communications/calls/a"',
+    ["invalid JSON"] = '{"value":[}',
+    ["not an object"] = '[1,2]',
+    ["no value"] = '{"values":[]}',
+    ["value not an array"] = '{"value":{}}',
+    ["notification not an object"] = '{"value":[{"changeType":"updated","resourceUrl":"/communications/calls/a"}, 5]}',
+    ["changeType not a string"] = '{"value":[{"changeType":1,"resourceUrl":"/communications/calls/a"}]}',
+    ["no resourceUrl"] = '{"value":[{"changeType":"updated"}]}',
+    ["resourceUrl not a string"] = '{"value":[{"changeType":"updated","resourceUrl":{}}]}',
+    ["resourceData a string"] = '{"value":[{"changeType":"updated","resourceUrl":"/communications/calls/a","resourceData":"x"}]}',
+    ["invalid UTF-8"] = '{"value":[{"changeType":"updated","resourceUrl":"/communications/calls/\xff"}]}',
+  }
+  for what, text in pairs(cases) do
+    it("rejects a body that is " .. what .. ", whole", function()
+      local evs, err = graphcall.parse_notifications(text)
+      assert.is_nil(evs)
+      assert.is_table(err)
+      assert.truthy(err.code == "json" or err.code == "notification")
+      assert.truthy(#err.message > 0)
+    end)
+  end
+
+  it("limits nesting depth", function()
+    local deep = '{"value":[{"changeType":"updated","resourceUrl":"/communications/calls/a","resourceData":{"x":'
+      .. string.rep("[", 100) .. string.rep("]", 100) .. '}}]}'
+    local evs, err = graphcall.parse_notifications(deep)
+    assert.is_nil(evs)
+    assert.matches("deep", err.message)
+    assert.truthy(graphcall.parse_notifications(deep, { max_depth = 200 }))
+  end)
+
+  it("limits size, 4 MiB by default", function()
+    local pad = string.rep(" ", 4 * 1024 * 1024)
+    local evs, err = graphcall.parse_notifications('{"value":[]}' .. pad)
+    assert.is_nil(evs)
+    assert.matches("too large", err.message)
+    evs, err = graphcall.parse_notifications('{"value":[]}', { max_size = 5 })
+    assert.is_nil(evs)
+  end)
+
+  it("limits the number of notifications in one body", function()
+    local n = { changeType = "updated", resourceUrl = "/communications/calls/a" }
+    local many = {}
+    for i = 1, 300 do many[i] = n end
+    local evs, err = graphcall.parse_notifications(body(many))
+    assert.is_nil(evs)
+    assert.equal("notification", err.code)
+    assert.equal(300, #graphcall.parse_notifications(body(many), { max_notifications = 300 }))
+  end)
+
+  it("keeps lazy data valid after the body string is gone", function()
+    local evs = parse(H.fixture("graph/notify-roster-delta.json") .. "")
+    collectgarbage(); collectgarbage()
+    assert.equal("Caller Name", evs[1].participants[1].info.identity.user.displayName)
+    assert.equal(7, evs[1].data[1].sequenceNumber)
+  end)
+end)

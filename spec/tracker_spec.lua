@@ -1,0 +1,173 @@
+local cjson = require "cjson"
+local graphcall = require "graphcall"
+local tracker = require "graphcall.tracker"
+local H = require "helper"
+
+local function events(rel) return assert(graphcall.parse_notifications(H.fixture(rel))) end
+
+local function call_event(id, state, extra)
+  local rd = { ["@odata.type"] = "#microsoft.graph.call", state = state }
+  for k, v in pairs(extra or {}) do rd[k] = v end
+  local change = state == "terminated" and "deleted" or "updated"
+  return assert(graphcall.parse_notifications(cjson.encode { value = {
+    { changeType = change, resourceUrl = "/communications/calls/" .. id, resourceData = rd } } }))[1]
+end
+
+local function delta(id, seq, participants)
+  local ps = {}
+  for i, p in ipairs(participants) do
+    ps[i] = { ["@odata.type"] = "#microsoft.graph.participant", id = p[1], rosterSequenceNumber = p[2],
+              removedState = p[3] and { reason = "Removed from roster" } or nil }
+  end
+  return assert(graphcall.parse_notifications(cjson.encode { value = {
+    { changeType = "updated", resourceUrl = "/communications/calls/" .. id .. "/participants",
+      resourceData = { { ["@odata.type"] = "#microsoft.graph.deltaParticipants", sequenceNumber = seq,
+                         participants = ps } } } } }))[1]
+end
+
+describe("tracker", function()
+  local t
+  before_each(function() t = tracker.new() end)
+
+  it("dispatches a repeated notification once", function()
+    local seen = {}
+    local body = H.fixture("graph/notify-call-established.json")
+    for _ = 1, 3 do
+      t:dispatch(assert(graphcall.parse_notifications(body)), function(ev) seen[#seen + 1] = ev end)
+    end
+    assert.equal(1, #seen)
+    local ok, why = t:accept(events("graph/notify-call-established.json")[1])
+    assert.is_false(ok)
+    assert.equal("duplicate", why)
+  end)
+
+  it("never moves call state backwards: a late establishing changes nothing", function()
+    assert.is_true(t:accept(call_event("c1", "established")))
+    local ok, why = t:accept(call_event("c1", "establishing"))
+    assert.is_false(ok)
+    assert.equal("stale", why)
+    assert.equal("established", t:call("c1").state)
+  end)
+
+  it("takes establishing then established in order too", function()
+    assert.is_true(t:accept(call_event("c1", "establishing")))
+    assert.is_true(t:accept(call_event("c1", "established")))
+    assert.equal("established", t:call("c1").state)
+  end)
+
+  it("moves freely inside the established phase (hold, transfer failure)", function()
+    t:accept(call_event("c1", "established"))
+    assert.is_true(t:accept(call_event("c1", "transferring")))
+    assert.is_true(t:accept(call_event("c1", "established", { resultInfo = { code = 500, subCode = 7000 } })))
+    assert.equal("established", t:call("c1").state)
+  end)
+
+  it("makes terminated final", function()
+    t:accept(call_event("c1", "established"))
+    assert.is_true(t:accept(call_event("c1", "terminated")))
+    local ok, why = t:accept(call_event("c1", "established", { subject = "late" }))
+    assert.is_false(ok)
+    assert.equal("final", why)
+    assert.equal("terminated", t:call("c1").state)
+  end)
+
+  it("treats a deleted call as terminated even without a state", function()
+    local ev = events("graph/notify-call-deleted-after-reject.json")[1]
+    assert.is_true(t:accept(ev))
+    assert.equal("terminated", t:call(ev.callId).state)
+  end)
+
+  it("drops a repeated tone but keeps each new one, even out of order", function()
+    local function tone(seq, key)
+      return call_event("c1", "established", { toneInfo = { sequenceId = seq, tone = key } })
+    end
+    t:accept(call_event("c1", "established"))
+    assert.is_true(t:accept(tone(2, "tone2")))
+    assert.is_true(t:accept(tone(1, "tone1")))   -- late, but news
+    local ok, why = t:accept(tone(2, "tone2"))
+    assert.is_false(ok)
+    assert.equal("duplicate", why)
+  end)
+
+  it("applies delta rosters by sequenceNumber and ignores stale ones", function()
+    assert.is_true(t:accept(delta("m1", 1, { { "a", 1 }, { "b", 1 } })))
+    assert.is_true(t:accept(delta("m1", 2, { { "b", 2, true } })))
+    local ok, why = t:accept(delta("m1", 2, { { "c", 2 } }))   -- same seq, other content
+    assert.is_false(ok)
+    assert.equal("stale", why)
+    ok, why = t:accept(delta("m1", 1, { { "a", 1, true } }))
+    assert.is_false(ok)
+    assert.equal("stale", why)
+    local roster = t:call("m1").roster
+    assert.is_nil(roster.a.removed)
+    assert.is_true(roster.b.removed)
+    assert.is_nil(roster.c)
+  end)
+
+  it("reports a gap so the app can refetch the participants", function()
+    t:accept(delta("m1", 1, { { "a", 1 } }))
+    local ev = delta("m1", 4, { { "d", 4 } })
+    assert.is_true(t:accept(ev))
+    assert.same({ from = 2, to = 3 }, ev.gap)
+    assert.equal(4, t:call("m1").rosterSeq)
+    local next_ev = delta("m1", 5, { { "e", 5 } })
+    t:accept(next_ev)
+    assert.is_nil(next_ev.gap)
+  end)
+
+  it("replaces the roster on a full roster", function()
+    t:accept(delta("m1", 1, { { "a", 1 }, { "b", 1 } }))
+    local full = events("seed/ex05-join-meeting-service-media/notify-3-roster-full.json")[1]
+    assert.is_true(t:accept(full))
+    local roster = t:call(full.callId).roster
+    for _, p in ipairs(full.participants) do assert.is_table(roster[p.id]) end
+  end)
+
+  it("applies the fixture delta roster", function()
+    local ev = events("graph/notify-roster-delta.json")[1]
+    assert.is_true(t:accept(ev))
+    local st = t:call(ev.callId)
+    assert.equal(7, st.rosterSeq)
+    assert.is_true(st.roster["3f0e9a11-0000-4c2b-8d7e-6a5b4c3d2e1f"].removed)
+  end)
+
+  it("tracks operations by id and clientContext until completed or failed", function()
+    local ev = events("graph/notify-playprompt-completed.json")[1]
+    t:expect(ev.callId, { id = ev.operationId, clientContext = ev.clientContext, status = "running" })
+    assert.equal("running", t:operation(ev.callId, ev.clientContext).status)
+    assert.is_true(t:accept(ev))
+    assert.equal("completed", t:operation(ev.callId, ev.operationId).status)
+    assert.equal("completed", t:operation(ev.callId, ev.clientContext).status)
+    -- a second completion of the same operation, in another text, is not news
+    local again = events("graph/notify-playprompt-failed.json")[1]
+    local ok, why = t:accept(again)
+    assert.is_false(ok)
+    assert.equal("final", why)
+  end)
+
+  it("uses the store interface it is given", function()
+    local gets, puts = 0, 0
+    local mem = tracker.memory_store()
+    local store = {
+      get = function(_, id) gets = gets + 1; return mem:get(id) end,
+      put = function(_, id, st) puts = puts + 1; mem:put(id, st) end,
+    }
+    local t2 = tracker.new { store = store }
+    t2:accept(call_event("c1", "established"))
+    assert.equal(1, gets)
+    assert.equal(1, puts)
+    assert.equal("established", mem:get("c1").state)
+  end)
+
+  it("remembers a bounded number of fingerprints per call", function()
+    local t3 = tracker.new { dedup = 4 }
+    local evs = {}
+    for i = 1, 6 do evs[i] = call_event("c1", "established", { n = i }) end
+    for i = 1, 6 do assert.is_true(t3:accept(evs[i])) end
+    local st = t3:call("c1")
+    local count = 0
+    for _ in pairs(st.seen) do count = count + 1 end
+    assert.equal(4, count)
+    assert.is_false(t3:accept(evs[6]))
+  end)
+end)
