@@ -66,8 +66,7 @@ static void set_member_int(lua_State *L, const gc_jdoc *d, uint32_t obj, const c
   }
 }
 
-static void set_result(lua_State *L, const gc_jdoc *d, uint32_t obj, gc_buf *scratch) {
-  uint32_t ri = obj ? gc_json_get(d, obj, "resultInfo", 10) : 0;
+static void set_result(lua_State *L, const gc_jdoc *d, uint32_t ri, gc_buf *scratch) {
   if (!ri || d->tok[ri].type != GC_J_OBJECT) return;
   int64_t code = 0, sub = 0;
   int hc, hs;
@@ -95,33 +94,38 @@ static void push_lazy(lua_State *L, int docidx, uint32_t t, int narr, int nrec) 
 
 static void call_fields(lua_State *L, const gc_jdoc *d, uint32_t item, gc_buf *scratch) {
   if (!item) return;
-  uint32_t st = gc_json_get(d, item, "state", 5);
-  set_str_tok(L, d, st, "state", scratch);
-  if (st && gc_json_streq(d, st, "incoming", 8)) {
+  static const char *const names[] = { "state", "direction", "tenantId", "callChainId",
+                                       "myParticipantId", "toneInfo", "resultInfo" };
+  uint32_t f[7];
+  gc_json_fields(d, item, names, 7, f);
+  for (int i = 0; i < 5; i++) set_str_tok(L, d, f[i], names[i], scratch);
+  if (f[0] && gc_json_streq(d, f[0], "incoming", 8)) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "incoming");
   }
-  set_member_str(L, d, item, "direction", scratch);
-  set_member_str(L, d, item, "tenantId", scratch);
-  set_member_str(L, d, item, "callChainId", scratch);
-  set_member_str(L, d, item, "myParticipantId", scratch);
-  uint32_t ti = gc_json_get(d, item, "toneInfo", 8);
+  uint32_t ti = f[5];
   if (ti && d->tok[ti].type == GC_J_OBJECT) {
     lua_createtable(L, 0, 2);
     set_member_str(L, d, ti, "tone", scratch);
     set_member_int(L, d, ti, "sequenceId", NULL);
     lua_setfield(L, -2, "toneInfo");
   }
-  set_result(L, d, item, scratch);
+  set_result(L, d, f[6], scratch);
 }
 
 static void participant_proxy(lua_State *L, const gc_jdoc *d, int docidx, uint32_t p,
                               gc_buf *scratch) {
+  static const char *const names[] = { "id", "rosterSequenceNumber", "removedState" };
+  uint32_t f[3];
+  gc_json_fields(d, p, names, 3, f);
   push_lazy(L, docidx, p, 0, 3);
-  set_member_str(L, d, p, "id", scratch);
-  set_member_int(L, d, p, "rosterSequenceNumber", NULL);
-  uint32_t rs = gc_json_get(d, p, "removedState", 12);
-  lua_pushboolean(L, rs && d->tok[rs].type != GC_J_NULL);
+  set_str_tok(L, d, f[0], "id", scratch);
+  int64_t v;
+  if (f[1] && gc_json_int(d, f[1], 1, &v) == 0) {
+    push_int(L, v);
+    lua_setfield(L, -2, "rosterSequenceNumber");
+  }
+  lua_pushboolean(L, f[2] && d->tok[f[2]].type != GC_J_NULL);
   lua_setfield(L, -2, "removed");
 }
 
@@ -161,21 +165,24 @@ static void operation_fields(lua_State *L, const gc_jdoc *d, const gc_notif *e,
   if (e->sub_id.len) set_span(L, d, aux, e->sub_id, "operationId");
   else set_str_tok(L, d, item ? gc_json_get(d, item, "id", 2) : 0, "operationId", scratch);
   if (!item) return;
-  uint32_t ot = gc_json_get(d, item, "@odata.type", 11);
+  static const char *const names[] = { "@odata.type", "status", "clientContext", "resultInfo" };
+  uint32_t f[4];
+  gc_json_fields(d, item, names, 4, f);
+  uint32_t ot = f[0];
   if (ot && d->tok[ot].type == GC_J_STRING) {
     char name[64];
     size_t n = gc_notify_optype(d->text + d->tok[ot].off, d->tok[ot].len, name, sizeof name);
     lua_pushlstring(L, n ? name : "unknown", n ? n : 7);
     lua_setfield(L, -2, "operationType");
   }
-  uint32_t st = gc_json_get(d, item, "status", 6);
+  uint32_t st = f[1];
   if (st && d->tok[st].type == GC_J_STRING) {
     const char *s = gc_notify_status(d->text + d->tok[st].off, d->tok[st].len);
     if (s) lua_pushstring(L, s); else gc_l_push_str(L, d, st, scratch);
     lua_setfield(L, -2, "status");
   }
-  set_member_str(L, d, item, "clientContext", scratch);
-  set_result(L, d, item, scratch);
+  set_str_tok(L, d, f[2], "clientContext", scratch);
+  set_result(L, d, f[3], scratch);
   /* the type's own fields (recordingLocation, completionReason, participants, ...) */
   uint32_t c = item + 1;
   for (uint32_t i = 0; i < d->tok[item].len; i++, c = d->tok[c + 1].next) {

@@ -108,7 +108,10 @@ int gc_notify_scan(const gc_jdoc *d, gc_notif *out, size_t cap, size_t *n, const
     memset(e, 0, sizeof *e);
     if (d->tok[t].type != GC_J_OBJECT) { *err = "a notification is not an object"; return -1; }
     e->tok = t;
-    e->change_tok = str_member(d, t, LIT("changeType"));
+    static const char *const names[] = { "changeType", "resourceUrl", "resource", "resourceData" };
+    uint32_t f[4];
+    gc_json_fields(d, t, names, 4, f);
+    e->change_tok = (f[0] && d->tok[f[0]].type == GC_J_STRING) ? f[0] : 0;
     if (!e->change_tok) { *err = "a notification has no changeType string"; return -1; }
     const char *cs = d->text + d->tok[e->change_tok].off;
     size_t cl = d->tok[e->change_tok].len;
@@ -116,9 +119,9 @@ int gc_notify_scan(const gc_jdoc *d, gc_notif *out, size_t cap, size_t *n, const
               : span_eq(cs, cl, LIT("updated")) ? GC_C_UPDATED
               : span_eq(cs, cl, LIT("deleted")) ? GC_C_DELETED : GC_C_OTHER;
 
-    uint32_t u = gc_json_get(d, t, LIT("resourceUrl"));
+    uint32_t u = f[1];
     if (u && d->tok[u].type != GC_J_STRING) { *err = "resourceUrl is not a string"; return -1; }
-    uint32_t r = gc_json_get(d, t, LIT("resource"));
+    uint32_t r = f[2];
     if (r && d->tok[r].type != GC_J_STRING && d->tok[r].type != GC_J_NULL) {
       *err = "resource is not a string"; return -1;
     }
@@ -127,7 +130,7 @@ int gc_notify_scan(const gc_jdoc *d, gc_notif *out, size_t cap, size_t *n, const
     e->url_tok = u;
     e->resource_tok = r;
 
-    uint32_t data = gc_json_get(d, t, LIT("resourceData"));
+    uint32_t data = f[3];
     if (data) {
       uint8_t ty = d->tok[data].type;
       if (ty == GC_J_NULL) data = 0;
