@@ -137,6 +137,8 @@ static int scan_number(const unsigned char *s, size_t n, size_t i, size_t *end, 
 }
 
 static inline size_t skip_ws(const unsigned char *s, size_t n, size_t i) {
+  /* indentation comes in runs of spaces */
+  while (i + 8 <= n && memcmp(s + i, "        ", 8) == 0) i += 8;
   while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) i++;
   return i;
 }

@@ -217,6 +217,15 @@ static void sharing_fields(lua_State *L, const gc_jdoc *d, const gc_notif *e,
 
 /* ---- parse_notifications ------------------------------------------------------------ */
 
+/* resourceData larger than this stays in the tape until asked for; smaller is built at once,
+ * which for the common small notification is cheaper than keeping the tape alive */
+#define LAZY_DATA_BYTES 1024
+
+static int needs_doc(const gc_jdoc *d, const gc_notif *e) {
+  if (e->kind == GC_N_PARTICIPANTS) return 1;
+  return e->data_tok && d->tok[e->data_tok].end - d->tok[e->data_tok].off > LAZY_DATA_BYTES;
+}
+
 static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_notif *e,
                        const gc_buf *aux, gc_buf *scratch) {
   static const char *const changes[] = { "created", "updated", "deleted" };
@@ -230,8 +239,8 @@ static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_noti
   set_span(L, d, aux, e->call_id, "callId");
   lua_pushstring(L, kinds[e->kind]);
   lua_setfield(L, -2, "kind");
-  char fp[17];
-  snprintf(fp, sizeof fp, "%016llx", (unsigned long long)e->hash);
+  char fp[16];
+  for (int i = 0; i < 16; i++) fp[i] = "0123456789abcdef"[(e->hash >> (60 - 4 * i)) & 15];
   lua_pushlstring(L, fp, 16);
   lua_setfield(L, -2, "fingerprint");
   if (e->item_tok) set_member_str(L, d, e->item_tok, "@odata.type", scratch);
@@ -242,8 +251,11 @@ static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_noti
     case GC_N_CONTENT_SHARING: sharing_fields(L, d, e, aux, scratch); break;
     default: break;
   }
-  /* data: the whole resourceData, built on first access */
-  if (e->data_tok) {
+  /* data: the whole resourceData; built on first access when it is large */
+  if (e->data_tok && (!docidx || !needs_doc(d, e))) {
+    gc_l_push_tok(L, d, e->data_tok, scratch);
+    lua_setfield(L, -2, "data");
+  } else if (e->data_tok) {
     lua_pushvalue(L, docidx);
     lua_setfield(L, -2, "__doc");
     push_int(L, e->data_tok);
@@ -260,50 +272,53 @@ int gc_l_parse_notifications(lua_State *L) {
   const char *s = luaL_checklstring(L, 1, &len);
   gc_json_limits lim = { (size_t)luaL_optnumber(L, 2, 0), (int)luaL_optinteger(L, 3, 0) };
   size_t maxn = (size_t)luaL_optinteger(L, 4, GC_NOTIFY_DEFAULT_MAX);
+  lua_settop(L, 1);
   decoder *dec = lua_touserdata(L, lua_upvalueindex(UV_DECODER));
+  gc_jdoc *d = &dec->doc;
 
-  notifdoc *nd = gc_newuserdata_uv(L, sizeof *nd);
-  memset(nd, 0, sizeof *nd);
-  luaL_getmetatable(L, DOC_MT);
-  lua_setmetatable(L, -2);
-  int docidx = lua_gettop(L);
-  lua_pushvalue(L, 1);
-  gc_set_uservalue(L, docidx);  /* the body lives as long as the tape that points into it */
-
-  /* parse with the decoder's warm token array, then hand it to the document */
-  if (gc_json_parse(&nd->doc, s, len, &lim, dec->doc.tok, dec->doc.cap) != 0) {
-    dec->doc.tok = nd->doc.tok;
-    dec->doc.cap = nd->doc.cap;
-    nd->doc.tok = NULL;
-    nd->doc.cap = 0;
+  /* parse into the decoder's warm token array */
+  if (gc_json_parse(d, s, len, &lim, d->tok, d->cap) != 0) {
     char msg[128];
-    snprintf(msg, sizeof msg, "invalid JSON: %s at byte %zu", nd->doc.error, nd->doc.error_at + 1);
+    snprintf(msg, sizeof msg, "invalid JSON: %s at byte %zu", d->error, d->error_at + 1);
     return gc_l_push_error(L, "json", msg, "");
   }
-  dec->doc.tok = NULL;
-  dec->doc.cap = 0;
-
   gc_notif stackbuf[8];
   gc_notif *ev = stackbuf;
-  uint32_t value = gc_json_get(&nd->doc, 0, "value", 5);
-  size_t want = (value && nd->doc.tok[value].type == GC_J_ARRAY) ? nd->doc.tok[value].len : 0;
-  if (want > maxn) return gc_l_push_error(L, "notification", "too many notifications in one body", "value");
-  if (want > 8) {
-    ev = lua_newuserdata(L, want * sizeof *ev);  /* collected with the call's stack */
-  }
+  uint32_t value = gc_json_get(d, 0, "value", 5);
+  size_t want = (value && d->tok[value].type == GC_J_ARRAY) ? d->tok[value].len : 0;
+  if (want > maxn)
+    return gc_l_push_error(L, "notification", "too many notifications in one body", "value");
+  if (want > 8) ev = lua_newuserdata(L, want * sizeof *ev);  /* collected with the call */
   size_t n;
   const char *err;
   gc_buf *aux = &dec->aux;
-  if (gc_notify_scan(&nd->doc, ev, want ? want : 1, &n, &err, aux) != 0)
+  if (gc_notify_scan(d, ev, want ? want : 1, &n, &err, aux) != 0)
     return gc_l_push_error(L, "notification", err, "");
+
+  /* lazy parts need the tape and the body to outlive this call: a document takes both */
+  int docidx = 0;
+  for (size_t i = 0; i < n && !docidx; i++) {
+    if (!needs_doc(d, &ev[i])) continue;
+    notifdoc *nd = gc_newuserdata_uv(L, sizeof *nd);
+    nd->doc = *d;
+    d->tok = NULL;
+    d->cap = d->ntok = 0;
+    d = &nd->doc;
+    luaL_getmetatable(L, DOC_MT);
+    lua_setmetatable(L, -2);
+    docidx = lua_gettop(L);
+    lua_pushvalue(L, 1);
+    gc_set_uservalue(L, docidx);
+  }
 
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
-    push_event(L, &nd->doc, docidx, &ev[i], aux, &dec->scratch);
+    push_event(L, d, docidx, &ev[i], aux, &dec->scratch);
     lua_rawseti(L, -2, (int)i + 1);
   }
   if (dec->scratch.cap > KEEP_BYTES) gc_buf_free(&dec->scratch);
   if (aux->cap > KEEP_BYTES) gc_buf_free(aux);
+  if (!docidx && (size_t)dec->doc.cap * sizeof(gc_jtok) > KEEP_BYTES) gc_json_free(&dec->doc);
   return 1;
 }
 

@@ -73,7 +73,7 @@ function M.parse_notifications(body, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #2 to 'parse_notifications' (table expected, got " .. type(opts) .. ")", 2)
   end
-  opts = opts or {}
+  if opts == nil then return core.parse_notifications(body) end
   return core.parse_notifications(body, opts.max_size, opts.max_depth, opts.max_notifications)
 end
 
