@@ -15,8 +15,9 @@ WARN    := -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes
 PIC     := -fPIC -fvisibility=hidden
 
 CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c \
-            csrc/notify.c
-BIND_SRC := csrc/lua_core.c csrc/lua_notify.c
+            csrc/notify.c csrc/jwt.c
+BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c
+LIBS     := -lcrypto
 HDRS     := $(wildcard csrc/*.h)
 
 LUA54_INC := /usr/include/lua5.4
@@ -28,7 +29,7 @@ SOJIT := $(B)/luajit/graphcall/core.so
 
 # Debian packages the targets need; `make deps` installs them when run as root.
 PKGS := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-busted \
-        luarocks libcurl4-openssl-dev lua-expat clang valgrind
+        luarocks libcurl4-openssl-dev libssl-dev openssl lua-expat clang libclang-rt-14-dev valgrind
 
 .PHONY: all deps fixtures test test-asan demo bench asan valgrind rock-check schema check-schema clean
 
@@ -47,18 +48,18 @@ deps:
 
 $(SO54): $(CORE_SRC) $(BIND_SRC) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(CFLAGS) $(PIC) -shared -I$(LUA54_INC) -o $@ $(CORE_SRC) $(BIND_SRC)
+	$(CC) $(WARN) $(CFLAGS) $(PIC) -shared -I$(LUA54_INC) -o $@ $(CORE_SRC) $(BIND_SRC) $(LIBS)
 
 $(SOJIT): $(CORE_SRC) $(BIND_SRC) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(CFLAGS) $(PIC) -shared -I$(JIT_INC) -o $@ $(CORE_SRC) $(BIND_SRC)
+	$(CC) $(WARN) $(CFLAGS) $(PIC) -shared -I$(JIT_INC) -o $@ $(CORE_SRC) $(BIND_SRC) $(LIBS)
 
 # ---- tests -------------------------------------------------------------------------------
 C_TESTS := $(patsubst spec/c/%.c,$(B)/ctest/%,$(wildcard spec/c/test_*.c))
 
 $(B)/ctest/%: spec/c/%.c spec/c/ctest.h $(CORE_SRC) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(CFLAGS) -Icsrc -o $@ $< $(CORE_SRC) -lm
+	$(CC) $(WARN) $(CFLAGS) -Icsrc -o $@ $< $(CORE_SRC) $(LIBS) -lm
 
 fixtures:
 	@test -d $(SHARED)/fixtures || { echo "no fixtures at $(SHARED)/fixtures: clone beside shared/ or set SHARED=..."; exit 1; }
@@ -112,7 +113,7 @@ bench: deps all $(B)/bench/json_parse
 
 $(B)/bench/json_parse: bench/json_parse.c $(CORE_SRC) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -O2 -DNDEBUG -Icsrc -o $@ $< $(CORE_SRC) -lm
+	$(CC) $(WARN) -O2 -DNDEBUG -Icsrc -o $@ $< $(CORE_SRC) $(LIBS) -lm
 
 schema:
 	lua5.4 tools/gen-schema.lua $(SHARED)/graph/v1.0-metadata.csdl > csrc/schema_data.c.new

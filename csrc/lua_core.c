@@ -305,6 +305,8 @@ static const luaL_Reg funcs[] = {
   { "decode", l_decode },
   { "parse_notifications", gc_l_parse_notifications },
   { "materialize", gc_l_materialize },
+  { "jwks", gc_l_jwks },
+  { "verify_jwt", gc_l_verify_jwt },
   { NULL, NULL },
 };
 
@@ -315,6 +317,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L) {
   }
   lua_pop(L, 1);
   gc_l_notify_open(L);
+  gc_l_jwt_open(L);
   if (luaL_newmetatable(L, ENC_MT)) {
     lua_pushcfunction(L, enc_gc);
     lua_setfield(L, -2, "__gc");

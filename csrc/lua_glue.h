@@ -26,6 +26,11 @@ int gc_l_push_error(lua_State *L, const char *code, const char *message, const c
 void gc_l_push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
 void gc_l_push_str(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
 
+/* lua_jwt.c */
+void gc_l_jwt_open(lua_State *L);
+int gc_l_jwks(lua_State *L);
+int gc_l_verify_jwt(lua_State *L);
+
 /* lua_notify.c */
 void gc_l_notify_open(lua_State *L);
 int gc_l_parse_notifications(lua_State *L);

@@ -16,18 +16,26 @@ Runs on Lua 5.4 and LuaJIT 2.1 (OpenResty).
 dependencies = {
   "lua >= 5.1, < 5.5",
 }
+external_dependencies = {
+  OPENSSL = { library = "crypto" },  -- the library form: Debian's headers are multiarch
+}
 build = {
   type = "builtin",
   modules = {
     ["graphcall.core"] = {
       sources = {
         "csrc/buf.c", "csrc/utf8.c", "csrc/schema.c", "csrc/schema_data.c",
-        "csrc/encode.c", "csrc/json.c", "csrc/notify.c", "csrc/lua_core.c", "csrc/lua_notify.c",
+        "csrc/encode.c", "csrc/json.c", "csrc/notify.c", "csrc/jwt.c",
+        "csrc/lua_core.c", "csrc/lua_notify.c", "csrc/lua_jwt.c",
       },
+      libraries = { "crypto" },
+      libdirs = { "$(OPENSSL_LIBDIR)" },
       defines = { "_DEFAULT_SOURCE" },
       incdirs = { "csrc" },
     },
     ["graphcall"] = "lua/graphcall/init.lua",
     ["graphcall.response"] = "lua/graphcall/response.lua",
+    ["graphcall.tracker"] = "lua/graphcall/tracker.lua",
+    ["graphcall.jwt"] = "lua/graphcall/jwt.lua",
   },
 }
