@@ -5,6 +5,7 @@
 #   make bench    request-building throughput against lua-cjson
 #   make asan     C tests and specs under AddressSanitizer + UBSan
 #   make valgrind C tests under valgrind memcheck
+#   make fuzz     libFuzzer on the notification parser and the JWT verifier (FUZZ_SECONDS each)
 #   make rock-check  luarocks make into a temporary tree, load it under lua5.4 and luajit
 #   make schema   regenerate csrc/schema_data.c from Graph's v1.0 metadata
 
@@ -31,7 +32,7 @@ SOJIT := $(B)/luajit/graphcall/core.so
 PKGS := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-busted \
         luarocks libcurl4-openssl-dev libssl-dev openssl lua-expat clang libclang-rt-14-dev valgrind
 
-.PHONY: all deps fixtures test test-asan demo bench asan valgrind rock-check schema check-schema clean
+.PHONY: fuzz all deps fixtures test test-asan demo bench asan valgrind rock-check schema check-schema clean
 
 all: $(SO54) $(SOJIT)
 
@@ -94,6 +95,29 @@ valgrind: deps $(C_TESTS)
 
 rock-check: deps
 	@tools/rock-check.sh
+
+# ---- fuzzing: libFuzzer (clang) with ASan + UBSan; FUZZ_SECONDS per target -------------
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(B)/fuzz/fuzz_notify $(B)/fuzz/fuzz_jwt
+
+$(B)/fuzz/%: fuzz/%.c $(CORE_SRC) $(HDRS)
+	@mkdir -p $(dir $@)
+	clang $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Icsrc -o $@ $< $(CORE_SRC) $(LIBS) -lm
+
+fuzz: deps fixtures $(FUZZ_TARGETS)
+	@rm -rf $(B)/fuzz/corpus-notify && mkdir -p $(B)/fuzz/corpus-notify $(B)/fuzz/corpus-jwt
+	@cp $(SHARED)/fixtures/graph/notify-*.json $(B)/fuzz/corpus-notify/
+	@for f in $(SHARED)/fixtures/seed/*/notify-*.json; do \
+	  cp $$f $(B)/fuzz/corpus-notify/$$(basename $$(dirname $$f))-$$(basename $$f); done
+	@cp fuzz/corpus/jwt/* $(B)/fuzz/corpus-jwt/
+	@for t in notify:65536 jwt:12000; do name=$${t%%:*}; \
+	  echo "fuzz_$$name: $(FUZZ_SECONDS) s"; \
+	  if $(B)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -max_len=$${t#*:} -print_final_stats=1 \
+	       -artifact_prefix=$(B)/fuzz/ $(B)/fuzz/corpus-$$name > $(B)/fuzz/$$name.log 2>&1; then \
+	    grep -E 'stat::number_of_executed_units|Done' $(B)/fuzz/$$name.log; \
+	  else tail -n 40 $(B)/fuzz/$$name.log; echo "fuzz_$$name FAILED (crash input in $(B)/fuzz/)"; exit 1; fi; \
+	done
 
 # ---- demo, bench, schema -----------------------------------------------------------------
 demo: deps all
