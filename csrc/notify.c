@@ -193,7 +193,8 @@ static int read_int(const gc_jdoc *d, uint32_t t, int64_t *v) {
   /* 200.0 is an integer too */
   if (d->tok[t].type == GC_J_NUMBER) {
     double x = gc_json_num(d, t);
-    if (x == (double)(int64_t)x && x > -9.2e18 && x < 9.2e18) { *v = (int64_t)x; return 1; }
+    /* range first: converting an out-of-range double is undefined */
+    if (x > -9.2e18 && x < 9.2e18 && x == (double)(int64_t)x) { *v = (int64_t)x; return 1; }
   }
   return 0;
 }
