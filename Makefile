@@ -131,6 +131,9 @@ bench: deps all $(B)/bench/json_parse
 	@for lua in lua5.4 luajit; do \
 	  GRAPHCALL_SHARED=$(SHARED) LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/decode.lua || exit 1; done
+	@for lua in lua5.4 luajit; do \
+	  GRAPHCALL_SHARED=$(SHARED) LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/notify.lua || exit 1; done
 	@lua5.4 -e 'package.path="./bench/?.lua;"..package.path; io.write(require("roster").text(1000))' \
 	  > $(B)/bench/roster-1000.json
 	@$(B)/bench/json_parse $(B)/bench/roster-1000.json

@@ -77,12 +77,19 @@ local function baseline(body)
 end
 
 -- ---- the run ---------------------------------------------------------------------------
+-- batches sized so the clock is read about every millisecond, not every call
 local function rate(fn, seconds)
-  for _ = 1, 5 do fn() end
-  local n, t0, t = 0, os.clock(), 0
+  local t0 = os.clock()
+  local batch = 1
   repeat
-    fn()
-    n = n + 1
+    for _ = 1, batch do fn() end
+    batch = batch * 2
+  until os.clock() - t0 > 0.001
+  local n, t = 0, 0
+  t0 = os.clock()
+  repeat
+    for _ = 1, batch do fn() end
+    n = n + batch
     t = os.clock() - t0
   until t >= seconds
   return n / t

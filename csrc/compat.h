@@ -32,6 +32,7 @@ static inline void gc_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
 /* a userdata with one user value: a table holding it, as 5.1 userdata have only an env */
 static inline void *gc_newuserdata_uv(lua_State *L, size_t sz) { return lua_newuserdata(L, sz); }
 static inline void gc_set_uservalue(lua_State *L, int ud) {  /* pops the value */
+  if (ud < 0) ud = lua_gettop(L) + ud + 1;
   lua_createtable(L, 1, 0);
   lua_insert(L, -2);
   lua_rawseti(L, -2, 1);

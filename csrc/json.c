@@ -137,9 +137,20 @@ static int scan_number(const unsigned char *s, size_t n, size_t i, size_t *end, 
 }
 
 static inline size_t skip_ws(const unsigned char *s, size_t n, size_t i) {
-  /* indentation comes in runs of spaces */
-  while (i + 8 <= n && memcmp(s + i, "        ", 8) == 0) i += 8;
-  while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) i++;
+  while (i < n) {
+    unsigned c = s[i];
+    if (c > ' ') break;
+    if (c == ' ') {
+      /* indentation comes in runs of spaces */
+      uint64_t w;
+      if (i + 8 <= n && (memcpy(&w, s + i, 8), w == 0x2020202020202020ULL)) { i += 8; continue; }
+      i++;
+    } else if (c == '\n' || c == '\r' || c == '\t') {
+      i++;
+    } else {
+      break;
+    }
+  }
   return i;
 }
 

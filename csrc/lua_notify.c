@@ -11,7 +11,9 @@
 #include "lua_glue.h"
 #include "notify.h"
 
-#define DOC_MT "graphcall.notifdoc"
+#define DOC_MT "graphcall.notifdoc"          /* owns a malloc'd tape: has __gc */
+#define DOC_INLINE_MT "graphcall.notifdoc.inline"  /* tape copied inside the userdata */
+#define INLINE_TAPE_BYTES (64u << 10)
 #define LAZY_MT "graphcall.lazy"
 
 typedef struct {
@@ -217,13 +219,33 @@ static void sharing_fields(lua_State *L, const gc_jdoc *d, const gc_notif *e,
 
 /* ---- parse_notifications ------------------------------------------------------------ */
 
-/* resourceData larger than this stays in the tape until asked for; smaller is built at once,
- * which for the common small notification is cheaper than keeping the tape alive */
-#define LAZY_DATA_BYTES 1024
+static int needs_doc(const gc_notif *e) {
+  return e->kind == GC_N_PARTICIPANTS || e->data_tok;
+}
 
-static int needs_doc(const gc_jdoc *d, const gc_notif *e) {
-  if (e->kind == GC_N_PARTICIPANTS) return 1;
-  return e->data_tok && d->tok[e->data_tok].end - d->tok[e->data_tok].off > LAZY_DATA_BYTES;
+/* The document that lazy tables hold: the tape (inside the userdata when small, so there is
+ * no malloc and no finalizer; handed over from the decoder when large) and the body. */
+static gc_jdoc *make_doc(lua_State *L, gc_jdoc *d) {
+  size_t bytes = (size_t)d->ntok * sizeof(gc_jtok);
+  notifdoc *nd;
+  if (bytes <= INLINE_TAPE_BYTES) {
+    nd = gc_newuserdata_uv(L, sizeof *nd + bytes);
+    nd->doc = *d;
+    nd->doc.tok = (gc_jtok *)(void *)(nd + 1);
+    nd->doc.cap = nd->doc.ntok;
+    memcpy(nd->doc.tok, d->tok, bytes);
+    luaL_getmetatable(L, DOC_INLINE_MT);
+  } else {
+    nd = gc_newuserdata_uv(L, sizeof *nd);
+    nd->doc = *d;
+    d->tok = NULL;
+    d->cap = d->ntok = 0;
+    luaL_getmetatable(L, DOC_MT);
+  }
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, 1);
+  gc_set_uservalue(L, -2);
+  return &nd->doc;
 }
 
 static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_notif *e,
@@ -239,11 +261,9 @@ static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_noti
   set_span(L, d, aux, e->call_id, "callId");
   lua_pushstring(L, kinds[e->kind]);
   lua_setfield(L, -2, "kind");
-  char fp[16];
-  for (int i = 0; i < 16; i++) fp[i] = "0123456789abcdef"[(e->hash >> (60 - 4 * i)) & 15];
-  lua_pushlstring(L, fp, 16);
+  /* 53 bits: an exact number in LuaJIT too */
+  push_int(L, (int64_t)(e->hash & ((UINT64_C(1) << 53) - 1)));
   lua_setfield(L, -2, "fingerprint");
-  if (e->item_tok) set_member_str(L, d, e->item_tok, "@odata.type", scratch);
   switch (e->kind) {
     case GC_N_CALL: call_fields(L, d, e->item_tok, scratch); break;
     case GC_N_PARTICIPANTS: participants_fields(L, d, docidx, e, scratch); break;
@@ -251,11 +271,8 @@ static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_noti
     case GC_N_CONTENT_SHARING: sharing_fields(L, d, e, aux, scratch); break;
     default: break;
   }
-  /* data: the whole resourceData; built on first access when it is large */
-  if (e->data_tok && (!docidx || !needs_doc(d, e))) {
-    gc_l_push_tok(L, d, e->data_tok, scratch);
-    lua_setfield(L, -2, "data");
-  } else if (e->data_tok) {
+  /* data: the whole resourceData, built on first access */
+  if (e->data_tok) {
     lua_pushvalue(L, docidx);
     lua_setfield(L, -2, "__doc");
     push_int(L, e->data_tok);
@@ -298,17 +315,9 @@ int gc_l_parse_notifications(lua_State *L) {
   /* lazy parts need the tape and the body to outlive this call: a document takes both */
   int docidx = 0;
   for (size_t i = 0; i < n && !docidx; i++) {
-    if (!needs_doc(d, &ev[i])) continue;
-    notifdoc *nd = gc_newuserdata_uv(L, sizeof *nd);
-    nd->doc = *d;
-    d->tok = NULL;
-    d->cap = d->ntok = 0;
-    d = &nd->doc;
-    luaL_getmetatable(L, DOC_MT);
-    lua_setmetatable(L, -2);
+    if (!needs_doc(&ev[i])) continue;
+    d = make_doc(L, d);
     docidx = lua_gettop(L);
-    lua_pushvalue(L, 1);
-    gc_set_uservalue(L, docidx);
   }
 
   lua_createtable(L, (int)n, 0);
@@ -338,7 +347,8 @@ static void rawclear(lua_State *L, int t, const char *k) {
 
 static void materialize(lua_State *L, int t) {
   rawfield(L, t, "__doc");
-  notifdoc *nd = gc_testudata(L, -1, DOC_MT);
+  notifdoc *nd = gc_testudata(L, -1, DOC_INLINE_MT);
+  if (!nd) nd = gc_testudata(L, -1, DOC_MT);
   lua_pop(L, 1);
   if (!nd) return;
   decoder *dec = lua_touserdata(L, lua_upvalueindex(UV_DECODER));
@@ -397,6 +407,8 @@ void gc_l_notify_open(lua_State *L) {
     lua_pushcfunction(L, doc_gc);
     lua_setfield(L, -2, "__gc");
   }
+  lua_pop(L, 1);
+  luaL_newmetatable(L, DOC_INLINE_MT);
   lua_pop(L, 1);
   luaL_newmetatable(L, LAZY_MT);
   lua_pop(L, 1);
