@@ -11,15 +11,18 @@ typedef struct {
   uint32_t count;  /* members so far */
 } level;
 
-static int add_tok(gc_jdoc *d, uint8_t type, uint8_t flags, size_t off, size_t len) {
-  if (d->ntok == d->cap) {
-    uint32_t cap = d->cap ? d->cap * 2 : 64;
-    if (cap < d->cap) return -1;
-    gc_jtok *t = realloc(d->tok, (size_t)cap * sizeof *t);
-    if (!t) return -1;
-    d->tok = t;
-    d->cap = cap;
-  }
+static int grow_tape(gc_jdoc *d) {
+  uint32_t cap = d->cap ? d->cap * 2 : 64;
+  if (cap < d->cap) return -1;
+  gc_jtok *t = realloc(d->tok, (size_t)cap * sizeof *t);
+  if (!t) return -1;
+  d->tok = t;
+  d->cap = cap;
+  return 0;
+}
+
+static inline int add_tok(gc_jdoc *d, uint8_t type, uint8_t flags, size_t off, size_t len) {
+  if (d->ntok == d->cap && grow_tape(d) != 0) return -1;
   gc_jtok *t = &d->tok[d->ntok++];
   t->type = type;
   t->flags = flags;
@@ -63,7 +66,7 @@ static int hex4(const unsigned char *p, unsigned *out) {
 #define FAIL(msg, at) do { d->error = (msg); d->error_at = (size_t)(at); goto fail; } while (0)
 
 /* Scan a string starting after its opening quote; returns the offset of the closing quote. */
-static int scan_string(gc_jdoc *d, const unsigned char *s, size_t n, size_t i, size_t *end,
+static inline int scan_string(gc_jdoc *d, const unsigned char *s, size_t n, size_t i, size_t *end,
                        uint8_t *flags) {
   *flags = 0;
   for (;;) {
