@@ -70,9 +70,17 @@ static inline int scan_string(gc_jdoc *d, const unsigned char *s, size_t n, size
                        uint8_t *flags) {
   *flags = 0;
   for (;;) {
-    /* fast path: plain ASCII, eight bytes at a time, then byte by byte up to the stop */
-    while (i + 8 <= n && gc_swar_plain8(s + i)) i += 8;
-    while (i < n && plain[s[i]]) i++;
+    /* fast path: plain ASCII eight bytes at a time, straight to the first stop byte */
+    for (;;) {
+      if (i + 8 <= n) {
+        unsigned k = gc_swar_stop8(s + i);
+        i += k;
+        if (k < 8) break;
+      } else {
+        while (i < n && plain[s[i]]) i++;
+        break;
+      }
+    }
     if (i >= n) { d->error = "unterminated string"; d->error_at = n; return -1; }
     unsigned c = s[i];
     if (c == '"') { *end = i; return 0; }
@@ -313,7 +321,12 @@ uint32_t gc_json_get(const gc_jdoc *d, uint32_t obj, const char *key, size_t key
 
 void gc_json_fields(const gc_jdoc *d, uint32_t obj, const char *const *names, size_t n,
                     uint32_t *out) {
-  for (size_t i = 0; i < n; i++) out[i] = 0;
+  size_t nl[16];
+  if (n > 16) n = 16;
+  for (size_t i = 0; i < n; i++) {
+    out[i] = 0;
+    nl[i] = strlen(names[i]);
+  }
   const gc_jtok *o = &d->tok[obj];
   if (o->type != GC_J_OBJECT) return;
   uint32_t k = obj + 1;
@@ -323,9 +336,9 @@ void gc_json_fields(const gc_jdoc *d, uint32_t obj, const char *const *names, si
     const char *ks = d->text + kt->off;
     for (size_t i = 0; i < n; i++) {
       if (out[i]) continue;
-      size_t nl = strlen(names[i]);
-      if ((kt->flags & GC_J_ESCAPED) ? gc_json_streq(d, k, names[i], nl)
-                                     : (kt->len == nl && memcmp(ks, names[i], nl) == 0)) {
+      if ((kt->flags & GC_J_ESCAPED) ? gc_json_streq(d, k, names[i], nl[i])
+                                     : (kt->len == nl[i] && ks[0] == names[i][0] &&
+                                        memcmp(ks, names[i], nl[i]) == 0)) {
         out[i] = v;
         break;
       }

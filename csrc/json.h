@@ -58,7 +58,7 @@ void gc_json_free(gc_jdoc *doc);
 uint32_t gc_json_get(const gc_jdoc *doc, uint32_t obj, const char *key, size_t keylen);
 
 /* One pass over object obj: out[i] = the value token of key names[i], or 0 if absent (the
- * first of repeated keys wins). Cheaper than n calls of gc_json_get. */
+ * first of repeated keys wins; n <= 16). Cheaper than n calls of gc_json_get. */
 void gc_json_fields(const gc_jdoc *doc, uint32_t obj, const char *const *names, size_t n,
                     uint32_t *out);
 

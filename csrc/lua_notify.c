@@ -282,13 +282,26 @@ static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_noti
   }
 }
 
-/* core.parse_notifications(body [, max_size [, max_depth [, max_notifications]]])
+static lua_Number opt_field(lua_State *L, int t, const char *k, lua_Number def) {
+  lua_getfield(L, t, k);
+  lua_Number v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* core.parse_notifications(body [, {max_size =, max_depth =, max_notifications =}])
  *   -> events | nil, err */
 int gc_l_parse_notifications(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  gc_json_limits lim = { (size_t)luaL_optnumber(L, 2, 0), (int)luaL_optinteger(L, 3, 0) };
-  size_t maxn = (size_t)luaL_optinteger(L, 4, GC_NOTIFY_DEFAULT_MAX);
+  gc_json_limits lim = { 0, 0 };
+  size_t maxn = GC_NOTIFY_DEFAULT_MAX;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lim.max_size = (size_t)opt_field(L, 2, "max_size", 0);
+    lim.max_depth = (int)opt_field(L, 2, "max_depth", 0);
+    maxn = (size_t)opt_field(L, 2, "max_notifications", GC_NOTIFY_DEFAULT_MAX);
+  }
   lua_settop(L, 1);
   decoder *dec = lua_touserdata(L, lua_upvalueindex(UV_DECODER));
   gc_jdoc *d = &dec->doc;

@@ -30,8 +30,13 @@ static gc_span segment(const char *url, size_t len, size_t *i) {
 
 static const char *find(const char *hay, size_t n, const char *needle, size_t m) {
   if (m > n) return NULL;
-  for (size_t i = 0; i + m <= n; i++)
-    if (memcmp(hay + i, needle, m) == 0) return hay + i;
+  /* the service writes it first, after an optional slash */
+  if (memcmp(hay, needle, m) == 0) return hay;
+  if (n > m && hay[0] == '/' && memcmp(hay + 1, needle, m) == 0) return hay + 1;
+  for (const char *p = hay; (p = memchr(p, needle[0], (size_t)(hay + n - p))) != NULL; p++) {
+    if ((size_t)(hay + n - p) < m) return NULL;
+    if (memcmp(p, needle, m) == 0) return p;
+  }
   return NULL;
 }
 

@@ -62,20 +62,11 @@ function M.decode(text, max_size, max_depth)
 end
 
 --- Parse the body of a callback POST (commsNotifications) into events.
--- opts: max_size (bytes, default 4 MiB), max_depth (default 64), max_notifications (256).
--- Returns an array of events, or nil and an error (nothing of a bad body is returned).
--- Verify the sender first (graphcall.jwt) and hand the events to a tracker
--- (graphcall.tracker) so each reaches handlers once and in a sane order.
-function M.parse_notifications(body, opts)
-  if type(body) ~= "string" then
-    error("bad argument #1 to 'parse_notifications' (string expected, got " .. type(body) .. ")", 2)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #2 to 'parse_notifications' (table expected, got " .. type(opts) .. ")", 2)
-  end
-  if opts == nil then return core.parse_notifications(body) end
-  return core.parse_notifications(body, opts.max_size, opts.max_depth, opts.max_notifications)
-end
+-- parse_notifications(body [, opts]); opts: max_size (bytes, default 4 MiB), max_depth
+-- (default 64), max_notifications (256). Returns an array of events, or nil and an error
+-- (nothing of a bad body is returned). Verify the sender first (graphcall.jwt) and hand the
+-- events to a tracker (graphcall.tracker) so each reaches handlers once and in order.
+M.parse_notifications = core.parse_notifications
 
 --- Build a lazy table in full: an event's `data`, or a roster participant's fields. Reading any
 -- missing field does the same; this is for pairs() and for dropping the parsed body early.
