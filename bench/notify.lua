@@ -5,9 +5,7 @@ local cjson = require "cjson"
 local graphcall = require "graphcall"
 package.path = "./bench/?.lua;" .. package.path
 local roster = require "roster"
-
-local shared = os.getenv("GRAPHCALL_SHARED") or "../shared"
-local function read(p) local f = assert(io.open(p, "rb")); local s = f:read("*a"); f:close(); return s end
+local util = require "util"
 
 -- ---- the baseline ---------------------------------------------------------------------
 local null = cjson.null
@@ -77,38 +75,17 @@ local function baseline(body)
 end
 
 -- ---- the run ---------------------------------------------------------------------------
--- batches sized so the clock is read about every millisecond, not every call
-local function rate(fn, seconds)
-  local t0 = os.clock()
-  local batch = 1
-  repeat
-    for _ = 1, batch do fn() end
-    batch = batch * 2
-  until os.clock() - t0 > 0.001
-  local n, t = 0, 0
-  t0 = os.clock()
-  repeat
-    for _ = 1, batch do fn() end
-    n = n + batch
-    t = os.clock() - t0
-  until t >= seconds
-  return n / t
-end
-
-local lua = jit and jit.version or _VERSION
+local lua = util.lua
 for _, case in ipairs {
-  { "ex01 established", read(shared .. "/fixtures/seed/ex01-p2p-voip-service-media/notify-2-established.json") },
-  { "ex05 full roster", read(shared .. "/fixtures/seed/ex05-join-meeting-service-media/notify-3-roster-full.json") },
+  { "ex01 established", util.fixture("seed/ex01-p2p-voip-service-media/notify-2-established.json") },
+  { "ex05 full roster", util.fixture("seed/ex05-join-meeting-service-media/notify-3-roster-full.json") },
   { "1000-participant roster", roster.text(1000) },
 } do
   local name, body = case[1], case[2]
   local a, b = assert(graphcall.parse_notifications(body)), baseline(body)
   assert(a[1].kind == b[1].kind and a[1].callId == b[1].callId)
-  local g, c = 0, 0
-  for _ = 1, 3 do
-    g = math.max(g, rate(function() return graphcall.parse_notifications(body) end, 0.3))
-    c = math.max(c, rate(function() return baseline(body) end, 0.3))
-  end
+  local g, c = util.compare(function() return graphcall.parse_notifications(body) end,
+                            function() return baseline(body) end, 0.3)
   print(string.format("ingest %s, %d bytes (%s): graphcall %.0f events/s %.1f MB/s, "
     .. "cjson+Lua %.0f events/s %.1f MB/s; ratio %.2fx",
     name, #body, lua, g, g * #body / 1e6, c, c * #body / 1e6, g / c))

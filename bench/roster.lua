@@ -1,4 +1,4 @@
--- bench/roster.lua: a generated 1000-participant roster notification (about 560 KB), in the
+-- bench/roster.lua: a generated 1000-participant roster notification (about 960 KB), in the
 -- shape of the service's roster updates (fixtures/graph/notify-roster-updated.json).
 local M = {}
 

@@ -1,0 +1,45 @@
+-- bench/util.lua: what the benchmarks share: the fixtures, and a rate measured in batches
+-- sized so the clock is read about once a millisecond, not once a call.
+local M = {}
+
+M.shared = os.getenv("GRAPHCALL_SHARED") or "../shared"
+M.lua = jit and jit.version or _VERSION
+
+function M.read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function M.fixture(rel) return M.read(M.shared .. "/fixtures/" .. rel) end
+
+--- Calls of fn per second of CPU time, over about `seconds`.
+function M.rate(fn, seconds)
+  local t0 = os.clock()
+  local batch = 1
+  repeat
+    for _ = 1, batch do fn() end
+    batch = batch * 2
+  until os.clock() - t0 > 0.001
+  local n, t = 0, 0
+  t0 = os.clock()
+  repeat
+    for _ = 1, batch do fn() end
+    n = n + batch
+    t = os.clock() - t0
+  until t >= seconds
+  return n / t
+end
+
+--- Best rates of a and b over three alternating rounds, so a noisy moment hurts both alike.
+function M.compare(a, b, seconds)
+  local ra, rb = 0, 0
+  for _ = 1, 3 do
+    ra = math.max(ra, M.rate(a, seconds))
+    rb = math.max(rb, M.rate(b, seconds))
+  end
+  return ra, rb
+end
+
+return M
