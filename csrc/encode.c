@@ -130,8 +130,12 @@ static void make_path(gc_enc *e, const char *extra, size_t extralen) {
       path_add(path, &n, cap, f->key, f->keylen);
     }
   }
+  if (e->depth < 0) {  /* at the root, before any object */
+    if (extra) path_add(path, &n, cap, extra, extralen);
+    return;
+  }
   gc_frame *top = &e->st[e->depth];
-  if (top->is_array && e->depth >= 0 && extra == NULL) {
+  if (top->is_array && extra == NULL) {
     char idx[32];
     int k = snprintf(idx, sizeof idx, "[%zu]", top->index + 1);
     path_add(path, &n, cap, idx, (size_t)k);

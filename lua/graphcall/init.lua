@@ -1,6 +1,7 @@
 --- graphcall: Microsoft Graph calling bots and IVR flows in Lua.
--- This module is the request side: build Graph request bodies from Lua tables that mirror
--- Graph's JSON, and read Graph's answers. See README.md for the model.
+-- Build Graph request bodies from Lua tables that mirror Graph's JSON, read Graph's answers,
+-- and parse the notifications the calling service POSTs back (graphcall.jwt verifies them,
+-- graphcall.tracker orders them). See README.md for the model.
 local core = require "graphcall.core"
 local response = require "graphcall.response"
 

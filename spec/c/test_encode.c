@@ -120,6 +120,20 @@ static void test_numbers(void) {
   gc_enc_free(&e);
 }
 
+static void test_root_errors(void) {
+  /* a scalar where the body belongs: reported, with no frame to read */
+  gc_enc e;
+  gc_enc_init(&e, gc_root_find("call", 4));
+  CHECK(gc_enc_string(&e, "x", 1) != 0);
+  CHECK(e.err.code == GC_E_TYPE);
+  CHECK_STR(e.err.path, "");
+  gc_enc_free(&e);
+  gc_enc_init(&e, gc_root_find("call", 4));
+  CHECK(gc_enc_begin_array(&e) != 0);
+  CHECK(e.err.code == GC_E_TYPE);
+  gc_enc_free(&e);
+}
+
 static void test_uri(void) {
   CHECK(gc_uri_is_secure("https://a.example/x", 19));
   CHECK(gc_uri_is_secure("http://127.0.0.1:80/", 20));
@@ -150,6 +164,7 @@ int main(void) {
   test_annotations();
   test_required();
   test_numbers();
+  test_root_errors();
   test_uri();
   test_schema();
   CTEST_END("c encode");
