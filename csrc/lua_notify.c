@@ -57,15 +57,16 @@ static void push_int(lua_State *L, int64_t v) {
 #endif
 }
 
-/* integer member, also from a numeric string */
-static void set_member_int(lua_State *L, const gc_jdoc *d, uint32_t obj, const char *k,
-                           const char *as) {
-  uint32_t t = obj ? gc_json_get(d, obj, k, strlen(k)) : 0;
+/* an integer (also from a numeric string) at token t */
+static void set_int_tok(lua_State *L, const gc_jdoc *d, uint32_t t, const char *key) {
   int64_t v;
-  if (t && gc_json_int(d, t, 1, &v) == 0) {
-    push_int(L, v);
-    lua_setfield(L, -2, as ? as : k);
-  }
+  if (!t || gc_json_int(d, t, 1, &v) != 0) return;
+  push_int(L, v);
+  lua_setfield(L, -2, key);
+}
+
+static void set_member_int(lua_State *L, const gc_jdoc *d, uint32_t obj, const char *k) {
+  set_int_tok(L, d, obj ? gc_json_get(d, obj, k, strlen(k)) : 0, k);
 }
 
 static void set_result(lua_State *L, const gc_jdoc *d, uint32_t ri, gc_buf *scratch) {
@@ -109,7 +110,7 @@ static void call_fields(lua_State *L, const gc_jdoc *d, uint32_t item, gc_buf *s
   if (ti && d->tok[ti].type == GC_J_OBJECT) {
     lua_createtable(L, 0, 2);
     set_member_str(L, d, ti, "tone", scratch);
-    set_member_int(L, d, ti, "sequenceId", NULL);
+    set_member_int(L, d, ti, "sequenceId");
     lua_setfield(L, -2, "toneInfo");
   }
   set_result(L, d, f[6], scratch);
@@ -122,11 +123,7 @@ static void participant_proxy(lua_State *L, const gc_jdoc *d, int docidx, uint32
   gc_json_fields(d, p, names, 3, f);
   push_lazy(L, docidx, p, 0, 3);
   set_str_tok(L, d, f[0], "id", scratch);
-  int64_t v;
-  if (f[1] && gc_json_int(d, f[1], 1, &v) == 0) {
-    push_int(L, v);
-    lua_setfield(L, -2, "rosterSequenceNumber");
-  }
+  set_int_tok(L, d, f[1], "rosterSequenceNumber");
   lua_pushboolean(L, f[2] && d->tok[f[2]].type != GC_J_NULL);
   lua_setfield(L, -2, "removed");
 }
@@ -151,7 +148,7 @@ static void participants_fields(lua_State *L, const gc_jdoc *d, int docidx, cons
   if (ot && gc_json_streq(d, ot, "#microsoft.graph.deltaParticipants", 34)) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "delta");
-    set_member_int(L, d, item, "sequenceNumber", NULL);
+    set_member_int(L, d, item, "sequenceNumber");
     push_participants(L, d, docidx, gc_json_get(d, item, "participants", 12), scratch);
   } else if (e->data_tok && d->tok[e->data_tok].type == GC_J_ARRAY) {
     push_participants(L, d, docidx, e->data_tok, scratch);
