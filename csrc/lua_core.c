@@ -134,7 +134,7 @@ static int walk_table(lua_State *L, gc_enc *e, int idx) {
   gc_expect want = gc_enc_expect(e);
   /* where the schema says object, the table is walked as one: no sequence pass */
   if (want == GC_EXPECT_OBJECT) return walk_object(L, e, idx);
-  const char *jt = lua_getmetatable(L, idx) ? (lua_pop(L, 1), jsontype(L, idx)) : NULL;
+  const char *jt = jsontype(L, idx);  /* luaL_getmetafield: cheap without a metatable */
   long n = sequence_length(L, idx);
   if (jt && strcmp(jt, "object") == 0) {
     if (want == GC_EXPECT_ARRAY && n == 0) return walk_array(L, e, idx, 0);

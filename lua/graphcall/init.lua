@@ -57,10 +57,8 @@ for _, name in ipairs {
 end
 
 --- Decode JSON text (strict, size- and depth-limited) into Lua values; null is graphcall.null.
--- @return value, or nil and an error
-function M.decode(text, max_size, max_depth)
-  return core.decode(text, max_size, max_depth)
-end
+-- decode(text [, max_size [, max_depth]]) returns the value, or nil and an error.
+M.decode = core.decode
 
 --- Parse the body of a callback POST (commsNotifications) into events.
 -- parse_notifications(body [, opts]); opts: max_size (bytes, default 4 MiB), max_depth
