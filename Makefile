@@ -67,9 +67,7 @@ fixtures:
 
 test: deps fixtures all $(C_TESTS)
 	@rm -rf $(B)/results && mkdir -p $(B)/results
-	@for t in $(C_TESTS); do GRAPHCALL_SHARED=$(SHARED) $$t > $(B)/results/$$(basename $$t).log 2>&1; \
-	  cat $(B)/results/$$(basename $$t).log; \
-	  grep -q . $(B)/results/$$(basename $$t).log || echo "0 passed, 1 failed" >> $(B)/results/$$(basename $$t).log; done
+	@GRAPHCALL_SHARED=$(SHARED) tools/ctests.sh $(B)/results $(C_TESTS)
 	@GRAPHCALL_SHARED=$(SHARED) tools/busted.sh lua5.4 $(B)/lua5.4 $(B)/results/busted-lua5.4.log
 	@GRAPHCALL_SHARED=$(SHARED) tools/busted.sh luajit $(B)/luajit $(B)/results/busted-luajit.log
 	@tools/total.sh $(B)/results
@@ -82,8 +80,7 @@ asan: deps
 
 test-asan: all $(C_TESTS)
 	@rm -rf $(B)/results && mkdir -p $(B)/results
-	@for t in $(C_TESTS); do GRAPHCALL_SHARED=$(SHARED) $$t > $(B)/results/$$(basename $$t).log 2>&1; \
-	  tail -n 1 $(B)/results/$$(basename $$t).log; done
+	@GRAPHCALL_SHARED=$(SHARED) tools/ctests.sh $(B)/results $(C_TESTS)
 	@LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  tools/busted.sh lua5.4 $(B)/lua5.4 $(B)/results/busted-lua5.4.log
