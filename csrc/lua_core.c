@@ -65,7 +65,7 @@ static long sequence_length(lua_State *L, int idx) {
     if (lua_type(L, -1) != LUA_TNUMBER) { lua_pop(L, 1); return -1; }
     double k = lua_tonumber(L, -1);
     /* range first: converting an out-of-range double is undefined */
-    if (!(k >= 1 && k < 9007199254740992.0) || k != (double)(long)k) { lua_pop(L, 1); return -1; }
+    if (!(k >= 1 && k < 9007199254740992.0) || k != (double)(int64_t)k) { lua_pop(L, 1); return -1; }
     if (k > max) max = k;
     count++;
   }
