@@ -2,7 +2,7 @@
 -- sized so the clock is read about once a millisecond, not once a call.
 local M = {}
 
-M.shared = os.getenv("GRAPHCALL_SHARED") or "../shared"
+M.fixtures = os.getenv("GRAPHCALL_FIXTURES") or "spec/fixtures"
 M.lua = jit and jit.version or _VERSION
 
 function M.read(path)
@@ -12,7 +12,7 @@ function M.read(path)
   return s
 end
 
-function M.fixture(rel) return M.read(M.shared .. "/fixtures/" .. rel) end
+function M.fixture(rel) return M.read(M.fixtures .. "/" .. rel) end
 
 --- Calls of fn per second of CPU time, over about `seconds`.
 function M.rate(fn, seconds)

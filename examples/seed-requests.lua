@@ -27,7 +27,7 @@ print("\n-- an http callbackUri is refused:")
 print(string.format("code=%s path=%s message=%s", e.code, e.path, e.message))
 
 -- 3. The ten reference scenarios.
-local shared = os.getenv("GRAPHCALL_SHARED") or "../shared"
+local fixtures = os.getenv("GRAPHCALL_FIXTURES") or "spec/fixtures"
 local seeds = {
   "ex01-p2p-voip-service-media", "ex02-p2p-voip-app-media", "ex03-group-call-service-media",
   "ex04-group-call-app-media", "ex05-join-meeting-service-media", "ex06-join-meeting-app-media",
@@ -48,9 +48,9 @@ local function strip(v, under)
 end
 
 for _, ex in ipairs(seeds) do
-  local f = io.open(shared .. "/fixtures/seed/" .. ex .. "/request.json", "rb")
+  local f = io.open(fixtures .. "/seed/" .. ex .. "/request.json", "rb")
   if not f then
-    print("\n(" .. ex .. ": fixtures not found under " .. shared .. "; set GRAPHCALL_SHARED)")
+    print("\n(" .. ex .. ": fixtures not found under " .. fixtures .. "; set GRAPHCALL_FIXTURES)")
     break
   end
   local spec = assert(graphcall.decode(f:read("*a")))

@@ -4,7 +4,8 @@ local cjson = require "cjson"
 
 local H = {}
 
-H.shared = os.getenv("GRAPHCALL_SHARED") or "../shared"
+-- a plain copy of ../shared/fixtures, so a clone alone is enough
+H.fixtures = os.getenv("GRAPHCALL_FIXTURES") or "spec/fixtures"
 
 function H.read(path)
   local f = assert(io.open(path, "rb"))
@@ -13,7 +14,7 @@ function H.read(path)
   return s
 end
 
-function H.fixture(rel) return H.read(H.shared .. "/fixtures/" .. rel) end
+function H.fixture(rel) return H.read(H.fixtures .. "/" .. rel) end
 function H.json_fixture(rel) return cjson.decode(H.fixture(rel)) end
 
 H.seeds = {

@@ -86,12 +86,12 @@ end
 describe("parse_notifications() on every fixture", function()
   local files = {}
   for _, dir in ipairs { "graph" } do
-    local p = io.popen('ls "' .. H.shared .. '/fixtures/' .. dir .. '"')
+    local p = io.popen('ls "' .. H.fixtures .. '/' .. dir .. '"')
     for f in p:lines() do if f:match("^notify%-") then files[#files + 1] = dir .. "/" .. f end end
     p:close()
   end
   for _, ex in ipairs(H.seeds) do
-    local p = io.popen('ls "' .. H.shared .. '/fixtures/seed/' .. ex .. '"')
+    local p = io.popen('ls "' .. H.fixtures .. '/seed/' .. ex .. '"')
     for f in p:lines() do if f:match("^notify%-") then files[#files + 1] = "seed/" .. ex .. "/" .. f end end
     p:close()
   end
