@@ -17,7 +17,7 @@ PIC     := -fPIC -fvisibility=hidden
 
 CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c \
             csrc/notify.c csrc/jwt.c
-BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c
+BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c
 LIBS     := -lcrypto
 HDRS     := $(wildcard csrc/*.h)
 

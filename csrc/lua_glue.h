@@ -1,4 +1,6 @@
-/* lua_glue.h: what the files of the binding layer share (graphcall.core). */
+/* lua_glue.h: what the files of the binding layer share (graphcall.core).
+ * The binding reads top-down: lua_core.c opens lua_notify.c and lua_jwt.c; all three stand
+ * on lua_push.c, which calls nothing above it. */
 #ifndef GC_LUA_GLUE_H
 #define GC_LUA_GLUE_H
 
@@ -20,6 +22,8 @@ typedef struct {
   gc_buf aux;  /* decoded escaped URLs of the notifications being read */
 } decoder;
 
+/* lua_push.c: the bottom of the binding, used by every file above it */
+void gc_l_push_open(lua_State *L);  /* the error metatable */
 /* nil, {code=, message=, path=} with the error metatable; returns 2 */
 int gc_l_push_error(lua_State *L, const char *code, const char *message, const char *path);
 /* the JSON value at token t as Lua values (null = lightuserdata NULL) */

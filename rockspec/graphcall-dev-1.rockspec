@@ -26,7 +26,7 @@ build = {
       sources = {
         "csrc/buf.c", "csrc/utf8.c", "csrc/schema.c", "csrc/schema_data.c",
         "csrc/encode.c", "csrc/json.c", "csrc/notify.c", "csrc/jwt.c",
-        "csrc/lua_core.c", "csrc/lua_notify.c", "csrc/lua_jwt.c",
+        "csrc/lua_core.c", "csrc/lua_notify.c", "csrc/lua_jwt.c", "csrc/lua_push.c",
       },
       libraries = { "crypto" },
       libdirs = { "$(OPENSSL_LIBDIR)" },
