@@ -261,12 +261,9 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_pushlstring(L, ODATA, sizeof ODATA - 1);
   enc->odata_key = lua_tostring(L, -1);  /* kept alive as an upvalue of every function */
-  luaL_getmetatable(L, "graphcall.lazy");
-  for (int i = 0; i < 3; i++) lua_pushvalue(L, -4);
-  lua_pushcclosure(L, gc_l_lazy_index, 3);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-  gc_setfuncs(L, funcs, 3);
+  for (int i = 0; i < 3; i++) lua_pushvalue(L, -3);
+  lua_pushcclosure(L, gc_l_lazy_index, 3);  /* the __index of lazy tables, upvalue 4 */
+  gc_setfuncs(L, funcs, 4);
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   luaL_getmetatable(L, ERROR_MT);

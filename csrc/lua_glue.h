@@ -15,6 +15,7 @@
 #define UV_ENCODER 1
 #define UV_DECODER 2
 #define UV_ODATA 3
+#define UV_LAZY 4  /* the __index of lazy tables (it has the first three itself) */
 
 typedef struct {
   gc_jdoc doc;
@@ -39,6 +40,6 @@ int gc_l_verify_jwt(lua_State *L);
 void gc_l_notify_open(lua_State *L);
 int gc_l_parse_notifications(lua_State *L);
 int gc_l_materialize(lua_State *L);
-int gc_l_lazy_index(lua_State *L);  /* needs the core upvalues */
+int gc_l_lazy_index(lua_State *L);  /* needs upvalues 1-3 */
 
 #endif

@@ -3,7 +3,13 @@
  * What handlers dispatch on is read eagerly (kind, ids, state, tones, status, resultInfo,
  * roster sequence numbers); everything else stays in the parsed tape until asked for: an
  * event's `data` and a roster participant's other fields are built on first access. The tape
- * and the body text are owned by a "graphcall.notifdoc" userdata that the lazy tables hold. */
+ * and the body text are owned by a "graphcall.notifdoc" userdata that the lazy tables hold.
+ *
+ * A lazy table's own keys are Graph's fields only, so pairs() and cjson.encode see nothing
+ * of the machinery. The lazy tables of one body share a private metatable that holds the
+ * rest: {__index = lazy_index, [1] = document, [table] = token}, the token negated for an
+ * event, whose token is its resourceData (built as `data`), rather than fields of the table
+ * itself. A table loses the metatable once it is built in full. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +20,6 @@
 #define DOC_MT "graphcall.notifdoc"          /* owns a malloc'd tape: has __gc */
 #define DOC_INLINE_MT "graphcall.notifdoc.inline"  /* tape copied inside the userdata */
 #define INLINE_TAPE_BYTES (64u << 10)
-#define LAZY_MT "graphcall.lazy"
 
 typedef struct {
   gc_jdoc doc;  /* text points into the body string held as the user value */
@@ -82,14 +87,12 @@ static void set_result(lua_State *L, const gc_jdoc *d, uint32_t ri, gc_buf *scra
   lua_setfield(L, -2, "resultInfo");
 }
 
-/* a lazy table: eager fields are set by the caller; the rest comes from token t on demand */
-static void push_lazy(lua_State *L, int docidx, uint32_t t, int narr, int nrec) {
-  lua_createtable(L, narr, nrec + 2);
+/* Make the table on top lazy: the shared metatable is at docidx (see above). */
+static void set_lazy(lua_State *L, int docidx, uint32_t t, int event) {
+  lua_pushvalue(L, -1);
+  push_int(L, event ? -(int64_t)t : (int64_t)t);
+  lua_rawset(L, docidx);
   lua_pushvalue(L, docidx);
-  lua_setfield(L, -2, "__doc");
-  push_int(L, t);
-  lua_setfield(L, -2, "__tok");
-  luaL_getmetatable(L, LAZY_MT);
   lua_setmetatable(L, -2);
 }
 
@@ -121,7 +124,8 @@ static void participant_proxy(lua_State *L, const gc_jdoc *d, int docidx, uint32
   static const char *const names[] = { "id", "rosterSequenceNumber", "removedState" };
   uint32_t f[3];
   gc_json_fields(d, p, names, 3, f);
-  push_lazy(L, docidx, p, 0, 3);
+  lua_createtable(L, 0, 3);
+  set_lazy(L, docidx, p, 0);
   set_str_tok(L, d, f[0], "id", scratch);
   set_int_tok(L, d, f[1], "rosterSequenceNumber");
   lua_pushboolean(L, f[2] && d->tok[f[2]].type != GC_J_NULL);
@@ -268,15 +272,11 @@ static void push_event(lua_State *L, const gc_jdoc *d, int docidx, const gc_noti
     case GC_N_CONTENT_SHARING: sharing_fields(L, d, e, aux, scratch); break;
     default: break;
   }
-  /* data: the whole resourceData, built on first access */
-  if (e->data_tok) {
-    lua_pushvalue(L, docidx);
-    lua_setfield(L, -2, "__doc");
-    push_int(L, e->data_tok);
-    lua_setfield(L, -2, "__data");
-    luaL_getmetatable(L, LAZY_MT);
-    lua_setmetatable(L, -2);
-  }
+  /* data, built on first access: a call or an operation is the resource itself, also when
+   * the service wraps it in an array; rosters and sharing sessions keep the array */
+  uint32_t data = e->data_tok;
+  if (e->kind == GC_N_CALL || e->kind == GC_N_OPERATION) data = e->item_tok;
+  if (data) set_lazy(L, docidx, data, 1);
 }
 
 static lua_Number opt_field(lua_State *L, int t, const char *k, lua_Number def) {
@@ -327,6 +327,18 @@ int gc_l_parse_notifications(lua_State *L) {
   for (size_t i = 0; i < n && !docidx; i++) {
     if (!needs_doc(&ev[i])) continue;
     d = make_doc(L, d);
+    /* the shared metatable of this body's lazy tables, sized for all of them */
+    size_t nlazy = 1;
+    for (size_t j = i; j < n; j++) {
+      nlazy++;
+      uint32_t item = ev[j].item_tok;
+      if (ev[j].kind == GC_N_PARTICIPANTS && item) nlazy += d->tok[item].len;
+    }
+    lua_createtable(L, 1, nlazy > 4096 ? 4096 : (int)nlazy);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, lua_upvalueindex(UV_LAZY));
+    lua_setfield(L, -2, "__index");
     docidx = lua_gettop(L);
   }
 
@@ -343,37 +355,36 @@ int gc_l_parse_notifications(lua_State *L) {
 
 /* ---- lazy tables ------------------------------------------------------------------- */
 
-/* Build everything still in the tape into t: an event's data, or a participant's fields. */
-static void rawfield(lua_State *L, int t, const char *k) {
-  lua_pushstring(L, k);
-  lua_rawget(L, t);
-}
-
-static void rawclear(lua_State *L, int t, const char *k) {
-  lua_pushstring(L, k);
-  lua_pushnil(L);
-  lua_rawset(L, t);
-}
-
-static void materialize(lua_State *L, int t) {
-  rawfield(L, t, "__doc");
+/* The document and token of lazy table t, from the shared metatable (left on the stack,
+ * so the document stays alive); NULL, and nothing pushed, if t is not lazy. */
+static notifdoc *lazy_doc(lua_State *L, int t, uint32_t *tok, int *event) {
+  if (!lua_getmetatable(L, t)) return NULL;
+  lua_rawgeti(L, -1, 1);
   notifdoc *nd = gc_testudata(L, -1, DOC_INLINE_MT);
   if (!nd) nd = gc_testudata(L, -1, DOC_MT);
-  lua_pop(L, 1);
+  lua_pushvalue(L, t);
+  lua_rawget(L, -3);
+  lua_Number v = lua_tonumber(L, -1);
+  lua_pop(L, 2);
+  if (!nd || v == 0) { lua_pop(L, 1); return NULL; }
+  *event = v < 0;
+  *tok = (uint32_t)(v < 0 ? -v : v);
+  return nd;
+}
+
+/* Build everything still in the tape into t: an event's data, or a participant's fields. */
+static void materialize(lua_State *L, int t) {
+  uint32_t tok;
+  int event;
+  notifdoc *nd = lazy_doc(L, t, &tok, &event);
   if (!nd) return;
+  int mt = lua_gettop(L);
   decoder *dec = lua_touserdata(L, lua_upvalueindex(UV_DECODER));
-  rawfield(L, t, "__data");
-  if (!lua_isnil(L, -1)) {               /* an event: data = resourceData */
-    uint32_t tok = (uint32_t)lua_tonumber(L, -1);
-    lua_pop(L, 1);
+  if (event) {                           /* an event: data = resourceData */
     lua_pushstring(L, "data");
     gc_l_push_tok(L, &nd->doc, tok, &dec->scratch);
     lua_rawset(L, t);
   } else {                               /* a roster participant: all its fields */
-    lua_pop(L, 1);
-    rawfield(L, t, "__tok");
-    uint32_t tok = (uint32_t)lua_tonumber(L, -1);
-    lua_pop(L, 1);
     gc_l_push_tok(L, &nd->doc, tok, &dec->scratch);
     lua_pushnil(L);
     while (lua_next(L, -2)) {
@@ -389,10 +400,11 @@ static void materialize(lua_State *L, int t) {
       }
     }
     lua_pop(L, 1);
-    rawclear(L, t, "__tok");
   }
-  rawclear(L, t, "__data");
-  rawclear(L, t, "__doc");
+  lua_pushvalue(L, t);
+  lua_pushnil(L);
+  lua_rawset(L, mt);
+  lua_pop(L, 1);
   lua_pushnil(L);
   lua_setmetatable(L, t);
 }
@@ -404,11 +416,23 @@ int gc_l_lazy_index(lua_State *L) {
   return 1;
 }
 
-/* core.materialize(t): build a lazy table in full (before pairs(), or to drop the tape) */
+/* core.materialize(t): build a lazy table in full (before pairs(), or to drop the tape); for
+ * an event, its data and every roster participant */
 int gc_l_materialize(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   materialize(L, 1);
+  lua_pushliteral(L, "participants");
+  lua_rawget(L, 1);
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    size_t n = gc_rawlen(L, 2);
+    for (size_t i = 1; i <= n; i++) {
+      lua_rawgeti(L, 2, (int)i);
+      if (lua_type(L, 3) == LUA_TTABLE) materialize(L, 3);
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, 1);
   return 1;
 }
 
@@ -419,7 +443,5 @@ void gc_l_notify_open(lua_State *L) {
   }
   lua_pop(L, 1);
   luaL_newmetatable(L, DOC_INLINE_MT);
-  lua_pop(L, 1);
-  luaL_newmetatable(L, LAZY_MT);
   lua_pop(L, 1);
 }

@@ -180,6 +180,26 @@ describe("leniency the service forces", function()
       resourceData = { { ["@odata.type"] = "#microsoft.graph.call", state = "established" } } } })[1]
     assert.equal("established", obj.state)
     assert.equal("established", arr.state)
+    -- a call (or an operation) is the resource itself, wrapped or not
+    assert.equal("established", obj.data.state)
+    assert.equal("established", arr.data.state)
+    assert.is_nil(arr.data[1])
+  end)
+
+  it("gives an operation wrapped in an array as the operation itself", function()
+    local ev = parse(body { { changeType = "deleted", resourceUrl = "/communications/calls/c1/operations/o1",
+      resourceData = { { ["@odata.type"] = "#microsoft.graph.recordOperation", status = "completed",
+                         recordingLocation = "https://x/rec.wav" } } } })[1]
+    assert.equal("https://x/rec.wav", ev.recordingLocation)
+    assert.equal("https://x/rec.wav", ev.data.recordingLocation)
+  end)
+
+  it("keeps a roster or a sharing session list as the array it is", function()
+    local raw = H.json_fixture("graph/notify-roster-updated.json")
+    local ev = parse(H.fixture("graph/notify-roster-updated.json"))[1]
+    assert.equal(#raw.value[1].resourceData, #ev.data)
+    local cs = parse(H.fixture("seed/ex01-p2p-voip-service-media/notify-3-content-sharing-started.json"))[1]
+    assert.is_table(cs.data[1])
   end)
 
   it("accepts URLs without the leading slash, under /app/calls, and in full", function()
@@ -301,6 +321,33 @@ describe("hostile bodies", function()
     assert.is_nil(evs)
     assert.equal("notification", err.code)
     assert.equal(300, #graphcall.parse_notifications(body(many), { max_notifications = 300 }))
+  end)
+
+  it("shows only Graph's fields to pairs() and serializes with lua-cjson", function()
+    for _, f in ipairs { "graph/notify-roster-delta.json", "graph/notify-playprompt-completed.json",
+                         "seed/ex05-join-meeting-service-media/notify-3-roster-full.json",
+                         "graph/notify-incoming-call.json" } do
+      local ev = parse(H.fixture(f))[1]
+      for k in pairs(ev) do assert.is_falsy(tostring(k):find("^__"), f .. ": " .. tostring(k)) end
+      for _, p in ipairs(rawget(ev, "participants") or {}) do   -- rawget: a missing field builds data
+        for k in pairs(p) do assert.is_falsy(tostring(k):find("^__"), f .. ": " .. tostring(k)) end
+      end
+      local text = cjson.encode(ev)                   -- what is built so far
+      assert.is_nil(cjson.decode(text).data)
+      graphcall.materialize(ev)                       -- data and every participant, built
+      local raw = cjson.decode(H.fixture(f)).value[1].resourceData
+      local full = cjson.decode(cjson.encode(ev))
+      if ev.kind == "operation" or ev.kind == "call" then
+        assert.same(raw[1] or raw, full.data)
+      else
+        assert.same(raw, full.data)
+      end
+      for i, p in ipairs(ev.participants or {}) do
+        assert.is_nil(getmetatable(p), f .. " participant " .. i)
+        assert.is_table(full.participants[i].info, f)
+      end
+      assert.is_nil(getmetatable(ev))
+    end
   end)
 
   it("keeps lazy data valid after the body string is gone", function()

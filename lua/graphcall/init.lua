@@ -67,8 +67,9 @@ M.decode = core.decode
 -- events to a tracker (graphcall.tracker) so each reaches handlers once and in order.
 M.parse_notifications = core.parse_notifications
 
---- Build a lazy table in full: an event's `data`, or a roster participant's fields. Reading any
--- missing field does the same; this is for pairs() and for dropping the parsed body early.
+--- Build a lazy table in full: an event's `data` and its roster participants, or one roster
+-- participant's fields. Reading any missing field does the same; this is for pairs() and
+-- cjson.encode of a whole event, and for dropping the parsed body early. Returns t.
 M.materialize = core.materialize
 
 M.parse_call_response = response.parse_call_response
