@@ -22,7 +22,7 @@ struct gc_jwks {
 
 static const char *const codes[] = {
   "ok", "malformed", "too_large", "alg", "unknown_kid", "signature", "expired",
-  "not_yet_valid", "audience", "issuer", "tenant", "memory",
+  "not_yet_valid", "audience", "issuer", "tenant", "memory", "crit",
 };
 
 const char *gc_jwt_code_name(gc_jwt_code c) {
@@ -244,10 +244,14 @@ int gc_jwt_verify(const gc_jwks *keys, const char *tok, size_t len, const gc_jwt
     fail(r, GC_JWT_MALFORMED, "token header is not base64url JSON");
     goto out;
   }
-  static const char *const hnames[] = { "alg", "kid" };
-  uint32_t hf[2];
-  gc_json_fields(&hd, 0, hnames, 2, hf);
+  static const char *const hnames[] = { "alg", "kid", "crit" };
+  uint32_t hf[3];
+  gc_json_fields(&hd, 0, hnames, 3, hf);
   if (!streq_tok(&hd, hf[0], "RS256")) { fail(r, GC_JWT_ALG, "algorithm is not RS256"); goto out; }
+  if (hf[2]) {  /* whatever it lists, we understand none of it */
+    fail(r, GC_JWT_CRIT, "token header lists critical extensions (crit) this verifier does not understand");
+    goto out;
+  }
   if (!hf[1] || hd.tok[hf[1]].type != GC_J_STRING) {
     fail(r, GC_JWT_UNKNOWN_KID, "token header has no kid");
     goto out;

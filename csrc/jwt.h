@@ -31,7 +31,9 @@ typedef enum {
   GC_JWT_AUDIENCE,
   GC_JWT_ISSUER,
   GC_JWT_TENANT,         /* no tid claim */
-  GC_JWT_MEMORY
+  GC_JWT_MEMORY,
+  GC_JWT_CRIT            /* the header lists critical extensions (RFC 7515 §4.1.11); we
+                            understand none, so such a token is invalid */
 } gc_jwt_code;
 
 const char *gc_jwt_code_name(gc_jwt_code c);

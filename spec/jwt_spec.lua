@@ -135,6 +135,15 @@ describe("JWT verification", function()
     rejects(input .. "." .. b64url(mac), "alg")
   end)
 
+  it("rejects a token whose header lists critical extensions (RFC 7515 4.1.11)", function()
+    local header = '{"alg":"RS256","typ":"JWT","kid":"key-1","crit":["http://example.invalid/ext"],'
+      .. '"http://example.invalid/ext":true}'
+    rejects(token { header = header }, "crit")
+    rejects(token { header = '{"alg":"RS256","kid":"key-1","crit":[]}' }, "crit")
+    -- the same token without crit verifies: the signature was never the problem
+    assert.is_table(verifier:verify(token { header = '{"alg":"RS256","kid":"key-1"}' }))
+  end)
+
   it("rejects malformed base64", function()
     local t = token()
     local a, b, c = t:match("^([^.]+)%.([^.]+)%.([^.]+)$")

@@ -51,8 +51,8 @@ end
 
 --- Verify an Authorization header value ("Bearer <jwt>") or a bare token.
 -- @return the claims table (with tid), or nil and {code=, message=}; codes: missing,
---   malformed, too_large, alg, unknown_kid, signature, expired, not_yet_valid, audience,
---   issuer, tenant. Every one means: answer 403, dispatch nothing.
+--   malformed, too_large, alg, crit, unknown_kid, signature, expired, not_yet_valid,
+--   audience, issuer, tenant. Every one means: answer 403, dispatch nothing.
 function Verifier:verify(authorization)
   if type(authorization) ~= "string" or authorization == "" then
     return nil, setmetatable({ code = "missing", message = "no bearer token", path = "" }, core.error_mt)

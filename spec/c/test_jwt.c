@@ -42,6 +42,9 @@ static void test_tokens(void) {
   /* {"alg":"none"} and {"alg":"HS256","kid":"key-1"} */
   CHECK(verify(k, "eyJhbGciOiJub25lIn0.e30.") == GC_JWT_ALG);
   CHECK(verify(k, "eyJhbGciOiJIUzI1NiIsImtpZCI6ImtleS0xIn0.e30.AAAA") == GC_JWT_ALG);
+  /* {"alg":"RS256","kid":"key-1","crit":["exp"]}: checked before the signature */
+  CHECK(verify(k, "eyJhbGciOiJSUzI1NiIsImtpZCI6ImtleS0xIiwiY3JpdCI6WyJleHAiXX0.e30.AAAA") == GC_JWT_CRIT);
+  CHECK(strcmp(gc_jwt_code_name(GC_JWT_CRIT), "crit") == 0);
   CHECK(verify(k, "not-a-token") == GC_JWT_MALFORMED);
   CHECK(verify(k, "a.b.c.d") == GC_JWT_MALFORMED);
   CHECK(verify(k, "!!.e30.AAAA") == GC_JWT_MALFORMED);
