@@ -7,6 +7,8 @@
 #   make valgrind C tests under valgrind memcheck
 #   make fuzz     libFuzzer on the notification parser and the JWT verifier (FUZZ_SECONDS each)
 #   make rock-check  luarocks make into a temporary tree, load it under lua5.4 and luajit
+#   make lint     luacheck over every Lua file (the C builds with -Wall -Wextra, warnings fail CI)
+#   make doc      the API reference from the LDoc comments, into build/doc
 #   make schema   regenerate csrc/schema_data.c from Graph's v1.0 metadata
 
 SHARED  ?= ../shared
@@ -30,9 +32,10 @@ SOJIT := $(B)/luajit/graphcall/core.so
 
 # Debian packages the targets need; `make deps` installs them when run as root.
 PKGS := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-busted \
-        luarocks libcurl4-openssl-dev libssl-dev openssl lua-expat clang libclang-rt-14-dev valgrind
+        luarocks libcurl4-openssl-dev libssl-dev openssl lua-expat clang libclang-rt-14-dev valgrind \
+        lua-check lua-ldoc
 
-.PHONY: fuzz all deps test test-asan demo bench asan valgrind rock-check schema check-schema clean
+.PHONY: lint doc fuzz all deps test test-asan demo bench asan valgrind rock-check schema check-schema clean
 
 all: $(SO54) $(SOJIT)
 
@@ -93,6 +96,15 @@ valgrind: deps $(C_TESTS)
 
 rock-check: deps
 	@tools/rock-check.sh
+
+# ---- lint and docs ---------------------------------------------------------------------
+lint: deps
+	luacheck -q lua spec bench examples tools
+
+# ldoc exits 0 on warnings; any "file:line: ..." it prints fails the target
+doc: deps
+	@out=$$(ldoc . 2>&1); echo "$$out" | grep -v '^format:'; \
+	if echo "$$out" | grep -qE '^[^ ]+:[0-9]+: '; then echo "doc: fix the warnings above"; exit 1; fi
 
 # ---- fuzzing: libFuzzer (clang) with ASan + UBSan; FUZZ_SECONDS per target -------------
 FUZZ_SECONDS ?= 60

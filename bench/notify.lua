@@ -19,7 +19,8 @@ end
 local function result(ri)
   if type(ri) ~= "table" then return nil end
   local msg = ri.message
-  return { code = int(ri.code), subcode = int(ri.subcode or ri.subCode), message = type(msg) == "string" and msg or nil }
+  return { code = int(ri.code), subcode = int(ri.subcode or ri.subCode),
+           message = type(msg) == "string" and msg or nil }
 end
 
 local function participants(list)

@@ -22,14 +22,14 @@ function M.rate(fn, seconds)
     for _ = 1, batch do fn() end
     batch = batch * 2
   until os.clock() - t0 > 0.001
-  local n, t = 0, 0
+  local n = 0
   t0 = os.clock()
-  repeat
+  while true do
     for _ = 1, batch do fn() end
     n = n + batch
-    t = os.clock() - t0
-  until t >= seconds
-  return n / t
+    local t = os.clock() - t0
+    if t >= seconds then return n / t end
+  end
 end
 
 --- Best rates of a and b over three alternating rounds, so a noisy moment hurts both alike.

@@ -120,7 +120,8 @@ describe("JWT verification", function()
 
   it("rejects alg none", function()
     local h = b64url('{"alg":"none","typ":"JWT","kid":"key-1"}')
-    local c = b64url(json { { "aud", APP }, { "iss", "https://api.botframework.com" }, { "exp", NOW + 60 }, { "tid", TENANT } })
+    local c = b64url(json { { "aud", APP }, { "iss", "https://api.botframework.com" }, { "exp", NOW + 60 },
+                            { "tid", TENANT } })
     rejects(h .. "." .. c .. ".", "alg")          -- the usual form: empty signature
     rejects(h .. "." .. c .. "." .. b64url("x"), "alg")
   end)

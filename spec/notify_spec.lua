@@ -19,8 +19,10 @@ end
 
 -- the expected normalized fields of every notification fixture (subset match)
 local expect = {
-  ["graph/notify-call-establishing.json"] = { kind = "call", changeType = "updated", callId = CALL, state = "establishing" },
-  ["graph/notify-call-established.json"] = { kind = "call", changeType = "updated", callId = CALL, state = "established" },
+  ["graph/notify-call-establishing.json"] = { kind = "call", changeType = "updated", callId = CALL,
+                                              state = "establishing" },
+  ["graph/notify-call-established.json"] = { kind = "call", changeType = "updated", callId = CALL,
+                                             state = "established" },
   ["graph/notify-call-terminating.json"] = { kind = "call", state = "terminating" },
   ["graph/notify-call-terminated.json"] = { kind = "call", changeType = "deleted", state = "terminated",
     resultInfo = { code = 200, subcode = 5001 } },
@@ -262,7 +264,8 @@ describe("leniency the service forces", function()
   end)
 
   it("gives the same fingerprint to the same notification in another batch", function()
-    local n = { changeType = "updated", resourceUrl = "/communications/calls/a", resourceData = { state = "established" } }
+    local n = { changeType = "updated", resourceUrl = "/communications/calls/a",
+                resourceData = { state = "established" } }
     local text = cjson.encode(n)
     local alone = parse('{"value":[' .. text .. ']}')[1]
     local batched = parse('{"value":[{"changeType":"updated","resourceUrl":"/communications/calls/z"},\n  '
@@ -282,7 +285,8 @@ describe("hostile bodies", function()
     ["changeType not a string"] = '{"value":[{"changeType":1,"resourceUrl":"/communications/calls/a"}]}',
     ["no resourceUrl"] = '{"value":[{"changeType":"updated"}]}',
     ["resourceUrl not a string"] = '{"value":[{"changeType":"updated","resourceUrl":{}}]}',
-    ["resourceData a string"] = '{"value":[{"changeType":"updated","resourceUrl":"/communications/calls/a","resourceData":"x"}]}',
+    ["resourceData a string"] =
+      '{"value":[{"changeType":"updated","resourceUrl":"/communications/calls/a","resourceData":"x"}]}',
     ["invalid UTF-8"] = '{"value":[{"changeType":"updated","resourceUrl":"/communications/calls/\xff"}]}',
   }
   for what, text in pairs(cases) do
@@ -311,6 +315,7 @@ describe("hostile bodies", function()
     assert.matches("too large", err.message)
     evs, err = graphcall.parse_notifications('{"value":[]}', { max_size = 5 })
     assert.is_nil(evs)
+    assert.matches("too large", err.message)
   end)
 
   it("limits the number of notifications in one body", function()

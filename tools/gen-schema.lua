@@ -74,9 +74,9 @@ local POLICY = {
 }
 
 local path = assert(arg[1], "usage: gen-schema.lua v1.0-metadata.csdl")
-local f = assert(io.open(path, "rb"))
-local xml = f:read("a")
-f:close()
+local csdl_file = assert(io.open(path, "rb"))
+local xml = csdl_file:read("a")
+csdl_file:close()
 
 -- Parse only the microsoft.graph namespace: ComplexType, EntityType, EnumType, Action.
 local types, enums, actions = {}, {}, {}

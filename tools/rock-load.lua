@@ -2,7 +2,8 @@
 local g = require "graphcall"
 require "graphcall.tracker"
 require "graphcall.jwt"
-local evs = assert(g.parse_notifications('{"value":[{"changeType":"updated","resourceUrl":"/communications/calls/c1","resourceData":{"state":"established"}}]}'))
+local evs = assert(g.parse_notifications('{"value":[{"changeType":"updated",'
+  .. '"resourceUrl":"/communications/calls/c1","resourceData":{"state":"established"}}]}'))
 assert(evs[1].state == "established" and evs[1].callId == "c1")
 local json = assert(g.build("call", { callbackUri = "https://bot.example.com/cb",
   requestedModalities = { "audio" }, mediaConfig = g.serviceHostedMediaConfig {},

@@ -2,6 +2,7 @@
 -- Build Graph request bodies from Lua tables that mirror Graph's JSON, read Graph's answers,
 -- and parse the notifications the calling service POSTs back (graphcall.jwt verifies them,
 -- graphcall.tracker orders them). See README.md for the model.
+-- @module graphcall
 local core = require "graphcall.core"
 local response = require "graphcall.response"
 

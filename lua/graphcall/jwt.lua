@@ -11,6 +11,7 @@
 -- Fetching the OpenID metadata and JWKS comes with the transport; until then pass the JWKS
 -- text, and call verifier:set_keys(jwks_json) on rollover (an "unknown_kid" error is the
 -- signal to refetch).
+-- @module graphcall.jwt
 local core = require "graphcall.core"
 
 local M = {}

@@ -1,4 +1,5 @@
 --- Reading Graph's answers: the created call, and Graph's error bodies.
+-- @module graphcall.response
 local core = require "graphcall.core"
 
 local M = {}

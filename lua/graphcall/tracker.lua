@@ -16,6 +16,7 @@
 --
 -- The store is anything with get(callId) -> state|nil and put(callId, state); state is a plain
 -- table (strings, numbers, booleans, nested tables), so a store may serialize it.
+-- @module graphcall.tracker
 local M = {}
 
 local DEDUP = 64  -- fingerprints remembered per call

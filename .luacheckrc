@@ -1,0 +1,5 @@
+-- luacheck (Debian lua-check): `make lint`. The code runs on Lua 5.4 and LuaJIT 2.1.
+std = "max"
+max_line_length = 120
+files["spec"] = { std = "+busted" }
+files["bench/roster.lua"] = { max_line_length = false }  -- a JSON template
