@@ -21,6 +21,10 @@ CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.
             csrc/notify.c csrc/jwt.c
 BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c
 LIBS     := -lcrypto
+# the I/O half, its own module (graphcall.io): standalone only, OpenResty never loads it
+IO_SRC   := csrc/buf.c csrc/ioloop.c csrc/http_client.c csrc/http_server.c csrc/files.c
+IO_BIND  := csrc/lua_io.c
+IO_LIBS  := -levent -levent_openssl -lcurl -lssl -lcrypto
 HDRS     := $(wildcard csrc/*.h)
 
 LUA54_INC := /usr/include/lua5.4
@@ -29,15 +33,17 @@ JIT_INC   := /usr/include/luajit-2.1
 B := build
 SO54  := $(B)/lua5.4/graphcall/core.so
 SOJIT := $(B)/luajit/graphcall/core.so
+IO54  := $(B)/lua5.4/graphcall/io.so
+IOJIT := $(B)/luajit/graphcall/io.so
 
 # Debian packages the targets need; `make deps` installs them when run as root.
 PKGS := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-busted \
         luarocks libcurl4-openssl-dev libssl-dev openssl lua-expat clang libclang-rt-14-dev valgrind \
-        lua-check lua-ldoc
+        lua-check lua-ldoc libevent-dev
 
 .PHONY: lint doc fuzz all deps test test-asan demo bench asan valgrind rock-check schema check-schema clean
 
-all: $(SO54) $(SOJIT)
+all: $(SO54) $(SOJIT) $(IO54) $(IOJIT)
 
 deps:
 	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -57,6 +63,14 @@ $(SO54): $(CORE_SRC) $(BIND_SRC) $(HDRS)
 $(SOJIT): $(CORE_SRC) $(BIND_SRC) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) $(PIC) -shared -I$(JIT_INC) -o $@ $(CORE_SRC) $(BIND_SRC) $(LIBS)
+
+$(IO54): $(IO_SRC) $(IO_BIND) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) $(PIC) -shared -I$(LUA54_INC) -o $@ $(IO_SRC) $(IO_BIND) $(IO_LIBS)
+
+$(IOJIT): $(IO_SRC) $(IO_BIND) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) $(PIC) -shared -I$(JIT_INC) -o $@ $(IO_SRC) $(IO_BIND) $(IO_LIBS)
 
 # ---- tests -------------------------------------------------------------------------------
 C_TESTS := $(patsubst spec/c/%.c,$(B)/ctest/%,$(wildcard spec/c/test_*.c))

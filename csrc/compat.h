@@ -38,6 +38,10 @@ static inline void gc_set_uservalue(lua_State *L, int ud) {  /* pops the value *
   lua_rawseti(L, -2, 1);
   lua_setfenv(L, ud);
 }
+static inline void gc_setmetatable(lua_State *L, const char *tname) {
+  luaL_getmetatable(L, tname);
+  lua_setmetatable(L, -2);
+}
 static inline void *gc_testudata(lua_State *L, int ud, const char *tname) {
   void *p = lua_touserdata(L, ud);
   if (!p || !lua_getmetatable(L, ud)) return NULL;
@@ -48,6 +52,7 @@ static inline void *gc_testudata(lua_State *L, int ud, const char *tname) {
 }
 #else
 #define gc_testudata luaL_testudata
+#define gc_setmetatable luaL_setmetatable
 #define gc_setfuncs luaL_setfuncs
 #define gc_newuserdata_uv(L, sz) lua_newuserdatauv((L), (sz), 1)
 #define gc_set_uservalue(L, ud) lua_setiuservalue((L), (ud), 1)
