@@ -20,6 +20,7 @@ struct gc_sreq {
   struct evhttp_request *req;      /* NULL once answered, or when its server is gone */
   gc_server *srv;
   struct gc_sreq *prev, *next;     /* the server's pending list */
+  int tag;
 };
 
 struct gc_server {
@@ -31,6 +32,7 @@ struct gc_server {
   char *prefix;
   size_t prefix_len;
   gc_sreq *pending;
+  int tag;
 };
 
 gc_sreq *gc_sreq_of_item(gc_io_item *it) { return (gc_sreq *)(void *)it; }
@@ -105,6 +107,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
   r->item.drop = drop_sreq;
   r->req = req;
   r->srv = s;
+  r->tag = s->tag;
   r->next = s->pending;
   if (s->pending) s->pending->prev = r;
   s->pending = r;
@@ -157,6 +160,8 @@ void gc_sreq_peer(const gc_sreq *r, const char **host, int *port) {
 }
 
 int gc_sreq_pending(const gc_sreq *r) { return r->req != NULL; }
+
+int gc_sreq_tag(const gc_sreq *r) { return r->tag; }
 
 int gc_sreq_respond(gc_sreq *r, int status, const char *const *headers, size_t npairs,
                     const char *body, size_t len) {
@@ -222,6 +227,7 @@ gc_server *gc_server_new(gc_loop *l, const gc_server_opts *o, const char **err) 
   if (!s) { *err = "out of memory"; return NULL; }
   s->loop = l;
   s->rootfd = -1;
+  s->tag = o->tag;
   s->http = evhttp_new(gc_loop_base(l));
   if (!s->http) { *err = "out of memory"; goto fail; }
   if (o->cert_file || o->key_file) {

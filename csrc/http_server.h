@@ -24,6 +24,7 @@ typedef struct {
                                 dropped (slow clients); 0 = 10 s */
   const char *files_dir;     /* serve GET/HEAD files_prefix... from this folder */
   const char *files_prefix;  /* e.g. "/prompts/" */
+  int tag;                   /* the caller's name for this server, carried by its requests */
 } gc_server_opts;
 
 /* NULL and *err (static text) on failure: bad address, port in use, unreadable cert/key. */
@@ -43,6 +44,7 @@ void gc_sreq_headers(const gc_sreq *r, void (*fn)(void *, const char *, const ch
 const char *gc_sreq_body(gc_sreq *r, size_t *len);
 void gc_sreq_peer(const gc_sreq *r, const char **host, int *port);
 int gc_sreq_pending(const gc_sreq *r);  /* not answered yet, and its server is still there */
+int gc_sreq_tag(const gc_sreq *r);      /* the tag of the server it came to */
 
 /* Answer (headers as "Name", "value" pairs). -1 if it was answered already or is gone. */
 int gc_sreq_respond(gc_sreq *r, int status, const char *const *headers, size_t npairs,

@@ -231,6 +231,8 @@ static const luaL_Reg funcs[] = {
   { "materialize", gc_l_materialize },
   { "jwks", gc_l_jwks },
   { "verify_jwt", gc_l_verify_jwt },
+  { "rsa_key", gc_l_rsa_key },
+  { "uuid", gc_l_uuid },
   { NULL, NULL },
 };
 

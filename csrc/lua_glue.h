@@ -35,6 +35,8 @@ void gc_l_push_str(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
 void gc_l_jwt_open(lua_State *L);
 int gc_l_jwks(lua_State *L);
 int gc_l_verify_jwt(lua_State *L);
+int gc_l_rsa_key(lua_State *L);
+int gc_l_uuid(lua_State *L);
 
 /* lua_notify.c */
 void gc_l_notify_open(lua_State *L);

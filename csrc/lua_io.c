@@ -22,7 +22,7 @@
 typedef struct { gc_loop *l; } loop_ud;
 typedef struct { gc_http *h; gc_loop *l; uint64_t next_id; } http_ud;
 typedef struct { gc_server *s; gc_loop *l; } server_ud;
-typedef struct { gc_sreq *r; } req_ud;
+typedef struct { gc_sreq *r; int kept; } req_ud;
 
 static gc_loop *check_loop(lua_State *L, int i) {
   loop_ud *u = luaL_checkudata(L, i, LOOP_MT);
@@ -120,13 +120,13 @@ static int http_request(lua_State *L) {
   uint64_t id = ++u->next_id;
   const char *err;
   if (gc_http_start(u->h, &r, id, &err) != 0) return fail(L, "transport", err);
-  lua_pushnumber(L, (lua_Number)id);
+  lua_pushinteger(L, (lua_Integer)id);
   return 1;
 }
 
 static int http_cancel(lua_State *L) {
   http_ud *u = check_http(L, 1);
-  lua_pushboolean(L, gc_http_cancel(u->h, (uint64_t)luaL_checknumber(L, 2)) == 0);
+  lua_pushboolean(L, gc_http_cancel(u->h, (uint64_t)luaL_checkinteger(L, 2)) == 0);
   return 1;
 }
 
@@ -185,7 +185,7 @@ static int server_port(lua_State *L) {
 }
 
 /* loop:listen{host=, port=, cert=, key=, max_body=, max_headers=, timeout=ms, files=dir,
- *   files_prefix=} -> server | nil, err */
+ *   files_prefix=, tag=} -> server | nil, err */
 static int loop_listen(lua_State *L) {
   gc_loop *l = check_loop(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -200,6 +200,7 @@ static int loop_listen(lua_State *L) {
   o.timeout_ms = (long)opt_num(L, 2, "timeout", 0);
   o.files_dir = opt_str(L, 2, "files");
   o.files_prefix = opt_str(L, 2, "files_prefix");
+  o.tag = (int)opt_num(L, 2, "tag", 0);
   if (o.port < 0 || o.port > 65535) return luaL_argerror(L, 2, "port out of range");
   if (o.files_prefix && (o.files_prefix[0] != '/' || o.files_prefix[strlen(o.files_prefix) - 1] != '/'))
     return luaL_argerror(L, 2, "files_prefix must start and end with '/'");
@@ -302,6 +303,19 @@ static int req_respond(lua_State *L) {
   return 1;
 }
 
+/* req:keep(): the handler answers later (the loop answers 500 to one left unanswered) */
+static int req_keep(lua_State *L) {
+  req_ud *u = luaL_checkudata(L, 1, REQ_MT);
+  u->kept = 1;
+  return 0;
+}
+
+static int req_kept(lua_State *L) {
+  req_ud *u = luaL_checkudata(L, 1, REQ_MT);
+  lua_pushboolean(L, u->kept);
+  return 1;
+}
+
 static int req_reset(lua_State *L) {
   gc_sreq *r = check_req(L);
   lua_pushboolean(L, r && gc_sreq_reset(r) == 0);
@@ -327,7 +341,7 @@ static int loop_step(lua_State *L) {
 
 /* loop:pop() -> what finished, or nothing:
  *   "response", id, status, head, body, errcode|nil, errmsg|nil, sent, seconds
- *   "request", req, method, uri, body
+ *   "request", req, method, uri, body, tag (of the server)
  *   "signal", signo */
 static int loop_pop(lua_State *L) {
   gc_loop *l = check_loop(L, 1);
@@ -339,7 +353,7 @@ static int loop_pop(lua_State *L) {
     case GC_IO_RESPONSE: {
       gc_xfer *x = (gc_xfer *)(void *)it;
       lua_pushliteral(L, "response");
-      lua_pushnumber(L, (lua_Number)x->id);
+      lua_pushinteger(L, (lua_Integer)x->id);
       lua_pushinteger(L, x->status);
       lua_pushlstring(L, x->head.p ? x->head.p : "", x->head.len);
       lua_pushlstring(L, x->body.p ? x->body.p : "", x->body.len);
@@ -360,14 +374,16 @@ static int loop_pop(lua_State *L) {
       lua_pushliteral(L, "request");
       req_ud *u = lua_newuserdata(L, sizeof *u);
       u->r = NULL;
+      u->kept = 0;
       gc_setmetatable(L, REQ_MT);
       lua_pushstring(L, gc_sreq_method(r));
       lua_pushstring(L, gc_sreq_uri(r));
       size_t blen;
       const char *body = gc_sreq_body(r, &blen);
       lua_pushlstring(L, body, blen);
+      lua_pushinteger(L, gc_sreq_tag(r));
       u->r = gc_sreq_of_item(gc_loop_pop(l));  /* from here on the userdata's __gc frees it */
-      return 5;
+      return 6;
     }
     case GC_IO_SIGNAL: {
       lua_pushliteral(L, "signal");
@@ -401,7 +417,8 @@ static int loop_watch_signal(lua_State *L) {
     signo = (int)luaL_checkinteger(L, 2);
   }
   if (gc_loop_watch_signal(l, signo) != 0) return luaL_error(L, "cannot watch signal %d", signo);
-  return 0;
+  lua_pushinteger(L, signo);
+  return 1;
 }
 
 /* io.loop() -> a new loop */
@@ -444,7 +461,8 @@ GC_EXPORT int luaopen_graphcall_io(lua_State *L) {
   static const luaL_Reg server_m[] = { { "port", server_port }, { "close", server_close }, { NULL, NULL } };
   static const luaL_Reg req_m[] = {
     { "header", req_header }, { "headers", req_headers }, { "peer", req_peer },
-    { "pending", req_pending }, { "respond", req_respond }, { "reset", req_reset }, { NULL, NULL },
+    { "pending", req_pending }, { "respond", req_respond }, { "reset", req_reset },
+    { "keep", req_keep }, { "kept", req_kept }, { NULL, NULL },
   };
   new_class(L, LOOP_MT, loop_m, loop_close);
   new_class(L, HTTP_MT, http_m, http_close);

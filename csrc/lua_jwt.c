@@ -1,11 +1,14 @@
-/* lua_jwt.c: graphcall.core.jwks and graphcall.core.verify_jwt. */
+/* lua_jwt.c: graphcall.core's crypto: jwks and verify_jwt (the bot's side), rsa_key and
+ * its jwk/sign (the emulator's side), and uuid. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "jws.h"
 #include "jwt.h"
 #include "lua_glue.h"
 
 #define JWKS_MT "graphcall.jwks"
+#define RSA_MT "graphcall.rsa"
 
 typedef struct {
   gc_jwks *keys;
@@ -78,7 +81,96 @@ int gc_l_verify_jwt(lua_State *L) {
   return 1;
 }
 
+/* ---- signing (the emulator) ----------------------------------------------------------- */
+
+typedef struct {
+  gc_rsa *key;
+} rsa_ud;
+
+static int rsa_gc(lua_State *L) {
+  rsa_ud *u = luaL_checkudata(L, 1, RSA_MT);
+  gc_rsa_free(u->key);
+  u->key = NULL;
+  return 0;
+}
+
+static gc_rsa *check_rsa(lua_State *L) {
+  rsa_ud *u = luaL_checkudata(L, 1, RSA_MT);
+  if (!u->key) luaL_argerror(L, 1, "the key is freed");
+  return u->key;
+}
+
+/* push the buffer as a string and free it (also when pushing raises: no leak in practice,
+ * as lua_pushlstring only fails on out of memory, which then ends the script) */
+static int push_buf(lua_State *L, gc_buf *b, int ok, const char *what) {
+  if (!ok) {
+    gc_buf_free(b);
+    return luaL_error(L, "%s failed", what);
+  }
+  lua_pushlstring(L, b->p, b->len);
+  gc_buf_free(b);
+  return 1;
+}
+
+/* key:jwk(kid) -> the public key as JWK JSON text */
+static int rsa_jwk(lua_State *L) {
+  gc_rsa *k = check_rsa(L);
+  const char *kid = luaL_checkstring(L, 2);
+  gc_buf b;
+  gc_buf_init(&b);
+  if (gc_rsa_jwk(k, kid, &b) != 0) {
+    gc_buf_free(&b);
+    return luaL_argerror(L, 2, "kid must be letters, digits, '-', '_' or '.'");
+  }
+  return push_buf(L, &b, 1, "jwk");
+}
+
+/* key:sign(header_json, claims_json) -> compact RS256 JWS */
+static int rsa_sign(lua_State *L) {
+  gc_rsa *k = check_rsa(L);
+  size_t hl, cl;
+  const char *h = luaL_checklstring(L, 2, &hl);
+  const char *c = luaL_checklstring(L, 3, &cl);
+  gc_buf b;
+  gc_buf_init(&b);
+  return push_buf(L, &b, gc_jws_sign(k, h, hl, c, cl, &b) == 0, "signing");
+}
+
+/* core.rsa_key([bits = 2048]) -> a new RSA key */
+int gc_l_rsa_key(lua_State *L) {
+  int bits = (int)luaL_optinteger(L, 1, 2048);
+  if (bits < 2048 || bits > 8192) return luaL_argerror(L, 1, "bits must be 2048 to 8192");
+  rsa_ud *u = lua_newuserdata(L, sizeof *u);
+  u->key = NULL;
+  luaL_getmetatable(L, RSA_MT);
+  lua_setmetatable(L, -2);
+  u->key = gc_rsa_generate(bits);
+  if (!u->key) return luaL_error(L, "RSA key generation failed");
+  return 1;
+}
+
+/* core.uuid() -> a random UUID (version 4), as a client-request-id wants */
+int gc_l_uuid(lua_State *L) {
+  char s[37];
+  if (gc_uuid4(s) != 0) return luaL_error(L, "no randomness available");
+  lua_pushlstring(L, s, 36);
+  return 1;
+}
+
 void gc_l_jwt_open(lua_State *L) {
+  if (luaL_newmetatable(L, RSA_MT)) {
+    lua_pushcfunction(L, rsa_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, rsa_gc);
+    lua_setfield(L, -2, "__close");
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, rsa_jwk);
+    lua_setfield(L, -2, "jwk");
+    lua_pushcfunction(L, rsa_sign);
+    lua_setfield(L, -2, "sign");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
   if (luaL_newmetatable(L, JWKS_MT)) {
     lua_pushcfunction(L, jwks_gc);
     lua_setfield(L, -2, "__gc");

@@ -1,0 +1,372 @@
+--- The event loop of a standalone bot: one thread runs the libcurl client, the HTTP listeners,
+-- timers and signals (libevent underneath, `graphcall.io`), and Lua code runs only between
+-- its steps, never inside libevent or libcurl.
+--
+-- Code waits without blocking the loop inside a *task* (a coroutine the loop runs):
+-- `loop:spawn(fn)`, then `loop:sleep(ms)` or any call that awaits (an HTTP request, a Graph
+-- action). The same calls made outside a task run the loop until their answer is in, so a
+-- simple script reads top to bottom.
+--
+--   local loop = require("graphcall.loop").new()
+--   loop:spawn(function()
+--     local res = assert(loop:fetch { url = "http://127.0.0.1:8080/" })
+--     print(res.status)
+--     loop:stop()
+--   end)
+--   loop:run()
+--
+-- Errors raised by callbacks and tasks are logged and never stop the loop.
+-- @module graphcall.loop
+local gio = require "graphcall.io"
+local response = require "graphcall.response"
+
+local M = {}
+
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack  -- luacheck: ignore 143
+
+--- The default logger: one line on stderr, with the time.
+-- @param level "debug", "info", "warn" or "error"
+-- @param msg the text
+function M.stderr_log(level, msg)
+  io.stderr:write(string.format("%s %-5s %s\n", os.date("!%H:%M:%S"), level, msg))
+end
+
+local Loop = {}
+Loop.__index = Loop
+
+local Response = {}
+Response.__index = Response
+
+--- A response header by name (any case), or nil.
+-- @function Response:header
+function Response:header(name) return response.header(self.head, name) end
+
+--- A new loop.
+-- @param opts optional: `log` (function(level, msg), default `stderr_log`; `false` for
+--   silence), `http` (options of the libcurl client: `max_host_connections`,
+--   `max_total_connections`)
+-- @return the loop
+function M.new(opts)
+  opts = opts or {}
+  local log = opts.log
+  if log == nil then log = M.stderr_log elseif log == false then log = function() end end
+  return setmetatable({
+    io = gio.loop(),
+    log = log,
+    http_opts = opts.http,
+    heap = {}, nheap = 0, seq = 0,           -- timers: a binary heap on (due, seq)
+    ready = {}, rhead = 1, rtail = 0,         -- what runs before the next wait
+    pending = {},                             -- request id -> callback
+    handlers = {}, ntags = 0,                 -- server tag -> handler
+    signals = {},                             -- signo -> handler
+    tasks = setmetatable({}, { __mode = "k" }),
+    running = false,
+  }, Loop)
+end
+
+--- Milliseconds on a monotonic clock.
+function Loop:now() return self.io:now() end
+
+-- ---- running callbacks ------------------------------------------------------------------
+
+local function traceback(err) return debug.traceback(tostring(err), 2) end
+
+--- Call fn(...) and log (not raise) what it raises; `what` names it in the log.
+-- @return true if fn returned normally
+function Loop:protect(what, fn, ...)
+  local ok, err = xpcall(fn, traceback, ...)
+  if not ok then self.log("error", what .. ": " .. tostring(err)) end
+  return ok
+end
+
+local function push_ready(self, entry)
+  self.rtail = self.rtail + 1
+  self.ready[self.rtail] = entry
+end
+
+local function resume(self, co, args)
+  local ok, err = coroutine.resume(co, unpack(args, 1, args.n))
+  if not ok then
+    self.tasks[co] = nil
+    self.log("error", "task failed: " .. debug.traceback(co, tostring(err)))
+  elseif coroutine.status(co) == "dead" then
+    self.tasks[co] = nil
+  end
+end
+
+local function run_ready(self)
+  -- only what is queued now: what these queue runs on the next turn, after I/O
+  local last = self.rtail
+  while self.rhead <= last do
+    local e = self.ready[self.rhead]
+    self.ready[self.rhead] = nil
+    self.rhead = self.rhead + 1
+    if e.co then resume(self, e.co, e.args)
+    else self:protect("deferred call", e.fn, unpack(e.args, 1, e.args.n)) end
+  end
+end
+
+--- Run fn(...) on the next turn of the loop (after pending I/O has been written).
+function Loop:defer(fn, ...)
+  push_ready(self, { fn = fn, args = pack(...) })
+end
+
+--- Start a task: fn(...) runs in a coroutine the loop drives, from the next turn on.
+-- @return the coroutine
+function Loop:spawn(fn, ...)
+  local co = coroutine.create(fn)
+  self.tasks[co] = true
+  push_ready(self, { co = co, args = pack(...) })
+  return co
+end
+
+--- True inside a task of this loop.
+function Loop:in_task()
+  local co = coroutine.running()
+  return co ~= nil and self.tasks[co] == true
+end
+
+--- Wait for an asynchronous operation: start(done) begins it and arranges for done(...) to
+-- be called once; await returns what done was given. Inside a task the task yields;
+-- elsewhere the loop runs until done is called.
+function Loop:await(start)
+  local fired, waiting, results = false, false, nil
+  local co = coroutine.running()
+  local in_task = co ~= nil and self.tasks[co] == true
+  start(function(...)
+    if fired then return end
+    fired = true
+    if waiting and in_task then push_ready(self, { co = co, args = pack(...) })
+    else results = pack(...) end
+  end)
+  if not fired then
+    if in_task then
+      waiting = true
+      return coroutine.yield()
+    end
+    waiting = true
+    self:run_until(function() return fired end)
+  end
+  return unpack(results, 1, results.n)
+end
+
+-- ---- timers -----------------------------------------------------------------------------
+
+local function heap_less(a, b) return a.due < b.due or (a.due == b.due and a.seq < b.seq) end
+
+local function heap_push(self, t)
+  local h = self.heap
+  local n = self.nheap + 1
+  self.nheap = n
+  h[n] = t
+  while n > 1 do
+    local p = math.floor(n / 2)
+    if not heap_less(h[n], h[p]) then break end
+    h[n], h[p] = h[p], h[n]
+    n = p
+  end
+end
+
+local function heap_pop(self)
+  local h, n = self.heap, self.nheap
+  local top = h[1]
+  h[1] = h[n]
+  h[n] = nil
+  n = n - 1
+  self.nheap = n
+  local i = 1
+  while true do
+    local l, r, m = 2 * i, 2 * i + 1, i
+    if l <= n and heap_less(h[l], h[m]) then m = l end
+    if r <= n and heap_less(h[r], h[m]) then m = r end
+    if m == i then break end
+    h[i], h[m] = h[m], h[i]
+    i = m
+  end
+  return top
+end
+
+local Timer = {}
+Timer.__index = Timer
+
+--- Stop a timer before it fires (a no-op after).
+-- @function Timer:cancel
+function Timer:cancel() self.cancelled = true end
+
+--- Call fn() once, `ms` milliseconds from now.
+-- @return a timer (`timer:cancel()`)
+function Loop:timer(ms, fn)
+  self.seq = self.seq + 1
+  local t = setmetatable({ due = self:now() + math.max(0, ms), seq = self.seq, fn = fn }, Timer)
+  heap_push(self, t)
+  return t
+end
+
+--- Call fn() every `ms` milliseconds until the returned timer is cancelled.
+function Loop:every(ms, fn)
+  local handle = setmetatable({}, Timer)
+  local function tick()
+    if handle.cancelled then return end
+    self:timer(ms, tick)
+    fn()
+  end
+  self:timer(ms, tick)
+  return handle
+end
+
+--- In a task: pause it for `ms` milliseconds (outside a task: run the loop that long).
+function Loop:sleep(ms)
+  return self:await(function(done) self:timer(ms, done) end)
+end
+
+local function fire_timers(self)
+  local now = self:now()
+  while self.nheap > 0 and self.heap[1].due <= now do
+    local t = heap_pop(self)
+    if not t.cancelled then self:protect("timer", t.fn) end
+  end
+end
+
+-- ---- I/O --------------------------------------------------------------------------------
+
+local function dispatch(self, kind, a, b, c, d, e, f, g, h)
+  if kind == "response" then
+    local cb = self.pending[a]
+    self.pending[a] = nil
+    if not cb then return end
+    if e then
+      self:protect("HTTP callback", cb, nil, { code = e, message = f, sent = g, seconds = h })
+    else
+      self:protect("HTTP callback", cb, setmetatable({ status = b, head = c, body = d, seconds = h }, Response))
+    end
+  elseif kind == "request" then
+    local handler = self.handlers[e]
+    if handler then
+      self:protect("request handler", handler, a, b, c, d)
+    end
+    if a:pending() and not a:kept() then a:respond(500) end  -- a handler bug, or none
+  elseif kind == "signal" then
+    local fn = self.signals[a]
+    if fn then self:protect("signal handler", fn, a) end
+  end
+end
+
+--- One turn: run what is ready, fire due timers, wait for I/O at most `max_wait` ms (less
+-- if a timer is due sooner; no wait if something is ready), then handle what arrived.
+function Loop:run_once(max_wait)
+  run_ready(self)
+  fire_timers(self)
+  local wait = max_wait or -1
+  if self.rhead <= self.rtail then
+    wait = 0
+  elseif self.nheap > 0 then
+    local until_timer = math.max(0, self.heap[1].due - self:now())
+    if wait < 0 or until_timer < wait then wait = until_timer end
+  end
+  self.io:step(wait)
+  local io = self.io
+  while true do
+    local kind, a, b, c, d, e, f, g, h = io:pop()
+    if not kind then break end
+    dispatch(self, kind, a, b, c, d, e, f, g, h)
+  end
+end
+
+--- Run until `loop:stop()`.
+function Loop:run()
+  self.running = true
+  while self.running do self:run_once() end
+end
+
+--- Make `run()` return after the current turn.
+function Loop:stop() self.running = false end
+
+--- Run until pred() is true (checked after every turn) or `timeout_ms` passes.
+-- @return true if pred became true, false on timeout
+function Loop:run_until(pred, timeout_ms)
+  local deadline = timeout_ms and (self:now() + timeout_ms)
+  while not pred() do
+    local wait
+    if deadline then
+      wait = deadline - self:now()
+      if wait <= 0 then return false end
+    end
+    self:run_once(wait)
+  end
+  return true
+end
+
+local function client(self)
+  if not self.http then
+    self.http = self.io:http(self.http_opts)
+  end
+  return self.http
+end
+
+--- Start an HTTP request; cb(res, err) is called from the loop when it ends.
+-- @param opts `method`, `url`, `headers` ({name = value}), `body`, `timeout` (ms),
+--   `connect_timeout` (ms), `cafile`, `max_body`, `fresh` (a new connection)
+-- @param cb function(res, err): res has `status`, `head` (raw header block), `body`,
+--   `seconds` and `res:header(name)`; err has `code` (`timeout`, `connect`, `tls`,
+--   `too_large`, `transport`, `cancelled`), `message` and `sent` (the request went out, so
+--   the server may have acted on it)
+-- @return a request id (for `cancel`), or nil and an error
+function Loop:request(opts, cb)
+  local id, err = client(self):request(opts)
+  if not id then return nil, err end
+  self.pending[id] = cb
+  return id
+end
+
+--- Cancel a request started with `request`; its callback gets err.code == "cancelled".
+function Loop:cancel(id)
+  if self.http then return self.http:cancel(id) end
+  return false
+end
+
+--- An HTTP request that waits for its answer (yields in a task; runs the loop elsewhere).
+-- @return res, or nil and err (see `request`)
+function Loop:fetch(opts)
+  return self:await(function(done)
+    local id, err = self:request(opts, done)
+    if not id then done(nil, err) end
+  end)
+end
+
+--- Requests in flight on the loop's HTTP client.
+function Loop:in_flight()
+  return self.http and self.http:in_flight() or 0
+end
+
+--- Listen for HTTP requests. handler(req, method, uri, body) runs for each one that the
+-- server does not answer itself (files); it answers with `req:respond(status, headers,
+-- body)` now, or calls `req:keep()` and answers later; a request left unanswered without
+-- that gets 500.
+-- @param opts `host` ("127.0.0.1"), `port` (0: any free one), `cert` and `key` (PEM files:
+--   serve TLS), `max_body` (bytes, 4 MiB), `max_headers`, `timeout` (ms a connection may
+--   stall reading or writing, 10 s), `files` (a folder served as is under `files_prefix`)
+-- @return the server (`server:port()`, `server:close()`), or nil and an error
+function Loop:listen(opts, handler)
+  self.ntags = self.ntags + 1
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.tag = self.ntags
+  local srv, err = self.io:listen(o)
+  if not srv then return nil, err end
+  self.handlers[o.tag] = handler
+  return srv
+end
+
+--- Call fn(signo) when the process gets the signal ("SIGINT", "SIGTERM" or "SIGHUP").
+function Loop:on_signal(name, fn)
+  self.signals[self.io:watch_signal(name)] = fn
+end
+
+--- Close the loop, its client and its listeners. It cannot run again.
+function Loop:close()
+  self.running = false
+  self.io:close()
+end
+
+return M
