@@ -113,7 +113,7 @@ rock-check: deps
 
 # ---- lint and docs ---------------------------------------------------------------------
 lint: deps
-	luacheck -q lua spec bench examples tools
+	luacheck -q lua spec bench examples tools bin/graphcall
 
 # ldoc exits 0 on warnings; any "file:line: ..." it prints fails the target
 doc: deps

@@ -73,6 +73,16 @@ M.parse_notifications = core.parse_notifications
 -- cjson.encode of a whole event, and for dropping the parsed body early. Returns t.
 M.materialize = core.materialize
 
+--- A Graph calling client (tokens, calls, actions over HTTP): see `graphcall.client`.
+-- Loaded on first use: the I/O half (libcurl, libevent) stays out of OpenResty.
+function M.client(opts) return require("graphcall.client").new(opts) end
+
+--- A callback listener (JWT-verified notifications, 202, dispatch): see `graphcall.listener`.
+function M.listener(opts) return require("graphcall.listener").new(opts) end
+
+--- A new event loop for a standalone bot: see `graphcall.loop`.
+function M.loop(opts) return require("graphcall.loop").new(opts) end
+
 M.parse_call_response = response.parse_call_response
 M.parse_error = response.parse_error
 

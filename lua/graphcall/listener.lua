@@ -1,0 +1,143 @@
+--- The callback listener of a standalone bot: the calling service POSTs notifications to the
+-- bot's `callbackUri`, and this answers them as Microsoft's samples do (REFERENCE.md §4, §7):
+-- the `Authorization` JWT is verified first (403 and nothing dispatched when it fails), the
+-- body parsed (400 when it is not a commsNotifications document), `202` sent at once, and
+-- only then, on the next turn of the loop, are the events handed to the tracker and to the
+-- handler. A handler that raises is logged with the call id; the listener keeps serving.
+--
+--   local listener = assert(graphcall.listener {
+--     loop = client.loop, port = 8443, cert = "bot.pem", key = "bot.key",
+--     verifier = client:verifier(),                 -- keys fetched and rolled over for you
+--     files = "prompts",                            -- GET /prompts/... serves these files
+--     on_event = function(ev, claims) ... end,
+--   })
+--
+-- It also serves files from one folder (prompts the service fetches, REFERENCE.md §1.6),
+-- with no way out of it, and hands any other request to `on_request`.
+-- @module graphcall.listener
+local core = require "graphcall.core"
+local tracker_mod = require "graphcall.tracker"
+
+local M = {}
+
+local Listener = {}
+Listener.__index = Listener
+
+local JSON = { ["Content-Type"] = "application/json" }
+
+--- Start listening.
+-- @param opts `loop` (required), `host` ("127.0.0.1"), `port` (0: a free one), `path`
+--   ("/callback", where notifications are POSTed; any query string is ignored), `cert` and
+--   `key` (serve TLS), `verifier` (from `client:verifier()`, or a `graphcall.jwt` verifier;
+--   required unless `verify = false`, which accepts unsigned callbacks: for tests only),
+--   `tracker` (a `graphcall.tracker`; a new in-memory one by default), `on_event(ev,
+--   claims)` for each event the tracker lets through, `on_request(req, method, uri, body)`
+--   for other paths (404 without it), `files` and `filesPrefix` ("/prompts/"), `maxBody`
+--   (bytes, 1 MiB), `timeout` (ms a client may stall, 10000), `parse` (options of
+--   `parse_notifications`), `log`
+-- @return the listener, or nil and an error
+function M.new(opts)
+  if type(opts) ~= "table" or not opts.loop then error("bad argument #1 to 'listener' (loop is required)", 2) end
+  if opts.verify ~= false and not opts.verifier then
+    error("bad argument #1 to 'listener' (a verifier is required; verify = false accepts unsigned callbacks)", 2)
+  end
+  local self = setmetatable({
+    loop = opts.loop,
+    path = opts.path or "/callback",
+    verifier = opts.verify ~= false and opts.verifier or nil,
+    tracker = opts.tracker or tracker_mod.new(),
+    on_event = opts.on_event,
+    on_request = opts.on_request,
+    parse_opts = opts.parse,
+    log = opts.log or opts.loop.log,
+    stats = { received = 0, rejected = 0, malformed = 0, events = 0, dispatched = 0, dropped = 0, failed = 0 },
+  }, Listener)
+  local srv, err = self.loop:listen({
+    host = opts.host, port = opts.port or 0, cert = opts.cert, key = opts.key,
+    max_body = opts.maxBody or 1048576, timeout = opts.timeout,
+    files = opts.files, files_prefix = opts.files and (opts.filesPrefix or "/prompts/") or nil,
+  }, function(req, method, uri, body) self:_handle(req, method, uri, body) end)
+  if not srv then return nil, err end
+  self.server = srv
+  self.port = srv:port()
+  self.scheme = opts.cert and "https" or "http"
+  self.host = opts.host or "127.0.0.1"
+  return self
+end
+
+--- The URL of a path on this listener: `listener:url()` is the callback URL.
+function Listener:url(path)
+  local host = self.host:find(":", 1, true) and ("[" .. self.host .. "]") or self.host
+  return string.format("%s://%s:%d%s", self.scheme, host, self.port, path or self.path)
+end
+
+local function call_of(ev) return ev.callId or "?" end
+
+function Listener:_dispatch(events, claims)
+  local tracker, fn, log = self.tracker, self.on_event, self.log
+  for _, ev in ipairs(events) do
+    local ok, why = tracker:accept(ev)
+    if not ok then
+      self.stats.dropped = self.stats.dropped + 1
+      log("debug", string.format("call %s: %s %s notification dropped (%s)", call_of(ev), ev.changeType, ev.kind, why))
+    else
+      self.stats.dispatched = self.stats.dispatched + 1
+      if fn then
+        local fine, err = xpcall(fn, debug.traceback, ev, claims)
+        if not fine then
+          self.stats.failed = self.stats.failed + 1
+          log("error", string.format("call %s: handler failed on %s %s: %s", call_of(ev), ev.changeType, ev.kind, tostring(err)))
+        end
+      end
+    end
+  end
+end
+
+function Listener:_accept(req, body, claims)
+  local events, err = core.parse_notifications(body, self.parse_opts)
+  if not events then
+    self.stats.malformed = self.stats.malformed + 1
+    self.log("warn", "callback body refused: " .. tostring(err.message))
+    req:respond(400, JSON, '{"error":{"code":"BadRequest","message":"not a commsNotifications body"}}')
+    return
+  end
+  req:respond(202)
+  self.stats.events = self.stats.events + #events
+  self.loop:defer(self._dispatch, self, events, claims)   -- after the 202 is on its way
+end
+
+function Listener:_reject(req, err)
+  self.stats.rejected = self.stats.rejected + 1
+  self.log("warn", "callback refused (403): " .. tostring(err and err.code) .. ": " .. tostring(err and err.message))
+  req:respond(403)
+end
+
+function Listener:_handle(req, method, uri, body)
+  local path = uri:match("^[^?#]*")
+  if path ~= self.path then
+    if self.on_request then return self.on_request(req, method, uri, body) end
+    return req:respond(404)
+  end
+  if method ~= "POST" then return req:respond(405, { Allow = "POST" }) end
+  self.stats.received = self.stats.received + 1
+  local v = self.verifier
+  if not v then return self:_accept(req, body, nil) end
+  local auth = req:header("Authorization")
+  local claims, err = v:verify(auth)
+  if claims then return self:_accept(req, body, claims) end
+  if v.verify_async and (err.code == "unknown_kid" or err.code == "no_keys") then
+    req:keep()                               -- new keys, maybe: fetch them, then decide
+    return v:verify_async(auth, function(c, e)
+      if c then self:_accept(req, body, c) else self:_reject(req, e) end
+    end)
+  end
+  self:_reject(req, err)
+end
+
+--- Stop listening (requests still unanswered get 503).
+function Listener:close()
+  if self.server then self.server:close() end
+  self.server = nil
+end
+
+return M
