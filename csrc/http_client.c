@@ -123,6 +123,24 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg) {
   return x->head.oom ? 0 : len;
 }
 
+/* The body of a `once` request, handed out forward only. */
+static size_t on_read(char *p, size_t size, size_t n, void *arg) {
+  gc_xfer *x = arg;
+  size_t body = x->req_body.len ? x->req_body.len - 1 : 0;  /* without our NUL */
+  size_t left = body - x->req_off, room = size * n;
+  if (room > left) room = left;
+  memcpy(p, x->req_body.p + x->req_off, room);
+  x->req_off += room;
+  return room;
+}
+
+/* ... and never rewound: libcurl's own retry on a dead reused connection then fails
+ * (CURLE_SEND_FAIL_REWIND) rather than sending an action a second time */
+static int on_seek(void *arg, curl_off_t off, int origin) {
+  (void)arg; (void)off; (void)origin;
+  return CURL_SEEKFUNC_CANTSEEK;
+}
+
 static void unlink_flight(gc_http *h, gc_xfer *x) {
   if (x->prev) x->prev->next = x->next;
   else h->flight = x->next;
@@ -159,6 +177,7 @@ static gc_hx_code classify(CURLcode rc) {
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CIPHER: return GC_HX_TLS;
+    case CURLE_SEND_FAIL_REWIND: return GC_HX_TRANSPORT;  /* see on_seek */
     default: return GC_HX_TRANSPORT;
   }
 }
@@ -181,6 +200,11 @@ static void check_done(gc_http *h) {
     x->sent = reqsize > 0;
     if (x->code == GC_HX_OK) x->code = classify(rc);
     if (x->code == GC_HX_TOO_LARGE) strcpy(x->error, "response body is larger than allowed");
+    else if (rc == CURLE_SEND_FAIL_REWIND) {
+      snprintf(x->error, sizeof x->error, "the connection closed before an answer; not sent again, "
+               "as this request must not run twice");
+      x->sent = 1;
+    }
     else if (x->code != GC_HX_OK && !x->error[0])
       snprintf(x->error, sizeof x->error, "%s", curl_easy_strerror(rc));
     if (x->code != GC_HX_OK) x->status = 0;
@@ -291,8 +315,17 @@ int gc_http_start(gc_http *h, const gc_http_req *r, uint64_t id, const char **er
       gc_buf_add(&x->req_body, r->body ? r->body : "", r->body ? r->body_len : 0);
       gc_buf_addc(&x->req_body, 0);
       if (x->req_body.oom) ok = 0;
-      SETOPT(e, CURLOPT_POSTFIELDSIZE, (long)(r->body ? r->body_len : 0));
-      SETOPT(e, CURLOPT_POSTFIELDS, x->req_body.p);
+      if (r->once && r->body_len) {
+        SETOPT(e, CURLOPT_POST, 1L);
+        SETOPT(e, CURLOPT_READFUNCTION, on_read);
+        SETOPT(e, CURLOPT_READDATA, x);
+        SETOPT(e, CURLOPT_SEEKFUNCTION, on_seek);
+        SETOPT(e, CURLOPT_SEEKDATA, x);
+        SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+      } else {
+        SETOPT(e, CURLOPT_POSTFIELDSIZE, (long)(r->body ? r->body_len : 0));
+        SETOPT(e, CURLOPT_POSTFIELDS, x->req_body.p);
+      }
     } else {
       SETOPT(e, CURLOPT_HTTPGET, 1L);
     }

@@ -30,6 +30,9 @@ typedef struct {
   const char *cafile;          /* CA bundle to verify the peer with; NULL = system's */
   size_t max_body;             /* response bytes kept at most; more fails the request */
   int fresh_connect;           /* a new connection (a retry after 503 wants one) */
+  int once;                    /* must not be sent twice: libcurl re-sends a request whose
+                                  reused connection closed before any answer; with `once` the
+                                  body cannot be rewound, so that fails instead */
 } gc_http_req;
 
 /* Why a request failed below HTTP, or GC_HX_OK. */
@@ -61,6 +64,7 @@ typedef struct gc_xfer {
   struct curl_slist *hdrs;
   gc_buf req_body;
   size_t max_body;
+  size_t req_off;           /* bytes of req_body handed to libcurl (once mode) */
   gc_http *owner;
   struct gc_xfer *prev, *next;  /* in flight */
 } gc_xfer;

@@ -80,7 +80,7 @@ static http_ud *check_http(lua_State *L, int i) {
 }
 
 /* http:request{method=, url=, headers = {name = value}, body=, timeout=ms,
- *   connect_timeout=ms, cafile=, max_body=, fresh=bool} -> id | nil, err */
+ *   connect_timeout=ms, cafile=, max_body=, fresh=bool, once=bool} -> id | nil, err */
 static int http_request(lua_State *L) {
   http_ud *u = check_http(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -96,7 +96,9 @@ static int http_request(lua_State *L) {
   r.max_body = (size_t)opt_num(L, 2, "max_body", 0);
   lua_getfield(L, 2, "fresh");
   r.fresh_connect = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  lua_getfield(L, 2, "once");
+  r.once = lua_toboolean(L, -1);
+  lua_pop(L, 2);
   lua_getfield(L, 2, "body");          /* stack 3: the body, alive for the call */
   if (!lua_isnil(L, 3)) r.body = luaL_checklstring(L, 3, &r.body_len);
   /* headers as "Name: value" lines, in a table at 5 that keeps them alive */

@@ -14,7 +14,7 @@
 -- Results: `create_call` gives the call (`call.id`); an action answered `200` with an
 -- operation gives that operation (`op.id`, `op.status`, `op.clientContext`, `op.location`);
 -- `202` and `204` give `true`. The second value describes the exchange: `{status =,
--- requestId =, clientRequestId =, attempts =}`.
+-- requestId =, clientRequestId =, attempts =, response =}` (`response`: the raw answer).
 --
 -- Errors are values: nil and `{code =, message =, status =, graphCode =, requestId =,
 -- clientRequestId =, retryAfter =, attempts =, ambiguous =}`. `code` is `graph` (Graph
@@ -184,9 +184,10 @@ function Client:_send(req, cb)
     if res then
       meta.status = res.status
       meta.requestId = res:header("request-id")
+      meta.response = res
     end
     if err then
-      err.attempts = attempt
+      err.attempts = err.attempts or attempt   -- a token error keeps the token fetch's count
       err.clientRequestId = err.clientRequestId or crid
       return cb(nil, err, meta)
     end
@@ -200,7 +201,7 @@ function Client:_send(req, cb)
     local id, rerr = self.loop:request({
       method = req.method, url = req.url, headers = headers, body = req.body,
       timeout = self.timeout, connect_timeout = self.connectTimeout, cafile = self.caFile,
-      fresh = fresh,
+      fresh = fresh, once = not req.idempotent,
     }, function(res, err)
       if res and res.status == 401 and req.auth ~= false and not refreshed then
         refreshed = true                 -- a token revoked or expired early: one more try
@@ -220,6 +221,10 @@ function Client:_send(req, cb)
       end
       if res.status >= 400 then
         local _, gerr = response.parse_error(res.status, res.head, res.body)
+        -- the service may have acted before it failed: an action's fate is unknown
+        if not req.idempotent and (res.status == 500 or res.status == 502 or res.status == 504) then
+          gerr.ambiguous = true
+        end
         return finish(res, gerr)
       end
       return finish(res)
@@ -249,7 +254,7 @@ function Client:_fetch_token(tenant)
     headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
     body = form { { "client_id", self.clientId }, { "scope", M.SCOPE },
                   { "client_secret", self.secret }, { "grant_type", "client_credentials" } },
-  }, function(res, err)
+  }, function(res, err, meta)
     t.refreshing = false
     local doc = res and core.decode(res.body)
     if res and (type(doc) ~= "table" or type(doc.access_token) ~= "string") then
@@ -257,7 +262,7 @@ function Client:_fetch_token(tenant)
     end
     if err then
       if err.code == "graph" then  -- an OAuth error body: {"error":..., "error_description":...}
-        local d = core.decode(res and res.body or "") or {}
+        local d = core.decode(meta.response and meta.response.body or "") or {}
         err = fail("auth", type(d) == "table" and d.error_description or err.message,
           { status = err.status, graphCode = type(d) == "table" and d.error or nil,
             clientRequestId = err.clientRequestId, attempts = err.attempts })
@@ -315,13 +320,12 @@ local function location_id(res, seg)
   return loc and loc:match("/" .. seg .. "/([^/?#]+)/?[?#]?[^/]*$"), loc
 end
 
--- Decode a 2xx answer into what the method returns.
+-- Decode a 2xx answer into what the method returns: the operation (or object) in the body,
+-- else true.
 local function result(res)
-  if res.status == 202 or res.status == 204 or not res.body:find("%S") then
-    if res.status == 200 or res.status == 201 then
-      local id, loc = location_id(res, "operations")
-      if id then return { id = id, location = loc } end
-    end
+  if not res.body:find("%S") then
+    local id, loc = location_id(res, "operations")
+    if id then return { id = id, location = loc } end
     return true
   end
   local doc, derr = core.decode(res.body)

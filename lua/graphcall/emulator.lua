@@ -103,7 +103,7 @@ function M.new(opts)
     calls = {}, ncalls = 0, open = 0,
     byRequestId = {},       -- client-request-id -> times an action was carried out
     stats = { requests = 0, actions = 0, callsCreated = 0, notificationsSent = 0,
-              notificationsFailed = 0, notificationsDropped = 0, promptsFetched = 0 },
+              notificationsFailed = 0, notificationsDropped = 0, promptsFetched = 0, tokensIssued = 0 },
     recordings = {},
     tokenIssuers = {},
     faults = {},
@@ -281,6 +281,7 @@ function Emu:_token(req, tenant, body)
     roles = array { "Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.JoinGroupCall.All",
                     "Calls.AccessMedia.All" } }
   local token = self.tokenKey:sign(json { alg = "RS256", typ = "JWT", kid = self.tokenKid }, claims)
+  self.stats.tokensIssued = self.stats.tokensIssued + 1
   self:_reply(req, 200, { token_type = "Bearer", expires_in = life, ext_expires_in = life,
                           access_token = token })
 end

@@ -98,6 +98,7 @@ end
 local function run_ready(self)
   -- only what is queued now: what these queue runs on the next turn, after I/O
   local last = self.rtail
+  local ran = self.rhead <= last
   while self.rhead <= last do
     local e = self.ready[self.rhead]
     self.ready[self.rhead] = nil
@@ -105,6 +106,7 @@ local function run_ready(self)
     if e.co then resume(self, e.co, e.args)
     else self:protect("deferred call", e.fn, unpack(e.args, 1, e.args.n)) end
   end
+  return ran
 end
 
 --- Run fn(...) on the next turn of the loop (after pending I/O has been written).
@@ -222,10 +224,15 @@ end
 
 local function fire_timers(self)
   local now = self:now()
+  local fired = false
   while self.nheap > 0 and self.heap[1].due <= now do
     local t = heap_pop(self)
-    if not t.cancelled then self:protect("timer", t.fn) end
+    if not t.cancelled then
+      fired = true
+      self:protect("timer", t.fn)
+    end
   end
+  return fired
 end
 
 -- ---- I/O --------------------------------------------------------------------------------
@@ -253,13 +260,14 @@ local function dispatch(self, kind, a, b, c, d, e, f, g, h)
 end
 
 --- One turn: run what is ready, fire due timers, wait for I/O at most `max_wait` ms (less
--- if a timer is due sooner; no wait if something is ready), then handle what arrived.
+-- if a timer is due sooner; no wait if anything ran this turn or is ready), then handle
+-- what arrived.
 function Loop:run_once(max_wait)
-  run_ready(self)
-  fire_timers(self)
+  local ran = run_ready(self)
+  local fired = fire_timers(self)
   local wait = max_wait or -1
-  if self.rhead <= self.rtail then
-    wait = 0
+  if ran or fired or self.rhead <= self.rtail then
+    wait = 0   -- what ran may be what the caller waits for: look again before sleeping
   elseif self.nheap > 0 then
     local until_timer = math.max(0, self.heap[1].due - self:now())
     if wait < 0 or until_timer < wait then wait = until_timer end
@@ -306,7 +314,9 @@ end
 
 --- Start an HTTP request; cb(res, err) is called from the loop when it ends.
 -- @param opts `method`, `url`, `headers` ({name = value}), `body`, `timeout` (ms),
---   `connect_timeout` (ms), `cafile`, `max_body`, `fresh` (a new connection)
+--   `connect_timeout` (ms), `cafile`, `max_body`, `fresh` (a new connection), `once` (the
+--   request must not be sent twice: when its reused connection dies before an answer,
+--   libcurl's transparent re-send is refused and the request fails with `sent` set)
 -- @param cb function(res, err): res has `status`, `head` (raw header block), `body`,
 --   `seconds` and `res:header(name)`; err has `code` (`timeout`, `connect`, `tls`,
 --   `too_large`, `transport`, `cancelled`), `message` and `sent` (the request went out, so
