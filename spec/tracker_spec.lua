@@ -123,6 +123,22 @@ describe("tracker", function()
     for _, p in ipairs(full.participants) do assert.is_table(roster[p.id]) end
   end)
 
+  it("applies a full roster that returns to an earlier one, drops one that repeats the last", function()
+    local function full(ids)
+      local ps = {}
+      for i, pid in ipairs(ids) do ps[i] = { ["@odata.type"] = "#microsoft.graph.participant", id = pid } end
+      return assert(graphcall.parse_notifications(cjson.encode { value = { { changeType = "updated",
+        resourceUrl = "/communications/calls/m2/participants", resourceData = ps } } }))[1]
+    end
+    assert.is_true(t:accept(full { "bot", "alice" }))
+    assert.is_true(t:accept(full { "bot", "alice", "bob" }))
+    assert.is_true(t:accept(full { "bot", "alice" }))        -- bob left: the same text as before
+    assert.is_nil(t:call("m2").roster.bob)
+    local ok, why = t:accept(full { "bot", "alice" })         -- delivered twice
+    assert.is_false(ok)
+    assert.equal("duplicate", why)
+  end)
+
   it("applies the fixture delta roster", function()
     local ev = events("graph/notify-roster-delta.json")[1]
     assert.is_true(t:accept(ev))

@@ -654,7 +654,7 @@ function Emu:_finish_record(call, rec, reason, code, subcode, message)
   local id = core.uuid()
   local token = core.uuid()
   self.recordings[id] = { bytes = wav.tone { ms = math.max(100, math.floor(spoken)), hz = 220 }, token = token }
-  self:_log(call, "recorded", string.format("%s, %d ms of speech", reason, spoken))
+  self:_log(call, "recorded", string.format("%s, %d ms of speech", reason, math.floor(spoken)))
   self:_complete_op(call, op, "completed", result_info(code, subcode, message), {
     recordingLocation = self.url .. "/emulator/recordings/" .. id,
     recordingAccessToken = token, completionReason = reason })

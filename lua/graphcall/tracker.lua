@@ -9,7 +9,9 @@
 --
 -- Rules: call state never moves backwards (a late `establishing` after `established` changes
 -- nothing) and `terminated` is final; `deleted` on the call means terminated whatever it says;
--- a repeated notification (same JSON text) or a repeated tone (same sequenceId) is dropped;
+-- a repeated notification (same JSON text) or a repeated tone (same sequenceId) is dropped,
+-- and a full roster only when it repeats the roster applied last (a roster can return to an
+-- earlier one);
 -- delta rosters apply by sequenceNumber, a stale one is dropped and a gap is flagged on the
 -- event (ev.gap = {from =, to =}) so the app can GET the participants; a full roster replaces;
 -- operations are tracked by id and clientContext until completed or failed.
@@ -146,7 +148,13 @@ function Tracker:accept(ev)
   local id = ev.callId
   if not id then return true end  -- nothing to track it by
   local st = self.store:get(id) or new_state()
-  if seen_before(self, st, ev.fingerprint) then
+  -- A full roster is the whole state, and the same roster can come back (A, B, A when
+  -- someone joins and leaves): it repeats only if it is the roster applied last.
+  local full_roster = ev.kind == "participants" and not ev.delta
+  if full_roster then
+    if ev.fingerprint and ev.fingerprint == st.rosterFp then return false, "duplicate" end
+    st.rosterFp = ev.fingerprint
+  elseif seen_before(self, st, ev.fingerprint) then
     self.store:put(id, st)
     return false, "duplicate"
   end
