@@ -10,7 +10,7 @@ local LUA_PATH = "./lua/?.lua;./lua/?/init.lua;;"
 local CPATH = "./build/" .. (jit and "luajit" or "lua5.4") .. "/?.so;;"
 
 function E.sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
+  local p = assert(io.popen("(" .. cmd .. ") 2>&1"))
   local out = p:read("*a")
   p:close()
   return out
@@ -127,6 +127,26 @@ function E.bot(emu, opts)
     if not opts.loop then loop:close() end
   end
   return bot
+end
+
+--- Run the curl command line in the background while `loop` keeps serving, until it exits;
+-- returns what it printed. (A separate process: it sees the server as any client would.)
+function E.curl(loop, args)
+  local out = os.tmpname()
+  os.execute(string.format("(curl -s %s > %s.part 2>&1; mv %s.part %s.done) &", args, out, out, out))
+  local f
+  local tick = loop:every(10, function() end)   -- wake up to look for the file
+  loop:run_until(function()
+    f = io.open(out .. ".done", "rb")
+    return f ~= nil
+  end, 10000)
+  tick:cancel()
+  assert(f, "curl did not finish")
+  local text = f:read("*a")
+  f:close()
+  os.remove(out .. ".done")
+  os.remove(out)
+  return text
 end
 
 --- A create-call spec to a phone number, with the bot's callback URL.

@@ -35,6 +35,8 @@ end
 local Loop = {}
 Loop.__index = Loop
 
+local NOTHING = setmetatable({}, { __newindex = function() error("NOTHING is empty") end })
+
 local Response = {}
 Response.__index = Response
 
@@ -57,6 +59,7 @@ function M.new(opts)
     http_opts = opts.http,
     heap = {}, nheap = 0, seq = 0,           -- timers: a binary heap on (due, seq)
     ready = {}, rhead = 1, rtail = 0,         -- what runs before the next wait
+    later = {},                               -- what runs after the next I/O step
     pending = {},                             -- request id -> callback
     handlers = {}, ntags = 0,                 -- server tag -> handler
     signals = {},                             -- signo -> handler
@@ -103,15 +106,16 @@ local function run_ready(self)
     local e = self.ready[self.rhead]
     self.ready[self.rhead] = nil
     self.rhead = self.rhead + 1
-    if e.co then resume(self, e.co, e.args)
-    else self:protect("deferred call", e.fn, unpack(e.args, 1, e.args.n)) end
+    resume(self, e.co, e.args)
   end
   return ran
 end
 
---- Run fn(...) on the next turn of the loop (after pending I/O has been written).
+--- Run fn(...) once the loop has done I/O again: what was just answered goes out on the
+-- wire first (a listener answers 202, then dispatches).
 function Loop:defer(fn, ...)
-  push_ready(self, { fn = fn, args = pack(...) })
+  local later = self.later
+  later[#later + 1] = { fn = fn, args = pack(...) }
 end
 
 --- Start a task: fn(...) runs in a coroutine the loop drives, from the next turn on.
@@ -265,8 +269,10 @@ end
 function Loop:run_once(max_wait)
   local ran = run_ready(self)
   local fired = fire_timers(self)
+  local later = self.later
+  if #later > 0 then self.later = {} else later = NOTHING end  -- what drain defers waits a turn
   local wait = max_wait or -1
-  if ran or fired or self.rhead <= self.rtail then
+  if ran or fired or #later > 0 or self.rhead <= self.rtail then
     wait = 0   -- what ran may be what the caller waits for: look again before sleeping
   elseif self.nheap > 0 then
     local until_timer = math.max(0, self.heap[1].due - self:now())
@@ -278,6 +284,10 @@ function Loop:run_once(max_wait)
     local kind, a, b, c, d, e, f, g, h = io:pop()
     if not kind then break end
     dispatch(self, kind, a, b, c, d, e, f, g, h)
+  end
+  for i = 1, #later do
+    local e = later[i]
+    self:protect("deferred call", e.fn, unpack(e.args, 1, e.args.n))
   end
 end
 
