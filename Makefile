@@ -5,7 +5,8 @@
 #   make bench    request-building throughput against lua-cjson
 #   make asan     C tests and specs under AddressSanitizer + UBSan
 #   make valgrind C tests under valgrind memcheck
-#   make fuzz     libFuzzer on the notification parser and the JWT verifier (FUZZ_SECONDS each)
+#   make fuzz     libFuzzer on the notification parser, the JWT verifier and the file server's
+#                 paths (FUZZ_SECONDS each)
 #   make rock-check  luarocks make into a temporary tree, load it under lua5.4 and luajit
 #   make lint     luacheck over every Lua file (the C builds with -Wall -Wextra, warnings fail CI)
 #   make doc      the API reference from the LDoc comments, into build/doc
@@ -75,6 +76,11 @@ $(IOJIT): $(IO_SRC) $(IO_BIND) $(HDRS)
 # ---- tests -------------------------------------------------------------------------------
 C_TESTS := $(patsubst spec/c/%.c,$(B)/ctest/%,$(wildcard spec/c/test_*.c))
 
+# the I/O half's tests link the I/O half (test_io_*.c)
+$(B)/ctest/test_io_%: spec/c/test_io_%.c spec/c/ctest.h $(IO_SRC) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) -Icsrc -o $@ $< $(IO_SRC) $(IO_LIBS)
+
 $(B)/ctest/%: spec/c/%.c spec/c/ctest.h $(CORE_SRC) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -Icsrc -o $@ $< $(CORE_SRC) $(LIBS) -lm
@@ -122,7 +128,12 @@ doc: deps
 
 # ---- fuzzing: libFuzzer (clang) with ASan + UBSan; FUZZ_SECONDS per target -------------
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := $(B)/fuzz/fuzz_notify $(B)/fuzz/fuzz_jwt
+FUZZ_TARGETS := $(B)/fuzz/fuzz_notify $(B)/fuzz/fuzz_jwt $(B)/fuzz/fuzz_files
+
+$(B)/fuzz/fuzz_files: fuzz/fuzz_files.c csrc/files.c $(HDRS)
+	@mkdir -p $(dir $@)
+	clang $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Icsrc -o $@ $< csrc/files.c
 
 $(B)/fuzz/%: fuzz/%.c $(CORE_SRC) $(HDRS)
 	@mkdir -p $(dir $@)
@@ -130,12 +141,13 @@ $(B)/fuzz/%: fuzz/%.c $(CORE_SRC) $(HDRS)
 	  -Icsrc -o $@ $< $(CORE_SRC) $(LIBS) -lm
 
 fuzz: deps $(FUZZ_TARGETS)
-	@rm -rf $(B)/fuzz/corpus-notify && mkdir -p $(B)/fuzz/corpus-notify $(B)/fuzz/corpus-jwt
+	@rm -rf $(B)/fuzz/corpus-notify && mkdir -p $(B)/fuzz/corpus-notify $(B)/fuzz/corpus-jwt $(B)/fuzz/corpus-files
 	@cp $(FIXTURES)/graph/notify-*.json $(B)/fuzz/corpus-notify/
 	@for f in $(FIXTURES)/seed/*/notify-*.json; do \
 	  cp $$f $(B)/fuzz/corpus-notify/$$(basename $$(dirname $$f))-$$(basename $$f); done
 	@cp fuzz/corpus/jwt/* $(B)/fuzz/corpus-jwt/
-	@for t in notify:65536 jwt:12000; do name=$${t%%:*}; \
+	@cp fuzz/corpus/files/* $(B)/fuzz/corpus-files/
+	@for t in notify:65536 jwt:12000 files:1200; do name=$${t%%:*}; \
 	  echo "fuzz_$$name: $(FUZZ_SECONDS) s"; \
 	  if $(B)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -max_len=$${t#*:} -print_final_stats=1 \
 	       -artifact_prefix=$(B)/fuzz/ $(B)/fuzz/corpus-$$name > $(B)/fuzz/$$name.log 2>&1; then \

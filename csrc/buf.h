@@ -20,6 +20,7 @@ static inline int gc_buf_reserve(gc_buf *b, size_t n) {
   return (b->cap - b->len >= n) ? 0 : gc_buf_grow(b, n);
 }
 static inline void gc_buf_add(gc_buf *b, const void *s, size_t n) {
+  if (n == 0) return;  /* b->p may still be NULL: no pointer arithmetic on it */
   if (gc_buf_reserve(b, n) == 0) { memcpy(b->p + b->len, s, n); b->len += n; }
 }
 static inline void gc_buf_addc(gc_buf *b, char c) {

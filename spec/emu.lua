@@ -7,7 +7,8 @@ local E = {}
 
 E.lua = jit and "luajit" or "lua5.4"
 local LUA_PATH = "./lua/?.lua;./lua/?/init.lua;;"
-local CPATH = "./build/" .. (jit and "luajit" or "lua5.4") .. "/?.so;;"
+-- the modules this run was built as (make asan builds its own)
+local CPATH = os.getenv("LUA_CPATH") or ("./build/" .. (jit and "luajit" or "lua5.4") .. "/?.so;;")
 
 function E.sh(cmd)
   local p = assert(io.popen("(" .. cmd .. ") 2>&1"))
@@ -133,7 +134,7 @@ end
 -- returns what it printed. (A separate process: it sees the server as any client would.)
 function E.curl(loop, args)
   local out = os.tmpname()
-  os.execute(string.format("(curl -s %s > %s.part 2>&1; mv %s.part %s.done) &", args, out, out, out))
+  os.execute(string.format("(env -u LD_PRELOAD curl -s %s > %s.part 2>&1; mv %s.part %s.done) &", args, out, out, out))
   local f
   local tick = loop:every(10, function() end)   -- wake up to look for the file
   loop:run_until(function()
