@@ -15,9 +15,12 @@ Runs on Lua 5.4 and LuaJIT 2.1 (OpenResty).
 }
 dependencies = {
   "lua >= 5.1, < 5.5",
+  -- lua-cjson (the emulator writes JSON with it): Debian's lua-cjson, not fetched
 }
 external_dependencies = {
   OPENSSL = { library = "crypto" },  -- the library form: Debian's headers are multiarch
+  CURL = { library = "curl" },
+  LIBEVENT = { library = "event_openssl" },
 }
 build = {
   type = "builtin",
@@ -33,9 +36,28 @@ build = {
       defines = { "_DEFAULT_SOURCE" },
       incdirs = { "csrc" },
     },
+    -- the I/O half: standalone bots only (OpenResty never loads it)
+    ["graphcall.io"] = {
+      sources = {
+        "csrc/buf.c", "csrc/ioloop.c", "csrc/http_client.c", "csrc/http_server.c", "csrc/files.c",
+        "csrc/lua_io.c",
+      },
+      libraries = { "event", "event_openssl", "curl", "ssl", "crypto" },
+      libdirs = { "$(CURL_LIBDIR)", "$(LIBEVENT_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      defines = { "_DEFAULT_SOURCE" },
+      incdirs = { "csrc" },
+    },
     ["graphcall"] = "lua/graphcall/init.lua",
+    ["graphcall.loop"] = "lua/graphcall/loop.lua",
+    ["graphcall.client"] = "lua/graphcall/client.lua",
+    ["graphcall.listener"] = "lua/graphcall/listener.lua",
+    ["graphcall.emulator"] = "lua/graphcall/emulator.lua",
+    ["graphcall.wav"] = "lua/graphcall/wav.lua",
     ["graphcall.response"] = "lua/graphcall/response.lua",
     ["graphcall.tracker"] = "lua/graphcall/tracker.lua",
     ["graphcall.jwt"] = "lua/graphcall/jwt.lua",
+  },
+  install = {
+    bin = { graphcall = "bin/graphcall" },
   },
 }

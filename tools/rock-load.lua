@@ -10,3 +10,12 @@ local json = assert(g.build("call", { callbackUri = "https://bot.example.com/cb"
   targets = { { identity = { user = { id = "u1" } } } } }))
 assert(json:find('"#microsoft.graph.invitationParticipantInfo"', 1, true))
 print((jit and jit.version or _VERSION) .. ": graphcall from the rock tree builds a call (" .. #json .. " bytes)")
+-- the I/O half and the command
+local loop = require("graphcall.loop").new { log = false }
+local srv = assert(loop:listen({ port = 0 }, function(req) req:respond(204) end))
+local res = assert(loop:fetch { url = "http://127.0.0.1:" .. srv:port() .. "/" })
+assert(res.status == 204)
+require "graphcall.client"
+require "graphcall.listener"
+require "graphcall.emulator"
+print((jit and jit.version or _VERSION) .. ": graphcall.io answers on loopback")
