@@ -1,7 +1,7 @@
 # graphcall: build, test, demo and benchmarks for Lua 5.4 and LuaJIT 2.1.
 #   make          build graphcall.core for both interpreters
 #   make test     C unit tests + busted specs under lua5.4 and luajit
-#   make demo     build the create-call requests of the ten reference scenarios
+#   make demo     a live call against the local emulator (examples/demo.lua)
 #   make bench    request-building throughput against lua-cjson
 #   make asan     C tests and specs under AddressSanitizer + UBSan
 #   make valgrind C tests under valgrind memcheck
@@ -158,7 +158,7 @@ fuzz: deps $(FUZZ_TARGETS)
 # ---- demo, bench, schema -----------------------------------------------------------------
 demo: deps all
 	@LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
-	  LUA_CPATH="./$(B)/lua5.4/?.so;;" lua5.4 examples/seed-requests.lua
+	  LUA_CPATH="./$(B)/lua5.4/?.so;;" DEMO_DIR=$(B)/demo lua5.4 examples/demo.lua
 
 bench: deps all $(B)/bench/json_parse
 	@for lua in lua5.4 luajit; do \

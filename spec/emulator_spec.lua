@@ -19,6 +19,7 @@ local SCENARIO = {
                          { after = 500, hangup = true } },
     ["+15550000007"] = { answer = 100, { on = "record", after = 100, speak = 800 } },
     ["+15550000008"] = { answer = false },
+    ["+15550000010"] = { answer = 100, swapEstablished = true },
     ["+15550000009"] = { answer = 100, { on = "established", after = 100, press = "1" },
                          { on = "prompt", after = 200, press = "9" } },
   },
@@ -108,6 +109,18 @@ describe("outgoing calls", function()
       assert.same({ "establishing", "terminated" }, states(call.id))
     end)
   end
+
+  it("may send established before establishing (swapEstablished): the call stays established", function()
+    local call = call_to("+15550000010")
+    assert.is_true(bot.wait(function() return #states(call.id) >= 1 end))
+    bot.loop:sleep(300)
+    assert.same({ "established" }, states(call.id))   -- the late establishing was stale
+    local view = bot.control("GET", "/emulator/calls/" .. call.id)
+    local sent = {}
+    for _, l in ipairs(view.log) do if l.what == "notify" then sent[#sent + 1] = l.detail end end
+    assert.same({ "call:established", "call:establishing" }, sent)
+    bot.client:hangup(call.id)
+  end)
 
   it("a PSTN callee hanging up ends the call with 200/540000", function()
     local call = call_to("+15550000005")

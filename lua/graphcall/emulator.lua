@@ -790,11 +790,17 @@ end
 
 -- ---- establishing a call ----------------------------------------------------------------
 
-function Emu:_established(call)
+-- `establishing` goes out when signalling starts (after create, or after answer); with the
+-- scenario's (or the peer's) swapEstablished it is held back and sent after `established` (the service may
+-- deliver the two in either order, REFERENCE.md §1.1).
+function Emu:_establishing(call)
+  if alive(call) and not call.swap then self:_set_state(call, "establishing") end
+end
+
+function Emu:_established(call, delay)
   if not alive(call) then return end
-  local swap = self.scenario.swapEstablished
-  if not swap then self:_set_state(call, "establishing") end
-  self:after(self.scenario.establishDelay or 50, function()
+  local swap = call.swap
+  self:after(delay or 0, function()
     if not alive(call) then return end
     self:_set_state(call, "established")
     if swap then self:_set_state(call, "establishing") call.state = "established" end
@@ -849,7 +855,6 @@ function Emu:_ring(call, script)
     local wait
     if (script.outcome or "timeout") == "timeout" then wait = script.ringTimeout or 30000
     else wait = script.after or 1000 end
-    self:_set_state(call, "establishing")
     self:after(wait, function()
       if alive(call) then
         self:_end(call, ri and ri.code or out[1], ri and ri.subcode or out[2], ri and ri.message or out[3])
@@ -950,6 +955,8 @@ function Emu:_create_call(req, claims, doc)
       table.insert(call.attendees, 1, { kind = "user", identityId = k1, name = k1, join = 0 })
     end
   end
+  call.swap = script.swapEstablished or self.scenario.swapEstablished
+  self:after(20, function() self:_establishing(call) end)
   self:_ring(call, script)
   self:_start_peer(call, script)
 end
@@ -973,6 +980,7 @@ function Emu:place_incoming(inc)
   }
   call.peerKind = from.phone and "phone" or "user"
   call.caller = inc.caller or sc.caller or {}
+  call.swap = call.caller.swapEstablished or sc.swapEstablished
   local target = inc.to or { application = { id = appId, displayName = "Bot" } }
   local toSet = typed("identitySet", {})
   for k, v in pairs(target) do toSet[k] = typed("identity", { id = v.id, displayName = v.displayName }) end
@@ -1050,7 +1058,8 @@ function Emu:_action(req, call, name, body)
       call.delta, call.sharing = opts.isDeltaRosterEnabled == true, opts.isContentSharingNotificationEnabled == true
       call.state = "establishing"
       self:_log(call, "answered")
-      self:_established(call)
+      self:_establishing(call)
+      self:_established(call, self.scenario.establishDelay or 50)
       self:_start_peer(call, call.caller)
     elseif name == "reject" then
       self:_log(call, "rejected", body.reason)
