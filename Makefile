@@ -2,7 +2,8 @@
 #   make          build graphcall.core for both interpreters
 #   make test     C unit tests + busted specs under lua5.4 and luajit
 #   make demo     a live call against the local emulator (examples/demo.lua)
-#   make bench    request-building throughput against lua-cjson
+#   make bench    request building, JSON, notification ingest, HTTP client and listener, each
+#                 against a baseline in the same run
 #   make asan     C tests and specs under AddressSanitizer + UBSan
 #   make valgrind C tests under valgrind memcheck
 #   make fuzz     libFuzzer on the notification parser, the JWT verifier and the file server's
@@ -161,6 +162,7 @@ demo: deps all
 	  LUA_CPATH="./$(B)/lua5.4/?.so;;" DEMO_DIR=$(B)/demo lua5.4 examples/demo.lua
 
 bench: deps all $(B)/bench/json_parse
+	@$(MAKE) --no-print-directory PKGS=wrk deps
 	@for lua in lua5.4 luajit; do \
 	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/build.lua || exit 1; done
@@ -173,6 +175,12 @@ bench: deps all $(B)/bench/json_parse
 	@lua5.4 -e 'package.path="./bench/?.lua;"..package.path; io.write(require("roster").text(1000))' \
 	  > $(B)/bench/roster-1000.json
 	@$(B)/bench/json_parse $(B)/bench/roster-1000.json
+	@for lua in lua5.4 luajit; do \
+	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/http.lua || exit 1; done
+	@for lua in lua5.4 luajit; do \
+	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/listener.lua || exit 1; done
 
 $(B)/bench/json_parse: bench/json_parse.c $(CORE_SRC) $(HDRS)
 	@mkdir -p $(dir $@)

@@ -20,8 +20,10 @@ struct gc_http {
   CURLM *multi;
   struct event *timer;
   int running;
-  gc_xfer *flight;      /* doubly linked, in flight */
+  gc_xfer *flight;      /* doubly linked, in flight (inside libcurl or waiting) */
   size_t nflight;
+  gc_xfer *qhead, *qtail;  /* waiting for room inside libcurl */
+  long active, max_active;
   sockinfo *socks;
   CURL *pool[POOL_MAX];
   int npool;
@@ -153,7 +155,19 @@ static void release_easy(gc_http *h, gc_xfer *x) {
   CURL *e = x->easy;
   x->easy = NULL;
   if (!e) return;
-  curl_multi_remove_handle(h->multi, e);
+  if (x->added) {
+    curl_multi_remove_handle(h->multi, e);
+    x->added = 0;
+    h->active--;
+  } else {  /* still waiting: out of the queue */
+    gc_xfer **p = &h->qhead, *prev = NULL;
+    while (*p && *p != x) { prev = *p; p = &(*p)->qnext; }
+    if (*p) {
+      *p = x->qnext;
+      if (h->qtail == x) h->qtail = prev;
+    }
+    x->qnext = NULL;
+  }
   if (h->npool < POOL_MAX) {
     curl_easy_reset(e);
     h->pool[h->npool++] = e;
@@ -179,6 +193,26 @@ static gc_hx_code classify(CURLcode rc) {
     case CURLE_SSL_CIPHER: return GC_HX_TLS;
     case CURLE_SEND_FAIL_REWIND: return GC_HX_TRANSPORT;  /* see on_seek */
     default: return GC_HX_TRANSPORT;
+  }
+}
+
+/* Move waiting transfers into libcurl while there is room. */
+static void promote(gc_http *h) {
+  while (h->qhead && h->active < h->max_active) {
+    gc_xfer *x = h->qhead;
+    h->qhead = x->qnext;
+    if (!h->qhead) h->qtail = NULL;
+    x->qnext = NULL;
+    if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
+      x->code = GC_HX_TRANSPORT;
+      strcpy(x->error, "libcurl refused the request");
+      unlink_flight(h, x);
+      release_easy(h, x);
+      gc_loop_push(h->loop, &x->item);
+      continue;
+    }
+    x->added = 1;
+    h->active++;
   }
 }
 
@@ -212,6 +246,7 @@ static void check_done(gc_http *h) {
     release_easy(h, x);
     gc_loop_push(h->loop, &x->item);
   }
+  promote(h);
 }
 
 void gc_xfer_free(gc_xfer *x) {
@@ -250,6 +285,7 @@ gc_http *gc_http_new(gc_loop *loop, const gc_http_opts *o) {
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, o->max_host_connections);
   if (o && o->max_total_connections > 0)
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, o->max_total_connections);
+  h->max_active = (o && o->max_active > 0) ? o->max_active : 128;
   return h;
 }
 
@@ -348,12 +384,20 @@ int gc_http_start(gc_http *h, const gc_http_req *r, uint64_t id, const char **er
     gc_xfer_free(x);
     return -1;
   }
-  if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
-    *err = "libcurl refused the request";
-    curl_easy_cleanup(e);
-    x->easy = NULL;
-    gc_xfer_free(x);
-    return -1;
+  if (h->active < h->max_active) {
+    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+      *err = "libcurl refused the request";
+      curl_easy_cleanup(e);
+      x->easy = NULL;
+      gc_xfer_free(x);
+      return -1;
+    }
+    x->added = 1;
+    h->active++;
+  } else {
+    if (h->qtail) h->qtail->qnext = x;
+    else h->qhead = x;
+    h->qtail = x;
   }
   x->next = h->flight;
   if (h->flight) h->flight->prev = x;
@@ -374,6 +418,7 @@ int gc_http_cancel(gc_http *h, uint64_t id) {
     x->status = 0;
     strcpy(x->error, "cancelled");
     gc_loop_push(h->loop, &x->item);
+    promote(h);
     return 0;
   }
   return -1;

@@ -16,6 +16,9 @@ typedef struct gc_http gc_http;
 typedef struct {
   long max_host_connections;  /* per host; 0 = libcurl's default (no limit) */
   long max_total_connections; /* 0 = no limit */
+  long max_active;            /* transfers inside libcurl at once; the rest wait their turn
+                                 in a queue (libcurl's handle removal is linear in the handles
+                                 it holds); 0 = 128 */
 } gc_http_opts;
 
 typedef struct {
@@ -66,7 +69,9 @@ typedef struct gc_xfer {
   size_t max_body;
   size_t req_off;           /* bytes of req_body handed to libcurl (once mode) */
   gc_http *owner;
+  int added;                /* inside libcurl (else waiting its turn) */
   struct gc_xfer *prev, *next;  /* in flight */
+  struct gc_xfer *qnext;        /* waiting */
 } gc_xfer;
 
 gc_http *gc_http_new(gc_loop *loop, const gc_http_opts *o);

@@ -138,13 +138,14 @@ static int http_in_flight(lua_State *L) {
   return 1;
 }
 
-/* loop:http{max_host_connections =, max_total_connections =} -> client */
+/* loop:http{max_host_connections =, max_total_connections =, max_active =} -> client */
 static int loop_http(lua_State *L) {
   gc_loop *l = check_loop(L, 1);
-  gc_http_opts o = { 0, 0 };
+  gc_http_opts o = { 0, 0, 0 };
   if (lua_istable(L, 2)) {
     o.max_host_connections = (long)opt_num(L, 2, "max_host_connections", 0);
     o.max_total_connections = (long)opt_num(L, 2, "max_total_connections", 0);
+    o.max_active = (long)opt_num(L, 2, "max_active", 0);
   }
   http_ud *u = gc_newuserdata_uv(L, sizeof *u);
   memset(u, 0, sizeof *u);

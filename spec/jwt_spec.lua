@@ -173,6 +173,37 @@ describe("JWT verification", function()
     assert.equal("jwks", err.code)
   end)
 
+  it("serves a token it verified before from its cache, but not once it expires", function()
+    local now = NOW
+    local v = assert(jwt.new { appId = APP, jwks = '{"keys":[' .. jwk_of(keyfile, "key-1") .. "]}",
+                                clock = function() return now end })
+    local tok = token { exp = NOW + 100 }
+    assert.is_table(v:verify(tok))
+    assert.equal(1, v.ncache)
+    assert.same(v:verify(tok), v:verify(tok))
+    now = NOW + 100 + 301                       -- past exp and the skew
+    local claims, err = v:verify(tok)
+    assert.is_nil(claims)
+    assert.equal("expired", err.code)
+    assert.equal(0, v.ncache)
+    -- a tampered copy is a different string: verified on its own, and refused
+    now = NOW
+    local t2 = token()
+    assert.is_table(v:verify(t2))
+    rejects(t2:sub(1, -6) .. (t2:sub(-5, -5) == "A" and "B" or "A") .. t2:sub(-4), "signature")
+  end)
+
+  it("forgets what it verified when the keys change", function()
+    local v = assert(jwt.new { appId = APP, jwks = '{"keys":[' .. jwk_of(keyfile, "key-1") .. "]}",
+                                clock = function() return NOW end })
+    local tok = token()
+    assert.is_table(v:verify(tok))
+    assert.is_true(v:set_keys('{"keys":[' .. jwk_of(otherkey, "key-2") .. "]}"))
+    local claims, err = v:verify(tok)
+    assert.is_nil(claims)
+    assert.equal("unknown_kid", err.code)
+  end)
+
   it("takes a new key set on rollover", function()
     local jwks = '{"keys":[' .. jwk_of(otherkey, "key-3") .. "]}"
     local v = assert(jwt.new { appId = APP, jwks = jwks, clock = function() return NOW end })

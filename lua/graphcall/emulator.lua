@@ -106,6 +106,7 @@ function M.new(opts)
               notificationsFailed = 0, notificationsDropped = 0, promptsFetched = 0, tokensIssued = 0 },
     recordings = {},
     tokenIssuers = {},
+    bearers = {}, nbearers = 0,
     faults = {},
     promptCache = {},
     sigCache = {},
@@ -291,6 +292,8 @@ function Emu:_bearer(req)
   local auth = req:header("Authorization") or ""
   local token = auth:match("^[Bb]earer%s+(%S+)$")
   if not token then return nil end
+  local cached = self.bearers[token]   -- a token is verified once, then served until it expires
+  if cached and cached.exp > os.time() then return cached end
   local list = self.tokenIssuerList
   if not list then
     list = {}
@@ -300,7 +303,12 @@ function Emu:_bearer(req)
   for i = 1, #list, 8 do  -- the verifier takes eight issuers at a time
     local chunk = { unpack(list, i, math.min(#list, i + 7)) }
     local claims, err = core.verify_jwt(self.tokenKeys, token, GRAPH_AUD, chunk, os.time(), 0)
-    if claims then return claims end
+    if claims then
+      if self.nbearers >= 1000 then self.bearers, self.nbearers = {}, 0 end
+      self.bearers[token] = claims
+      self.nbearers = self.nbearers + 1
+      return claims
+    end
     if err.code ~= "issuer" then return nil end
   end
   return nil
@@ -928,6 +936,7 @@ function Emu:_create_call(req, claims, doc)
   self:_log(call, "created", call.group and "group" or "p2p")
   self:_reply(req, 201, self:_call_object(call), {
     Location = self.url .. "/v1.0/communications/calls/" .. call.id })
+  if self.scenario.drive == false then return end  -- load tests of the API alone: no callbacks
   -- who is on the other side
   local script
   if type(doc.meetingInfo) == "table" then
@@ -1396,6 +1405,11 @@ function Emu:_handle(req, method, uri, body)
   local action = gpath:match("/(%a+)$")
   local f = self:_fault("request", method .. " " .. gpath, action)
   if f then return self:_apply_fault(req, f, function() self:_graph(req, method, gpath, body, claims) end) end
+  local latency = self.scenario.latency
+  if latency then   -- the round trip to a distant service, in real milliseconds
+    req:keep()
+    return self.loop:timer(latency, function() self:_graph(req, method, gpath, body, claims) end)
+  end
   self:_graph(req, method, gpath, body, claims)
 end
 

@@ -18,11 +18,13 @@ local M = {}
 
 M.ISSUERS = { "https://api.botframework.com", "https://graph.microsoft.com" }
 M.DEFAULT_SKEW = 300  -- seconds, as .NET's default
+M.CACHE = 256         -- verified tokens remembered (the service sends one token many times)
 
 local Verifier = {}
 Verifier.__index = Verifier
 
---- jwt.new{appId =, jwks =, issuers = M.ISSUERS, skew = 300, max_len = 8192, clock = os.time}
+--- jwt.new{appId =, jwks =, issuers = M.ISSUERS, skew = 300, max_len = 8192, clock = os.time,
+-- cache = M.CACHE (verified tokens remembered; 0: none)}
 -- Returns a verifier, or nil and an error if the key set is unusable.
 function M.new(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'new' (table expected)", 2) end
@@ -35,6 +37,7 @@ function M.new(opts)
     skew = opts.skew or M.DEFAULT_SKEW,
     max_len = opts.max_len,
     clock = opts.clock or os.time,
+    cache_max = opts.cache or M.CACHE, cache = {}, ncache = 0,
   }, Verifier)
   local ok, err = self:set_keys(opts.jwks)
   if not ok then return nil, err end
@@ -47,6 +50,7 @@ function Verifier:set_keys(jwks)
   local keys, err = core.jwks(jwks)
   if not keys then return nil, err end
   self.keys = keys
+  self.cache, self.ncache = {}, 0   -- what verified under the old keys is checked again
   return true
 end
 
@@ -59,7 +63,22 @@ function Verifier:verify(authorization)
     return nil, setmetatable({ code = "missing", message = "no bearer token", path = "" }, core.error_mt)
   end
   local token = authorization:match("^[Bb]earer%s+(%S+)%s*$") or authorization
-  return core.verify_jwt(self.keys, token, self.appId, self.issuers, self.clock(), self.skew, self.max_len)
+  local now = self.clock()
+  -- The same bytes verify the same way: a token seen before is served from the cache while
+  -- its exp (and nbf) still hold; new keys empty the cache.
+  local hit = self.cache[token]
+  if hit then
+    if now <= hit.exp + self.skew and now + self.skew >= hit.nbf then return hit.claims end
+    self.cache[token] = nil
+    self.ncache = self.ncache - 1
+  end
+  local claims, err = core.verify_jwt(self.keys, token, self.appId, self.issuers, now, self.skew, self.max_len)
+  if claims and self.cache_max > 0 then
+    if self.ncache >= self.cache_max then self.cache, self.ncache = {}, 0 end
+    self.cache[token] = { claims = claims, exp = tonumber(claims.exp) or 0, nbf = tonumber(claims.nbf) or 0 }
+    self.ncache = self.ncache + 1
+  end
+  return claims, err
 end
 
 return M
