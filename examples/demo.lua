@@ -49,7 +49,8 @@ local function describe(ev)
   if ev.kind == "call" and ev.toneInfo then return "tone " .. ev.toneInfo.tone end
   if ev.kind == "call" then
     local ri = ev.resultInfo
-    return "state " .. tostring(ev.state) .. (ri and string.format(" (%s/%s %s)", ri.code, ri.subcode, ri.message) or "")
+    local why = ri and string.format(" (%s/%s %s)", ri.code, ri.subcode, ri.message) or ""
+    return "state " .. tostring(ev.state) .. why
   end
   if ev.kind == "operation" then return ev.operationType .. " " .. ev.status end
   return ev.kind
@@ -88,7 +89,8 @@ loop:spawn(function()
     tenantId = "aa67bd4c-8475-432d-bd41-39f255720e0a",
   }
   if not call then error("create_call: " .. tostring(err)) end
-  print(string.format("%7.3f s  call %s  created (201, state %s)", (loop:now() - t0) / 1000, call.id:sub(1, 8), call.state))
+  print(string.format("%7.3f s  call %s  created (201, state %s)", (loop:now() - t0) / 1000,
+    call.id:sub(1, 8), call.state))
   next_event(function(ev) return ev.callId == call.id and ev.state == "established" end)
   assert(client:subscribeToTone(call.id, {}))
   local op = assert(client:playPrompt(call.id, { clientContext = "welcome", prompts = {

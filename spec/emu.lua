@@ -49,7 +49,8 @@ function E.start(opts)
   if opts.caFile then args[#args + 1] = "--ca-file " .. opts.caFile end
   if opts.quiet ~= false then args[#args + 1] = "--quiet" end
   local log = dir .. "/emulator.log"
-  local cmd = string.format("sh -c 'echo $$; exec env LUA_PATH=\"%s\" LUA_CPATH=\"%s\" %s bin/graphcall emulate %s 2>%s'",
+  local cmd = string.format(
+    "sh -c 'echo $$; exec env LUA_PATH=\"%s\" LUA_CPATH=\"%s\" %s bin/graphcall emulate %s 2>%s'",
     LUA_PATH, CPATH, opts.lua or E.lua, table.concat(args, " "), log)
   local p = assert(io.popen(cmd, "r"))
   local pid = p:read("*l")

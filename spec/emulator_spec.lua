@@ -222,7 +222,8 @@ describe("transfers", function()
   it("fail back to established with resultInfo 500/7000 when the target does not answer", function()
     local call = call_to("+15550000001")
     assert.is_true(established(call.id))
-    assert.is_true(bot.client:transfer(call.id, { transferTarget = { identity = { phone = { id = "+15550000008" } } } }))
+    assert.is_true(bot.client:transfer(call.id, {
+      transferTarget = { identity = { phone = { id = "+15550000008" } } } }))
     assert.is_true(bot.wait(function()
       local ev = last_call_event(call.id)
       return ev.state == "established" and ev.resultInfo ~= nil
@@ -358,7 +359,8 @@ describe("meetings", function()
   }
 
   it("send the full roster as attendees join and leave, and content sharing when enabled", function()
-    local call = call_to(nil, { targets = graphcall.null, meetingInfo = meeting.meetingInfo, chatInfo = meeting.chatInfo,
+    local call = call_to(nil, { targets = graphcall.null, meetingInfo = meeting.meetingInfo,
+      chatInfo = meeting.chatInfo,
       callOptions = graphcall.outgoingCallOptions { isContentSharingNotificationEnabled = true } })
     assert.is_true(bot.wait(function() return #bot.of(call.id, "contentSharing") >= 2 end, 8000))
     assert.is_true(bot.wait(function()
@@ -380,7 +382,8 @@ describe("meetings", function()
   end)
 
   it("send delta rosters with sequence numbers when isDeltaRosterEnabled", function()
-    local call = call_to(nil, { targets = graphcall.null, meetingInfo = meeting.meetingInfo, chatInfo = meeting.chatInfo,
+    local call = call_to(nil, { targets = graphcall.null, meetingInfo = meeting.meetingInfo,
+      chatInfo = meeting.chatInfo,
       callOptions = graphcall.outgoingCallOptions { isDeltaRosterEnabled = true } })
     assert.is_true(bot.wait(function() return #bot.of(call.id, "participants") >= 4 end, 8000))
     local rosters = bot.of(call.id, "participants")

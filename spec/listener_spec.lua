@@ -109,7 +109,8 @@ describe("the listener", function()
     -- a separate process (curl) measures how long the 202 took while the handler blocks
     local slow = assert(graphcall.listener { loop = loop, verify = false,
       on_event = function() local t = os.clock() while os.clock() - t < 0.5 do end end })
-    local out = E.curl(loop, string.format("-o /dev/null -w '%%{http_code} %%{time_total}' -X POST --data-binary '%s' %s",
+    local out = E.curl(loop, string.format(
+      "-o /dev/null -w '%%{http_code} %%{time_total}' -X POST --data-binary '%s' %s",
       established("slow"), slow:url()))
     local code, secs = out:match("^(%d+) ([%d.]+)")
     assert.equal("202", code)

@@ -149,7 +149,7 @@ local function retry_after(res)
   return v and tonumber(v:match("^%s*(%d+)%s*$"))
 end
 
---- How long to wait before attempt n + 1, or nil: no retry.
+-- How long to wait before attempt n + 1, or nil: no retry.
 function Client:_retry_delay(res, err, req, attempt)
   if attempt > self.retries then return nil end
   local backoff = math.min(self.maxBackoff, self.backoff * 2 ^ (attempt - 1))
@@ -172,7 +172,7 @@ function Client:_retry_delay(res, err, req, attempt)
   return nil
 end
 
---- Send req ({method, url, body, headers, idempotent, auth = tenant|false}); cb(res, err, meta).
+-- Send req ({method, url, body, headers, idempotent, auth = tenant|false}); cb(res, err, meta).
 function Client:_send(req, cb)
   local ok, uerr = check_url(req.url)
   if not ok then return cb(nil, uerr) end
@@ -284,7 +284,7 @@ function Client:_fetch_token(tenant)
   end)
 end
 
---- Get a valid token for `tenant` (the client's own by default), refreshing ahead of
+-- Get a valid token for `tenant` (the client's own by default), refreshing ahead of
 -- expiry; one refresh in flight however many callers wait for it.
 function Client:_with_token(tenant, cb)
   tenant = tenant or self.tenantId

@@ -228,13 +228,13 @@ function Emu:_reply(req, status, body, headers)
   req:respond(status, h, body)
 end
 
-local function graph_error(status, code, message)
+local function graph_error(code, message)
   return { error = { code = code, message = message, innerError = {
     date = os.date("!%Y-%m-%dT%H:%M:%S"), ["request-id"] = core.uuid() } } }
 end
 
 function Emu:_error(req, status, code, message, headers)
-  local body = graph_error(status, code, message)
+  local body = graph_error(code, message)
   body.error.innerError["client-request-id"] = req:header("client-request-id")
   self:_reply(req, status, body, headers)
 end
@@ -243,7 +243,9 @@ local function parse_form(body)
   local t = {}
   for pair in body:gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
-    local function un(s) return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
+    local function un(s)
+      return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+    end
     t[un(k)] = un(v)
   end
   return t
@@ -318,7 +320,7 @@ end
 
 local function call_url(id) return "/communications/calls/" .. id end
 
---- Sign (cached a few minutes per audience and tenant) the callback token.
+-- Sign (cached a few minutes per audience and tenant) the callback token.
 function Emu:_callback_token(call, bad)
   local key = call.appId .. "|" .. call.tenantId .. (bad and "|bad" or "")
   local c = self.sigCache[key]
@@ -378,8 +380,9 @@ function Emu:_deliver(call, body, label, bad)
   send_next()
 end
 
---- Make and send a notification (with the faults that match it).
--- @param items array of {changeType =, rest = "/operations/x" or nil, data = resourceData}
+-- Make and send a notification (with the faults that match it). items: an array of
+-- {changeType =, rest = "/operations/x" or nil, data = resourceData}; label names it for the
+-- log and the fault rules.
 function Emu:_notify(call, items, label)
   if not call.callbackUri then return end
   local value = {}
@@ -449,6 +452,12 @@ function Emu:_end(call, code, subcode, message, quiet)
 end
 
 local function alive(call) return call.state ~= "terminated" end
+
+-- The service's codes for a prompt it cannot fetch or play are not documented: these are the
+-- emulator's own (the status, failed, is the service's).
+local function cannot_play(why)
+  return result_info(400, 0, "Action failed, the prompt could not be played: " .. why)
+end
 
 -- ---- peers ------------------------------------------------------------------------------
 
@@ -637,7 +646,7 @@ function Emu:_run_prompt(call, op)
     if not alive(call) or op.done then return end
     if not ms then
       self:_log(call, "prompt failed", why)
-      self:_complete_op(call, op, "failed", result_info(400, 0, "Action failed, the prompt could not be played: " .. why))
+      self:_complete_op(call, op, "failed", cannot_play(why))
       return self:_media_done(call, op)
     end
     self:_log(call, "prompt", string.format("%d ms", ms))
@@ -701,7 +710,8 @@ function Emu:_run_record(call, op)
     self:_peer_event(call, "record")
     rec.timers[#rec.timers + 1] = self:after(rec.maxDuration, function()
       if call.recording == rec then
-        self:_finish_record(call, rec, "maxRecordDurationReached", 200, 8515, "Action completed, max record duration reached.")
+        self:_finish_record(call, rec, "maxRecordDurationReached", 200, 8515,
+          "Action completed, max record duration reached.")
       end
     end)
     rec.timers[#rec.timers + 1] = self:after(rec.initialSilence, function()
@@ -716,7 +726,7 @@ function Emu:_run_record(call, op)
     self:_measure(b.prompts, function(ms, why)
       if not alive(call) or op.done then return end
       if not ms then
-        self:_complete_op(call, op, "failed", result_info(400, 0, "Action failed, the prompt could not be played: " .. why),
+        self:_complete_op(call, op, "failed", cannot_play(why),
           { completionReason = "playPromptFailed", recordingLocation = "", recordingAccessToken = "" })
         return self:_media_done(call, op)
       end
@@ -1340,7 +1350,9 @@ function Emu:_control(req, method, path, body)
     local r = self.recordings[rid]
     local auth = req:header("Authorization") or ""
     if not r then return self:_error(req, 404, "itemNotFound", "No such recording.") end
-    if auth ~= "Bearer " .. r.token then return self:_error(req, 401, "Unauthorized", "recordingAccessToken required") end
+    if auth ~= "Bearer " .. r.token then
+      return self:_error(req, 401, "Unauthorized", "recordingAccessToken required")
+    end
     return self:_reply(req, 200, r.bytes, { ["Content-Type"] = "application/octet-stream" })
   end
   local cid, verb = path:match("^/emulator/calls/([^/]+)/?(%a*)$")

@@ -86,7 +86,8 @@ function Listener:_dispatch(events, claims)
         local fine, err = xpcall(fn, debug.traceback, ev, claims)
         if not fine then
           self.stats.failed = self.stats.failed + 1
-          log("error", string.format("call %s: handler failed on %s %s: %s", call_of(ev), ev.changeType, ev.kind, tostring(err)))
+          log("error", string.format("call %s: handler failed on %s %s: %s", call_of(ev), ev.changeType, ev.kind,
+            tostring(err)))
         end
       end
     end

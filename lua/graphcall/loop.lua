@@ -366,6 +366,7 @@ end
 -- @param opts `host` ("127.0.0.1"), `port` (0: any free one), `cert` and `key` (PEM files:
 --   serve TLS), `max_body` (bytes, 4 MiB), `max_headers`, `timeout` (ms a connection may
 --   stall reading or writing, 10 s), `files` (a folder served as is under `files_prefix`)
+-- @param handler function(req, method, uri, body)
 -- @return the server (`server:port()`, `server:close()`), or nil and an error
 function Loop:listen(opts, handler)
   self.ntags = self.ntags + 1
