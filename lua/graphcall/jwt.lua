@@ -8,9 +8,9 @@
 --   local claims, err = verifier:verify(headers["Authorization"])
 --   if not claims then return 403 end            -- err.code says why; dispatch nothing
 --
--- Fetching the OpenID metadata and JWKS comes with the transport; until then pass the JWKS
--- text, and call verifier:set_keys(jwks_json) on rollover (an "unknown_kid" error is the
--- signal to refetch).
+-- This verifier takes the JWKS text and does no I/O; call verifier:set_keys(jwks_json) on
+-- rollover (an "unknown_kid" error is the signal to refetch). A standalone bot gets one that
+-- fetches and refreshes its keys from graphcall.client: client:verifier().
 -- @module graphcall.jwt
 local core = require "graphcall.core"
 
