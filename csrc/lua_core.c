@@ -7,6 +7,7 @@
 #include "encode.h"
 #include "json.h"
 #include "lua_glue.h"
+#include "notify.h"
 #include "schema.h"
 
 
@@ -223,6 +224,16 @@ static int l_decode(lua_State *L) {
   return 1;
 }
 
+/* core.hash(text) -> 16 hex digits (64-bit, not cryptographic): names for cached files */
+static int l_hash(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char out[17];
+  snprintf(out, sizeof out, "%016llx", (unsigned long long)gc_hash64(s, len));
+  lua_pushlstring(L, out, 16);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
   { "build", l_build },
   { "types", l_types },
@@ -233,6 +244,7 @@ static const luaL_Reg funcs[] = {
   { "verify_jwt", gc_l_verify_jwt },
   { "rsa_key", gc_l_rsa_key },
   { "uuid", gc_l_uuid },
+  { "hash", l_hash },
   { NULL, NULL },
 };
 

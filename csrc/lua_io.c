@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "compat.h"
 #include "http_client.h"
@@ -439,6 +440,14 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* io.wall() -> milliseconds since the epoch (the same across processes, unlike now()) */
+static int l_wall(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec * 1e3 + (lua_Number)ts.tv_nsec / 1e6);
+  return 1;
+}
+
 static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close) {
   luaL_newmetatable(L, name);
   lua_newtable(L);
@@ -471,7 +480,7 @@ GC_EXPORT int luaopen_graphcall_io(lua_State *L) {
   new_class(L, HTTP_MT, http_m, http_close);
   new_class(L, SERVER_MT, server_m, server_close);
   new_class(L, REQ_MT, req_m, req_gc);
-  static const luaL_Reg funcs[] = { { "loop", l_loop }, { "now", l_now }, { NULL, NULL } };
+  static const luaL_Reg funcs[] = { { "loop", l_loop }, { "now", l_now }, { "wall", l_wall }, { NULL, NULL } };
   lua_newtable(L);
   gc_setfuncs(L, funcs, 0);
   return 1;

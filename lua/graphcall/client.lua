@@ -339,7 +339,7 @@ end
 
 function Client:_graph(method, path, body, opts, cb)
   self:_send({ method = method, url = self.graphUrl .. path, body = body,
-               idempotent = opts.idempotent, auth = opts.tenant },
+               idempotent = opts.idempotent, auth = opts.tenant, clientRequestId = opts.clientRequestId },
     function(res, err, meta)
       if err then return cb(nil, err, meta) end
       local value, rerr = (opts.decode or result)(res)
@@ -359,7 +359,8 @@ end
 local function calls(id) return "/communications/calls/" .. escape(id) end
 
 -- Methods accept an options table before the callback: {tenant = "<tenant id>"} sends with
--- that tenant's token (a multi-tenant bot acts for the call's tenant, REFERENCE.md §2).
+-- that tenant's token (a multi-tenant bot acts for the call's tenant, REFERENCE.md §2);
+-- {clientRequestId = ...} sends with that id (a flow resuming a request it may have sent).
 local function split(a, b)
   if type(a) == "function" then return {}, a end
   return a or {}, b
@@ -392,7 +393,7 @@ function Client:action(callId, name, spec, o, cb)
       if not body then return end
     end
     self:_graph("POST", calls(callId) .. "/" .. name, body,
-      { tenant = o.tenant, idempotent = idempotent }, done)
+      { tenant = o.tenant, idempotent = idempotent, clientRequestId = o.clientRequestId }, done)
   end)
 end
 
@@ -407,7 +408,8 @@ end
 function Client:hangup(callId, o, cb)
   o, cb = split(o, cb)
   return run(self, cb, function(done)
-    self:_graph("DELETE", calls(callId), nil, { tenant = o.tenant, idempotent = true }, done)
+    self:_graph("DELETE", calls(callId), nil, { tenant = o.tenant, idempotent = true,
+                                                clientRequestId = o.clientRequestId }, done)
   end)
 end
 

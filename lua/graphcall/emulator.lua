@@ -87,7 +87,8 @@ Emu.__index = Emu
 -- @param opts `loop` (a `graphcall.loop`; a new one by default), `host` ("127.0.0.1"),
 --   `port` (0: a free one), `scenario` (table), `speed` (1), `cert` and `key` (serve TLS),
 --   `caFile` (CA bundle to verify the bot's TLS when POSTing callbacks and fetching
---   prompts), `log`
+--   prompts), `log`, `shareKeys` (reuse the signing keys of other emulators of this process:
+--   test harnesses start many)
 function M.new(opts)
   opts = opts or {}
   local loop = opts.loop or loopmod.new { log = opts.log }
@@ -110,6 +111,7 @@ function M.new(opts)
     faults = {},
     promptCache = {},
     sigCache = {},
+    shareKeys = opts.shareKeys,
   }, Emu)
   for _, f in ipairs(sc.faults or {}) do self:add_fault(f) end
   return self
@@ -121,10 +123,18 @@ function Emu:now() return self.loop:now() * self.speed end
 --- Run fn after `ms` emulated milliseconds.
 function Emu:after(ms, fn) return self.loop:timer(ms / self.speed, fn) end
 
+-- RSA keys take a while to make; emulators of one process may share theirs (opts.shareKeys)
+local shared = {}
+local function rsa(self, name)
+  if not self.shareKeys then return core.rsa_key() end
+  shared[name] = shared[name] or core.rsa_key()
+  return shared[name]
+end
+
 local function new_keys(self)
-  self.tokenKey = core.rsa_key()
+  self.tokenKey = rsa(self, "token")
   self.tokenKid = "emu-token-" .. core.uuid():sub(1, 8)
-  self.callbackKey = core.rsa_key()
+  self.callbackKey = rsa(self, "callback")
   self.callbackKid = "emu-callback-" .. core.uuid():sub(1, 8)
   self.tokenJwks = '{"keys":[' .. self.tokenKey:jwk(self.tokenKid) .. "]}"
   self.callbackJwks = '{"keys":[' .. self.callbackKey:jwk(self.callbackKid) .. "]}"
@@ -136,7 +146,7 @@ end
 -- @return the emulator, or nil and an error
 function Emu:start()
   new_keys(self)
-  self.badKey = core.rsa_key()
+  self.badKey = rsa(self, "bad")
   local srv, err = self.loop:listen({ host = self.host, port = self.port, cert = self.cert, key = self.key,
                                       max_body = 4 * 1048576 }, function(...) self:_handle(...) end)
   if not srv then return nil, err end
@@ -524,7 +534,7 @@ function Emu:press(call, tones, gap)
     end)
     t = t + gap
   end
-  return t
+  return t - gap   -- the last press: the next step starts watching from there
 end
 
 function Emu:_peer_act(call, step)

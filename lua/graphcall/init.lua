@@ -80,6 +80,9 @@ function M.client(opts) return require("graphcall.client").new(opts) end
 --- A callback listener (JWT-verified notifications, 202, dispatch): see `graphcall.listener`.
 function M.listener(opts) return require("graphcall.listener").new(opts) end
 
+--- A bot: calls, handlers and durable sequential flows: see `graphcall.bot`, `graphcall.ivr`.
+function M.bot(opts) return require("graphcall.bot").new(opts) end
+
 --- A new event loop for a standalone bot: see `graphcall.loop`.
 function M.loop(opts) return require("graphcall.loop").new(opts) end
 

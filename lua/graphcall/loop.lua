@@ -47,7 +47,12 @@ function Response:header(name) return response.header(self.head, name) end
 --- A new loop.
 -- @param opts optional: `log` (function(level, msg), default `stderr_log`; `false` for
 --   silence), `http` (options of the libcurl client: `max_host_connections`,
---   `max_total_connections`)
+--   `max_total_connections`, `max_active`), `virtual` (true: virtual time, see below)
+--
+-- On a virtual loop time stands still while anything runs or any HTTP request of the loop is
+-- in flight, and jumps to the next timer when nothing does: minutes of prompts and timeouts
+-- pass in milliseconds. Everything that takes part must run on this one loop (a test harness
+-- runs the emulator and the bot together).
 -- @return the loop
 function M.new(opts)
   opts = opts or {}
@@ -65,11 +70,22 @@ function M.new(opts)
     signals = {},                             -- signo -> handler
     tasks = setmetatable({}, { __mode = "k" }),
     running = false,
+    virtual = opts.virtual or false, vnow = 0, wall0 = gio.wall(),
   }, Loop)
 end
 
---- Milliseconds on a monotonic clock.
-function Loop:now() return self.io:now() end
+--- Milliseconds on a monotonic clock (virtual time on a virtual loop).
+function Loop:now()
+  if self.virtual then return self.vnow end
+  return self.io:now()
+end
+
+--- Milliseconds since the epoch: a clock other processes share (durable flows use it, so a
+-- deadline logged by one process holds in the next). Virtual on a virtual loop.
+function Loop:wall()
+  if self.virtual then return self.wall0 + self.vnow end
+  return gio.wall()
+end
 
 -- ---- running callbacks ------------------------------------------------------------------
 
@@ -274,17 +290,29 @@ function Loop:run_once(max_wait)
   local wait = max_wait or -1
   if ran or fired or #later > 0 or self.rhead <= self.rtail then
     wait = 0   -- what ran may be what the caller waits for: look again before sleeping
+  elseif self.virtual then
+    -- real I/O under way: time stands still meanwhile, unless it has made no progress for a
+    -- few turns (a server holding an answer back on a timer of its own)
+    if self:in_flight() > 0 and (self.stalled or 0) < 3 then
+      wait = 5
+    elseif self.nheap > 0 then
+      self.vnow = math.max(self.vnow, self.heap[1].due)   -- idle: jump to the next timer
+      wait = 0
+    end
   elseif self.nheap > 0 then
     local until_timer = math.max(0, self.heap[1].due - self:now())
     if wait < 0 or until_timer < wait then wait = until_timer end
   end
   self.io:step(wait)
   local io = self.io
+  local got = false
   while true do
     local kind, a, b, c, d, e, f, g, h = io:pop()
     if not kind then break end
+    got = true
     dispatch(self, kind, a, b, c, d, e, f, g, h)
   end
+  if self.virtual then self.stalled = (got or ran or fired) and 0 or (self.stalled or 0) + 1 end
   for i = 1, #later do
     local e = later[i]
     self:protect("deferred call", e.fn, unpack(e.args, 1, e.args.n))
@@ -303,11 +331,12 @@ function Loop:stop() self.running = false end
 --- Run until pred() is true (checked after every turn) or `timeout_ms` passes.
 -- @return true if pred became true, false on timeout
 function Loop:run_until(pred, timeout_ms)
-  local deadline = timeout_ms and (self:now() + timeout_ms)
+  -- the timeout is in real milliseconds, on a virtual loop too
+  local deadline = timeout_ms and (self.io:now() + timeout_ms)
   while not pred() do
     local wait
     if deadline then
-      wait = deadline - self:now()
+      wait = deadline - self.io:now()
       if wait <= 0 then return false end
     end
     self:run_once(wait)

@@ -1,0 +1,373 @@
+--- IVR building blocks for flows: what FreeSWITCH's playAndGetDigits and Twilio's Gather give
+-- IVR authors, built on what Graph offers (prompts from URLs, one key press per
+-- notification). They are methods of the call object in a flow (`graphcall.bot`):
+--
+--   call:answer()                                     incoming calls
+--   call:play { text = "Welcome" }                    or file =, uri =, prompts = {...}, a list
+--   local digits, err = call:collect { prompt = { text = "Enter your PIN" }, min = 4, max = 4,
+--     terminator = "#", tries = 3, noInput = { text = "..." }, noMatch = { text = "..." } }
+--   local rec = call:record { prompt = { text = "After the beep" }, maxDuration = 30 }
+--   call:transfer { to = "+14255550100" }
+--   call:hangup()
+--
+-- Every verb returns a value, or nil and an error: `hangup` (the caller hung up; `cause` is
+-- the resultInfo), `noInput`, `noMatch`, `failed` (an operation failed; `resultInfo`), or the
+-- client's error for a request that failed. Playing and recording share one queue per call
+-- on the service (REFERENCE.md §1.6): the verbs wait for their own operations, so the queue
+-- never shows.
+--
+-- Prompts: Graph plays 16 kHz mono 16-bit WAV from a URL, at most 20 per request, and has no
+-- text-to-speech. A prompt is `{uri = "https://..."}` (played as is), `{file = "menu.wav"}` (a
+-- file of the bot's prompts folder, served by its listener), or `{text = "..."}` (spoken with
+-- espeak-ng, resampled by sox to what Graph plays, cached in the prompts folder by the text's
+-- hash); a string is text. Longer lists are split into requests of 20.
+-- @module graphcall.ivr
+local core = require "graphcall.core"
+local bot = require "graphcall.bot"
+
+local M = {}
+local Call = bot.Call
+
+local function err(code, message, extra)
+  local e = { code = code, message = message, path = "" }
+  for k, v in pairs(extra or {}) do e[k] = v end
+  return setmetatable(e, core.error_mt)
+end
+
+M.VOICE = "en-us"
+
+--- Make (once) the WAV for a text in `dir`, named by the text's hash; returns the file name.
+-- Uses espeak-ng and sox (Debian packages); raises if they fail (a deployment problem).
+function M.speak(dir, text, voice)
+  voice = voice or M.VOICE
+  local name = "tts-" .. core.hash(voice .. "\0" .. text) .. ".wav"
+  local path = dir .. "/" .. name
+  local f = io.open(path, "rb")
+  if f then
+    f:close()
+    return name
+  end
+  local tmp = path .. ".tmp.wav"
+  local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+  local cmd = string.format("espeak-ng -v %s -w %s %s >/dev/null 2>&1 && sox %s -r 16000 -c 1 -b 16 -e signed-integer %s "
+    .. ">/dev/null 2>&1", q(voice), q(tmp .. ".raw.wav"), q(text), q(tmp .. ".raw.wav"), q(tmp))
+  local ok = os.execute(cmd)
+  os.remove(tmp .. ".raw.wav")
+  if ok ~= true and ok ~= 0 then
+    os.remove(tmp)
+    error("text-to-speech failed (are espeak-ng and sox installed?): " .. text, 2)
+  end
+  assert(os.rename(tmp, path))
+  return name
+end
+
+-- The mediaPrompts for what a verb was given: a prompt, a string, or a list of them.
+function Call:_prompts(p)
+  local b = self.bot
+  local out = {}
+  local function one(x)
+    if type(x) == "string" then x = { text = x } end
+    if type(x) ~= "table" then error("a prompt is a string or a table (text =, file =, uri =)", 4) end
+    if x.text or x.file or x.uri then
+      local uri = x.uri
+      if x.text then
+        if not b.promptDir then error("spoken prompts need the bot's prompts folder (prompts =)", 4) end
+        uri = b.promptBase .. M.speak(b.promptDir, x.text, x.voice)
+      elseif x.file then
+        if not b.promptDir then error("prompt files need the bot's prompts folder (prompts =)", 4) end
+        uri = b.promptBase .. x.file
+      end
+      out[#out + 1] = { ["@odata.type"] = "#microsoft.graph.mediaPrompt",
+                        mediaInfo = { uri = uri, resourceId = x.resourceId } }
+    elseif x.mediaInfo then
+      out[#out + 1] = x
+    else
+      for _, y in ipairs(x) do one(y) end
+    end
+  end
+  one(p)
+  return out
+end
+
+--- Answer an incoming call and wait until it is established.
+-- @param opts the answer's fields (acceptedModalities, mediaConfig, callOptions, ...):
+--   service-hosted audio with the bot's callbackUri by default
+function Call:answer(opts)
+  local spec = { callbackUri = self.bot.callbackUri, acceptedModalities = { "audio" },
+                 mediaConfig = { ["@odata.type"] = "#microsoft.graph.serviceHostedMediaConfig" } }
+  for k, v in pairs(opts or {}) do spec[k] = v end
+  local ok, e = self:request("answer", spec)
+  if not ok then return nil, e end
+  return self:ready()
+end
+
+--- Wait until the call is established (an outgoing call: until the callee answers).
+-- @return true, or nil and the hangup error (the call ended first)
+function Call:ready()
+  local ev, e = self:wait(function(x)
+    return x.kind == "call" and not x.toneInfo and (x.state == "established" or x.state == "terminated")
+  end)
+  if ev and ev.state == "established" then return true end
+  if ev then self.ended = ev end
+  return nil, e or err("hangup", "the call ended before it was established", { cause = ev and ev.resultInfo })
+end
+
+--- Reject an incoming call ("none", "busy", "forbidden").
+function Call:reject(reason)
+  return self:request("reject", { reason = reason or "none" })
+end
+
+--- Redirect an incoming call to targets (a number, an identitySet, or a list of them).
+function Call:redirect(to, timeout)
+  return self:request("redirect", { targets = M.targets(to), timeout = timeout })
+end
+
+--- An invitationParticipantInfo for "+14255550100", `{user = {id = ...}}` or an identity set.
+function M.target(to)
+  if type(to) == "string" then
+    if to:match("^%+%d+$") then return { identity = { phone = { id = to } } } end
+    return { identity = { user = { id = to } } }
+  end
+  if to.identity then return to end
+  return { identity = to }
+end
+
+function M.targets(to)
+  if type(to) == "string" or to.identity or to.user or to.phone or to.application or to.applicationInstance then
+    return { M.target(to) }
+  end
+  local out = {}
+  for i, t in ipairs(to) do out[i] = M.target(t) end
+  return out
+end
+
+local function chunks(list, n)
+  local out = {}
+  for i = 1, #list, n do
+    local c = {}
+    for j = i, math.min(#list, i + n - 1) do c[#c + 1] = list[j] end
+    out[#out + 1] = c
+  end
+  return out
+end
+
+-- Start one playPrompt request and give its operation (not waiting for the end).
+function Call:_start_play(prompts, ctx)
+  return self:request("playPrompt", { prompts = prompts, clientContext = ctx })
+end
+
+--- Play prompts and wait until they have played.
+-- @param p a prompt or a list (see the module), or `{prompt, ...}` with `clientContext`
+-- @return true, or nil and an error (`failed` with the operation's resultInfo, `hangup`)
+function Call:play(p)
+  local prompts = self:_prompts(p)
+  for _, c in ipairs(chunks(prompts, 20)) do
+    local op, e = self:_start_play(c, type(p) == "table" and p.clientContext or nil)
+    if not op then return nil, e end
+    local done, de = self:op_done(op)
+    if not done then return nil, de end
+    if done.status ~= "completed" then
+      return nil, err("failed", "the prompt did not play", { resultInfo = done.resultInfo })
+    end
+  end
+  return true
+end
+
+function Call:_subscribe()
+  if self.subscribed then return true end
+  local op, e = self:request("subscribeToTone", {})
+  if not op then return nil, e end
+  self.subscribed = true
+  return true
+end
+
+local DIGIT = { tone0 = "0", tone1 = "1", tone2 = "2", tone3 = "3", tone4 = "4", tone5 = "5", tone6 = "6",
+  tone7 = "7", tone8 = "8", tone9 = "9", star = "*", pound = "#", a = "A", b = "B", c = "C", d = "D" }
+
+local function is_tone(e) return e.kind == "call" and e.toneInfo ~= nil end
+
+--- Collect digits (playAndGetDigits): play a prompt, take the key presses, retry on no input
+-- or a wrong answer.
+-- @param o `prompt`, `min` (1), `max` (1), `terminator` ("#"; not part of the digits),
+--   `firstTimeout` (ms for the first digit after the prompt, 5000), `interDigitTimeout` (ms,
+--   3000), `tries` (3), `valid` (a Lua pattern the whole answer must match), `noInput` and
+--   `noMatch` (prompts played before the next try), `bargeIn` (true: the first digit stops
+--   the prompt), `flush` (drop keys pressed before this collect; by default they count, as
+--   type-ahead)
+-- @return the digits, or nil and an error (`noInput`, `noMatch` once the tries are spent;
+--   `hangup`)
+function Call:collect(o)
+  o = o or {}
+  local min, max = o.min or 1, o.max or 1
+  local term = o.terminator == nil and "#" or o.terminator
+  local first, inter = o.firstTimeout or 5000, o.interDigitTimeout or 3000
+  local bargeIn = o.bargeIn ~= false
+  local ok, e = self:_subscribe()
+  if not ok then return nil, e end
+  if o.flush then
+    while true do
+      local ev = self:wait(is_tone, self:now())
+      if not ev then break end
+    end
+  end
+  local last = "noInput"
+  for try = 1, o.tries or 3 do
+    local digits, finished = "", false
+    local function take(ev)
+      local d = DIGIT[ev.toneInfo.tone]
+      if not d then return end
+      if term and term ~= "" and d == term then
+        finished = true
+      else
+        digits = digits .. d
+        if #digits >= max then finished = true end
+      end
+    end
+    -- the prompt, with what is pressed while it plays (and before: type-ahead)
+    local prompt = o.prompt
+    if try > 1 then
+      local again = last == "noMatch" and o.noMatch or o.noInput
+      if again then prompt = { again, o.prompt } end
+    end
+    if prompt then
+      local op, pe = self:_start_play(self:_prompts(prompt))
+      if not op then return nil, pe end
+      local playing, cancelled = true, false
+      while playing and not finished do
+        local ev, we = self:wait(function(x)
+          return is_tone(x) or (x.kind == "operation" and x.operationId == op.id
+                                and (x.status == "completed" or x.status == "failed"))
+        end)
+        if not ev then return nil, we end
+        if ev.kind == "operation" then
+          playing = false
+        else
+          take(ev)
+          if bargeIn and not cancelled then   -- the first key stops the prompt
+            cancelled = true
+            local c, ce = self:request("cancelMediaProcessing", {})
+            if not c then return nil, ce end
+          end
+        end
+      end
+      if playing and cancelled then  -- let the cancelled prompt's end go by
+        local _, we = self:op_done(op)
+        if we and we.code == "hangup" then return nil, we end
+      elseif playing then           -- finished while playing, no barge-in: wait for its end
+        local _, we = self:op_done(op)
+        if we and we.code == "hangup" then return nil, we end
+      end
+    end
+    -- the digits after the prompt
+    while not finished do
+      local ev, we = self:wait(is_tone, self:now() + (digits == "" and first or inter))
+      if not ev then
+        if we ~= "timeout" then return nil, we end
+        break
+      end
+      take(ev)
+    end
+    if digits == "" then
+      last = "noInput"
+    elseif #digits < min or (o.valid and not digits:match("^" .. o.valid .. "$")) then
+      last = "noMatch"
+    else
+      return digits
+    end
+  end
+  return nil, err(last, last == "noInput" and "no digits were entered" or "the digits did not match")
+end
+
+--- Record what the caller says (recordResponse) and download the recording before the call
+-- ends (the service discards it soon after, REFERENCE.md §1.7).
+-- @param o `prompt`, `maxDuration` (s, 5), `maxSilence` (s, 5), `initialSilence` (s, 5),
+--   `stopTones` ({"#"}), `beep` (true), `download` (true: into the bot's recordings folder)
+-- @return {location =, path =, bytes =, reason =, resultInfo =}, or nil and an error
+function Call:record(o)
+  o = o or {}
+  local spec = { maxRecordDurationInSeconds = o.maxDuration, maxSilenceTimeoutInSeconds = o.maxSilence,
+                 initialSilenceTimeoutInSeconds = o.initialSilence, stopTones = o.stopTones,
+                 playBeep = o.beep ~= false, bargeInAllowed = o.bargeIn }
+  if o.prompt then spec.prompts = self:_prompts(o.prompt) end
+  local op, e = self:request("recordResponse", spec)
+  if not op then return nil, e end
+  local done, de = self:op_done(op)
+  if not done then return nil, de end
+  if done.status ~= "completed" then
+    return nil, err("failed", "the recording failed", { resultInfo = done.resultInfo, reason = done.completionReason })
+  end
+  local rec = { location = done.recordingLocation, reason = done.completionReason, resultInfo = done.resultInfo }
+  if o.download ~= false and type(rec.location) == "string" and rec.location ~= "" then
+    local b = self.bot
+    local got = self:_step("download", function(fin)
+      b.loop:request({ url = rec.location, headers = { Authorization = "Bearer " .. tostring(done.recordingAccessToken) },
+                       timeout = 60000 }, function(res, fe)
+        if not res or res.status ~= 200 then
+          return fin({ err = { code = "download", message = res and ("HTTP " .. res.status) or fe.message } })
+        end
+        local dir = b.recordDir or "."
+        os.execute("mkdir -p '" .. dir .. "'")
+        local path = dir .. "/" .. self.id .. "-" .. tostring(op.id) .. ".wav"
+        local f = io.open(path, "wb")
+        if not f then return fin({ err = { code = "download", message = "cannot write " .. path } }) end
+        f:write(res.body)
+        f:close()
+        fin({ path = path, bytes = #res.body })
+      end)
+    end)
+    if got.err then return nil, setmetatable(got.err, core.error_mt) end
+    rec.path, rec.bytes = got.path, got.bytes
+  end
+  return rec
+end
+
+--- Transfer the call (blind; `replacesCallId` for a consultative transfer) and wait for the
+-- outcome: true once the service has handed the caller over (the call ends), or nil and an
+-- error (`failed` with the resultInfo: the call is back, established).
+-- @param o `to` (a number, a user id, or an identity set), `replacesCallId`, `transferee`
+function Call:transfer(o)
+  local target = M.target(o.to)
+  target.replacesCallId = o.replacesCallId
+  local ok, e = self:request("transfer", { transferTarget = target, transferee = o.transferee })
+  if not ok then return nil, e end
+  while true do
+    local ev, we = self:wait(function(x)
+      return x.kind == "call" and not x.toneInfo and (x.state == "terminated" or x.changeType == "deleted"
+        or (x.state == "established" and x.resultInfo ~= nil))
+    end)
+    if not ev then return nil, we end
+    if ev.state == "established" then
+      return nil, err("failed", "the transfer failed", { resultInfo = ev.resultInfo })
+    end
+    self.ended = ev
+    self.transferred = true
+    return true
+  end
+end
+
+--- Hang up and wait for the end of the call. @return true (also when it had ended)
+function Call:hangup()
+  if self.ended then return true end
+  local ok, e = self:request("hangup")
+  if not ok then
+    if e.code == "hangup" then return true end
+    if e.status ~= 404 then return nil, e end
+  end
+  local ev = self:wait(function(x) return x.kind == "call" and (x.state == "terminated" or x.changeType == "deleted") end)
+  if ev then self.ended = ev end
+  return true
+end
+
+--- Send DTMF tones to the other side ("123#"), and wait until they are sent.
+function Call:send_tones(digits, gap)
+  local names = { ["*"] = "star", ["#"] = "pound" }
+  local tones = {}
+  for ch in tostring(digits):gmatch(".") do tones[#tones + 1] = names[ch] or ("tone" .. ch) end
+  local op, e = self:request("sendDtmfTones", { tones = tones, delayBetweenTonesMs = gap })
+  if not op then return nil, e end
+  local done, de = self:op_done(op)
+  if not done then return nil, de end
+  return true
+end
+
+return M

@@ -1,0 +1,123 @@
+--- A harness for testing flows with busted: the flow runs in a bot against the emulator, both
+-- on one loop in virtual time, so a flow with minutes of prompts and timeouts runs in a
+-- fraction of a second, over real HTTP on loopback (signed callbacks, the real client).
+--
+--   local T = require "graphcall.test"
+--   it("transfers a caller who presses 1", function()
+--     local h = T.new { script = "examples/ivr.lua" }          -- or flow = function(call) ... end
+--     local call = h:incoming { caller = { { on = "prompt", after = 500, press = "1" } } }
+--     assert.equal("+14255550100", call.transferred)
+--     h:close()
+--   end)
+--
+-- `h:incoming{...}` places an incoming call (the emulator's `place_incoming`: `caller` steps,
+-- `from`) and `h:outgoing(spec)` has the bot place one (`bot:call`); both run until the flow
+-- has finished and give what the emulator saw of the call: `state`, `pressed`, `prompts` (how
+-- many played), `transferred` (the target), `resultInfo`, `log` (every step with its time in
+-- emulated ms), plus `flow` (the bot's call object). `h:replay(callId)` runs a recorded log
+-- into a fresh bot and flow and gives the steps it took (a recorded call as a test).
+-- @module graphcall.test
+local graphcall = require "graphcall"
+local emulator = require "graphcall.emulator"
+local storemod = require "graphcall.store"
+
+local M = {}
+
+local H = {}
+H.__index = H
+
+--- Load a flow script: a Lua file returning {flow = fn, flows = {...}, scenario = {...},
+-- start = fn(bot)} (what `graphcall run` runs).
+function M.load(path)
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, err end
+  local ok, script = pcall(chunk)
+  if not ok then return nil, script end
+  if type(script) ~= "table" or (not script.flow and not script.flows and not script.start) then
+    return nil, path .. ": a flow script returns {flow = function(call) ... end, ...}"
+  end
+  return script
+end
+
+--- A new harness.
+-- @param o `script` (a path) or `flow` (a function) and `flows`; `scenario` (the emulator's;
+--   the script's by default); `prompts` (folder for prompts and spoken text, `build/prompts`);
+--   `store`; `log` (false: quiet); `realtime` (true: real time instead of virtual)
+function M.new(o)
+  o = o or {}
+  local script = {}
+  if o.script then script = assert(M.load(o.script)) end
+  local loop = graphcall.loop { virtual = not o.realtime, log = o.log or false }
+  local prompts = o.prompts or os.getenv("GRAPHCALL_PROMPTS") or "build/prompts"
+  os.execute("mkdir -p '" .. prompts .. "'")
+  local emu = emulator.new { loop = loop, scenario = o.scenario or script.scenario or {}, log = loop.log,
+                             shareKeys = true }
+  assert(emu:start())
+  local client = graphcall.client { tenantId = "tenant-1", clientId = "app-1", clientSecret = "secret",
+    authority = emu.url, graphUrl = emu.url .. "/v1.0", openidUrl = emu.url .. "/v1/.well-known/OpenIdConfiguration",
+    loop = loop }
+  local bot = assert(graphcall.bot { client = client, prompts = prompts, store = o.store or storemod.memory(),
+                                     verifier = client:verifier { minRefetch = 0 } })
+  if o.flow or script.flow then bot:flow(o.flow or script.flow) end
+  for name, fn in pairs(o.flows or script.flows or {}) do bot:flow(name, fn) end
+  local self = setmetatable({ loop = loop, emulator = emu, client = client, bot = bot, script = script }, H)
+  bot:start()
+  if script.start then script.start(bot) end
+  return self
+end
+
+--- Run the loop until pred() holds (or `ms` of real time pass). @return true if it held
+function H:run_until(pred, ms)
+  return self.loop:run_until(pred, ms or 10000)
+end
+
+function H:_finish(id, ecall)
+  local bot = self.bot
+  ecall = ecall or self.emulator.calls[id]
+  self:run_until(function()
+    local c = bot.calls[id]
+    return c and c.finished and ecall and ecall.state == "terminated"
+  end)
+  local view = ecall and self.emulator:call_view(ecall) or { id = id }
+  view.flow = bot.calls[id]
+  return view
+end
+
+--- Place an incoming call to the bot and run it to the end of its flow.
+-- @param inc as `emulator:place_incoming` (`caller`, `from`, ...); the webhook is the bot's
+-- @return what the emulator saw of the call (see the module), with `flow` the bot's call
+function H:incoming(inc)
+  inc = inc or {}
+  inc.webhook = inc.webhook or self.bot.callbackUri
+  inc.appId = inc.appId or "app-1"
+  inc.tenantId = inc.tenantId or "tenant-1"
+  local call = self.emulator:place_incoming(inc)
+  return self:_finish(call.id, call)
+end
+
+--- Have the bot place a call and run it to the end of its flow.
+-- @param spec as `bot:call` (a phone number string is a PSTN call from the bot)
+function H:outgoing(spec, opts)
+  if type(spec) == "string" then
+    spec = { targets = { { identity = { phone = { id = spec } } } },
+             source = { identity = { applicationInstance = { id = "3d913abb-aec0-4964-8fa6-3c6850c4f278" } } },
+             requestedModalities = { "audio" }, mediaConfig = graphcall.serviceHostedMediaConfig {},
+             tenantId = "tenant-1" }
+  end
+  local call = assert(self.bot:call(spec, opts))
+  return self:_finish(call.id)
+end
+
+--- The emulated milliseconds a call took, from its log.
+function M.duration(view)
+  local last = view.log and view.log[#view.log]
+  return last and last.t or 0
+end
+
+function H:close()
+  self.bot:close()
+  self.emulator:close()
+  self.loop:close()
+end
+
+return M

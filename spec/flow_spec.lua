@@ -1,0 +1,267 @@
+-- Flows through the harness (graphcall.test): the bot and the emulator on one loop in virtual
+-- time, over real loopback HTTP. Example (a), the IVR main menu, and the runtime's rules:
+-- hang-up as cancellation, timeouts, retries, wrong digits, barge-in, type-ahead, the log and
+-- its replay, keepAlive's 404, handlers and operations outside flows.
+local T = require "graphcall.test"
+local graphcall = require "graphcall"
+local storemod = require "graphcall.store"
+
+local SALES = "+14255550100"
+
+local function actions(view)
+  local out = {}
+  for _, l in ipairs(view.log) do if l.what == "action" then out[#out + 1] = l.detail end end
+  return out
+end
+
+local function logged(view, what)
+  for _, l in ipairs(view.log) do if l.what == what then return l end end
+end
+
+describe("example (a), the IVR main menu", function()
+  local h
+  before_each(function() h = T.new { script = "examples/ivr.lua" } end)
+  after_each(function() h:close() end)
+
+  it("transfers a caller who presses 1 to sales", function()
+    local v = h:incoming { caller = { { on = "prompt", after = 1500, press = "1" } } }
+    assert.equal(SALES, v.transferred)
+    assert.equal(7015, v.resultInfo.subcode)
+    assert.is_true(v.flow.transferred)
+  end)
+
+  it("records a voicemail, downloads it before the call ends, thanks and hangs up", function()
+    local v = h:incoming { caller = { { on = "prompt", after = 1000, press = "2" },
+                                      { on = "record", after = 300, speak = 4000 } } }
+    assert.equal("terminated", v.state)
+    local rec = logged(v, "recorded")
+    assert.matches("maxSilenceTimeout, 4000 ms of speech", rec.detail)
+    local files = io.popen("ls build/recordings/" .. v.id .. "-*.wav 2>/dev/null"):read("*a")
+    assert.matches("%.wav", files)
+    assert.truthy(logged(v, "bot hangs up"))
+    assert.same({ "answer", "subscribeToTone", "playPrompt", "cancelMediaProcessing", "recordResponse",
+                  "playPrompt" }, actions(v))
+  end)
+
+  it("takes a four-digit PIN ended by #", function()
+    local v = h:incoming { caller = { { on = "prompt", after = 500, press = "3" },
+                                      { on = "promptEnd", after = 500, press = "1234#" } } }
+    assert.equal("31234#", v.pressed)
+    assert.truthy(logged(v, "bot hangs up"))
+    assert.is_nil(v.transferred ~= graphcall.null and v.transferred or nil)
+  end)
+
+  it("after three wrong digits says goodbye and hangs up", function()
+    local v = h:incoming { caller = { { on = "prompt", after = 500, press = "9" },
+                                      { on = "prompt", after = 2500, press = "8" },
+                                      { on = "prompt", after = 2500, press = "7" } } }
+    assert.equal("987", v.pressed)
+    assert.truthy(logged(v, "bot hangs up"))
+    local plays = 0
+    for _, a in ipairs(actions(v)) do if a == "playPrompt" then plays = plays + 1 end end
+    assert.equal(4, plays)   -- three menus (with the no-match prompt before the 2nd and 3rd), goodbye
+  end)
+
+  it("after three silences (first-digit timeouts) says goodbye", function()
+    local v = h:incoming { caller = {} }
+    assert.equal("", v.pressed)
+    assert.truthy(logged(v, "bot hangs up"))
+    assert.is_true(T.duration(v) > 3 * 5000)   -- three 5 s timeouts passed, in virtual time
+  end)
+
+  it("a caller hanging up mid-menu ends the flow: finally once, nothing sent after", function()
+    local v = h:incoming { caller = { { on = "prompt", after = 1000, hangup = true } } }
+    assert.equal(540000, v.resultInfo.subcode)
+    local ended
+    for i, l in ipairs(v.log) do
+      if l.what == "ended" then ended = i end
+      if ended and l.what == "action" then error("an action after the hangup: " .. l.detail) end
+    end
+    assert.is_true(v.flow.finished)
+    assert.equal("hangup", select(2, v.flow:over() and nil, { code = "hangup" }).code)
+  end)
+end)
+
+describe("collect", function()
+  local function harness(flow, scenario) return T.new { flow = flow, scenario = scenario } end
+
+  it("counts digits pressed during the prompt (type-ahead) and stops the prompt (barge-in)", function()
+    local got
+    local h = harness(function(call)
+      call:answer()
+      got = { call:collect { prompt = { text = "Enter three digits." }, min = 3, max = 3 } }
+      call:hangup()
+    end)
+    local v = h:incoming { caller = { { on = "prompt", after = 300, press = "123" } } }
+    assert.equal("123", got[1])
+    assert.truthy(logged(v, "action"))
+    local cancels = 0
+    for _, a in ipairs(actions(v)) do if a == "cancelMediaProcessing" then cancels = cancels + 1 end end
+    assert.equal(1, cancels)
+    h:close()
+  end)
+
+  it("without barge-in lets the prompt play to its end, digits still count", function()
+    local got
+    local h = harness(function(call)
+      call:answer()
+      got = call:collect { prompt = { text = "Enter a digit." }, bargeIn = false }
+      call:hangup()
+    end)
+    local v = h:incoming { caller = { { on = "prompt", after = 100, press = "5" } } }
+    assert.equal("5", got)
+    for _, a in ipairs(actions(v)) do assert.are_not.equal("cancelMediaProcessing", a) end
+    h:close()
+  end)
+
+  it("ends on the inter-digit timeout with what it has, and reports noMatch below min", function()
+    local results = {}
+    local h = harness(function(call)
+      call:answer()
+      results[1] = { call:collect { min = 2, max = 4, tries = 1, interDigitTimeout = 2000 } }
+      call:hangup()
+    end)
+    h:incoming { caller = { { on = "established", after = 500, press = "7" } } }
+    assert.is_nil(results[1][1])
+    assert.equal("noMatch", results[1][2].code)
+    h:close()
+  end)
+
+  it("plays more than 20 prompts in requests of 20", function()
+    local h = harness(function(call)
+      call:answer()
+      local list = {}
+      for i = 1, 25 do list[i] = { text = "Item " .. (i % 3) } end
+      assert(call:play(list))
+      call:hangup()
+    end)
+    local v = h:incoming { caller = {} }
+    local plays = 0
+    for _, a in ipairs(actions(v)) do if a == "playPrompt" then plays = plays + 1 end end
+    assert.equal(2, plays)
+    assert.equal(2, v.prompts)
+    h:close()
+  end)
+end)
+
+describe("the durable log", function()
+  it("replays a recorded call into a fresh flow: the same requests, nothing sent", function()
+    local store = storemod.memory()
+    local h = T.new { script = "examples/ivr.lua", store = store }
+    local v = h:incoming { caller = { { on = "prompt", after = 500, press = "3" },
+                                      { on = "promptEnd", after = 500, press = "1234#" } } }
+    local entries = store:log(v.id)
+    local sent = {}
+    for _, e in ipairs(entries) do if e.k == "out" then sent[#sent + 1] = e.a end end
+    local before = h.emulator.stats.requests
+    local r = h.bot:replay(entries)
+    assert.is_true(r.finished, tostring(r.error))
+    assert.same(sent, r.requests)
+    assert.equal(before, h.emulator.stats.requests)
+    h:close()
+  end)
+
+  it("catches a flow that does not do what its log says", function()
+    local store = storemod.memory()
+    local h = T.new { script = "examples/ivr.lua", store = store }
+    local v = h:incoming { caller = { { on = "prompt", after = 500, press = "1" } } }
+    local other = T.new { flow = function(call)
+      call:answer()
+      call:hangup()            -- the log says subscribeToTone came next
+    end }
+    local r = other.bot:replay(store:log(v.id))
+    assert.is_false(r.ok)
+    assert.matches("not deterministic: step 3 was subscribeToTone in the log, hangup now", r.error)
+    other:close()
+    h:close()
+  end)
+
+  it("resumes a live call from the store in a new bot, and the call goes on", function()
+    local store = storemod.memory()
+    local h = T.new { script = "examples/ivr.lua", store = store }
+    local call = h.emulator:place_incoming { webhook = h.bot.callbackUri, appId = "app-1", tenantId = "tenant-1",
+      caller = { { on = "prompt", after = 3000, press = "1" } } }
+    -- run until the menu is playing, then lose the bot (its calls, its coroutines)
+    h:run_until(function() return call.prompts >= 1 end)
+    local old = h.bot
+    old:close()
+    old.calls = {}
+    -- a new bot on the same store and the same callback URL takes over
+    local bot = assert(graphcall.bot { client = h.client, store = store, prompts = "build/prompts",
+      verifier = h.client:verifier(), listen = { port = tonumber(old.callbackUri:match(":(%d+)/")) } })
+    bot:flow(T.load("examples/ivr.lua").flow)
+    bot:start()
+    assert.equal(1, bot.stats.resumed)
+    h:run_until(function() return call.state == "terminated" end)
+    assert.equal(SALES, call.transferred)
+    local counts = {}
+    for crid, n in pairs(h.emulator.byRequestId) do counts[#counts + 1] = n; assert.equal(1, n, crid) end
+    bot:close()
+    h.emulator:close()
+    h.loop:close()
+  end)
+end)
+
+describe("the runtime", function()
+  it("finds a call whose termination never came with keepAlive's 404", function()
+    local ended, over
+    local h = T.new { scenario = { faults = { { notification = "call:terminated", drop = true } } },
+      flow = function(call)
+        call:answer()
+        local _, e = call:sleep(60 * 60 * 1000)     -- an hour: the caller leaves meanwhile
+        ended = e
+        call:finally(function() over = true end)
+      end }
+    h:incoming { caller = { { on = "established", after = 1000, hangup = true } } }
+    assert.equal("hangup", ended.code)
+    assert.equal(404, ended.cause.code)
+    assert.is_true(over)
+    h:close()
+  end)
+
+  it("logs a failing handler with the call id and goes on", function()
+    local lines = {}
+    local h = T.new { log = function(level, msg) lines[#lines + 1] = level .. " " .. msg end,
+      flow = function(call) call:answer() call:play { text = "Hello." } call:hangup() end }
+    local tones = 0
+    h.bot:on("established", function() error("handler bug") end)
+    h.bot:on("terminated", function() tones = tones + 1 end)
+    local v = h:incoming { caller = {} }
+    assert.equal("terminated", v.state)
+    assert.equal(1, tones)
+    local found = false
+    for _, l in ipairs(lines) do
+      if l:find("call " .. v.id .. ": established handler failed", 1, true) then found = true end
+    end
+    assert.is_true(found)
+    h:close()
+  end)
+
+  it("gives operations outside flows that complete on their notification", function()
+    local op
+    local h = T.new { flow = function(call) call:answer() call:sleep(10000) call:hangup() end }
+    h.bot:on("established", function(call)
+      op = call:action("playPrompt", { prompts = { graphcall.mediaPrompt {
+        mediaInfo = { uri = h.bot.promptBase .. require("graphcall.ivr").speak("build/prompts", "Hi.") } } } })
+    end)
+    h:incoming { caller = {} }
+    assert.equal("completed", op.status)
+    assert.equal(200, op.resultInfo.code)
+    h:close()
+  end)
+
+  it("places outgoing calls and runs their flow: ex09, a notification call with a confirmation", function()
+    local confirmed
+    local h = T.new { scenario = { peers = { ["+12345678901"] = { answer = 800,
+                                               { on = "promptEnd", after = 300, press = "1" } } } },
+      flow = function(call)
+        if not call:ready() then return end
+        confirmed = call:collect { prompt = { text = "Your appointment is tomorrow. Press 1 to confirm." } }
+        call:hangup()
+      end }
+    local v = h:outgoing("+12345678901")
+    assert.equal("1", confirmed)
+    assert.equal("terminated", v.state)
+    h:close()
+  end)
+end)
