@@ -372,9 +372,14 @@ end
 
 -- ---- calls: the inbox and the log ---------------------------------------------------------
 
+-- Append to the call's log, with the time (ms since the epoch) for traces.
+function Call:_log(entry)
+  entry.t = math.floor(self.bot.loop:wall())
+  self.bot.store:append(self.id, entry)
+end
+
 function Call:_input(e)
-  local store = self.bot.store
-  store:append(self.id, { k = "ev", ev = e })
+  self:_log({ k = "ev", ev = e })
   local i = #self.events + 1
   self.events[i] = e
   if e.kind == "call" then
@@ -438,7 +443,7 @@ function Call:_step(what, start)
   else
     self.replaying = false
     v = self.bot.loop:await(function(done) start(done, n) end)
-    self.bot.store:append(self.id, { k = "step", n = n, w = what, v = v })
+    self:_log({ k = "step", n = n, w = what, v = v })
   end
   if v.ev then self.consumed[v.ev] = true end
   if v.hangup then
@@ -525,7 +530,7 @@ function Call:_send_step(name, send)
         .. "with client-request-id %s", self.id, name, crid))
     else
       crid = core.uuid()
-      self.bot.store:append(self.id, { k = "out", n = n, a = name, crid = crid })
+      self:_log({ k = "out", n = n, a = name, crid = crid })
     end
     send({ tenant = self.tenantId, clientRequestId = crid }, function(res, e)
       if res == nil then return done({ err = plain_error(e) }) end
@@ -569,8 +574,7 @@ function Call:_start_flow(name, resumed)
   self.flowing = true
   self.replaying = resumed or false
   if not resumed then
-    self.bot.store:append(self.id, { k = "start", flow = name or "main", dir = self.direction,
-                                     tenant = self.tenantId, at = self.bot.loop:wall() })
+    self:_log({ k = "start", flow = name or "main", dir = self.direction, tenant = self.tenantId })
   end
   local bot = self.bot
   bot.stats.flows = bot.stats.flows + 1
@@ -589,7 +593,7 @@ function Call:_start_flow(name, resumed)
     if not self.ended and not self.live_ended then
       self:_send_step("hangup", function(o, cb) bot.client:hangup(self.id, o, cb) end)
     end
-    bot.store:append(self.id, { k = "end", ok = ok, at = bot.loop:wall() })
+    self:_log({ k = "end", ok = ok })
     self.co = nil
     for _, f in ipairs(self.finals) do
       local fine, fe = xpcall(f, debug.traceback, self)

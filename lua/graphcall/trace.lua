@@ -1,0 +1,167 @@
+--- Call traces: each call's timeline (notifications in, requests out and their answers,
+-- operations, states, timeouts, with times), read from its log, as text for the log and as a
+-- self-contained HTML page with an inline SVG sequence chart (no network, no script).
+--
+--   local trace = require("graphcall.trace").new(bot)
+--   ...
+--   trace:write("calls.html")           -- every call the bot has seen
+--   print(trace.text(bot.store:log(callId)))
+-- @module graphcall.trace
+local M = {}
+
+--- One line for an event (a notification as the bot's log keeps it).
+function M.describe(ev)
+  if ev.kind == "call" then
+    if ev.incoming then
+      local source = rawget(ev, "source") or (type(ev.data) == "table" and ev.data.source)
+      local src = type(source) == "table" and type(source.identity) == "table" and source.identity or {}
+      local who = src.phone or src.user or src.application or {}
+      return "incoming call from " .. tostring(who.id or who.displayName or "?")
+    end
+    if ev.toneInfo then return string.format("tone %s (#%s)", ev.toneInfo.tone, tostring(ev.toneInfo.sequenceId)) end
+    local s = "call " .. tostring(ev.state or ev.changeType)
+    local ri = ev.resultInfo
+    if type(ri) == "table" then s = s .. string.format(" %s/%s %s", tostring(ri.code), tostring(ri.subcode), ri.message or "") end
+    if ev.synthetic then s = s .. " (found by keepAlive)" end
+    return s
+  elseif ev.kind == "operation" then
+    local s = string.format("%s %s", tostring(ev.operationType), tostring(ev.status))
+    local ri = ev.resultInfo
+    if type(ri) == "table" and ri.code then s = s .. string.format(" %s/%s", tostring(ri.code), tostring(ri.subcode)) end
+    if ev.completionReason then s = s .. " " .. tostring(ev.completionReason) end
+    return s
+  elseif ev.kind == "participants" then
+    return string.format("roster%s: %d participant(s)%s", ev.delta and " (delta)" or "", #(ev.participants or {}),
+      ev.sequenceNumber and (" #" .. ev.sequenceNumber) or "")
+  elseif ev.kind == "contentSharing" then
+    return "content sharing " .. tostring(ev.changeType)
+  end
+  return tostring(ev.kind) .. " " .. tostring(ev.changeType)
+end
+
+local function answer(v)
+  if v.hangup then return "not sent: the call had ended" end
+  if v.err then
+    return "error " .. tostring(v.err.status or v.err.code) .. " " .. tostring(v.err.graphCode or v.err.message or "")
+  end
+  if type(v.res) == "table" then
+    return "200 operation " .. tostring(v.res.status) .. (v.res.id and (" " .. tostring(v.res.id):sub(1, 8)) or "")
+  end
+  return "accepted"
+end
+
+--- The rows of a call's timeline: {t = ms from the start, dir = "in"|"out"|"answer"|"flow", text =}.
+function M.rows(entries)
+  local rows, t0 = {}, nil
+  for _, e in ipairs(entries) do
+    t0 = t0 or e.t
+    local t = (e.t and t0) and (e.t - t0) or 0
+    if e.k == "ev" then
+      rows[#rows + 1] = { t = t, dir = "in", text = M.describe(e.ev) }
+    elseif e.k == "out" then
+      rows[#rows + 1] = { t = t, dir = "out", text = e.a .. "  (client-request-id " .. tostring(e.crid):sub(1, 8) .. ")" }
+    elseif e.k == "step" and e.w and e.w ~= "wait" and e.w ~= "now" and e.w ~= "random" and e.w ~= "download" then
+      rows[#rows + 1] = { t = t, dir = "answer", text = e.w .. ": " .. answer(e.v) }
+    elseif e.k == "step" and e.w == "wait" and e.v.timeout then
+      rows[#rows + 1] = { t = t, dir = "flow", text = "timeout" }
+    elseif e.k == "step" and e.w == "download" then
+      rows[#rows + 1] = { t = t, dir = "flow", text = e.v.path and ("recording saved: " .. e.v.path) or "download failed" }
+    elseif e.k == "start" then
+      rows[#rows + 1] = { t = t, dir = "flow", text = "flow " .. tostring(e.flow) .. " starts (" .. tostring(e.dir) .. ")" }
+    elseif e.k == "end" then
+      rows[#rows + 1] = { t = t, dir = "flow", text = e.ok and "flow ends" or "flow failed" }
+    end
+  end
+  return rows
+end
+
+--- The timeline as text, one line per row.
+function M.text(entries, id)
+  local out = {}
+  if id then out[1] = "call " .. id end
+  for _, r in ipairs(M.rows(entries)) do
+    local arrow = ({ ["in"] = "<-- ", out = "--> ", answer = "<.. ", flow = "  * " })[r.dir]
+    out[#out + 1] = string.format("%9.3f s %s%s", r.t / 1000, arrow, r.text)
+  end
+  return table.concat(out, "\n")
+end
+
+local function esc(s)
+  return (tostring(s):gsub("[&<>\"]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;" }))
+end
+
+--- An SVG sequence chart of a call: the calling service on the left, the bot on the right, one
+-- row per step, time down the side.
+function M.svg(entries)
+  local rows = M.rows(entries)
+  local W, top, step = 860, 56, 26
+  local gx, bx = 250, 610
+  local h = top + #rows * step + 24
+  local out = { string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+    .. 'font-family="sans-serif" font-size="12">', W, h),
+    '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
+    .. '<path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker></defs>',
+    string.format('<text x="%d" y="20" text-anchor="middle" font-weight="bold">Graph calling service</text>', gx),
+    string.format('<text x="%d" y="20" text-anchor="middle" font-weight="bold">bot (flow)</text>', bx),
+    string.format('<line x1="%d" y1="30" x2="%d" y2="%d" stroke="#999"/>', gx, gx, h - 10),
+    string.format('<line x1="%d" y1="30" x2="%d" y2="%d" stroke="#999"/>', bx, bx, h - 10) }
+  for i, r in ipairs(rows) do
+    local y = top + (i - 1) * step
+    out[#out + 1] = string.format('<text x="8" y="%d" fill="#666">%.3f s</text>', y + 4, r.t / 1000)
+    local color = ({ ["in"] = "#1f5fa8", out = "#2a7d2a", answer = "#777", flow = "#a05a00" })[r.dir]
+    if r.dir == "flow" then
+      out[#out + 1] = string.format('<circle cx="%d" cy="%d" r="4" fill="%s"/>', bx, y, color)
+      out[#out + 1] = string.format('<text x="%d" y="%d" fill="%s">%s</text>', bx + 10, y + 4, color, esc(r.text))
+    else
+      local x1, x2 = gx, bx
+      if r.dir == "out" then x1, x2 = bx, gx end
+      out[#out + 1] = string.format('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" %s marker-end="url(#a)"/>',
+        x1, y, x2 + (x2 > x1 and -2 or 2), y, color, r.dir == "answer" and 'stroke-dasharray="4,3"' or "")
+      out[#out + 1] = string.format('<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>',
+        (gx + bx) / 2, y - 4, color, esc(r.text))
+    end
+  end
+  out[#out + 1] = "</svg>"
+  return table.concat(out, "\n")
+end
+
+--- A whole page for a set of calls: {{id =, entries =}, ...}.
+function M.html(calls, title)
+  local parts = { "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>" .. esc(title or "graphcall trace")
+    .. "</title><style>body{font-family:sans-serif;margin:24px;color:#222}h2{font-size:16px;margin-top:32px}"
+    .. "pre{background:#f6f6f6;padding:12px;font-size:12px;overflow:auto}.k{color:#666}</style></head><body>",
+    "<h1>" .. esc(title or "graphcall trace") .. "</h1>",
+    "<p class=\"k\">Blue: notifications from the service. Green: requests from the bot. Grey, dashed: "
+    .. "their answers. Orange: the flow's own steps (start, timeouts, end).</p>" }
+  for _, c in ipairs(calls) do
+    local rows = M.rows(c.entries)
+    local last = rows[#rows]
+    parts[#parts + 1] = string.format("<h2>call %s</h2><p class=\"k\">%d steps over %.3f s</p>", esc(c.id),
+      #rows, last and last.t / 1000 or 0)
+    parts[#parts + 1] = M.svg(c.entries)
+    parts[#parts + 1] = "<pre>" .. esc(M.text(c.entries)) .. "</pre>"
+  end
+  parts[#parts + 1] = "</body></html>\n"
+  return table.concat(parts, "\n")
+end
+
+local Trace = {}
+Trace.__index = Trace
+
+--- A trace of a bot's calls (read from its store when written).
+function M.new(bot) return setmetatable({ bot = bot }, Trace) end
+
+--- Write every call the bot has seen as one HTML page. @return the path
+function Trace:write(path)
+  local ids = {}
+  for id in pairs(self.bot.calls) do ids[#ids + 1] = id end
+  table.sort(ids)
+  local calls = {}
+  for _, id in ipairs(ids) do calls[#calls + 1] = { id = id, entries = self.bot.store:log(id) } end
+  local f = assert(io.open(path, "w"))
+  f:write(M.html(calls, "graphcall trace"))
+  f:close()
+  return path
+end
+
+return M

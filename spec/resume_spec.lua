@@ -1,0 +1,83 @@
+-- Durable by construction, with real processes: the emulator and a bot (`graphcall run` with a
+-- file store) are separate processes; the bot is killed with SIGKILL in the middle of the
+-- menu, a new one starts on the same store and the same callback URL, and the caller's call
+-- goes on to the end, no action sent twice.
+local cjson = require "cjson"
+local E = require "emu"
+
+local SALES = "+14255550100"
+local LUA_PATH = "./lua/?.lua;./lua/?/init.lua;;"
+local CPATH = os.getenv("LUA_CPATH") or ("./build/" .. (jit and "luajit" or "lua5.4") .. "/?.so;;")
+
+local function free_port()
+  local loop = require("graphcall").loop { log = false }
+  local srv = assert(loop:listen({ port = 0 }, function() end))
+  local port = srv:port()
+  loop:close()
+  return port
+end
+
+local function start_bot(url, port, store, log)
+  local cmd = string.format("sh -c 'echo $$; exec env LUA_PATH=\"%s\" LUA_CPATH=\"%s\" %s bin/graphcall run "
+    .. "examples/ivr.lua --connect %s --listen 127.0.0.1:%d --store %s --prompts build/prompts 2>>%s' 2>/dev/null",
+    LUA_PATH, CPATH, E.lua, url, port, store, log)
+  local p = assert(io.popen(cmd, "r"))
+  local pid = p:read("*l")
+  local line = p:read("*l") or ""
+  assert(line:match("listening on"), "the bot did not start: " .. line)
+  return { pid = pid, pipe = p }
+end
+
+describe("a bot killed mid-flow", function()
+  it("is resumed by a new process on the same store, and the call goes on to the end", function()
+    local emu = E.start { scenario = { peers = { [SALES] = { answer = 500 } } } }
+    local dir = E.tmpdir()
+    local port = free_port()
+    local b1 = start_bot(emu.url, port, dir .. "/store", dir .. "/bot.log")
+    local ctl = require("graphcall").loop { log = false }
+    local function poll(pred, ms)   -- ask again every 50 ms
+      for _ = 1, ms / 50 do
+        if pred() then return true end
+        ctl:sleep(50)
+      end
+      return false
+    end
+    local function control(method, path, body)
+      local res = assert(ctl:fetch { method = method, url = emu.url .. path, body = body })
+      return require("graphcall").decode(res.body)
+    end
+    -- the caller presses 1 four seconds into the menu (a 7.6 s prompt)
+    local call = control("POST", "/emulator/incoming", cjson.encode {
+      webhook = "http://127.0.0.1:" .. port .. "/callback", appId = "graphcall-run", tenantId = "tenant-1",
+      caller = { { on = "prompt", after = 4000, press = "1" } } })
+    assert.is_string(call.id)
+    assert.is_true(poll(function()
+      return (control("GET", "/emulator/calls/" .. call.id).prompts or 0) >= 1
+    end, 10000))
+    ctl:sleep(1000)
+    os.execute("kill -9 " .. b1.pid)
+    b1.pipe:close()
+
+    local b2 = start_bot(emu.url, port, dir .. "/store", dir .. "/bot.log")
+
+    local view
+    assert.is_true(poll(function()
+      view = control("GET", "/emulator/calls/" .. call.id)
+      return view.state == "terminated"
+    end, 20000), "the call did not end")
+    assert.equal(SALES, view.transferred)
+    assert.equal("1", view.pressed)
+    local repeats = 0
+    for _, n in pairs(control("GET", "/emulator/requests")) do repeats = repeats + n - 1 end
+    assert.equal(0, repeats)
+    local f = io.open(dir .. "/bot.log")
+    local text = f:read("*a")
+    f:close()
+    assert.truthy(text:find("resuming its flow", 1, true), text)
+    os.execute("kill " .. b2.pid)
+    b2.pipe:close()
+    ctl:close()
+    emu.stop()
+    os.execute("rm -rf " .. dir)
+  end)
+end)
