@@ -1,7 +1,7 @@
 # graphcall: build, test, demo and benchmarks for Lua 5.4 and LuaJIT 2.1.
 #   make          build graphcall.core for both interpreters
 #   make test     C unit tests + busted specs under lua5.4 and luajit
-#   make demo     a live call against the local emulator (examples/demo.lua)
+#   make demo     example (a), the IVR menu, against the local emulator with a scripted caller
 #   make bench    request building, JSON, notification ingest, HTTP client and listener, each
 #                 against a baseline in the same run
 #   make asan     C tests and specs under AddressSanitizer + UBSan
@@ -158,8 +158,10 @@ fuzz: deps $(FUZZ_TARGETS)
 
 # ---- demo, bench, schema -----------------------------------------------------------------
 demo: deps all
-	@LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
-	  LUA_CPATH="./$(B)/lua5.4/?.so;;" DEMO_DIR=$(B)/demo lua5.4 examples/demo.lua
+	@mkdir -p $(B)/demo
+	@LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./$(B)/lua5.4/?.so;;" \
+	  lua5.4 bin/graphcall run examples/ivr.lua --emulator --speed 2 --calls 1 \
+	  --prompts $(B)/prompts --store $(B)/demo/store-$$$$ --trace $(B)/demo/trace.html
 
 bench: deps all $(B)/bench/json_parse
 	@$(MAKE) --no-print-directory PKGS=wrk deps

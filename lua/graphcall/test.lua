@@ -108,6 +108,28 @@ function H:outgoing(spec, opts)
   return self:_finish(call.id)
 end
 
+--- Run until every call the bot has is over (its flow finished, the emulator's call ended).
+-- @return the emulator's views of the calls (see the module), in the order they were made
+function H:finish_all(ms)
+  local bot, emu = self.bot, self.emulator
+  self:run_until(function()
+    for id, c in pairs(bot.calls) do
+      local e = emu.calls[id]
+      if not c.finished or (e and e.state ~= "terminated") then return false end
+    end
+    return true
+  end, ms)
+  local views = {}
+  for id, c in pairs(bot.calls) do
+    local e = emu.calls[id]
+    local v = e and emu:call_view(e) or { id = id }
+    v.flow = c
+    views[#views + 1] = v
+  end
+  table.sort(views, function(a, b) return (a.log and a.log[1] and a.log[1].t or 0) < (b.log and b.log[1] and b.log[1].t or 0) end)
+  return views
+end
+
 --- The emulated milliseconds a call took, from its log.
 function M.duration(view)
   local last = view.log and view.log[#view.log]

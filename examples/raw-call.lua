@@ -1,10 +1,12 @@
--- examples/demo.lua: a live call against the local emulator, over real HTTP both ways.
+-- examples/raw-call.lua: a live call against the local emulator, over real HTTP both ways, with
+-- the client and the listener alone (no bot, no flow): what the flow runtime stands on.
 --
 -- It starts `graphcall emulate` (a separate process) with a scripted callee, then runs a bot:
 -- a client that gets its token from the emulator and places the reference page's PSTN call
 -- (seed ex09), and a listener that verifies every notification's signature and prints it as
 -- one line. When the call is established the bot subscribes to tones and plays a prompt it
--- serves itself; the callee presses 1 after hearing it; the bot hangs up. `make demo` runs it.
+-- serves itself; the callee presses 1 after hearing it; the bot hangs up. Run it from a clone:
+--   LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./build/lua5.4/?.so;;" lua5.4 examples/raw-call.lua
 local graphcall = require "graphcall"
 local wav = require "graphcall.wav"
 
