@@ -183,6 +183,9 @@ bench: deps all $(B)/bench/json_parse
 	@for lua in lua5.4 luajit; do \
 	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/listener.lua || exit 1; done
+	@for lua in lua5.4 luajit; do \
+	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; done
 
 $(B)/bench/json_parse: bench/json_parse.c $(CORE_SRC) $(HDRS)
 	@mkdir -p $(dir $@)

@@ -46,6 +46,7 @@ return {
   end,
 
   scenario = {
-    meeting = { attendees = { { name = "Alice", join = 500, leave = 10000 }, { name = "Bob", join = 4000, leave = 8000 } } },
+    meeting = { attendees = { { name = "Alice", join = 500, leave = 10000 },
+                              { name = "Bob", join = 4000, leave = 8000 } } },
   },
 }

@@ -216,13 +216,13 @@ local function new_call(self, id, fields)
 end
 
 -- One event, through the tracker already: into the call's log, to its flow, to handlers.
-function Bot:_event(ev, _claims)
+function Bot:_event(ev, claims)
   local id = ev.callId
   if not id then return end
   local call = self.calls[id]
   if not call then
     call = new_call(self, id, { direction = ev.incoming and "incoming" or nil,
-                                tenantId = ev.tenantId or (_claims and _claims.tid) })
+                                tenantId = ev.tenantId or (claims and claims.tid) })
   end
   local e = M.compact(ev)
   call:_input(e)

@@ -49,8 +49,9 @@ function M.speak(dir, text, voice)
   end
   local tmp = path .. ".tmp.wav"
   local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-  local cmd = string.format("espeak-ng -v %s -w %s %s >/dev/null 2>&1 && sox %s -r 16000 -c 1 -b 16 -e signed-integer %s "
-    .. ">/dev/null 2>&1", q(voice), q(tmp .. ".raw.wav"), q(text), q(tmp .. ".raw.wav"), q(tmp))
+  local cmd = string.format("espeak-ng -v %s -w %s %s >/dev/null 2>&1 && "
+    .. "sox %s -r 16000 -c 1 -b 16 -e signed-integer %s >/dev/null 2>&1",
+    q(voice), q(tmp .. ".raw.wav"), q(text), q(tmp .. ".raw.wav"), q(tmp))
   local ok = os.execute(cmd)
   os.remove(tmp .. ".raw.wav")
   if ok ~= true and ok ~= 0 then
@@ -300,8 +301,9 @@ function Call:record(o)
   if o.download ~= false and type(rec.location) == "string" and rec.location ~= "" then
     local b = self.bot
     local got = self:_step("download", function(fin)
-      b.loop:request({ url = rec.location, headers = { Authorization = "Bearer " .. tostring(done.recordingAccessToken) },
-                       timeout = 60000 }, function(res, fe)
+      b.loop:request({ url = rec.location, timeout = 60000,
+                       headers = { Authorization = "Bearer " .. tostring(done.recordingAccessToken) } },
+                     function(res, fe)
         if not res or res.status ~= 200 then
           return fin({ err = { code = "download", message = res and ("HTTP " .. res.status) or fe.message } })
         end
@@ -330,19 +332,17 @@ function Call:transfer(o)
   target.replacesCallId = o.replacesCallId
   local ok, e = self:request("transfer", { transferTarget = target, transferee = o.transferee })
   if not ok then return nil, e end
-  while true do
-    local ev, we = self:wait(function(x)
-      return x.kind == "call" and not x.toneInfo and (x.state == "terminated" or x.changeType == "deleted"
-        or (x.state == "established" and x.resultInfo ~= nil))
-    end)
-    if not ev then return nil, we end
-    if ev.state == "established" then
-      return nil, err("failed", "the transfer failed", { resultInfo = ev.resultInfo })
-    end
-    self.ended = ev
-    self.transferred = true
-    return true
+  local ev, we = self:wait(function(x)
+    return x.kind == "call" and not x.toneInfo and (x.state == "terminated" or x.changeType == "deleted"
+      or (x.state == "established" and x.resultInfo ~= nil))
+  end)
+  if not ev then return nil, we end
+  if ev.state == "established" then
+    return nil, err("failed", "the transfer failed", { resultInfo = ev.resultInfo })
   end
+  self.ended = ev
+  self.transferred = true
+  return true
 end
 
 --- Hang up and wait for the end of the call. @return true (also when it had ended)
@@ -353,7 +353,9 @@ function Call:hangup()
     if e.code == "hangup" then return true end
     if e.status ~= 404 then return nil, e end
   end
-  local ev = self:wait(function(x) return x.kind == "call" and (x.state == "terminated" or x.changeType == "deleted") end)
+  local ev = self:wait(function(x)
+    return x.kind == "call" and (x.state == "terminated" or x.changeType == "deleted")
+  end)
   if ev then self.ended = ev end
   return true
 end

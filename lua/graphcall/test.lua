@@ -97,6 +97,7 @@ end
 
 --- Have the bot place a call and run it to the end of its flow.
 -- @param spec as `bot:call` (a phone number string is a PSTN call from the bot)
+-- @param opts as `bot:call` (`flow`, `tenant`)
 function H:outgoing(spec, opts)
   if type(spec) == "string" then
     spec = { targets = { { identity = { phone = { id = spec } } } },
@@ -126,7 +127,8 @@ function H:finish_all(ms)
     v.flow = c
     views[#views + 1] = v
   end
-  table.sort(views, function(a, b) return (a.log and a.log[1] and a.log[1].t or 0) < (b.log and b.log[1] and b.log[1].t or 0) end)
+  local function first(v) return v.log and v.log[1] and v.log[1].t or 0 end
+  table.sort(views, function(a, b) return first(a) < first(b) end)
   return views
 end
 

@@ -21,13 +21,17 @@ function M.describe(ev)
     if ev.toneInfo then return string.format("tone %s (#%s)", ev.toneInfo.tone, tostring(ev.toneInfo.sequenceId)) end
     local s = "call " .. tostring(ev.state or ev.changeType)
     local ri = ev.resultInfo
-    if type(ri) == "table" then s = s .. string.format(" %s/%s %s", tostring(ri.code), tostring(ri.subcode), ri.message or "") end
+    if type(ri) == "table" then
+      s = s .. string.format(" %s/%s %s", tostring(ri.code), tostring(ri.subcode), ri.message or "")
+    end
     if ev.synthetic then s = s .. " (found by keepAlive)" end
     return s
   elseif ev.kind == "operation" then
     local s = string.format("%s %s", tostring(ev.operationType), tostring(ev.status))
     local ri = ev.resultInfo
-    if type(ri) == "table" and ri.code then s = s .. string.format(" %s/%s", tostring(ri.code), tostring(ri.subcode)) end
+    if type(ri) == "table" and ri.code then
+      s = s .. string.format(" %s/%s", tostring(ri.code), tostring(ri.subcode))
+    end
     if ev.completionReason then s = s .. " " .. tostring(ev.completionReason) end
     return s
   elseif ev.kind == "participants" then
@@ -59,15 +63,18 @@ function M.rows(entries)
     if e.k == "ev" then
       rows[#rows + 1] = { t = t, dir = "in", text = M.describe(e.ev) }
     elseif e.k == "out" then
-      rows[#rows + 1] = { t = t, dir = "out", text = e.a .. "  (client-request-id " .. tostring(e.crid):sub(1, 8) .. ")" }
+      local text = e.a .. "  (client-request-id " .. tostring(e.crid):sub(1, 8) .. ")"
+      rows[#rows + 1] = { t = t, dir = "out", text = text }
     elseif e.k == "step" and e.w and e.w ~= "wait" and e.w ~= "now" and e.w ~= "random" and e.w ~= "download" then
       rows[#rows + 1] = { t = t, dir = "answer", text = e.w .. ": " .. answer(e.v) }
     elseif e.k == "step" and e.w == "wait" and e.v.timeout then
       rows[#rows + 1] = { t = t, dir = "flow", text = "timeout" }
     elseif e.k == "step" and e.w == "download" then
-      rows[#rows + 1] = { t = t, dir = "flow", text = e.v.path and ("recording saved: " .. e.v.path) or "download failed" }
+      local text = e.v.path and ("recording saved: " .. e.v.path) or "download failed"
+      rows[#rows + 1] = { t = t, dir = "flow", text = text }
     elseif e.k == "start" then
-      rows[#rows + 1] = { t = t, dir = "flow", text = "flow " .. tostring(e.flow) .. " starts (" .. tostring(e.dir) .. ")" }
+      local text = "flow " .. tostring(e.flow) .. " starts (" .. tostring(e.dir) .. ")"
+      rows[#rows + 1] = { t = t, dir = "flow", text = text }
     elseif e.k == "end" then
       rows[#rows + 1] = { t = t, dir = "flow", text = e.ok and "flow ends" or "flow failed" }
     end

@@ -1,0 +1,107 @@
+-- bench/flows.lua: what one bot process carries through the full IVR flow (example (a): answer,
+-- the menu, the caller presses 2, leaves a message that is downloaded, thanks, hangs up)
+-- against the emulator in its own process, all calls at once; the Lua heap per live call (the
+-- log included); and replaying a call's log against running it live, in the same run.
+--   BENCH_CALLS=10000 make bench   (1,000 by default)
+local graphcall = require "graphcall"
+local T = require "graphcall.test"
+local util = require "util"
+
+local N = tonumber(os.getenv("BENCH_CALLS") or "1000")
+local lua = arg[-1] or "lua5.4"
+
+local sc = os.tmpname()
+local f = assert(io.open(sc, "w"))
+f:write("return { }")
+f:close()
+local p = assert(io.popen(string.format(
+  "sh -c 'echo $$; exec %s bin/graphcall emulate --port 0 --quiet --speed 4 --scenario %s'", lua, sc)))
+local pid = p:read("*l")
+local url = assert((p:read("*l") or ""):match("listening on (%S+)"), "the emulator did not start")
+
+local loop = graphcall.loop { log = function(level, msg) if level == "error" then io.stderr:write(msg, "\n") end end,
+                              http = { max_host_connections = 64 } }
+local client = graphcall.client { tenantId = "tenant-1", clientId = "bench", clientSecret = "s", loop = loop,
+  authority = url, graphUrl = url .. "/v1.0", openidUrl = url .. "/v1/.well-known/OpenIdConfiguration",
+  timeout = 60000 }
+os.execute("mkdir -p build/prompts build/bench-recordings")
+local bot = assert(graphcall.bot { client = client, prompts = "build/prompts", recordings = "build/bench-recordings",
+                                   verifier = client:verifier() })
+bot:flow(assert(T.load("examples/ivr.lua")).flow)
+bot:start()
+
+local caller = { { on = "prompt", after = 400, press = "2" }, { on = "record", after = 200, speak = 600 } }
+local body = require("cjson").encode { webhook = bot.callbackUri, appId = "bench", tenantId = "tenant-1",
+                                       caller = caller, from = { phone = { id = "+14255550199" } } }
+collectgarbage()
+collectgarbage()
+local base = collectgarbage("count")
+local t0, c0 = loop:now(), os.clock()
+local placed = 0
+for _ = 1, N do
+  loop:request({ method = "POST", url = url .. "/emulator/incoming", body = body, timeout = 60000 },
+    function(res) if res and res.status == 201 then placed = placed + 1 end end)
+end
+
+local function counts()
+  local live, done = 0, 0
+  for _, c in pairs(bot.calls) do
+    if c.finished then done = done + 1 elseif c.flowing then live = live + 1 end
+  end
+  return live, done
+end
+
+-- the heap with every call live: measured once, when all are in their flows and none is over
+local peak
+local _ = os.getenv("BENCH_PROGRESS") and loop:every(5000, function()
+  local l, d = counts()
+  io.stderr:write(string.format("%.0f s: placed %d, live %d, done %d, in flight %d\n",
+    (loop:now() - t0) / 1000, placed, l, d, loop:in_flight()))
+end)
+loop:run_until(function()
+  local live, done = counts()
+  if not peak and live == N and done == 0 then
+    collectgarbage()
+    collectgarbage()
+    peak = collectgarbage("count")
+  end
+  return done == N
+end, 600000)
+local wall, cpu = (loop:now() - t0) / 1000, os.clock() - c0
+local live, done = counts()
+local recorded, failed = 0, bot.stats.failedFlows
+for _, c in pairs(bot.calls) do
+  for _, e in ipairs(bot.store:log(c.id)) do
+    if e.k == "step" and e.w == "download" and e.v.path then recorded = recorded + 1 end
+  end
+end
+print(string.format("flows (%s): %d calls at once through the IVR flow: %d finished, %d recordings downloaded, "
+  .. "%d flows failed, %d still live; %.1f s wall, %.1f s CPU (%.2f ms a call)",
+  util.lua, N, done, recorded, failed, live, wall, cpu, 1000 * cpu / N))
+if peak then
+  print(string.format("flows (%s): Lua heap per live call %.1f KB (%d calls live, log included; %.0f KB -> %.0f KB)",
+    util.lua, (peak - base) / N, N, base, peak))
+else
+  print(string.format("flows (%s): the calls were never all live at once; no heap figure", util.lua))
+end
+
+-- replay: the log of a finished call into a fresh flow, against the live CPU per call
+local id = next(bot.calls)
+local entries = bot.store:log(id)
+local rt0 = os.clock()
+local reps = 0
+repeat
+  local r = bot:replay(entries)
+  assert(r.finished, tostring(r.error))
+  reps = reps + 1
+until os.clock() - rt0 > 1
+local per = (os.clock() - rt0) / reps
+print(string.format("flows (%s): replaying a call's log (%d entries) %.3f ms, running it live %.2f ms of CPU; "
+  .. "ratio %.1fx", util.lua, #entries, per * 1000, 1000 * cpu / N, (cpu / N) / per))
+
+bot:close()
+loop:close()
+os.execute("kill " .. pid)
+p:close()
+os.remove(sc)
+os.execute("rm -rf build/bench-recordings")
