@@ -70,7 +70,7 @@ function M.rows(entries)
     elseif e.k == "step" and e.w == "wait" and e.v.timeout then
       rows[#rows + 1] = { t = t, dir = "flow", text = "timeout" }
     elseif e.k == "step" and e.w == "download" then
-      local text = e.v.path and ("recording saved: " .. e.v.path) or "download failed"
+      local text = e.v.path and ("recording saved: " .. tostring(e.v.path):match("[^/]*$")) or "download failed"
       rows[#rows + 1] = { t = t, dir = "flow", text = text }
     elseif e.k == "start" then
       local text = "flow " .. tostring(e.flow) .. " starts (" .. tostring(e.dir) .. ")"
