@@ -171,7 +171,7 @@ describe("the durable log", function()
     end }
     local r = other.bot:replay(store:log(v.id))
     assert.is_false(r.ok)
-    assert.matches("not deterministic: step 3 was subscribeToTone in the log, hangup now", r.error)
+    assert.matches("not deterministic: step %d+ was subscribeToTone in the log, hangup now", r.error)
     other:close()
     h:close()
   end)
@@ -215,6 +215,22 @@ describe("the runtime", function()
     assert.equal("hangup", ended.code)
     assert.equal(404, ended.cause.code)
     assert.is_true(over)
+    h:close()
+  end)
+
+  it("does not wait forever for a notification that was lost", function()
+    local got
+    local h = T.new { scenario = { faults = { { notification = "operation:playPrompt", drop = true } } },
+      flow = function(call)
+        call:answer()
+        got = { call:play { text = "Hello." } }
+        call:hangup()
+      end }
+    local v = h:incoming { caller = {} }
+    assert.is_nil(got[1])
+    assert.equal("timeout", got[2].code)
+    assert.is_true(T.duration(v) >= 5 * 60 * 1000)      -- the bot's waitLimit, in virtual time
+    assert.truthy(logged(v, "bot hangs up"))
     h:close()
   end)
 

@@ -124,8 +124,11 @@ end
 --   store lets a restarted bot resume its calls), `prompts` (a folder: served under
 --   /prompts/ and where spoken text is cached), `recordings` (a folder for downloaded
 --   recordings; `prompts/../recordings` by default), `keepAlive` (ms between keepAlive
---   requests per live call, 15 minutes), `verify` (false: accept unsigned callbacks; tests
---   only), `onStop` ("leave": live calls stay in the store to resume; "hangup"), `log`
+--   requests per live call, 15 minutes), `waitLimit` (ms a flow verb waits for a notification
+--   that must come, an operation's end or a state, before it gives up with a `timeout` error:
+--   the service never sends one twice, and one can be lost; 5 minutes), `verify` (false:
+--   accept unsigned callbacks; tests only), `onStop` ("leave": live calls stay in the store
+--   to resume; "hangup"), `log`
 -- @return the bot, or nil and an error
 function M.new(opts)
   if type(opts) ~= "table" or not opts.client then error("bad argument #1 to 'bot' (client is required)", 2) end
@@ -138,6 +141,7 @@ function M.new(opts)
     tracker = tracker_mod.new(),
     handlers = {}, flows = {}, calls = {},
     keepAliveEvery = opts.keepAlive or 15 * 60 * 1000,
+    waitLimit = opts.waitLimit or 5 * 60 * 1000,
     onStop = opts.onStop or "leave",
     promptDir = opts.prompts,
     recordDir = opts.recordings or (opts.prompts and (opts.prompts .. "/../recordings")) or nil,
@@ -558,10 +562,16 @@ end
 function Call:op_done(op)
   if type(op) ~= "table" then return nil, err("operation", "no operation") end
   if op.status == "completed" or op.status == "failed" then return op end
+  -- the service does not send a notification twice: one that was lost must not hold the flow
   local ev, e = self:wait(function(x)
     return x.kind == "operation" and x.operationId == op.id and (x.status == "completed" or x.status == "failed")
-  end)
-  if not ev then return nil, e end
+  end, self:now() + self.bot.waitLimit)
+  if not ev then
+    if e == "timeout" then
+      return nil, err("timeout", "no completion of operation " .. tostring(op.id) .. " came in time")
+    end
+    return nil, e
+  end
   return ev
 end
 

@@ -107,8 +107,9 @@ end
 function Call:ready()
   local ev, e = self:wait(function(x)
     return x.kind == "call" and not x.toneInfo and (x.state == "established" or x.state == "terminated")
-  end)
+  end, self:now() + self.bot.waitLimit)
   if ev and ev.state == "established" then return true end
+  if e == "timeout" then return nil, err("timeout", "the call was not established in time") end
   if ev then self.ended = ev end
   return nil, e or err("hangup", "the call ended before it was established", { cause = ev and ev.resultInfo })
 end
@@ -238,8 +239,11 @@ function Call:collect(o)
         local ev, we = self:wait(function(x)
           return is_tone(x) or (x.kind == "operation" and x.operationId == op.id
                                 and (x.status == "completed" or x.status == "failed"))
-        end)
-        if not ev then return nil, we end
+        end, self:now() + self.bot.waitLimit)
+        if not ev then
+          if we == "timeout" then return nil, err("timeout", "the prompt's end never came") end
+          return nil, we
+        end
         if ev.kind == "operation" then
           playing = false
         else
@@ -335,8 +339,11 @@ function Call:transfer(o)
   local ev, we = self:wait(function(x)
     return x.kind == "call" and not x.toneInfo and (x.state == "terminated" or x.changeType == "deleted"
       or (x.state == "established" and x.resultInfo ~= nil))
-  end)
-  if not ev then return nil, we end
+  end, self:now() + self.bot.waitLimit)
+  if not ev then
+    if we == "timeout" then return nil, err("timeout", "the transfer's outcome never came") end
+    return nil, we
+  end
   if ev.state == "established" then
     return nil, err("failed", "the transfer failed", { resultInfo = ev.resultInfo })
   end
@@ -355,7 +362,7 @@ function Call:hangup()
   end
   local ev = self:wait(function(x)
     return x.kind == "call" and (x.state == "terminated" or x.changeType == "deleted")
-  end)
+  end, self:now() + self.bot.waitLimit)
   if ev then self.ended = ev end
   return true
 end

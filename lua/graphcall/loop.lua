@@ -291,9 +291,9 @@ function Loop:run_once(max_wait)
   if ran or fired or #later > 0 or self.rhead <= self.rtail then
     wait = 0   -- what ran may be what the caller waits for: look again before sleeping
   elseif self.virtual then
-    -- real I/O under way: time stands still meanwhile, unless it has made no progress for a
-    -- few turns (a server holding an answer back on a timer of its own)
-    if self:in_flight() > 0 and (self.stalled or 0) < 3 then
+    -- real I/O under way: time stands still meanwhile, unless nothing has come for a quarter
+    -- of a second of real time (a server holding an answer back on a timer of its own)
+    if self:in_flight() > 0 and self.io:now() - (self.progress or 0) < 250 then
       wait = 5
     elseif self.nheap > 0 then
       self.vnow = math.max(self.vnow, self.heap[1].due)   -- idle: jump to the next timer
@@ -312,7 +312,7 @@ function Loop:run_once(max_wait)
     got = true
     dispatch(self, kind, a, b, c, d, e, f, g, h)
   end
-  if self.virtual then self.stalled = (got or ran or fired) and 0 or (self.stalled or 0) + 1 end
+  if self.virtual and (got or ran or fired) then self.progress = self.io:now() end
   for i = 1, #later do
     local e = later[i]
     self:protect("deferred call", e.fn, unpack(e.args, 1, e.args.n))
@@ -365,6 +365,7 @@ function Loop:request(opts, cb)
   local id, err = client(self):request(opts)
   if not id then return nil, err end
   self.pending[id] = cb
+  if self.virtual then self.progress = self.io:now() end
   return id
 end
 
