@@ -15,7 +15,8 @@ local f = assert(io.open(sc, "w"))
 f:write("return { }")
 f:close()
 local p = assert(io.popen(string.format(
-  "sh -c 'echo $$; exec %s bin/graphcall emulate --port 0 --quiet --speed 4 --scenario %s'", lua, sc)))
+  "sh -c 'echo $$; exec %s bin/graphcall emulate --port 0 --quiet --speed %s --scenario %s'", lua,
+  os.getenv("BENCH_SPEED") or "4", sc)))
 local pid = p:read("*l")
 local url = assert((p:read("*l") or ""):match("listening on (%S+)"), "the emulator did not start")
 
@@ -55,8 +56,16 @@ end
 local peak
 local _ = os.getenv("BENCH_PROGRESS") and loop:every(5000, function()
   local l, d = counts()
-  io.stderr:write(string.format("%.0f s: placed %d, live %d, done %d, in flight %d\n",
-    (loop:now() - t0) / 1000, placed, l, d, loop:in_flight()))
+  io.stderr:write(string.format("%.0f s: placed %d, live %d, done %d, in flight %d, timers %d, ready %d\n",
+    (loop:now() - t0) / 1000, placed, l, d, loop:in_flight(), loop.nheap, loop.rtail - loop.rhead + 1))
+  if os.getenv("BENCH_PROGRESS") == "2" then
+    for cid, c in pairs(bot.calls) do
+      if not c.finished then
+        io.stderr:write(require("graphcall.trace").text(bot.store:log(cid), cid), "\n")
+        break
+      end
+    end
+  end
 end)
 loop:run_until(function()
   local live, done = counts()
@@ -86,8 +95,9 @@ else
 end
 
 -- replay: the log of a finished call into a fresh flow, against the live CPU per call
-local id = next(bot.calls)
-local entries = bot.store:log(id)
+local id
+for cid, c in pairs(bot.calls) do if c.finished then id = cid break end end
+local entries = bot.store:log(assert(id, "no call finished"))
 local rt0 = os.clock()
 local reps = 0
 repeat

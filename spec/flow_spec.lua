@@ -161,6 +161,21 @@ describe("the durable log", function()
     h:close()
   end)
 
+  it("replays a call recorded in a file store (what `graphcall run --store` keeps) as a test", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir)
+    local h = T.new { script = "examples/ivr.lua", store = storemod.file(dir) }
+    local v = h:incoming { caller = { { on = "prompt", after = 500, press = "1" } } }
+    h:close()
+    local r = T.replay { script = "examples/ivr.lua", log = dir .. "/" .. v.id .. ".log" }
+    assert.is_true(r.finished, tostring(r.error))
+    assert.same({ "answer", "subscribeToTone", "playPrompt", "cancelMediaProcessing", "playPrompt", "transfer" },
+      r.requests)
+    assert.is_true(r.call.transferred)
+    os.execute("rm -rf " .. dir)
+  end)
+
   it("catches a flow that does not do what its log says", function()
     local store = storemod.memory()
     local h = T.new { script = "examples/ivr.lua", store = store }

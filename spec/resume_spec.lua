@@ -17,10 +17,12 @@ local function free_port()
   return port
 end
 
-local function start_bot(url, port, store, log)
-  local cmd = string.format("sh -c 'echo $$; exec env LUA_PATH=\"%s\" LUA_CPATH=\"%s\" %s bin/graphcall run "
-    .. "examples/ivr.lua --connect %s --listen 127.0.0.1:%d --store %s --prompts build/prompts 2>>%s' 2>/dev/null",
-    LUA_PATH, CPATH, E.lua, url, port, store, log)
+local function start_bot(url, port, store, log, extra)
+  -- the first line is the bot's pid, the last "exit N" once it has exited
+  local cmd = string.format("sh -c 'env LUA_PATH=\"%s\" LUA_CPATH=\"%s\" %s bin/graphcall run "
+    .. "examples/ivr.lua --connect %s --listen 127.0.0.1:%d --store %s --prompts build/prompts %s 2>>%s & "
+    .. "echo $!; wait $!; echo exit $?' 2>/dev/null",
+    LUA_PATH, CPATH, E.lua, url, port, store, extra or "", log)
   local p = assert(io.popen(cmd, "r"))
   local pid = p:read("*l")
   local line = p:read("*l") or ""
@@ -76,6 +78,41 @@ describe("a bot killed mid-flow", function()
     assert.truthy(text:find("resuming its flow", 1, true), text)
     os.execute("kill " .. b2.pid)
     b2.pipe:close()
+    ctl:close()
+    emu.stop()
+    os.execute("rm -rf " .. dir)
+  end)
+end)
+
+describe("SIGTERM", function()
+  it("with --on-stop hangup hangs up the live calls and exits 0", function()
+    local emu = E.start { scenario = {} }
+    local dir = E.tmpdir()
+    local port = free_port()
+    local ctl = require("graphcall").loop { log = false }
+    local b = start_bot(emu.url, port, dir .. "/store", dir .. "/bot.log", "--on-stop hangup")
+    local res = assert(ctl:fetch { method = "POST", url = emu.url .. "/emulator/incoming", body = cjson.encode {
+      webhook = "http://127.0.0.1:" .. port .. "/callback", appId = "graphcall-run", tenantId = "tenant-1" } })
+    local id = require("graphcall").decode(res.body).id
+    local view
+    for _ = 1, 100 do
+      ctl:sleep(50)
+      view = require("graphcall").decode(assert(ctl:fetch { url = emu.url .. "/emulator/calls/" .. id }).body)
+      if (view.prompts or 0) >= 1 then break end
+    end
+    os.execute("kill -TERM " .. b.pid)
+    local rest = b.pipe:read("*a")
+    b.pipe:close()
+    assert.matches("exit 0", rest)
+    for _ = 1, 40 do
+      ctl:sleep(50)
+      view = require("graphcall").decode(assert(ctl:fetch { url = emu.url .. "/emulator/calls/" .. id }).body)
+      if view.state == "terminated" then break end
+    end
+    assert.equal("terminated", view.state)
+    local hung = false
+    for _, l in ipairs(view.log) do if l.what == "bot hangs up" then hung = true end end
+    assert.is_true(hung)
     ctl:close()
     emu.stop()
     os.execute("rm -rf " .. dir)

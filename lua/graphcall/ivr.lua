@@ -367,6 +367,17 @@ function Call:hangup()
   return true
 end
 
+--- Invite participants into the call (group calls; a number, a user id, an identity set, or a
+-- list of them) and wait until the invitation has completed.
+function Call:invite(to)
+  local op, e = self:request("invite", { participants = M.targets(to) })
+  if not op then return nil, e end
+  local done, de = self:op_done(op)
+  if not done then return nil, de end
+  if done.status ~= "completed" then return nil, err("failed", "the invitation failed", { resultInfo = done.resultInfo }) end
+  return true
+end
+
 --- Send DTMF tones to the other side ("123#"), and wait until they are sent.
 function Call:send_tones(digits, gap)
   local names = { ["*"] = "star", ["#"] = "pound" }

@@ -132,6 +132,26 @@ function H:finish_all(ms)
   return views
 end
 
+--- Replay a recorded call log into a flow, sending nothing: a call recorded once (with a file
+-- store, `graphcall run --store DIR`, against a real tenant or the emulator) becomes a test.
+-- @param o `script` or `flow`, and `log`: the entries, or the path of a `<callId>.log` file
+-- @return as `bot:replay`: {ok =, finished =, requests = {...}, steps =, error =, call =}
+function M.replay(o)
+  local entries = o.log
+  if type(entries) == "string" then
+    entries = {}
+    local core = require "graphcall.core"
+    for line in assert(io.open(o.log, "rb")):lines() do
+      local e = core.decode(line)
+      if type(e) == "table" then entries[#entries + 1] = e end
+    end
+  end
+  local h = M.new { script = o.script, flow = o.flow, flows = o.flows, log = o.logger }
+  local r = h.bot:replay(entries)
+  h:close()
+  return r
+end
+
 --- The emulated milliseconds a call took, from its log.
 function M.duration(view)
   local last = view.log and view.log[#view.log]
