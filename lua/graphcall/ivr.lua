@@ -374,7 +374,9 @@ function Call:invite(to)
   if not op then return nil, e end
   local done, de = self:op_done(op)
   if not done then return nil, de end
-  if done.status ~= "completed" then return nil, err("failed", "the invitation failed", { resultInfo = done.resultInfo }) end
+  if done.status ~= "completed" then
+    return nil, err("failed", "the invitation failed", { resultInfo = done.resultInfo })
+  end
   return true
 end
 
