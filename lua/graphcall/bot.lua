@@ -289,22 +289,13 @@ end
 
 function Bot:_resume(id, entries, started)
   local call = new_call(self, id, { direction = started.dir, tenantId = started.tenant, resumed = true })
-  for _, e in ipairs(entries) do
-    if e.k == "ev" then
-      call.events[#call.events + 1] = e.ev
-      self.tracker:accept(e.ev)   -- the tracker learns again what it had seen
-      if e.ev.kind == "call" and (e.ev.state == "terminated" or e.ev.changeType == "deleted") then
-        call.live_ended = #call.events
-      end
-      if e.ev.kind == "call" and e.ev.state then call.state = e.ev.state end
-    elseif e.k == "step" then
-      call.replay[e.n] = e.v
-      call.replayWhat[e.n] = e.w
-    elseif e.k == "out" then
-      call.intents[e.n] = e.crid
-      call.intentNames[e.n] = e.a
+  call:_load(entries, function(ev)
+    self.tracker:accept(ev)   -- the tracker learns again what it had seen
+    if ev.kind == "call" and (ev.state == "terminated" or ev.changeType == "deleted") then
+      call.live_ended = #call.events
     end
-  end
+    if ev.kind == "call" and ev.state then call.state = ev.state end
+  end)
   self.stats.resumed = self.stats.resumed + 1
   self.log("info", string.format("call %s: resuming its flow from %d logged steps", id, #call.replay))
   call:_start_flow(started.flow, true)
@@ -320,16 +311,7 @@ function Bot:replay(entries, flowName)
   local id = "replay-" .. core.uuid()
   local call = new_call(self, id, { direction = started and started.dir, pure = true })
   local requests = {}
-  for _, e in ipairs(entries) do
-    if e.k == "ev" then call.events[#call.events + 1] = e.ev
-    elseif e.k == "step" then
-      call.replay[e.n] = e.v
-      call.replayWhat[e.n] = e.w
-    elseif e.k == "out" then
-      call.intents[e.n] = e.crid
-      call.intentNames[e.n] = e.a
-    end
-  end
+  call:_load(entries)
   local result = { ok = true }
   call.onPureEnd = function(why)
     result.ok, result.error = why == nil, why
@@ -375,6 +357,23 @@ function Bot:close()
 end
 
 -- ---- calls: the inbox and the log ---------------------------------------------------------
+
+-- Take a logged call back: its events (each also given to on_event), the steps to replay, the
+-- intents of its requests.
+function Call:_load(entries, on_event)
+  for _, e in ipairs(entries) do
+    if e.k == "ev" then
+      self.events[#self.events + 1] = e.ev
+      if on_event then on_event(e.ev) end
+    elseif e.k == "step" then
+      self.replay[e.n] = e.v
+      self.replayWhat[e.n] = e.w
+    elseif e.k == "out" then
+      self.intents[e.n] = e.crid
+      self.intentNames[e.n] = e.a
+    end
+  end
+end
 
 -- Append to the call's log, with the time (ms since the epoch) for traces.
 function Call:_log(entry)
