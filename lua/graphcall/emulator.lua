@@ -110,6 +110,7 @@ function M.new(opts)
     bearers = {}, nbearers = 0,
     faults = {},
     promptCache = {},
+    toneCache = {},
     sigCache = {},
     shareKeys = opts.shareKeys,
   }, Emu)
@@ -680,7 +681,7 @@ function Emu:_finish_record(call, rec, reason, code, subcode, message)
   if rec.speechFrom then spoken = spoken + (self:now() - rec.speechFrom) end
   local id = core.uuid()
   local token = core.uuid()
-  self.recordings[id] = { bytes = wav.tone { ms = math.max(100, math.floor(spoken)), hz = 220 }, token = token }
+  self.recordings[id] = { ms = math.max(100, math.floor(spoken / 100 + 0.5) * 100), token = token }
   self:_log(call, "recorded", string.format("%s, %d ms of speech", reason, math.floor(spoken)))
   self:_complete_op(call, op, "completed", result_info(code, subcode, message), {
     recordingLocation = self.url .. "/emulator/recordings/" .. id,
@@ -1363,7 +1364,14 @@ function Emu:_control(req, method, path, body)
     if auth ~= "Bearer " .. r.token then
       return self:_error(req, 401, "Unauthorized", "recordingAccessToken required")
     end
-    return self:_reply(req, 200, r.bytes, { ["Content-Type"] = "application/octet-stream" })
+    -- what was "said", made when first asked for, once per length (to the 100 ms): making a
+    -- WAV in Lua costs, and thousands of calls record at once in a load test
+    local bytes = self.toneCache[r.ms]
+    if not bytes then
+      bytes = wav.tone { ms = r.ms, hz = 220 }
+      self.toneCache[r.ms] = bytes
+    end
+    return self:_reply(req, 200, bytes, { ["Content-Type"] = "application/octet-stream" })
   end
   local cid, verb = path:match("^/emulator/calls/([^/]+)/?(%a*)$")
   if cid then
