@@ -164,7 +164,7 @@ function M.new(opts)
   end
   self.listener = listener
   self.callbackUri = opts.callbackUri or listener:url()
-  self.promptBase = listener:url("/prompts/")
+  self.promptBase = opts.promptBase or listener:url("/prompts/")
   return self
 end
 
@@ -219,6 +219,9 @@ local function new_call(self, id, fields)
   return call
 end
 
+M.new_call = new_call
+M.event_name = event_name
+
 -- One event, through the tracker already: into the call's log, to its flow, to handlers.
 function Bot:_event(ev, claims)
   local id = ev.callId
@@ -239,7 +242,7 @@ function Bot:_event(ev, claims)
 end
 
 function Bot:_keepalive(call)
-  if call.keepAliveTimer then return end
+  if call.keepAliveTimer or self.loop.parks then return end   -- (in nginx the sweeper sends them)
   call.keepAliveTimer = self.loop:every(self.keepAliveEvery, function()
     if call.live_ended then return call.keepAliveTimer:cancel() end
     self.client:keepAlive(call.id, { tenant = call.tenantId }, function(ok, e)
@@ -426,7 +429,7 @@ end
 -- One step of the flow: live, start(done, n) does it and done(value) ends it (value is logged
 -- with what the step was: "wait", "now", "random", an action's name, ...); in replay the logged
 -- value comes back and nothing is done, provided the flow asks for the same kind of step.
-function Call:_step(what, start)
+function Call:_step(what, start, park)
   if not self:in_flow() then error("this call's flow verbs run inside its flow (bot:flow)", 3) end
   local n = self.nstep + 1
   self.nstep = n
@@ -445,7 +448,7 @@ function Call:_step(what, start)
     return coroutine.yield()    -- never resumed: the replay stops here
   else
     self.replaying = false
-    v = self.bot.loop:await(function(done) start(done, n) end)
+    v = self.bot.loop:await(function(done) start(done, n) end, park)
     self:_log({ k = "step", n = n, w = what, v = v })
   end
   if v.ev then self.consumed[v.ev] = true end
@@ -485,23 +488,28 @@ function Call:wait(filter, deadline)
       return true
     end
   end
+  local loop = self.bot.loop
   local v = self:_step("wait", function(done)
     local timer
-    local w = { filter = filter, done = function(x)
+    local w = { filter = filter, deadline = deadline, done = function(x)
       if timer then timer:cancel() end
       done(x)
     end }
     self.waiter = w
     self:_offer(w)
-    if self.waiter == w and deadline then
-      timer = self.bot.loop:timer(math.max(0, deadline - self.bot.loop:wall()), function()
-        if self.waiter == w then
-          self.waiter = nil
-          done({ timeout = true })
-        end
-      end)
+    if self.waiter ~= w or not deadline then return end
+    if loop:wall() >= deadline then   -- passed already (a flow brought back after its deadline)
+      self.waiter = nil
+      return done({ timeout = true })
     end
-  end)
+    if loop.parks then return end      -- the flow is dropped; its driver keeps the deadline
+    timer = loop:timer(deadline - loop:wall(), function()
+      if self.waiter == w then
+        self.waiter = nil
+        done({ timeout = true })
+      end
+    end)
+  end, true)
   if v.ev then return self.events[v.ev] end
   if v.timeout then return nil, "timeout" end
   return nil, hangup_error(self)
@@ -587,7 +595,15 @@ function Call:_start_flow(name, resumed)
   end
   local bot = self.bot
   bot.stats.flows = bot.stats.flows + 1
-  self.co = bot.loop:spawn(function()
+  local body = self:_flow_body(fn)
+  if bot.loop.parks then return body end   -- the caller drives it (graphcall.ngx)
+  self.co = bot.loop:spawn(body)
+end
+
+-- The flow's coroutine body: the flow, then what ends it (hang up, log, finally).
+function Call:_flow_body(fn)
+  local bot = self.bot
+  return function()
     local ok, e = xpcall(fn, debug.traceback, self)
     if not ok then
       bot.stats.failedFlows = bot.stats.failedFlows + 1
@@ -609,7 +625,7 @@ function Call:_start_flow(name, resumed)
       if not fine then bot.log("error", string.format("call %s: finally failed: %s", self.id, tostring(fe))) end
     end
     self.finished = true
-  end)
+  end
 end
 
 -- ---- actions outside a flow: operations ---------------------------------------------------

@@ -537,6 +537,7 @@ function Verifier:refresh(cb)
     client:_send({ method = "GET", url = uri, auth = false, idempotent = true }, function(kres, kerr)
       if kerr then return done(nil, kerr) end
       local ok, jerr
+      self.jwksText = kres.body
       if self.jwt then
         ok, jerr = self.jwt:set_keys(kres.body)
       else

@@ -366,7 +366,7 @@ function Emu:_deliver(call, body, label, bad)
     local uri = call.callbackUri
     self.loop:request({
       method = "POST", url = uri, body = item.body, timeout = 15000, connect_timeout = 5000,
-      cafile = self.caFile,
+      cafile = self.caFile, fresh = self.scenario.freshCallbacks,
       headers = { ["Content-Type"] = "application/json; charset=utf-8",
                   Authorization = "Bearer " .. self:_callback_token(call, item.bad),
                   ["User-Agent"] = "Microsoft-Skype/3.0,(Calling/1.0)",

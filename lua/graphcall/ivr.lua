@@ -52,7 +52,14 @@ function M.speak(dir, text, voice)
   local cmd = string.format("espeak-ng -v %s -w %s %s >/dev/null 2>&1 && "
     .. "sox %s -r 16000 -c 1 -b 16 -e signed-integer %s >/dev/null 2>&1",
     q(voice), q(tmp .. ".raw.wav"), q(text), q(tmp .. ".raw.wav"), q(tmp))
-  local ok = os.execute(cmd)
+  local ok
+  if ngx and ngx.pipe and ngx.get_phase() ~= "init" then   -- luacheck: ignore 113
+    -- inside nginx: a child process the worker waits for without blocking
+    local proc = ngx.pipe.spawn({ "sh", "-c", cmd })  -- luacheck: ignore 113
+    ok = proc and proc:wait()
+  else
+    ok = os.execute(cmd)
+  end
   os.remove(tmp .. ".raw.wav")
   if ok ~= true and ok ~= 0 then
     os.remove(tmp)

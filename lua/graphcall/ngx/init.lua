@@ -1,0 +1,405 @@
+--- graphcall inside OpenResty: the same bots, in nginx workers, without blocking any of them;
+-- any worker takes any callback.
+--
+--   lua_shared_dict graphcall 64m;
+--   init_worker_by_lua_block {
+--     require("graphcall.ngx").init { script = "/etc/bot/ivr.lua", client = { tenantId = ..., ... },
+--                                     callbackUri = "https://bot.contoso.com/callback",
+--                                     promptBase = "https://bot.contoso.com/prompts/", prompts = "/srv/prompts" }
+--   }
+--   location = /callback { content_by_lua_block { require("graphcall.ngx").handle() } }
+--   location /prompts/   { alias /srv/prompts/; }
+--
+-- **The handler** reads the body (size-limited), verifies the JWT (403, nothing dispatched),
+-- parses (400), answers 202 at once and dispatches in `ngx.timer.at` (the service wants a
+-- fast acknowledgement).
+--
+-- **State across workers.** Each call's tracker state and event log live in the shared dict
+-- (`graphcall.ngx.store`), and a per-call lock (an `add` with a TTL in the same dict) lets one
+-- worker at a time run a call. A flow is not kept in any worker's memory: for each event, the
+-- worker that got it takes the lock, replays the call's log into a fresh coroutine (the
+-- durable flows of `graphcall.bot`), appends the event, runs the flow until it waits again,
+-- writes where it waits (its deadline) and lets go. A sweeper in every worker brings back
+-- flows whose deadline has passed and sends keepAlive for live calls. So a call survives the
+-- worker that ran it, `nginx -s reload`, and a full shared dict only as far as nginx keeps its
+-- entries: see the README for the limits.
+--
+-- **Transport.** Cosockets (`graphcall.ngx.http`); the token, the OpenID document and the
+-- JWKS are cached in the shared dict for all workers, refreshed by one worker at a time. No
+-- libcurl, no blocking call, in any phase. The C core used here is the wire half only.
+-- @module graphcall.ngx
+local cjson = require "cjson.safe"
+local core = require "graphcall.core"
+local botmod = require "graphcall.bot"
+local nloop = require "graphcall.ngx.loop"
+local tracker_mod = require "graphcall.tracker"
+local jwt = require "graphcall.jwt"
+
+local M = {}
+
+local function json(v) return (cjson.encode(v):gsub("\\/", "/")) end
+local function decode(s) return s and core.decode(s) or nil end
+
+-- ---- the shared dict: locks, store ----------------------------------------------------------
+
+--- Take `key` in `dict` (a lock another worker may hold): retries for up to `wait` seconds.
+-- @return a release function, or nil
+function M.lock(dict, key, ttl, wait)
+  local token = tostring(ngx.worker.pid()) .. ":" .. tostring(math.random())
+  local deadline = ngx.now() + (wait or 10)
+  local pause = 0.001
+  while true do
+    local ok, err = dict:add(key, token, ttl or 30)
+    if ok then
+      return function()
+        if dict:get(key) == token then dict:delete(key) end
+      end
+    end
+    if err ~= "exists" then return nil, err end
+    if ngx.now() >= deadline then return nil, "timeout" end
+    ngx.sleep(pause)
+    pause = math.min(pause * 2, 0.05)
+  end
+end
+
+--- A store (the interface of `graphcall.store`) in a shared dict: `st:<id>` (JSON), `log:<id>`
+-- (JSON lines), written under the call's lock. Ended calls expire after `ttl` seconds.
+function M.store(dict, ttl)
+  ttl = ttl or 3600
+  local s = {}
+  function s.get(_, id) return decode(dict:get("st:" .. id)) end
+  function s.put(_, id, st)
+    local ok, err = dict:set("st:" .. id, json(st), ttl * 4)
+    if not ok then ngx.log(ngx.ERR, "graphcall: the shared dict is full: ", err) end
+  end
+  function s.append(_, id, entry)
+    local key = "log:" .. id
+    local old = dict:get(key) or ""
+    local ok, err = dict:set(key, old .. json(entry) .. "\n", ttl * 4)
+    if not ok then ngx.log(ngx.ERR, "graphcall: the shared dict is full, call ", id, ": ", err) end
+  end
+  function s.log(_, id)
+    local text = dict:get("log:" .. id) or ""
+    local out = {}
+    for line in text:gmatch("[^\n]+") do
+      local e = core.decode(line)
+      if type(e) == "table" then out[#out + 1] = e end
+    end
+    return out
+  end
+  function s.calls()
+    local out = {}
+    for _, k in ipairs(dict:get_keys(0)) do
+      local id = k:match("^log:(.+)$")
+      if id then out[#out + 1] = id end
+    end
+    return out
+  end
+  function s.drop(_, id)
+    dict:delete("log:" .. id)
+    dict:delete("st:" .. id)
+    dict:delete("trk:" .. id)
+  end
+  function s.expire(_, id, seconds)   -- an ended call: kept a while for traces, then gone
+    for _, k in ipairs { "log:", "st:", "trk:" } do dict:expire(k .. id, seconds or ttl) end
+  end
+  return s
+end
+
+-- ---- the bot of this worker ---------------------------------------------------------------
+
+local state = {}   -- this worker's: bot, dict, options
+
+-- Tokens for all workers: one fetch at a time, the token in the dict until its end.
+local function shared_tokens(client, dict)
+  local fetch = client._with_token
+  client._with_token = function(self, tenant, cb)
+    tenant = tenant or self.tenantId
+    local key = "tok:" .. tenant
+    local tok = dict:get(key)
+    if tok then return cb(tok) end
+    local release = M.lock(dict, "toklock:" .. tenant, 30, 30)
+    tok = dict:get(key)
+    if tok then
+      if release then release() end
+      return cb(tok)
+    end
+    self.tokens[tenant] = nil
+    fetch(self, tenant, function(token, err)
+      if token then
+        local t = self.tokens[tenant]
+        local life = (t and t.life or 3599)
+        dict:set(key, token, math.max(1, life - math.min(self.refreshBefore, life / 2)))
+      end
+      if release then release() end
+      cb(token, err)
+    end)
+  end
+end
+
+-- Callback keys for all workers: the JWKS text in the dict; each worker builds its verifier.
+local function shared_keys(verifier, dict)
+  local refresh = verifier.refresh
+  local function adopt()
+    local text = dict:get("jwks")
+    if text and text ~= verifier.jwksText then
+      if verifier.jwt then
+        verifier.jwt:set_keys(text)
+      else
+        verifier.jwt = jwt.new { appId = verifier.appId, jwks = text, issuers = verifier.issuers, skew = verifier.skew }
+      end
+      verifier.jwksText = text
+      verifier.fetched = ngx.now() * 1000
+    end
+  end
+  verifier.refresh = function(self, cb)
+    cb = cb or function() end
+    local release = M.lock(dict, "jwkslock", 30, 30)
+    local fetchedAt = dict:get("jwksAt")
+    if fetchedAt and ngx.now() * 1000 - fetchedAt < self.minRefetch then   -- another worker just did
+      adopt()
+      if release then release() end
+      return cb(self.jwt ~= nil)
+    end
+    refresh(self, function(ok, err)
+      if ok then
+        dict:set("jwks", self.jwksText or "", 0)
+        dict:set("jwksAt", ngx.now() * 1000, 0)
+      end
+      if release then release() end
+      cb(ok, err)
+    end)
+  end
+  verifier.adopt = adopt
+  return verifier
+end
+
+--- Set up this worker (init_worker_by_lua).
+-- @param o `script` (a flow script as `graphcall run` takes) or `flow`/`flows`; `client`
+--   (options of `graphcall.client`); `callbackUri` (the public URL of the handler's location);
+--   `promptBase` (the public URL under which nginx serves `prompts`); `prompts` (the folder);
+--   `dict` ("graphcall"); `verify` (false: accept unsigned callbacks; tests only); `maxBody`
+--   (bytes, 1 MiB); `keepAlive` (ms, 15 min); `waitLimit`; `ttl` (seconds an ended call's
+--   log is kept, 3600); `sweep` (ms between sweeps, 500)
+function M.init(o)
+  local dict = ngx.shared[o.dict or "graphcall"]
+  if not dict then error("graphcall.ngx: no lua_shared_dict " .. tostring(o.dict or "graphcall"), 2) end
+  local loop = nloop.new { http = o.http }
+  local copts = {}
+  for k, v in pairs(o.client or {}) do copts[k] = v end
+  copts.loop = loop
+  local client = require("graphcall.client").new(copts)
+  shared_tokens(client, dict)
+  local store = M.store(dict, o.ttl)
+  local stub = { url = function(_, path) return path or o.callbackUri end, close = function() end }
+  local bot = assert(botmod.new { client = client, listener = stub, callbackUri = o.callbackUri,
+    promptBase = o.promptBase, prompts = o.prompts, store = store, keepAlive = o.keepAlive,
+    waitLimit = o.waitLimit, log = loop.log })
+  local script = o.script and assert(require("graphcall.test").load(o.script)) or {}
+  if o.flow or script.flow then bot:flow(o.flow or script.flow) end
+  for name, fn in pairs(o.flows or script.flows or {}) do bot:flow(name, fn) end
+  bot.tracker = tracker_mod.new { store = {
+    get = function(_, id) return decode(dict:get("trk:" .. id)) end,
+    put = function(_, id, st) dict:set("trk:" .. id, json(st), (o.ttl or 3600) * 4) end,
+  } }
+  state.bot, state.dict, state.loop, state.opts, state.store = bot, dict, loop, o, store
+  state.verifier = o.verify ~= false and shared_keys(client:verifier { minRefetch = o.minRefetch }, dict) or nil
+  state.maxBody = o.maxBody or 1048576
+  -- the sweeper: flows whose deadline has passed, and keepAlive
+  ngx.timer.every((o.sweep or 500) / 1000, function(premature)
+    if premature then return end
+    local ok, err = pcall(M.sweep)
+    if not ok then ngx.log(ngx.ERR, "graphcall: sweep failed: ", err) end
+  end)
+  return bot
+end
+
+--- The bot of this worker (after init).
+function M.bot() return state.bot end
+
+-- ---- running one call: replay, feed, run until it waits -----------------------------------
+
+-- The call as its log says, in a fresh object (nothing of it stays in worker memory).
+local function fresh(id)
+  local bot, store = state.bot, state.store
+  local entries = store:log(id)
+  local started
+  for _, e in ipairs(entries) do
+    if e.k == "start" then started = e end
+  end
+  local call = botmod.new_call(bot, id, { direction = started and started.dir, tenantId = started and started.tenant })
+  call:_load(entries, function(ev)
+    if ev.kind == "call" and (ev.state == "terminated" or ev.changeType == "deleted") then
+      call.live_ended = #call.events
+    end
+    if ev.kind == "call" and ev.state then call.state = ev.state end
+  end)
+  local ended = false
+  for _, e in ipairs(entries) do if e.k == "end" then ended = true end end
+  return call, started, ended
+end
+
+-- Run the flow (replayed, then live) until it ends or waits; write down where it waits.
+local function drive(call, body)
+  local dict = state.dict
+  local co = coroutine.create(body)
+  call.co = co
+  local ok, r = coroutine.resume(co)
+  if not ok then
+    ngx.log(ngx.ERR, "graphcall: call ", call.id, ": the flow's driver failed: ", tostring(r))
+  end
+  local w = call.waiter
+  if coroutine.status(co) == "suspended" and r == nloop.PARK and w and w.deadline then
+    dict:set("due:" .. call.id, w.deadline, (state.opts.ttl or 3600) * 4)
+  else
+    dict:delete("due:" .. call.id)
+  end
+  if call.finished then
+    dict:delete("due:" .. call.id)
+    dict:delete("ka:" .. call.id)
+    state.store:expire(call.id)
+  end
+  state.bot.calls[call.id] = nil   -- nothing of the call stays in this worker
+end
+
+-- One event for a call, under its lock: tracker, log, handlers, flow.
+local function process(ev, claims)
+  local bot, dict = state.bot, state.dict
+  local id = ev.callId
+  local ok, why = bot.tracker:accept(ev)
+  if not ok then
+    bot.log("debug", "call " .. id .. ": " .. ev.kind .. " notification dropped (" .. tostring(why) .. ")")
+    return
+  end
+  local call, started, ended = fresh(id)
+  call.tenantId = call.tenantId or ev.tenantId or (claims and claims.tid)
+  if ev.incoming then call.direction = "incoming" end
+  local e = botmod.compact(ev)
+  call:_input(e)
+  if e.kind == "call" and e.state == "established" and not dict:get("ka:" .. id) then
+    dict:set("ka:" .. id, ngx.now() * 1000 + bot.keepAliveEvery, 0)
+  end
+  bot:_emit(botmod.event_name(e), call, ev)
+  bot.log("info", string.format("call %s: %s (worker %d)", id, require("graphcall.trace").describe(e), ngx.worker.id()))
+  if ended then
+    bot.calls[id] = nil
+    return
+  end
+  local body
+  if started then
+    body = call:_start_flow(started.flow, true)           -- replay, then on with the new event
+  elseif e.incoming and bot.flows.main then
+    body = call:_start_flow("main")
+  end
+  if body then drive(call, body) else bot.calls[id] = nil end
+end
+
+local function dispatch(premature, events, claims)
+  if premature then return end
+  for _, ev in ipairs(events) do
+    if ev.callId then
+      local release, err = M.lock(state.dict, "lock:" .. ev.callId, 60, 30)
+      if not release then
+        ngx.log(ngx.ERR, "graphcall: call ", ev.callId, ": no lock (", err, "); event dropped")
+      else
+        local ok, perr = xpcall(process, debug.traceback, ev, claims)
+        release()
+        if not ok then ngx.log(ngx.ERR, "graphcall: call ", ev.callId, ": ", perr) end
+      end
+    end
+  end
+end
+
+--- Bring back the flows whose deadline has passed, send keepAlive to the calls due for it
+-- (every worker sweeps; the call's lock keeps one at a time on a call).
+function M.sweep()
+  local dict, bot = state.dict, state.bot
+  local now = ngx.now() * 1000
+  for _, key in ipairs(dict:get_keys(0)) do
+    local id = key:match("^due:(.+)$")
+    local due = id and dict:get(key)
+    if due and due <= now then
+      local release = M.lock(dict, "lock:" .. id, 60, 0.01)
+      if release then
+        local ok, err = xpcall(function()
+          if (dict:get(key) or math.huge) > now then return end   -- someone else did it
+          local call, started, ended = fresh(id)
+          if started and not ended then drive(call, call:_start_flow(started.flow, true)) else dict:delete(key) end
+        end, debug.traceback)
+        release()
+        if not ok then ngx.log(ngx.ERR, "graphcall: call ", id, ": ", err) end
+      end
+    end
+    local ka = key:match("^ka:(.+)$")
+    local at = ka and dict:get(key)
+    if at and at <= now and dict:add("kalock:" .. ka, 1, 60) then
+      dict:set(key, now + bot.keepAliveEvery, 0)
+      bot.client:keepAlive(ka, function(ok, err)
+        if ok or not err or err.status ~= 404 then return end
+        local release = M.lock(dict, "lock:" .. ka, 60, 5)   -- gone: end it as if told
+        if not release then return end
+        dict:delete(key)
+        pcall(process, { callId = ka, kind = "call", changeType = "deleted", state = "terminated",
+                         synthetic = true, resultInfo = { code = 404, message = "keepAlive: call not found" } })
+        release()
+      end)
+    end
+  end
+end
+
+local function respond(status, body)
+  ngx.status = status
+  if body then
+    ngx.header["Content-Type"] = "application/json"
+    ngx.print(body)
+  end
+  return ngx.exit(status)
+end
+
+--- The content handler of the callback location.
+function M.handle()
+  if ngx.req.get_method() ~= "POST" then
+    ngx.header["Allow"] = "POST"
+    return respond(405)
+  end
+  local len = tonumber(ngx.var.http_content_length or "")
+  if len and len > state.maxBody then return respond(413) end
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if not body then
+    if ngx.req.get_body_file() then return respond(413) end  -- bigger than client_body_buffer_size
+    body = ""
+  end
+  if #body > state.maxBody then return respond(413) end
+  local claims
+  local v = state.verifier
+  if v then
+    v.adopt()
+    local err
+    claims, err = v:verify(ngx.var.http_authorization)
+    if not claims and (err.code == "unknown_kid" or err.code == "no_keys") then
+      v:refresh()
+      claims, err = v:verify(ngx.var.http_authorization)
+    end
+    if not claims then
+      ngx.log(ngx.WARN, "graphcall: callback refused (403): ", err.code, ": ", err.message)
+      return respond(403)
+    end
+  end
+  local events, perr = core.parse_notifications(body)
+  if not events then
+    ngx.log(ngx.WARN, "graphcall: callback body refused: ", perr.message)
+    return respond(400, '{"error":{"code":"BadRequest","message":"not a commsNotifications body"}}')
+  end
+  for _, ev in ipairs(events) do
+    if ev.incoming then core.materialize(ev) end   -- the caller's identity goes into the log
+  end
+  local ok, err = ngx.timer.at(0, dispatch, events, claims)
+  if not ok then
+    ngx.log(ngx.ERR, "graphcall: cannot dispatch: ", err)
+    return respond(503)
+  end
+  return respond(202)
+end
+
+return M

@@ -1,0 +1,138 @@
+--- The loop of graphcall inside OpenResty: the same interface as `graphcall.loop` (timers,
+-- awaiting, HTTP requests) on nginx's own machinery, so `graphcall.client` and `graphcall.bot`
+-- run unchanged in a worker. Requests go over cosockets (`graphcall.ngx.http`); timers are
+-- `ngx.timer.at`; waiting is a semaphore, never a blocking call.
+--
+-- Flows do not stay in a worker's memory between events (any worker takes any callback): a
+-- flow that waits for an event *parks* (its coroutine is dropped) and is brought back by
+-- replaying its log when the event comes, in whichever worker (`graphcall.ngx`).
+-- @module graphcall.ngx.loop
+local http = require "graphcall.ngx.http"
+
+local M = {}
+
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack  -- luacheck: ignore 143
+
+--- What a parked flow yields to the driver that resumed it.
+M.PARK = setmetatable({}, { __tostring = function() return "graphcall.ngx.PARK" end })
+
+local Loop = {}
+Loop.__index = Loop
+
+--- A loop for this worker. @param opts `log` (default: ngx.log), `http` (options of requests:
+-- `verify`, `pool_size`)
+function M.new(opts)
+  opts = opts or {}
+  local log = opts.log
+  if not log then
+    local levels = { debug = ngx.DEBUG, info = ngx.INFO, warn = ngx.WARN, error = ngx.ERR }
+    log = function(level, msg) ngx.log(levels[level] or ngx.NOTICE, msg) end
+  end
+  return setmetatable({ log = log, parks = true, http_opts = opts.http or {}, inflight = 0 }, Loop)
+end
+
+function Loop:now()
+  ngx.update_time()
+  return ngx.now() * 1000
+end
+Loop.wall = Loop.now
+
+function Loop:protect(what, fn, ...)
+  local ok, err = xpcall(fn, debug.traceback, ...)
+  if not ok then self.log("error", what .. ": " .. tostring(err)) end
+  return ok
+end
+
+local Timer = {}
+Timer.__index = Timer
+function Timer:cancel() self.cancelled = true end
+
+--- Call fn() once, `ms` from now, in a timer context of this worker.
+function Loop:timer(ms, fn)
+  local t = setmetatable({}, Timer)
+  local ok, err = ngx.timer.at(math.max(0, ms) / 1000, function(premature)
+    if premature or t.cancelled then return end
+    self:protect("timer", fn)
+  end)
+  if not ok then self.log("error", "cannot start a timer: " .. tostring(err)) end
+  return t
+end
+
+function Loop:every(ms, fn)
+  local t = setmetatable({}, Timer)
+  local function tick(premature)
+    if premature or t.cancelled then return end
+    self:protect("timer", fn)
+    if not t.cancelled then ngx.timer.at(ms / 1000, tick) end
+  end
+  ngx.timer.at(ms / 1000, tick)
+  return t
+end
+
+function Loop:defer(fn, ...)
+  local args = pack(...)
+  ngx.timer.at(0, function(premature)
+    if not premature then self:protect("deferred call", fn, unpack(args, 1, args.n)) end
+  end)
+end
+
+function Loop:spawn(fn, ...)
+  local args = pack(...)
+  ngx.timer.at(0, function(premature) if not premature then self:protect("task", fn, unpack(args, 1, args.n)) end end)
+end
+
+function Loop:in_task() return true end
+
+--- Wait for done(...). A `park` wait that is not done at once yields PARK to whoever resumed
+-- the flow (the driver drops it); any other wait sleeps on a semaphore (other light threads
+-- of this worker, a retry timer say, call done).
+function Loop:await(start, park)
+  local fired, res, sema = false, nil, nil
+  start(function(...)
+    if fired then return end
+    fired = true
+    res = pack(...)
+    if sema then sema:post(1) end
+  end)
+  if fired then return unpack(res, 1, res.n) end
+  if park then return coroutine.yield(M.PARK) end
+  sema = require("ngx.semaphore").new()
+  local ok, err = sema:wait(600)
+  if not ok and not fired then error("graphcall: a wait ended without its answer: " .. tostring(err), 2) end
+  return unpack(res, 1, res.n)
+end
+
+function Loop:sleep(ms) ngx.sleep(ms / 1000) return true end
+
+--- Start a request; cb(res, err) when it ends (in a light thread of this worker).
+function Loop:request(opts, cb)
+  local o = {}
+  for k, v in pairs(self.http_opts) do o[k] = v end
+  for k, v in pairs(opts) do o[k] = v end
+  self.inflight = self.inflight + 1
+  local function run()
+    local res, err = http.request(o)
+    self.inflight = self.inflight - 1
+    self:protect("HTTP callback", cb, res, err)
+  end
+  -- inside a flow or a handler the request can run right here (cosockets yield); elsewhere
+  -- (init_worker) it needs a timer context
+  if ngx.get_phase() == "init_worker" then
+    ngx.timer.at(0, run)
+  else
+    run()
+  end
+  return self.inflight
+end
+
+function Loop:fetch(opts)
+  return self:await(function(done) self:request(opts, done) end)
+end
+
+function Loop:in_flight() return self.inflight end
+
+function Loop:run_until() error("graphcall.ngx.loop: nginx runs the loop; nothing to run until", 2) end
+function Loop:close() end
+
+return M

@@ -1,0 +1,79 @@
+-- Real nginx for the specs: a generated config in a temporary prefix, on loopback, with two
+-- workers, graphcall's modules (the LuaJIT build) and a shared dict; started and stopped here.
+local E = require "emu"
+
+local N = {}
+
+N.available = os.execute("test -f /usr/lib/nginx/modules/ngx_http_lua_module.so") == true
+  or os.execute("test -f /usr/lib/nginx/modules/ngx_http_lua_module.so") == 0
+
+local function free_port()
+  local loop = require("graphcall").loop { log = false }
+  local srv = assert(loop:listen({ port = 0 }, function() end))
+  local port = srv:port()
+  loop:close()
+  return port
+end
+N.free_port = free_port
+
+--- Start nginx: o.init (Lua for init_worker, a string), o.locations (extra config), o.workers.
+function N.start(o)
+  local dir = E.tmpdir()
+  local port = o.port or free_port()
+  os.execute("mkdir -p " .. dir .. "/logs " .. dir .. "/conf " .. dir .. "/prompts")
+  local root = io.popen("pwd"):read("*l")
+  local user = io.popen("id -u"):read("*l") == "0" and "user root root;" or ""
+  local conf = user .. string.format([[
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+worker_processes %d;
+daemon on;
+pid %s/logs/nginx.pid;
+error_log %s/logs/error.log info;
+events { worker_connections 4096; accept_mutex off; }
+http {
+  access_log off;
+  lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;%s/spec/?.lua;;";
+  lua_package_cpath "%s/build/luajit/?.so;;";
+  lua_shared_dict graphcall 32m;
+  client_body_buffer_size 1m;
+  client_max_body_size 1m;
+  init_worker_by_lua_block {
+    %s
+  }
+  server {
+    listen 127.0.0.1:%d reuseport;
+    location = /callback { content_by_lua_block { require("graphcall.ngx").handle() } }
+    location /prompts/ { alias %s/prompts/; }
+    %s
+  }
+}
+]], o.workers or 2, dir, dir, root, root, root, root, o.init or "", port, dir, o.locations or "")
+  local f = assert(io.open(dir .. "/conf/nginx.conf", "w"))
+  f:write(conf)
+  f:close()
+  local n = { dir = dir, port = port, url = "http://127.0.0.1:" .. port, prompts = dir .. "/prompts" }
+  function n.cmd(args)
+    return E.sh("nginx -p " .. dir .. " -c conf/nginx.conf " .. (args or ""))
+  end
+  function n.log()
+    local lf = io.open(dir .. "/logs/error.log")
+    local text = lf and lf:read("*a") or ""
+    if lf then lf:close() end
+    return text
+  end
+  function n.stop()
+    n.cmd("-s stop")
+    for _ = 1, 50 do
+      if not io.open(dir .. "/logs/nginx.pid") then break end
+      os.execute("sleep 0.05")
+    end
+    os.execute("rm -rf " .. dir)
+  end
+  local out = n.cmd("")
+  if out:find("emerg", 1, true) then error("nginx did not start: " .. out) end
+  os.execute("sleep 0.3")
+  return n
+end
+
+return N

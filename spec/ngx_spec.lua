@@ -1,0 +1,125 @@
+-- graphcall inside real nginx (Debian's nginx + libnginx-mod-http-lua, LuaJIT), two workers on
+-- loopback: the emulator (its own process) calls the bot in nginx; the IVR example runs end to
+-- end with its events spread over both workers; bad signatures get 403; `nginx -s reload` in the
+-- middle of a call loses nothing.
+local cjson = require "cjson"
+local graphcall = require "graphcall"
+local E = require "emu"
+local N = require "ngx_helper"
+
+local SALES = "+14255550100"
+
+describe("graphcall in nginx", function()
+  local emu, nginx, ctl
+
+  setup(function()
+    emu = E.start { scenario = { peers = { [SALES] = { answer = 500 } }, freshCallbacks = true }, speed = 2 }
+    local port = N.free_port()
+    local url = "http://127.0.0.1:" .. port
+    nginx = N.start { port = port, init = string.format([[
+      require("graphcall.ngx").init {
+        script = "examples/ivr.lua",
+        client = { tenantId = "tenant-1", clientId = "app-1", clientSecret = "s", authority = %q,
+                   graphUrl = %q, openidUrl = %q },
+        callbackUri = %q, promptBase = %q, prompts = %q, minRefetch = 0,
+      }]], emu.url, emu.url .. "/v1.0", emu.url .. "/v1/.well-known/OpenIdConfiguration", url .. "/callback",
+      url .. "/prompts/", "PROMPTS") }
+    -- the prompts folder is the nginx prefix's: put it in the config and reload
+    local conf = nginx.dir .. "/conf/nginx.conf"
+    local f = io.open(conf)
+    local text = f:read("*a"):gsub('"PROMPTS"', '"' .. nginx.prompts .. '"')
+    f:close()
+    f = io.open(conf, "w")
+    f:write(text)
+    f:close()
+    nginx.cmd("-s reload")
+    os.execute("sleep 0.5")
+    ctl = graphcall.loop { log = false }
+  end)
+
+  teardown(function()
+    if nginx then nginx.stop() end
+    if emu then emu.stop() end
+    if ctl then ctl:close() end
+  end)
+
+  local function control(method, path, body)
+    local res = assert(ctl:fetch { method = method, url = emu.url .. path, body = body })
+    return graphcall.decode(res.body)
+  end
+
+  local function poll(pred, ms)
+    for _ = 1, (ms or 20000) / 50 do
+      if pred() then return true end
+      ctl:sleep(50)
+    end
+    return false
+  end
+
+  local function place(caller)
+    return control("POST", "/emulator/incoming", cjson.encode { webhook = nginx.url .. "/callback",
+      appId = "app-1", tenantId = "tenant-1", caller = caller }).id
+  end
+
+  local function view(id) return control("GET", "/emulator/calls/" .. id) end
+
+  it("runs the IVR example end to end, the call's events taken by both workers", function()
+    local id = place { { on = "prompt", after = 1500, press = "1" } }
+    local v
+    assert.is_true(poll(function() v = view(id) return v.state == "terminated" end), nginx.log())
+    assert.equal(SALES, v.transferred)
+    local log = nginx.log()
+    local seen = {}
+    for w in log:gmatch("call " .. id:gsub("%-", "%%-") .. ": [^\n]-%(worker (%d)%)") do seen[w] = true end
+    assert.is_true(seen["0"] and seen["1"], "events of the call in one worker only")
+    assert.is_nil(log:find("flow's driver failed", 1, true))
+    assert.is_nil(log:find("[error]", 1, true), log:match("[^\n]*%[error%][^\n]*"))
+  end)
+
+  it("answers 403 to a bad signature and dispatches nothing", function()
+    local body = cjson.encode { value = { { changeType = "updated", resourceUrl = "/communications/calls/forged-1",
+      resourceData = { state = "established" } } } }
+    for _, auth in ipairs { "Bearer x.y.z", "" } do
+      local res = assert(ctl:fetch { method = "POST", url = nginx.url .. "/callback", body = body,
+                                     headers = { Authorization = auth } })
+      assert.equal(403, res.status)
+    end
+    ctl:sleep(200)
+    assert.is_nil(nginx.log():find("call forged-1", 1, true))
+  end)
+
+  it("brings flows back at their deadlines (the sweeper): three silences, then goodbye", function()
+    local port = N.free_port()
+    local url = "http://127.0.0.1:" .. port
+    local n2 = N.start { port = port, init = string.format([[
+      require("graphcall.ngx").init {
+        script = "spec/ngx/silent.lua", sweep = 100,
+        client = { tenantId = "tenant-1", clientId = "app-1", clientSecret = "s", authority = %q,
+                   graphUrl = %q, openidUrl = %q },
+        callbackUri = %q, promptBase = %q, prompts = %q, minRefetch = 0,
+      }]], emu.url, emu.url .. "/v1.0", emu.url .. "/v1/.well-known/OpenIdConfiguration", url .. "/callback",
+      url .. "/prompts/", nginx.prompts) }
+    local id = control("POST", "/emulator/incoming", cjson.encode { webhook = url .. "/callback",
+      appId = "app-1", tenantId = "tenant-1", caller = {} }).id
+    local v
+    assert.is_true(poll(function() v = view(id) return v.state == "terminated" end), n2.log())
+    local plays = 0
+    for _, l in ipairs(v.log) do if l.what == "action" and l.detail == "playPrompt" then plays = plays + 1 end end
+    assert.equal(4, plays)                    -- the prompt three times (no-input before the 2nd, 3rd), goodbye
+    assert.equal("", v.pressed)
+    local found = false
+    for _, l in ipairs(v.log) do if l.what == "bot hangs up" then found = true end end
+    assert.is_true(found)
+    n2.stop()
+  end)
+
+  it("loses nothing when nginx reloads in the middle of a call", function()
+    local id = place { { on = "prompt", after = 2500, press = "1" } }
+    assert.is_true(poll(function() return (view(id).prompts or 0) >= 1 end))
+    nginx.cmd("-s reload")                      -- new workers; the shared dict stays
+    local v
+    assert.is_true(poll(function() v = view(id) return v.state == "terminated" end), nginx.log())
+    assert.equal(SALES, v.transferred)
+    assert.equal("1", v.pressed)
+  end)
+end)
