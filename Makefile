@@ -20,7 +20,7 @@ WARN    := -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes
 PIC     := -fPIC -fvisibility=hidden
 
 CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c \
-            csrc/notify.c csrc/jwt.c csrc/jws.c
+            csrc/notify.c csrc/notify_flat.c csrc/jwt.c csrc/jws.c
 BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c
 LIBS     := -lcrypto
 # the I/O half, its own module (graphcall.io): standalone only, OpenResty never loads it

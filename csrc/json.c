@@ -319,34 +319,6 @@ uint32_t gc_json_get(const gc_jdoc *d, uint32_t obj, const char *key, size_t key
   return 0;
 }
 
-void gc_json_fields(const gc_jdoc *d, uint32_t obj, const char *const *names, size_t n,
-                    uint32_t *out) {
-  size_t nl[16];
-  if (n > 16) n = 16;
-  for (size_t i = 0; i < n; i++) {
-    out[i] = 0;
-    nl[i] = strlen(names[i]);
-  }
-  const gc_jtok *o = &d->tok[obj];
-  if (o->type != GC_J_OBJECT) return;
-  uint32_t k = obj + 1;
-  for (uint32_t m = 0; m < o->len; m++) {
-    uint32_t v = k + 1;
-    const gc_jtok *kt = &d->tok[k];
-    const char *ks = d->text + kt->off;
-    for (size_t i = 0; i < n; i++) {
-      if (out[i]) continue;
-      if ((kt->flags & GC_J_ESCAPED) ? gc_json_streq(d, k, names[i], nl[i])
-                                     : (kt->len == nl[i] && ks[0] == names[i][0] &&
-                                        memcmp(ks, names[i], nl[i]) == 0)) {
-        out[i] = v;
-        break;
-      }
-    }
-    k = d->tok[v].next;
-  }
-}
-
 static void put_utf8(gc_buf *b, unsigned cp) {
   char tmp[4];
   size_t n;

@@ -6,6 +6,7 @@
 
 #include "json.h"
 #include "notify.h"
+#include "notify_flat.h"
 
 static void touch(const gc_jdoc *d, gc_buf *scratch) {
   for (uint32_t t = 0; t < d->ntok; t++) {
@@ -19,7 +20,42 @@ static void touch(const gc_jdoc *d, gc_buf *scratch) {
   }
 }
 
+/* every range the flat records give must lie inside the body or the decoded strings */
+static void check_str(gc_fstr s, size_t body, size_t strs) {
+  if (s.len < 0) return;
+  if (s.off & GC_FLAT_STRS) {
+    if ((size_t)(s.off & ~GC_FLAT_STRS) + (size_t)s.len > strs) abort();
+  } else if ((size_t)s.off + (size_t)s.len > body) {
+    abort();
+  }
+}
+
+static void check_range(uint32_t off, uint32_t len, size_t body) {
+  if ((size_t)off + len > body) abort();
+}
+
+static void flat(const uint8_t *data, size_t size) {
+  static gc_flat *f;
+  if (!f && !(f = gc_flat_new())) abort();
+  const gc_flat_out *o = gc_flat_parse(f, (const char *)data, size, 1 << 20, 64, 16);
+  if (o->err_code) return;
+  size_t strs = o->strs_len;
+  for (uint32_t i = 0; i < o->nev; i++) {
+    const gc_flat_event *e = &o->ev[i];
+    const gc_fstr *s = &e->change_type;
+    for (int k = 0; k < 15; k++) check_str(s[k], size, strs);
+    check_range(e->data_off, e->data_len, size);
+    check_range(e->item_off, e->item_len, size);
+    if ((size_t)e->part_first + e->part_count > o->npart) abort();
+  }
+  for (uint32_t i = 0; i < o->npart; i++) {
+    check_str(o->part[i].id, size, strs);
+    check_range(o->part[i].off, o->part[i].len, size);
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  flat(data, size);
   gc_jdoc d;
   gc_json_limits lim = { 1 << 20, 64 };
   gc_buf scratch, aux;

@@ -28,7 +28,8 @@ build = {
     ["graphcall.core"] = {
       sources = {
         "csrc/buf.c", "csrc/utf8.c", "csrc/schema.c", "csrc/schema_data.c",
-        "csrc/encode.c", "csrc/json.c", "csrc/notify.c", "csrc/jwt.c", "csrc/jws.c",
+        "csrc/encode.c", "csrc/json.c", "csrc/notify.c", "csrc/notify_flat.c", "csrc/jwt.c",
+        "csrc/jws.c",
         "csrc/lua_core.c", "csrc/lua_notify.c", "csrc/lua_jwt.c", "csrc/lua_push.c",
       },
       libraries = { "crypto" },

@@ -68,10 +68,19 @@ M.decode = core.decode
 -- events to a tracker (graphcall.tracker) so each reaches handlers once and in order.
 M.parse_notifications = core.parse_notifications
 
+-- Under LuaJIT the same events are built through the FFI (graphcall.flat): each lua_* call
+-- from C leaves compiled code, which cost more than the parse. GRAPHCALL_FFI=0 turns it off.
+local flat = jit and os.getenv("GRAPHCALL_FFI") ~= "0" and select(2, pcall(require, "graphcall.flat"))
+if type(flat) ~= "table" then flat = nil end
+if flat then M.parse_notifications = flat.parse end
+
 --- Build a lazy table in full: an event's `data` and its roster participants, or one roster
 -- participant's fields. Reading any missing field does the same; this is for pairs() and
 -- cjson.encode of a whole event, and for dropping the parsed body early. Returns t.
 M.materialize = core.materialize
+if flat then
+  function M.materialize(t) return flat.materialize(t) or core.materialize(t) end
+end
 
 --- A Graph calling client (tokens, calls, actions over HTTP): see `graphcall.client`.
 -- Loaded on first use: the I/O half (libcurl, libevent) stays out of OpenResty.
