@@ -5,6 +5,9 @@ require "graphcall.jwt"
 local evs = assert(g.parse_notifications('{"value":[{"changeType":"updated",'
   .. '"resourceUrl":"/communications/calls/c1","resourceData":{"state":"established"}}]}'))
 assert(evs[1].state == "established" and evs[1].callId == "c1")
+-- under LuaJIT the events come through the FFI from the installed core library
+assert(not jit or package.loaded["graphcall.flat"], "graphcall.flat did not load from the rock")
+assert(evs[1].data.state == "established")
 local json = assert(g.build("call", { callbackUri = "https://bot.example.com/cb",
   requestedModalities = { "audio" }, mediaConfig = g.serviceHostedMediaConfig {},
   targets = { { identity = { user = { id = "u1" } } } } }))
@@ -18,4 +21,5 @@ assert(res.status == 204)
 require "graphcall.client"
 require "graphcall.listener"
 require "graphcall.emulator"
+for _, m in ipairs { "bot", "ivr", "store", "test", "trace" } do require("graphcall." .. m) end
 print((jit and jit.version or _VERSION) .. ": graphcall.io answers on loopback")
