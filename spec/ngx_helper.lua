@@ -35,7 +35,7 @@ http {
   access_log off;
   lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;%s/spec/?.lua;;";
   lua_package_cpath "%s/build/luajit/?.so;;";
-  lua_shared_dict graphcall 32m;
+  lua_shared_dict graphcall %s;
   client_body_buffer_size 1m;
   client_max_body_size 1m;
   init_worker_by_lua_block {
@@ -48,7 +48,7 @@ http {
     %s
   }
 }
-]], o.workers or 2, dir, dir, root, root, root, root, o.init or "", port, dir, o.locations or "")
+]], o.workers or 2, dir, dir, root, root, root, root, o.dict or "32m", o.init or "", port, dir, o.locations or "")
   local f = assert(io.open(dir .. "/conf/nginx.conf", "w"))
   f:write(conf)
   f:close()

@@ -122,4 +122,71 @@ describe("graphcall in nginx", function()
     assert.equal(SALES, v.transferred)
     assert.equal("1", v.pressed)
   end)
+
+  local function init(script, url, extra)
+    return string.format([[
+      require("graphcall.ngx").init {
+        script = %q, sweep = 100, %s
+        client = { tenantId = "tenant-1", clientId = "app-1", clientSecret = "s", authority = %q,
+                   graphUrl = %q, openidUrl = %q },
+        callbackUri = %q, promptBase = %q, prompts = %q, minRefetch = 0,
+      }]], script, extra or "", emu.url, emu.url .. "/v1.0", emu.url .. "/v1/.well-known/OpenIdConfiguration",
+      url .. "/callback", url .. "/prompts/", nginx.prompts)
+  end
+
+  it("runs bot:on handlers without a flow, each event in whichever worker takes it", function()
+    local port = N.free_port()
+    local url = "http://127.0.0.1:" .. port
+    local n2 = N.start { port = port, init = init("spec/ngx/handlers.lua", url), locations = [[
+      location = /seen { content_by_lua_block { ngx.print(ngx.shared.graphcall:get("seen:" .. ngx.var.arg_id) or "") } }]] }
+    local id = control("POST", "/emulator/incoming", cjson.encode { webhook = url .. "/callback",
+      appId = "app-1", tenantId = "tenant-1", caller = { { on = "established", after = 300, press = "7" } } }).id
+    local v
+    assert.is_true(poll(function() v = view(id) return v.state == "terminated" end), n2.log())
+    assert.equal("7", v.pressed, cjson.encode(v.log) .. n2.log())
+    local seen
+    assert.is_true(poll(function()
+      seen = assert(ctl:fetch { url = url .. "/seen?id=" .. id }).body
+      return seen:find("terminated", 1, true) ~= nil
+    end, 5000), seen)
+    -- every handler ran once, in order, for its event
+    local names = {}
+    for what in seen:gmatch("(%S+)@%d") do names[#names + 1] = what end
+    assert.same({ "incoming", "established", "tone:tone7", "terminated" }, names)
+    local bye = false
+    for _, l in ipairs(v.log) do if l.what == "bot hangs up" then bye = true end end
+    assert.is_true(bye)
+    n2.stop()
+  end)
+
+  it("answers 503 with Retry-After when the shared dict is nearly full, and 202 once there is room", function()
+    local port = N.free_port()
+    local url = "http://127.0.0.1:" .. port
+    local n2 = N.start { port = port, dict = "1m", init = init("spec/ngx/silent.lua", url, "verify = false, reserve = 65536,"),
+      locations = [[
+      location = /fill { content_by_lua_block {
+        local d, i = ngx.shared.graphcall, 0
+        while d:safe_set("junk:" .. i, string.rep("x", 1000)) do i = i + 1 end
+        ngx.print(i) } }
+      location = /drain { content_by_lua_block {
+        for _, k in ipairs(ngx.shared.graphcall:get_keys(0)) do
+          if k:find("^junk:") then ngx.shared.graphcall:delete(k) end
+        end
+        ngx.shared.graphcall:flush_expired() } }]] }
+    local body = cjson.encode { value = { { changeType = "updated", resourceUrl = "/communications/calls/full-1",
+      resourceData = { state = "established" } } } }
+    local filled = tonumber(assert(ctl:fetch { url = url .. "/fill" }).body)
+    assert.is_true(filled > 100)
+    local res = assert(ctl:fetch { method = "POST", url = url .. "/callback", body = body })
+    assert.equal(503, res.status)
+    assert.equal("1", res:header("Retry-After"))
+    assert.truthy(n2.log():find("nearly full", 1, true))
+    assert.is_nil(n2.log():find("call full-1", 1, true))       -- nothing dispatched
+    assert(ctl:fetch { url = url .. "/drain" })
+    res = assert(ctl:fetch { method = "POST", url = url .. "/callback", body = body })
+    assert.equal(202, res.status)
+    assert.is_true(poll(function() return n2.log():find("call full-1", 1, true) ~= nil end, 3000))
+    n2.stop()
+  end)
 end)
+

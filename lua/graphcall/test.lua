@@ -26,15 +26,15 @@ local M = {}
 local H = {}
 H.__index = H
 
---- Load a flow script: a Lua file returning {flow = fn, flows = {...}, scenario = {...},
--- start = fn(bot)} (what `graphcall run` runs).
+--- Load a flow script: a Lua file returning {flow = fn, flows = {...}, on = {event = fn(call,
+-- ev)}, scenario = {...}, start = fn(bot)} (what `graphcall run` runs).
 function M.load(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
   local ok, script = pcall(chunk)
   if not ok then return nil, script end
-  if type(script) ~= "table" or (not script.flow and not script.flows and not script.start) then
-    return nil, path .. ": a flow script returns {flow = function(call) ... end, ...}"
+  if type(script) ~= "table" or (not script.flow and not script.flows and not script.start and not script.on) then
+    return nil, path .. ": a flow script returns {flow = function(call) ... end, ...} (or flows, on, start)"
   end
   return script
 end
@@ -60,6 +60,7 @@ function M.new(o)
                                      verifier = client:verifier { minRefetch = 0 } })
   if o.flow or script.flow then bot:flow(o.flow or script.flow) end
   for name, fn in pairs(o.flows or script.flows or {}) do bot:flow(name, fn) end
+  for name, fn in pairs(script.on or {}) do bot:on(name, fn) end
   local self = setmetatable({ loop = loop, emulator = emu, client = client, bot = bot, script = script }, H)
   bot:start()
   if script.start then script.start(bot) end

@@ -30,6 +30,7 @@
 -- @module graphcall.ngx
 local cjson = require "cjson.safe"
 local core = require "graphcall.core"
+local graphcall = require "graphcall"
 local botmod = require "graphcall.bot"
 local nloop = require "graphcall.ngx.loop"
 local tracker_mod = require "graphcall.tracker"
@@ -42,14 +43,26 @@ local function decode(s) return s and core.decode(s) or nil end
 
 -- ---- the shared dict: locks, store ----------------------------------------------------------
 
+-- Every write goes through safe_set/safe_add: a full dict refuses the write instead of
+-- evicting the least recently used entries, which would be another call's log.
+local function full(key, err)
+  return "graphcall: the shared dict is full (" .. tostring(err) .. "), cannot write " .. key
+end
+
+local function put(dict, key, value, ttl)
+  local ok, err = dict:safe_set(key, value, ttl or 0)
+  if not ok then error(full(key, err), 2) end
+end
+M.put = put
+
 --- Take `key` in `dict` (a lock another worker may hold): retries for up to `wait` seconds.
--- @return a release function, or nil
+-- @return a release function, or nil and "timeout" (or the dict's error)
 function M.lock(dict, key, ttl, wait)
   local token = tostring(ngx.worker.pid()) .. ":" .. tostring(math.random())
   local deadline = ngx.now() + (wait or 10)
   local pause = 0.001
   while true do
-    local ok, err = dict:add(key, token, ttl or 30)
+    local ok, err = dict:safe_add(key, token, ttl or 30)
     if ok then
       return function()
         if dict:get(key) == token then dict:delete(key) end
@@ -62,28 +75,29 @@ function M.lock(dict, key, ttl, wait)
   end
 end
 
---- A store (the interface of `graphcall.store`) in a shared dict: `st:<id>` (JSON), `log:<id>`
--- (JSON lines), written under the call's lock. Ended calls expire after `ttl` seconds.
+--- A store (the interface of `graphcall.store`) in a shared dict, written under the call's
+-- lock: `st:<id>` (JSON), `log:<id>` (the number of log entries) and `le:<id>:<n>` (entry n,
+-- JSON), so an append writes one entry and never rewrites the log. Nothing is evicted: when
+-- the dict is full a write raises an error and the step that wrote it does not happen (see
+-- `handle` for the reserve that keeps room for accepted notifications). Ended calls expire
+-- after `ttl` seconds.
 function M.store(dict, ttl)
   ttl = ttl or 3600
+  local keep = ttl * 4     -- a live call's entries outlast any call
   local s = {}
   function s.get(_, id) return decode(dict:get("st:" .. id)) end
-  function s.put(_, id, st)
-    local ok, err = dict:set("st:" .. id, json(st), ttl * 4)
-    if not ok then ngx.log(ngx.ERR, "graphcall: the shared dict is full: ", err) end
-  end
+  function s.put(_, id, st) put(dict, "st:" .. id, json(st), keep) end
   function s.append(_, id, entry)
-    local key = "log:" .. id
-    local old = dict:get(key) or ""
-    local ok, err = dict:set(key, old .. json(entry) .. "\n", ttl * 4)
-    if not ok then ngx.log(ngx.ERR, "graphcall: the shared dict is full, call ", id, ": ", err) end
+    local n = (dict:get("log:" .. id) or 0) + 1
+    put(dict, "le:" .. id .. ":" .. n, json(entry), keep)
+    put(dict, "log:" .. id, n, keep)
   end
   function s.log(_, id)
-    local text = dict:get("log:" .. id) or ""
     local out = {}
-    for line in text:gmatch("[^\n]+") do
-      local e = core.decode(line)
-      if type(e) == "table" then out[#out + 1] = e end
+    for i = 1, dict:get("log:" .. id) or 0 do
+      local e = decode(dict:get("le:" .. id .. ":" .. i))
+      if type(e) ~= "table" then break end      -- expired: the rest is gone too
+      out[#out + 1] = e
     end
     return out
   end
@@ -95,13 +109,13 @@ function M.store(dict, ttl)
     end
     return out
   end
-  function s.drop(_, id)
-    dict:delete("log:" .. id)
-    dict:delete("st:" .. id)
-    dict:delete("trk:" .. id)
+  local function each(id, fn)
+    for i = 1, dict:get("log:" .. id) or 0 do fn("le:" .. id .. ":" .. i) end
+    for _, k in ipairs { "log:", "st:", "trk:" } do fn(k .. id) end
   end
+  function s.drop(_, id) each(id, function(k) dict:delete(k) end) end
   function s.expire(_, id, seconds)   -- an ended call: kept a while for traces, then gone
-    for _, k in ipairs { "log:", "st:", "trk:" } do dict:expire(k .. id, seconds or ttl) end
+    each(id, function(k) dict:expire(k, seconds or ttl) end)
   end
   return s
 end
@@ -129,7 +143,7 @@ local function shared_tokens(client, dict)
       if token then
         local t = self.tokens[tenant]
         local life = (t and t.life or 3599)
-        dict:set(key, token, math.max(1, life - math.min(self.refreshBefore, life / 2)))
+        dict:safe_set(key, token, math.max(1, life - math.min(self.refreshBefore, life / 2)))
       end
       if release then release() end
       cb(token, err)
@@ -163,8 +177,8 @@ local function shared_keys(verifier, dict)
     end
     refresh(self, function(ok, err)
       if ok then
-        dict:set("jwks", self.jwksText or "", 0)
-        dict:set("jwksAt", ngx.now() * 1000, 0)
+        dict:safe_set("jwks", self.jwksText or "", 0)
+        dict:safe_set("jwksAt", ngx.now() * 1000, 0)
       end
       if release then release() end
       cb(ok, err)
@@ -175,12 +189,21 @@ local function shared_keys(verifier, dict)
 end
 
 --- Set up this worker (init_worker_by_lua).
--- @param o `script` (a flow script as `graphcall run` takes) or `flow`/`flows`; `client`
+--
+-- Handlers (`on = {incoming = fn, tone = fn, ...}`, or `setup = function(bot) bot:on(...) end`,
+-- which runs in every worker) get each event in whichever worker takes it, under the call's
+-- lock. Nothing of a call stays in a worker between events: `call:action` sends, and what it
+-- started completes as an `operation` event, not through the Operation object (which lives
+-- only until the handler returns). Sequences that wait belong in flows, which are durable.
+-- @param o `script` (a flow script as `graphcall run` takes: `flow`, `flows`, `on`; its
+--   `start` is not run: in nginx place calls from a request handler) or `flow`/`flows`/`on`/
+--   `setup`; `client`
 --   (options of `graphcall.client`); `callbackUri` (the public URL of the handler's location);
 --   `promptBase` (the public URL under which nginx serves `prompts`); `prompts` (the folder);
 --   `dict` ("graphcall"); `verify` (false: accept unsigned callbacks; tests only); `maxBody`
 --   (bytes, 1 MiB); `keepAlive` (ms, 15 min); `waitLimit`; `ttl` (seconds an ended call's
---   log is kept, 3600); `sweep` (ms between sweeps, 500)
+--   log is kept, 3600); `sweep` (ms between sweeps, 500); `reserve` (bytes of the dict kept
+--   free: below it callbacks are answered 503 with Retry-After; 1/16 of the dict, at most 4 MiB)
 function M.init(o)
   local dict = ngx.shared[o.dict or "graphcall"]
   if not dict then error("graphcall.ngx: no lua_shared_dict " .. tostring(o.dict or "graphcall"), 2) end
@@ -198,13 +221,16 @@ function M.init(o)
   local script = o.script and assert(require("graphcall.test").load(o.script)) or {}
   if o.flow or script.flow then bot:flow(o.flow or script.flow) end
   for name, fn in pairs(o.flows or script.flows or {}) do bot:flow(name, fn) end
+  for name, fn in pairs(o.on or script.on or {}) do bot:on(name, fn) end
+  if o.setup then o.setup(bot) end
   bot.tracker = tracker_mod.new { store = {
     get = function(_, id) return decode(dict:get("trk:" .. id)) end,
-    put = function(_, id, st) dict:set("trk:" .. id, json(st), (o.ttl or 3600) * 4) end,
+    put = function(_, id, st) put(dict, "trk:" .. id, json(st), (o.ttl or 3600) * 4) end,
   } }
   state.bot, state.dict, state.loop, state.opts, state.store = bot, dict, loop, o, store
   state.verifier = o.verify ~= false and shared_keys(client:verifier { minRefetch = o.minRefetch }, dict) or nil
   state.maxBody = o.maxBody or 1048576
+  state.reserve = o.reserve or math.min(dict:capacity() / 16, 4 * 1048576)
   -- the sweeper: flows whose deadline has passed, and keepAlive
   ngx.timer.every((o.sweep or 500) / 1000, function(premature)
     if premature then return end
@@ -250,7 +276,7 @@ local function drive(call, body)
   end
   local w = call.waiter
   if coroutine.status(co) == "suspended" and r == nloop.PARK and w and w.deadline then
-    dict:set("due:" .. call.id, w.deadline, (state.opts.ttl or 3600) * 4)
+    put(dict, "due:" .. call.id, w.deadline, (state.opts.ttl or 3600) * 4)
   else
     dict:delete("due:" .. call.id)
   end
@@ -277,7 +303,7 @@ local function process(ev, claims)
   local e = botmod.compact(ev)
   call:_input(e)
   if e.kind == "call" and e.state == "established" and not dict:get("ka:" .. id) then
-    dict:set("ka:" .. id, ngx.now() * 1000 + bot.keepAliveEvery, 0)
+    put(dict, "ka:" .. id, ngx.now() * 1000 + bot.keepAliveEvery, 0)
   end
   bot:_emit(botmod.event_name(e), call, ev)
   bot.log("info", string.format("call %s: %s (worker %d)", id, require("graphcall.trace").describe(e), ngx.worker.id()))
@@ -332,8 +358,8 @@ function M.sweep()
     end
     local ka = key:match("^ka:(.+)$")
     local at = ka and dict:get(key)
-    if at and at <= now and dict:add("kalock:" .. ka, 1, 60) then
-      dict:set(key, now + bot.keepAliveEvery, 0)
+    if at and at <= now and dict:safe_add("kalock:" .. ka, 1, 60) then
+      dict:safe_set(key, now + bot.keepAliveEvery, 0)
       bot.client:keepAlive(ka, function(ok, err)
         if ok or not err or err.status ~= 404 then return end
         local release = M.lock(dict, "lock:" .. ka, 60, 5)   -- gone: end it as if told
@@ -386,13 +412,21 @@ function M.handle()
       return respond(403)
     end
   end
-  local events, perr = core.parse_notifications(body)
+  -- room for what this body will write, or the service is told to come back (nothing of a
+  -- notification answered 202 may fail for want of space)
+  local dict = state.dict
+  if dict:free_space() < state.reserve then
+    ngx.log(ngx.ERR, "graphcall: the shared dict is nearly full (", dict:free_space(), " bytes free); 503")
+    ngx.header["Retry-After"] = "1"
+    return respond(503)
+  end
+  local events, perr = graphcall.parse_notifications(body)
   if not events then
     ngx.log(ngx.WARN, "graphcall: callback body refused: ", perr.message)
     return respond(400, '{"error":{"code":"BadRequest","message":"not a commsNotifications body"}}')
   end
   for _, ev in ipairs(events) do
-    if ev.incoming then core.materialize(ev) end   -- the caller's identity goes into the log
+    if ev.incoming then graphcall.materialize(ev) end   -- the caller's identity goes into the log
   end
   local ok, err = ngx.timer.at(0, dispatch, events, claims)
   if not ok then
