@@ -138,7 +138,8 @@ describe("graphcall in nginx", function()
     local port = N.free_port()
     local url = "http://127.0.0.1:" .. port
     local n2 = N.start { port = port, init = init("spec/ngx/handlers.lua", url), locations = [[
-      location = /seen { content_by_lua_block { ngx.print(ngx.shared.graphcall:get("seen:" .. ngx.var.arg_id) or "") } }]] }
+      location = /seen { content_by_lua_block {
+        ngx.print(ngx.shared.graphcall:get("seen:" .. ngx.var.arg_id) or "") } }]] }
     local id = control("POST", "/emulator/incoming", cjson.encode { webhook = url .. "/callback",
       appId = "app-1", tenantId = "tenant-1", caller = { { on = "established", after = 300, press = "7" } } }).id
     local v
@@ -162,7 +163,8 @@ describe("graphcall in nginx", function()
   it("answers 503 with Retry-After when the shared dict is nearly full, and 202 once there is room", function()
     local port = N.free_port()
     local url = "http://127.0.0.1:" .. port
-    local n2 = N.start { port = port, dict = "1m", init = init("spec/ngx/silent.lua", url, "verify = false, reserve = 65536,"),
+    local n2 = N.start { port = port, dict = "1m",
+      init = init("spec/ngx/silent.lua", url, "verify = false, reserve = 65536,"),
       locations = [[
       location = /fill { content_by_lua_block {
         local d, i = ngx.shared.graphcall, 0
