@@ -2,6 +2,13 @@
 -- press with the next sequenceId, on one of 1,000 calls), and counts what was not a 202.
 local token = os.getenv("GC_TOKEN") or ""
 local n = 0
+-- threads number themselves, so two threads never send the same key press
+local threads = tonumber(os.getenv("GC_THREADS") or "1")
+local counter = 0
+function setup(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 if token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
@@ -14,7 +21,8 @@ local FMT = '{"@odata.type":"#microsoft.graph.commsNotifications","value":[{"@od
 
 function request()
   n = n + 1
-  return wrk.format(nil, "/callback", nil, string.format(FMT, n % 1000, n))
+  local seq = n * threads + (tid or 0)
+  return wrk.format(nil, nil, nil, string.format(FMT, seq % 1000, seq))
 end
 
 local bad = 0

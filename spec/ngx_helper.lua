@@ -29,7 +29,7 @@ load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
 worker_processes %d;
 daemon on;
 pid %s/logs/nginx.pid;
-error_log %s/logs/error.log info;
+error_log %s/logs/error.log %s;
 events { worker_connections 4096; accept_mutex off; }
 http {
   access_log off;
@@ -48,7 +48,7 @@ http {
     %s
   }
 }
-]], o.workers or 2, dir, dir, root, root, root, root, o.dict or "32m", o.init or "", port, dir, o.locations or "")
+]], o.workers or 2, dir, dir, o.loglevel or "info", root, root, root, root, o.dict or "32m", o.init or "", port, dir, o.locations or "")
   local f = assert(io.open(dir .. "/conf/nginx.conf", "w"))
   f:write(conf)
   f:close()

@@ -187,3 +187,46 @@ describe("tracker", function()
     assert.is_false(t3:accept(evs[6]))
   end)
 end)
+
+-- nginx's shared dict and Redis keep the state as JSON text: every get is a fresh decode
+describe("tracker with a store that keeps the state as JSON", function()
+  local text = {}
+  local t
+  before_each(function()
+    text = {}
+    t = tracker.new { store = {
+      get = function(_, id) return text[id] and cjson.decode(text[id]) end,
+      put = function(_, id, st) text[id] = cjson.encode(st) end,   -- raises if it cannot
+    } }
+  end)
+
+  local function tone(id, seq)
+    return call_event(id, "established", { toneInfo = { tone = "tone1", sequenceId = seq } })
+  end
+
+  it("takes tones out of order and drops repeats, with any sequenceId", function()
+    for _, seq in ipairs { 1, 3, 2, 123456789, 9007199254740991 } do
+      assert.is_true((t:accept(tone("c1", seq))), "sequenceId " .. seq)
+    end
+    for _, seq in ipairs { 3, 2, 123456789, 9007199254740991 } do
+      assert.is_false((t:accept(tone("c1", seq))), "sequenceId " .. seq)
+    end
+  end)
+
+  it("drops a repeated notification after its fingerprint went through JSON", function()
+    local ev = call_event("c2", "established", { n = 1 })
+    assert.is_true((t:accept(ev)))
+    local again = call_event("c2", "established", { n = 1 })
+    local ok, why = t:accept(again)
+    assert.is_false(ok)
+    assert.equal("duplicate", why)
+  end)
+
+  it("keeps rosters and operations", function()
+    assert.is_true((t:accept(delta("c3", 1, { { "p1", 1 } }))))
+    assert.is_true((t:accept(delta("c3", 2, { { "p2", 2 } }))))
+    assert.is_false((t:accept(delta("c3", 1, { { "p1", 1 } }))))
+    assert.is_table(t:call("c3").roster.p2)
+  end)
+end)
+

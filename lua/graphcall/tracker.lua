@@ -54,16 +54,22 @@ local function new_state()
   return { seen = {}, ring = {}, ringpos = 0, tones = {}, roster = {}, ops = {}, contexts = {} }
 end
 
+-- Sets keyed by numbers use their decimal text: a store that writes the state as JSON would
+-- make huge integer keys an error (a sparse array) and small ones an array with nulls, and
+-- would read them back as strings. "%.0f" is exact to 2^53 on Lua 5.4 and LuaJIT alike.
+local function key(n) return string.format("%.0f", n) end
+
 -- Remember a fingerprint; true if it was already there. O(1): a ring plus a set.
 local function seen_before(self, st, fp)
   if not fp then return false end
-  if st.seen[fp] then return true end
+  local k = key(fp)
+  if st.seen[k] then return true end
   local pos = st.ringpos % self.dedup + 1
   local old = st.ring[pos]
   if old then st.seen[old] = nil end
-  st.ring[pos] = fp
+  st.ring[pos] = k
   st.ringpos = pos
-  st.seen[fp] = true
+  st.seen[k] = true
   return false
 end
 
@@ -73,8 +79,9 @@ local function apply_call(st, ev)
   if st.state == "terminated" then return false, "final" end
   local tone = ev.toneInfo
   if tone and tone.sequenceId ~= nil then
-    if st.tones[tone.sequenceId] then return false, "duplicate" end
-    st.tones[tone.sequenceId] = true
+    local k = key(tone.sequenceId)
+    if st.tones[k] then return false, "duplicate" end
+    st.tones[k] = true
     if st.maxTone == nil or tone.sequenceId > st.maxTone then st.maxTone = tone.sequenceId end
   end
   if state then

@@ -38,7 +38,11 @@ local jwt = require "graphcall.jwt"
 
 local M = {}
 
-local function json(v) return (cjson.encode(v):gsub("\\/", "/")) end
+local function json(v)
+  local s, err = cjson.encode(v)
+  if not s then error("graphcall: cannot write JSON: " .. tostring(err), 2) end
+  return (s:gsub("\\/", "/"))
+end
 local function decode(s) return s and core.decode(s) or nil end
 
 -- ---- the shared dict: locks, store ----------------------------------------------------------
