@@ -410,6 +410,17 @@ static void materialize(lua_State *L, int t) {
 }
 
 int gc_l_lazy_index(lua_State *L) {
+  /* an event's only lazy field is its data: a field it does not have decodes nothing */
+  size_t klen = 0;
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &klen) : NULL;
+  if (!(k && klen == 4 && memcmp(k, "data", 4) == 0)) {
+    uint32_t tok;
+    int event;
+    if (lazy_doc(L, 1, &tok, &event)) {
+      lua_pop(L, 1);
+      if (event) return 0;
+    }
+  }
   materialize(L, 1);
   lua_pushvalue(L, 2);
   lua_rawget(L, 1);

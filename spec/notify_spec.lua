@@ -355,6 +355,16 @@ describe("hostile bodies", function()
     end
   end)
 
+  it("decodes nothing when a handler asks an event for a field it does not have", function()
+    local ev = parse(H.fixture("graph/notify-call-established.json"))[1]
+    assert.is_nil(ev.toneInfo)
+    assert.is_nil(ev.resultInfo)
+    assert.is_nil(rawget(ev, "data"))          -- still lazy
+    assert.is_table(getmetatable(ev))
+    assert.equal("established", ev.data.state)  -- and there when asked for
+    assert.is_nil(getmetatable(ev))
+  end)
+
   it("keeps lazy data valid after the body string is gone", function()
     local evs = parse(H.fixture("graph/notify-roster-delta.json") .. "")
     collectgarbage(); collectgarbage()

@@ -175,6 +175,20 @@ describe("tracker", function()
     assert.equal("established", mem:get("c1").state)
   end)
 
+  it("remembers the last 64 tone sequenceIds of a call, and takes older ones for repeats", function()
+    local function tone(seq)
+      return call_event("c9", "established", { toneInfo = { tone = "tone1", sequenceId = seq } })
+    end
+    for seq = 1, 1000 do assert.is_true((t:accept(tone(seq)))) end
+    local n = 0
+    for _ in pairs(t:call("c9").tones) do n = n + 1 end
+    assert.is_true(n <= 128, n)
+    assert.is_false((t:accept(tone(1000))))
+    assert.is_false((t:accept(tone(950))))
+    assert.is_false((t:accept(tone(900))))       -- older than the window: a repeat
+    assert.is_true((t:accept(tone(1001))))
+  end)
+
   it("remembers a bounded number of fingerprints per call", function()
     local t3 = tracker.new { dedup = 4 }
     local evs = {}

@@ -95,7 +95,11 @@ local function str(s)
   return ffistring(base + off, len)
 end
 
+-- An event's only lazy field is its data: asking for a field it does not have (ev.toneInfo of
+-- a call event without tones) must not decode anything.
 local function lazy_index(t, k)
+  local mt = getmetatable(t)
+  if k ~= "data" and (mt[t] or 0) < 0 then return nil end
   materialize(t)
   return rawget(t, k)
 end

@@ -22,6 +22,7 @@
 local M = {}
 
 local DEDUP = 64  -- fingerprints remembered per call
+local TONES = 64  -- tone sequenceIds remembered per call (older ones count as repeats)
 
 -- Phases: moves inside a phase are free (established <-> hold <-> transferring), moves to a
 -- lower phase are late news.
@@ -79,10 +80,20 @@ local function apply_call(st, ev)
   if st.state == "terminated" then return false, "final" end
   local tone = ev.toneInfo
   if tone and tone.sequenceId ~= nil then
-    local k = key(tone.sequenceId)
-    if st.tones[k] then return false, "duplicate" end
+    local seq = tone.sequenceId
+    local k = key(seq)
+    -- a tone far behind the newest is a repeat whose record was let go
+    if st.tones[k] or (st.maxTone and seq <= st.maxTone - TONES) then return false, "duplicate" end
     st.tones[k] = true
-    if st.maxTone == nil or tone.sequenceId > st.maxTone then st.maxTone = tone.sequenceId end
+    st.ntones = (st.ntones or 0) + 1
+    if st.maxTone == nil or seq > st.maxTone then st.maxTone = seq end
+    if st.ntones > 2 * TONES then     -- keep the set to the last TONES sequence ids
+      local n = 0
+      for tk in pairs(st.tones) do
+        if tonumber(tk) <= st.maxTone - TONES then st.tones[tk] = nil else n = n + 1 end
+      end
+      st.ntones = n
+    end
   end
   if state then
     local cur, new = PHASE[st.state], PHASE[state]

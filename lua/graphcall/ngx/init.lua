@@ -41,7 +41,8 @@ local M = {}
 local function json(v)
   local s, err = cjson.encode(v)
   if not s then error("graphcall: cannot write JSON: " .. tostring(err), 2) end
-  return (s:gsub("\\/", "/"))
+  if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end   -- cjson writes "\/" for "/"
+  return s
 end
 local function decode(s) return s and core.decode(s) or nil end
 
@@ -91,11 +92,23 @@ function M.store(dict, ttl)
   local s = {}
   function s.get(_, id) return decode(dict:get("st:" .. id)) end
   function s.put(_, id, st) put(dict, "st:" .. id, json(st), keep) end
-  function s.append(_, id, entry)
+  function s.append(self, id, entry)
     local n = (dict:get("log:" .. id) or 0) + 1
     put(dict, "le:" .. id .. ":" .. n, json(entry), keep)
     put(dict, "log:" .. id, n, keep)
+    -- the head: what a worker needs to know before reading the whole log
+    local k, ev = entry.k, entry.ev
+    if k == "start" or k == "end" or (k == "ev" and ev.kind == "call" and ev.state) then
+      local hd = self:head(id) or {}
+      if k == "ev" and hd.state == ev.state then return end
+      if k == "start" then hd.flow, hd.dir, hd.tenant = entry.flow, entry.dir, entry.tenant
+      elseif k == "end" then hd.ended = true
+      else hd.state = ev.state end
+      put(dict, "hd:" .. id, json(hd), keep)
+    end
   end
+  --- The call's head: {flow, dir, tenant, state, ended} as its log says, or nil.
+  function s.head(_, id) return decode(dict:get("hd:" .. id)) end
   function s.log(_, id)
     local out = {}
     for i = 1, dict:get("log:" .. id) or 0 do
@@ -115,7 +128,7 @@ function M.store(dict, ttl)
   end
   local function each(id, fn)
     for i = 1, dict:get("log:" .. id) or 0 do fn("le:" .. id .. ":" .. i) end
-    for _, k in ipairs { "log:", "st:", "trk:" } do fn(k .. id) end
+    for _, k in ipairs { "log:", "st:", "trk:", "hd:" } do fn(k .. id) end
   end
   function s.drop(_, id) each(id, function(k) dict:delete(k) end) end
   function s.expire(_, id, seconds)   -- an ended call: kept a while for traces, then gone
@@ -227,9 +240,24 @@ function M.init(o)
   for name, fn in pairs(o.flows or script.flows or {}) do bot:flow(name, fn) end
   for name, fn in pairs(o.on or script.on or {}) do bot:on(name, fn) end
   if o.setup then o.setup(bot) end
+  -- the tracker's state without its `seen` set, which is its fingerprint ring again: half the
+  -- JSON to write and read for every event
   bot.tracker = tracker_mod.new { store = {
-    get = function(_, id) return decode(dict:get("trk:" .. id)) end,
-    put = function(_, id, st) put(dict, "trk:" .. id, json(st), (o.ttl or 3600) * 4) end,
+    get = function(_, id)
+      local st = decode(dict:get("trk:" .. id))
+      if st then
+        st.seen = {}
+        for _, fp in ipairs(st.ring) do st.seen[fp] = true end
+      end
+      return st
+    end,
+    put = function(_, id, st)
+      local seen = st.seen
+      st.seen = nil
+      local ok, err = pcall(put, dict, "trk:" .. id, json(st), (o.ttl or 3600) * 4)
+      st.seen = seen
+      if not ok then error(err, 0) end
+    end,
   } }
   state.bot, state.dict, state.loop, state.opts, state.store = bot, dict, loop, o, store
   state.verifier = o.verify ~= false and shared_keys(client:verifier { minRefetch = o.minRefetch }, dict) or nil
@@ -249,9 +277,16 @@ function M.bot() return state.bot end
 
 -- ---- running one call: replay, feed, run until it waits -----------------------------------
 
--- The call as its log says, in a fresh object (nothing of it stays in worker memory).
+-- The call as its log says, in a fresh object (nothing of it stays in worker memory). The
+-- log is read only for a flow to replay; other calls are what their head says.
 local function fresh(id)
   local bot, store = state.bot, state.store
+  local hd = store:head(id)
+  if not (hd and hd.flow and not hd.ended) then
+    local call = botmod.new_call(bot, id, { direction = hd and hd.dir, tenantId = hd and hd.tenant,
+                                            state = hd and hd.state })
+    return call, nil, hd and hd.ended
+  end
   local entries = store:log(id)
   local started
   for _, e in ipairs(entries) do
@@ -324,20 +359,49 @@ local function process(ev, claims)
   if body then drive(call, body) else bot.calls[id] = nil end
 end
 
-local function dispatch(premature, events, claims)
-  if premature then return end
+-- This worker's queue of events per call, drained by one timer per call: the events of a
+-- call keep their order here, and one lock taken serves all that queued meanwhile (a timer
+-- per body would have them race for the lock, polling).
+local queues = {}
+
+local function drain(_, id)
+  local q = queues[id]
+  local release, err = M.lock(state.dict, "lock:" .. id, 60, 30)
+  if not release then
+    queues[id] = nil
+    ngx.log(ngx.ERR, "graphcall: call ", id, ": no lock (", err, "); ", #q, " event(s) dropped")
+    return
+  end
+  local i = 1
+  while q[i] do     -- events that queue while one runs are taken under the same lock
+    local ok, perr = xpcall(process, debug.traceback, q[i][1], q[i][2])
+    if not ok then ngx.log(ngx.ERR, "graphcall: call ", id, ": ", perr) end
+    q[i] = false
+    i = i + 1
+  end
+  queues[id] = nil
+  release()
+end
+
+-- Queue the events of a body; false if a call's timer could not be started.
+local function dispatch(events, claims)
   for _, ev in ipairs(events) do
-    if ev.callId then
-      local release, err = M.lock(state.dict, "lock:" .. ev.callId, 60, 30)
-      if not release then
-        ngx.log(ngx.ERR, "graphcall: call ", ev.callId, ": no lock (", err, "); event dropped")
+    local id = ev.callId
+    if id then
+      local q = queues[id]
+      if q then
+        q[#q + 1] = { ev, claims }
       else
-        local ok, perr = xpcall(process, debug.traceback, ev, claims)
-        release()
-        if not ok then ngx.log(ngx.ERR, "graphcall: call ", ev.callId, ": ", perr) end
+        local ok, err = ngx.timer.at(0, drain, id)
+        if not ok then
+          ngx.log(ngx.ERR, "graphcall: cannot dispatch: ", err)
+          return false
+        end
+        queues[id] = { { ev, claims } }
       end
     end
   end
+  return true
 end
 
 --- Bring back the flows whose deadline has passed, send keepAlive to the calls due for it
@@ -432,11 +496,7 @@ function M.handle()
   for _, ev in ipairs(events) do
     if ev.incoming then graphcall.materialize(ev) end   -- the caller's identity goes into the log
   end
-  local ok, err = ngx.timer.at(0, dispatch, events, claims)
-  if not ok then
-    ngx.log(ngx.ERR, "graphcall: cannot dispatch: ", err)
-    return respond(503)
-  end
+  if not dispatch(events, claims) then return respond(503) end
   return respond(202)
 end
 
