@@ -120,9 +120,8 @@ for i = 1, LIVE do
   ids[i] = cjson.decode(res.body).id
 end
 -- until every call waits at the menu (its prompt played)
-local waiting = 0
 for _ = 1, 600 do
-  waiting = 0
+  local waiting = 0
   for i = 1, LIVE, math.max(1, math.floor(LIVE / 20)) do
     local v = cjson.decode(assert(ctl:fetch { url = emu.url .. "/emulator/calls/" .. ids[i] }).body)
     if (v.prompts or 0) >= 1 then waiting = waiting + 1 end

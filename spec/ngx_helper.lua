@@ -48,7 +48,8 @@ http {
     %s
   }
 }
-]], o.workers or 2, dir, dir, o.loglevel or "info", root, root, root, root, o.dict or "32m", o.init or "", port, dir, o.locations or "")
+]], o.workers or 2, dir, dir, o.loglevel or "info", root, root, root, root, o.dict or "32m", o.init or "",
+    port, dir, o.locations or "")
   local f = assert(io.open(dir .. "/conf/nginx.conf", "w"))
   f:write(conf)
   f:close()

@@ -212,10 +212,10 @@ function Tracker:call(callId)
 end
 
 --- A tracked operation, by id or clientContext.
-function Tracker:operation(callId, key)
+function Tracker:operation(callId, which)
   local st = self.store:get(callId)
   if not st then return nil end
-  return st.ops[key] or (st.contexts[key] and st.ops[st.contexts[key]])
+  return st.ops[which] or (st.contexts[which] and st.ops[st.contexts[which]])
 end
 
 return M
