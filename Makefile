@@ -2,8 +2,8 @@
 #   make          build graphcall.core for both interpreters
 #   make test     C unit tests + busted specs under lua5.4 and luajit
 #   make demo     example (a), the IVR menu, against the local emulator with a scripted caller
-#   make bench    request building, JSON, notification ingest, HTTP client and listener, each
-#                 against a baseline in the same run
+#   make bench    request building, JSON, notification ingest, HTTP client and listener, flows,
+#                 graphcall in nginx; each against a baseline in the same run
 #   make asan     C tests and specs under AddressSanitizer + UBSan
 #   make valgrind C tests under valgrind memcheck
 #   make fuzz     libFuzzer on the notification parser, the JWT verifier and the file server's
@@ -186,6 +186,8 @@ bench: deps all $(B)/bench/json_parse
 	@for lua in lua5.4 luajit; do \
 	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; done
+	@LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" LUA_CPATH="./$(B)/luajit/?.so;;" \
+	  luajit bench/ngx.lua
 
 $(B)/bench/json_parse: bench/json_parse.c $(CORE_SRC) $(HDRS)
 	@mkdir -p $(dir $@)

@@ -50,12 +50,23 @@ http {
 }
 ]], o.workers or 2, dir, dir, o.loglevel or "info", root, root, root, root, o.dict or "32m", o.init or "",
     port, dir, o.locations or "")
+  return N.run(conf, { dir = dir, port = port })
+end
+
+--- Start nginx on a whole config (conf/nginx.conf of a new prefix, or o.dir): o.port, o.env
+-- (a string of NAME=value words put before the command).
+function N.run(conf, o)
+  local dir, port = o.dir, o.port
+  if not dir then
+    dir = E.tmpdir()
+    os.execute("mkdir -p " .. dir .. "/logs " .. dir .. "/conf " .. dir .. "/prompts")
+  end
   local f = assert(io.open(dir .. "/conf/nginx.conf", "w"))
   f:write(conf)
   f:close()
   local n = { dir = dir, port = port, url = "http://127.0.0.1:" .. port, prompts = dir .. "/prompts" }
   function n.cmd(args)
-    return E.sh("nginx -p " .. dir .. " -c conf/nginx.conf " .. (args or ""))
+    return E.sh((o.env or "") .. " nginx -p " .. dir .. "/ -c conf/nginx.conf " .. (args or ""))
   end
   function n.log()
     local lf = io.open(dir .. "/logs/error.log")

@@ -6,6 +6,7 @@ local cjson = require "cjson"
 local graphcall = require "graphcall"
 local E = require "emu"
 local N = require "ngx_helper"
+local H = require "helper"
 
 local SALES = "+14255550100"
 
@@ -189,6 +190,36 @@ describe("graphcall in nginx", function()
     assert.equal(202, res.status)
     assert.is_true(poll(function() return n2.log():find("call full-1", 1, true) ~= nil end, 3000))
     n2.stop()
+  end)
+
+  it("runs examples/openresty as it is, but for where the modules are and the port", function()
+    local port = N.free_port()
+    local url = "http://127.0.0.1:" .. port
+    local root = io.popen("pwd"):read("*l")
+    local conf = H.read("examples/openresty/nginx.conf")
+      :gsub('lua_package_path "[^"]*";', string.format('lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";', root, root))
+      :gsub('lua_package_cpath "[^"]*";', string.format('lua_package_cpath "%s/build/luajit/?.so;;";', root))
+      :gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:" .. port .. ";")
+    if io.popen("id -u"):read("*l") == "0" then conf = "user root root;\n" .. conf end
+    local dir = E.tmpdir()
+    os.execute("mkdir -p " .. dir .. "/logs " .. dir .. "/conf " .. dir .. "/prompts")
+    os.execute("cp examples/openresty/bot.lua " .. dir .. "/")
+    local n3 = N.run(conf, { dir = dir, port = port, env = table.concat({
+      "GRAPHCALL_TENANT_ID=tenant-1", "GRAPHCALL_CLIENT_ID=app-1", "GRAPHCALL_CLIENT_SECRET=s",
+      "GRAPHCALL_CALLBACK_URI=" .. url .. "/callback", "GRAPHCALL_GRAPH_URL=" .. emu.url .. "/v1.0",
+      "GRAPHCALL_AUTHORITY=" .. emu.url, "GRAPHCALL_OPENID_URL=" .. emu.url .. "/v1/.well-known/OpenIdConfiguration",
+    }, " ") })
+    local id = control("POST", "/emulator/incoming", cjson.encode { webhook = url .. "/callback",
+      appId = "app-1", tenantId = "tenant-1", caller = { { on = "prompt", after = 800, press = "2" } } }).id
+    local v
+    assert.is_true(poll(function() v = view(id) return v.state == "terminated" end), n3.log())
+    assert.equal("2", v.pressed)
+    assert.is_true(v.prompts >= 3, n3.log())          -- menu, opening hours, goodbye
+    local bye = false
+    for _, l in ipairs(v.log) do if l.what == "bot hangs up" then bye = true end end
+    assert.is_true(bye)
+    assert.is_true(poll(function() return n3.log():find("call " .. id .. " ended: ", 1, true) ~= nil end, 3000))
+    n3.stop()
   end)
 end)
 
