@@ -122,5 +122,5 @@ int main(void) {
   test_call(f);
   test_errors(f);
   gc_flat_free(f);
-  CTEST_END("notify_flat");
+  CTEST_END("c notify flat");
 }
