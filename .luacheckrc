@@ -7,3 +7,4 @@ self = false  -- methods need not use self
 files["bench/wrk-notify.lua"] = { globals = { "wrk", "request", "response", "done", "setup", "tid" } }  -- wrk's API
 files["lua/graphcall/ngx"] = { std = "+ngx_lua" }   -- runs inside OpenResty
 files["spec/ngx"] = { std = "+ngx_lua+busted" }
+files["examples/openresty"] = { std = "+ngx_lua" }

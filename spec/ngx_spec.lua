@@ -197,7 +197,8 @@ describe("graphcall in nginx", function()
     local url = "http://127.0.0.1:" .. port
     local root = io.popen("pwd"):read("*l")
     local conf = H.read("examples/openresty/nginx.conf")
-      :gsub('lua_package_path "[^"]*";', string.format('lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";', root, root))
+      :gsub('lua_package_path "[^"]*";',
+            string.format('lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";', root, root))
       :gsub('lua_package_cpath "[^"]*";', string.format('lua_package_cpath "%s/build/luajit/?.so;;";', root))
       :gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:" .. port .. ";")
     if io.popen("id -u"):read("*l") == "0" then conf = "user root root;\n" .. conf end
