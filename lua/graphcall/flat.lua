@@ -65,7 +65,7 @@ local PACK = 2 ^ 26  -- a lazy table's range as one number: offset * PACK + leng
 -- a lazy table's text, decoded: its data (an event) or its other fields (a participant)
 local function materialize(t)
   local mt = getmetatable(t)
-  local packed = mt and mt.flat and mt[t]
+  local packed = mt and mt.flat and (mt[3] or mt[t])
   if not packed then return t end
   local event = packed < 0
   if event then packed = -packed end
@@ -99,12 +99,13 @@ end
 -- a call event without tones) must not decode anything.
 local function lazy_index(t, k)
   local mt = getmetatable(t)
-  if k ~= "data" and (mt[t] or 0) < 0 then return nil end
+  if k ~= "data" and (mt[3] or mt[t] or 0) < 0 then return nil end
   materialize(t)
   return rawget(t, k)
 end
 
--- the metatable the lazy tables of one body share, sized for them
+-- the metatable the lazy tables of one body share, sized for them: [1] the body, [2] the
+-- depth limit, [t] the range of lazy table t; or, for a body of one event alone, [3] its range
 local function lazy_mt(body, max_depth, nlazy)
   local mt = tnew(2, nlazy + 2)
   mt.__index, mt.flat, mt[1], mt[2] = lazy_index, true, body, max_depth
@@ -236,9 +237,15 @@ function M.parse(body, opts)
       }
     end
     if e.data_len > 0 then
-      mt = mt or lazy_mt(body, max_depth, n)
-      setmetatable(ev, mt)
-      mt[ev] = -(e.data_off * PACK + e.data_len)
+      local packed = -(e.data_off * PACK + e.data_len)
+      if n == 1 and not mt then
+        -- the usual body, one notification and nothing else lazy: its range in the array part
+        setmetatable(ev, { __index = lazy_index, flat = true, body, max_depth, packed })
+      else
+        mt = mt or lazy_mt(body, max_depth, n)
+        setmetatable(ev, mt)
+        mt[ev] = packed
+      end
     end
     events[i + 1] = ev
   end
