@@ -13,6 +13,7 @@ local graphcall = require "graphcall"
 local core = require "graphcall.core"
 local E = require "emu"
 local N = require "ngx_helper"
+local util = require "util"
 
 local APP = "11111111-2222-3333-4444-555555555555"
 local SECONDS = tonumber(os.getenv("BENCH_SECONDS") or "3")
@@ -74,14 +75,7 @@ os.execute("sleep 0.5")
 local function wrk(path)
   local out = E.sh(string.format("GC_THREADS=2 GC_TOKEN=%s wrk -t2 -c64 -d%ds --latency -s bench/wrk-notify.lua %s",
     token, SECONDS, url .. path))
-  local r = { rate = tonumber(out:match("Requests/sec:%s*([%d.]+)")) or 0,
-              sent = tonumber(out:match("(%d+) requests in")) or 0,
-              errors = tonumber(out:match("not202 (%d+)")) or -1 }
-  for _, k in ipairs { "connect", "read", "write", "timeout" } do
-    r.errors = r.errors + (tonumber(out:match(k .. " (%d+)")) or 0)
-  end
-  for _, p in ipairs { "50", "90", "99" } do r["p" .. p] = out:match("%s" .. p .. "%%%s+([%d.]+%a+)") end
-  return r
+  return util.wrk_result(out)
 end
 
 local function stats() return cjson.decode(E.sh("curl -s " .. url .. "/stats")) end
