@@ -12,21 +12,7 @@ function M.read(path)
   return s
 end
 
-function M.fixture(rel) --- What wrk printed (with bench/wrk-notify.lua's `not202` line): rate, requests sent,
--- errors (answers that were not 202 and socket errors) and the p50/p90/p99 latencies.
-function M.wrk_result(text)
-  local r = { rate = tonumber(text:match("Requests/sec:%s*([%d.]+)")) or 0,
-              sent = tonumber(text:match("(%d+) requests in")) or 0,
-              not202 = tonumber(text:match("not202 (%d+)")) or -1, sockerr = 0 }
-  for _, k in ipairs { "connect", "read", "write", "timeout" } do
-    r.sockerr = r.sockerr + (tonumber(text:match(k .. " (%d+)")) or 0)
-  end
-  r.errors = r.not202 + r.sockerr
-  for _, p in ipairs { "50", "90", "99" } do r["p" .. p] = text:match("%s" .. p .. "%%%s+([%d.]+%a+)") end
-  return r
-end
-
-return M.read(M.fixtures .. "/" .. rel) end
+function M.fixture(rel) return M.read(M.fixtures .. "/" .. rel) end
 
 --- Calls of fn per second of CPU time, over about `seconds`.
 function M.rate(fn, seconds)
