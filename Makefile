@@ -15,16 +15,16 @@
 
 SHARED  ?= ../shared
 CC      ?= cc
-CFLAGS  ?= -O2 -g -flto
+CFLAGS  ?= -O2 -g -flto=auto
 WARN    := -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes
 PIC     := -fPIC -fvisibility=hidden
 
 CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c \
             csrc/notify.c csrc/notify_flat.c csrc/jwt.c csrc/jws.c
-BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c
-LIBS     := -lcrypto
+BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c csrc/lua_resp.c
+LIBS     := -lcrypto -lhiredis
 # the I/O half, its own module (graphcall.io): standalone only, OpenResty never loads it
-IO_SRC   := csrc/buf.c csrc/ioloop.c csrc/http_client.c csrc/http_server.c csrc/files.c
+IO_SRC   := csrc/buf.c csrc/ioloop.c csrc/http_client.c csrc/http_server.c csrc/files.c csrc/tcp.c
 IO_BIND  := csrc/lua_io.c
 IO_LIBS  := -levent -levent_openssl -lcurl -lssl -lcrypto
 HDRS     := $(wildcard csrc/*.h)
@@ -41,7 +41,8 @@ IOJIT := $(B)/luajit/graphcall/io.so
 # Debian packages the targets need; `make deps` installs them when run as root.
 PKGS := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-busted \
         luarocks libcurl4-openssl-dev libssl-dev openssl lua-expat clang libclang-rt-14-dev valgrind \
-        lua-check lua-ldoc libevent-dev curl espeak-ng sox nginx libnginx-mod-http-lua lua-resty-core
+        lua-check lua-ldoc libevent-dev curl espeak-ng sox nginx libnginx-mod-http-lua lua-resty-core \
+        libhiredis-dev redis-server
 
 .PHONY: lint doc fuzz all deps test test-asan demo bench asan valgrind rock-check schema check-schema clean
 

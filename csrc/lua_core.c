@@ -245,6 +245,8 @@ static const luaL_Reg funcs[] = {
   { "rsa_key", gc_l_rsa_key },
   { "uuid", gc_l_uuid },
   { "hash", l_hash },
+  { "resp_command", gc_l_resp_command },
+  { "resp_reader", gc_l_resp_reader },
   { NULL, NULL },
 };
 
@@ -252,6 +254,7 @@ GC_EXPORT int luaopen_graphcall_core(lua_State *L) {
   gc_l_push_open(L);
   gc_l_notify_open(L);
   gc_l_jwt_open(L);
+  gc_l_resp_open(L);
   if (luaL_newmetatable(L, ENC_MT)) {
     lua_pushcfunction(L, enc_gc);
     lua_setfield(L, -2, "__gc");

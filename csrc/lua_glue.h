@@ -40,6 +40,11 @@ int gc_l_uuid(lua_State *L);
 
 /* lua_notify.c */
 void gc_l_notify_open(lua_State *L);
+/* lua_resp.c */
+void gc_l_resp_open(lua_State *L);
+int gc_l_resp_command(lua_State *L);
+int gc_l_resp_reader(lua_State *L);
+
 int gc_l_parse_notifications(lua_State *L);
 int gc_l_materialize(lua_State *L);
 int gc_l_lazy_index(lua_State *L);  /* needs upvalues 1-3 */

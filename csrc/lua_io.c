@@ -1,6 +1,6 @@
 /* lua_io.c: graphcall.io, the Lua face of the I/O half: the loop, the libcurl client, the
- * HTTP listener. Lua never runs inside libevent or libcurl: a step runs the loop, then Lua
- * takes what finished with loop:pop() and answers from its own stack.
+ * HTTP listener, TCP streams (Redis). Lua never runs inside libevent or libcurl: a step runs
+ * the loop, then Lua takes what finished with loop:pop() and answers from its own stack.
  *
  * Lifetimes: a client or a server holds its loop (user value), and the loop knows them
  * (gc_loop_adopt), so closing or collecting the loop first closes them; a request holds its
@@ -14,16 +14,19 @@
 #include "http_client.h"
 #include "http_server.h"
 #include "ioloop.h"
+#include "tcp.h"
 
 #define LOOP_MT "graphcall.io.loop"
 #define HTTP_MT "graphcall.io.http"
 #define SERVER_MT "graphcall.io.server"
 #define REQ_MT "graphcall.io.request"
+#define STREAM_MT "graphcall.io.stream"
 
 typedef struct { gc_loop *l; } loop_ud;
 typedef struct { gc_http *h; gc_loop *l; uint64_t next_id; } http_ud;
 typedef struct { gc_server *s; gc_loop *l; } server_ud;
 typedef struct { gc_sreq *r; int kept; } req_ud;
+typedef struct { gc_tcp *t; gc_loop *l; } stream_ud;
 
 static gc_loop *check_loop(lua_State *L, int i) {
   loop_ud *u = luaL_checkudata(L, i, LOOP_MT);
@@ -158,6 +161,59 @@ static int loop_http(lua_State *L) {
   u->l = l;
   if (gc_loop_adopt(l, close_http, u) != 0) {
     close_http(u);
+    return luaL_error(L, "out of memory");
+  }
+  return 1;
+}
+
+/* ---- TCP streams ---------------------------------------------------------------------- */
+
+static void close_stream(void *arg) {
+  stream_ud *u = arg;
+  gc_tcp_free(u->t);
+  u->t = NULL;
+  u->l = NULL;
+}
+
+static int stream_close(lua_State *L) {
+  stream_ud *u = luaL_checkudata(L, 1, STREAM_MT);
+  if (u->t) {
+    gc_loop_forget(u->l, u);
+    close_stream(u);
+  }
+  return 0;
+}
+
+/* stream:write(bytes) -> true | nil, err */
+static int stream_write(lua_State *L) {
+  stream_ud *u = luaL_checkudata(L, 1, STREAM_MT);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (!u->t || !gc_tcp_is_open(u->t)) return fail(L, "closed", "the stream is closed");
+  if (gc_tcp_write(u->t, p, n) != 0) return fail(L, "closed", "the stream is closed");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* loop:tcp(host, port, id [, connect_timeout_ms]) -> stream | nil, err; what happens to it
+ * comes from loop:pop() as "stream", id, "open" | "data" | "closed", bytes | why */
+static int loop_tcp(lua_State *L) {
+  gc_loop *l = check_loop(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  int port = (int)luaL_checkinteger(L, 3);
+  uint64_t id = (uint64_t)luaL_checkinteger(L, 4);
+  long timeout = (long)luaL_optinteger(L, 5, 0);
+  stream_ud *u = gc_newuserdata_uv(L, sizeof *u);
+  memset(u, 0, sizeof *u);
+  gc_setmetatable(L, STREAM_MT);
+  lua_pushvalue(L, 1);
+  gc_set_uservalue(L, -2);
+  const char *err = NULL;
+  u->t = gc_tcp_connect(l, host, port, id, timeout, &err);
+  if (!u->t) return fail(L, "connect", err);
+  u->l = l;
+  if (gc_loop_adopt(l, close_stream, u) != 0) {
+    close_stream(u);
     return luaL_error(L, "out of memory");
   }
   return 1;
@@ -389,6 +445,18 @@ static int loop_pop(lua_State *L) {
       u->r = gc_sreq_of_item(gc_loop_pop(l));  /* from here on the userdata's __gc frees it */
       return 6;
     }
+    case GC_IO_STREAM: {
+      gc_tcp_item *t = (gc_tcp_item *)(void *)it;
+      static const char *const names[] = { "open", "data", "closed" };
+      lua_pushliteral(L, "stream");
+      lua_pushinteger(L, (lua_Integer)t->id);
+      lua_pushstring(L, names[t->event]);
+      if (t->event == GC_TCP_DATA) lua_pushlstring(L, t->data, t->len);
+      else lua_pushstring(L, t->error);
+      gc_loop_pop(l);
+      it->drop(it);
+      return 4;
+    }
     case GC_IO_SIGNAL: {
       lua_pushliteral(L, "signal");
       lua_pushinteger(L, ((gc_io_signal *)(void *)it)->signo);
@@ -464,7 +532,7 @@ GC_EXPORT int luaopen_graphcall_io(lua_State *L) {
   static const luaL_Reg loop_m[] = {
     { "step", loop_step }, { "pop", loop_pop }, { "now", loop_now }, { "http", loop_http },
     { "listen", loop_listen }, { "watch_signal", loop_watch_signal }, { "close", loop_close },
-    { NULL, NULL },
+    { "tcp", loop_tcp }, { NULL, NULL },
   };
   static const luaL_Reg http_m[] = {
     { "request", http_request }, { "cancel", http_cancel }, { "in_flight", http_in_flight },
@@ -480,6 +548,8 @@ GC_EXPORT int luaopen_graphcall_io(lua_State *L) {
   new_class(L, HTTP_MT, http_m, http_close);
   new_class(L, SERVER_MT, server_m, server_close);
   new_class(L, REQ_MT, req_m, req_gc);
+  static const luaL_Reg stream_m[] = { { "write", stream_write }, { "close", stream_close }, { NULL, NULL } };
+  new_class(L, STREAM_MT, stream_m, stream_close);
   static const luaL_Reg funcs[] = { { "loop", l_loop }, { "now", l_now }, { "wall", l_wall }, { NULL, NULL } };
   lua_newtable(L);
   gc_setfuncs(L, funcs, 0);

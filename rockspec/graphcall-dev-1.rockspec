@@ -41,6 +41,7 @@ build = {
     ["graphcall.io"] = {
       sources = {
         "csrc/buf.c", "csrc/ioloop.c", "csrc/http_client.c", "csrc/http_server.c", "csrc/files.c",
+        "csrc/tcp.c",
         "csrc/lua_io.c",
       },
       libraries = { "event", "event_openssl", "curl", "ssl", "crypto" },

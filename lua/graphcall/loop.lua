@@ -68,6 +68,8 @@ function M.new(opts)
     pending = {},                             -- request id -> callback
     handlers = {}, ntags = 0,                 -- server tag -> handler
     signals = {},                             -- signo -> handler
+    streams = {}, nstreams = 0,               -- TCP stream id -> on_event
+    busy = 0,                                 -- answers awaited over streams
     tasks = setmetatable({}, { __mode = "k" }),
     running = false,
     virtual = opts.virtual or false, vnow = 0, wall0 = gio.wall(),
@@ -88,6 +90,15 @@ function Loop:wall()
 end
 
 -- ---- running callbacks ------------------------------------------------------------------
+
+-- a TCP stream (Loop:tcp)
+local Stream = {}
+Stream.__index = Stream
+function Stream:write(bytes) return self.s:write(bytes) end
+function Stream:close()
+  self.loop.streams[self.id] = nil
+  self.s:close()
+end
 
 local function traceback(err) return debug.traceback(tostring(err), 2) end
 
@@ -273,6 +284,10 @@ local function dispatch(self, kind, a, b, c, d, e, f, g, h)
       self:protect("request handler", handler, a, b, c, d)
     end
     if a:pending() and not a:kept() then a:respond(500) end  -- a handler bug, or none
+  elseif kind == "stream" then
+    local fn = self.streams[a]
+    if b == "closed" then self.streams[a] = nil end
+    if fn then self:protect("stream handler", fn, b, c) end
   elseif kind == "signal" then
     local fn = self.signals[a]
     if fn then self:protect("signal handler", fn, a) end
@@ -384,9 +399,10 @@ function Loop:fetch(opts)
   end)
 end
 
---- Requests in flight on the loop's HTTP client.
+--- Requests in flight on the loop: HTTP, and what others awaiting an answer over the loop
+-- count in `loop.busy` (Redis commands), so a virtual clock stands still for them too.
 function Loop:in_flight()
-  return self.http and self.http:in_flight() or 0
+  return (self.http and self.http:in_flight() or 0) + self.busy
 end
 
 --- Listen for HTTP requests. handler(req, method, uri, body) runs for each one that the
@@ -407,6 +423,21 @@ function Loop:listen(opts, handler)
   if not srv then return nil, err end
   self.handlers[o.tag] = handler
   return srv
+end
+
+--- Open a TCP stream (for protocols other than HTTP: Redis). on_event("open"), then
+-- on_event("data", bytes) as bytes arrive, and on_event("closed", why) once ("" when the
+-- peer closed in order). The host is a numeric address or "localhost": a name lookup would
+-- block the loop.
+-- @return the stream (`stream:write(bytes)` -> true | nil, err; `stream:close()`: no
+--   "closed" event follows), or nil and an error
+function Loop:tcp(host, port, on_event, connect_timeout)
+  self.nstreams = self.nstreams + 1
+  local id = self.nstreams
+  local s, err = self.io:tcp(host, port, id, connect_timeout)
+  if not s then return nil, err end
+  self.streams[id] = on_event
+  return setmetatable({ s = s, loop = self, id = id }, Stream)
 end
 
 --- Call fn(signo) when the process gets the signal ("SIGINT", "SIGTERM" or "SIGHUP").

@@ -1,0 +1,42 @@
+-- A real redis-server for the specs: its own port on loopback and a temporary directory;
+-- started and stopped here.
+local E = require "emu"
+
+local R = {}
+
+R.available = os.execute("command -v redis-server >/dev/null") == true
+  or os.execute("command -v redis-server >/dev/null") == 0
+
+--- Start redis-server (o.appendonly: true for the append-only file). {port, dir, stop(), restart()}
+function R.start(o)
+  o = o or {}
+  local N = require "ngx_helper"
+  local r = { dir = E.tmpdir(), port = o.port or N.free_port() }
+  local function run()
+    local out = E.sh(string.format("redis-server --port %d --bind 127.0.0.1 --dir %s --daemonize yes "
+      .. "--pidfile %s/redis.pid --logfile %s/redis.log --save '' --appendonly %s",
+      r.port, r.dir, r.dir, r.dir, o.appendonly and "yes" or "no"))
+    for _ = 1, 100 do
+      if E.sh("redis-cli -p " .. r.port .. " ping 2>&1"):find("PONG", 1, true) then return end
+      os.execute("sleep 0.05")
+    end
+    error("redis-server did not start: " .. out)
+  end
+  function r.kill()
+    E.sh("kill -9 $(cat " .. r.dir .. "/redis.pid) 2>/dev/null")
+    os.execute("sleep 0.2")
+  end
+  function r.restart()
+    r.kill()
+    run()
+  end
+  function r.stop()
+    E.sh("redis-cli -p " .. r.port .. " shutdown nosave 2>/dev/null")
+    os.execute("sleep 0.1")
+    os.execute("rm -rf " .. r.dir)
+  end
+  run()
+  return r
+end
+
+return R
