@@ -111,3 +111,111 @@ describe("graphcall.redis", function()
     assert.same({ set = "OK", get = "from nginx", list = { "a", "b", "c" }, err = "redis", last = 50 }, out)
   end)
 end)
+
+describe("graphcall.store.redis", function()
+  local srv, loop, r, store
+
+  setup(function()
+    srv = R.start()
+    loop = graphcall.loop { log = false }
+    r = redis.new { port = srv.port, loop = loop }
+    store = require("graphcall.store").redis { redis = r, ttl = 60, sleep = function(ms) loop:sleep(ms) end }
+  end)
+
+  teardown(function()
+    if r then r:close() end
+    if loop then loop:close() end
+    if srv then srv.stop() end
+  end)
+
+  it("keeps a call's log, state and head, under keys hashed on the call id", function()
+    local id = "call-1"
+    store:append(id, { k = "ev", ev = { kind = "call", state = "incoming", incoming = true } })
+    store:append(id, { k = "start", flow = "main", dir = "incoming", tenant = "t1" })
+    store:append(id, { k = "step", n = 1, w = "answer", v = { res = { url = "https://x/y" } } })
+    store:put(id, { n = 1 })
+    assert.same({ n = 1 }, store:get(id))
+    local log = store:log(id)
+    assert.equal(3, #log)
+    assert.equal("https://x/y", log[3].v.res.url)            -- no "\/" in what is kept
+    assert.same({ flow = "main", dir = "incoming", tenant = "t1", state = "incoming" }, store:head(id))
+    assert.same({ id }, store:calls())
+    -- every key of the call in the slot of {call-1}
+    local keys = r:call("KEYS", "*call-1*")
+    table.sort(keys)
+    assert.same({ "gc:{call-1}:hd", "gc:{call-1}:log", "gc:{call-1}:st" }, keys)
+    store:append(id, { k = "end", ok = true })
+    assert.is_true(store:head(id).ended)
+    store:expire(id, 1)
+    assert.same({}, store:calls())
+    local pttl = r:call("PTTL", "gc:{call-1}:log")
+    assert.is_true(pttl > 0 and pttl <= 1000)
+  end)
+
+  it("keeps the tracker's state as JSON without its seen set, and takes it back whole", function()
+    local tracker = require("graphcall.tracker").new { store = store:tracker() }
+    local function tone(seq)
+      return assert(graphcall.parse_notifications(cjson.encode { value = { { changeType = "updated",
+        resourceUrl = "/communications/calls/call-2", resourceData = { state = "established",
+        toneInfo = { tone = "tone1", sequenceId = seq } } } } }))[1]
+    end
+    assert.is_true((tracker:accept(tone(1))))
+    assert.is_true((tracker:accept(tone(3))))
+    assert.is_true((tracker:accept(tone(2))))
+    assert.is_false((tracker:accept(tone(2))))
+    local text = r:call("GET", "gc:{call-2}:trk")
+    assert.is_nil(text:find('"seen"', 1, true))
+  end)
+
+  it("fences a node whose lease ran out: its writes fail and the log has only the new holder's", function()
+    local id = "call-3"
+    local other = require("graphcall.store").redis { redis = redis.new { port = srv.port, loop = loop } }
+    local releaseA, tA = store:lock(id, 0.2)
+    assert.is_function(releaseA)
+    store:append(id, { k = "ev", ev = { kind = "call" }, by = "A" })
+    assert.is_nil((other:lock(id, 5, 0)))                   -- held
+    loop:sleep(300)                                         -- A stalls past its lease
+    local releaseB, tB = other:lock(id, 5, 0)
+    assert.is_function(releaseB)
+    assert.is_true(tB > tA)
+    local ok, err = pcall(store.append, store, id, { k = "out", n = 1, a = "transfer", crid = "x", by = "A" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("fenced", 1, true))
+    assert.has_error(function() store:put(id, { by = "A" }) end)
+    other:append(id, { k = "out", n = 1, a = "hangup", crid = "y", by = "B" })
+    local by = {}
+    for _, e in ipairs(store:log(id)) do by[#by + 1] = e.by end
+    assert.same({ "A", "B" }, by)
+    releaseA()                                              -- too late: B's lease stays
+    assert.equal(tostring(tB), r:call("GET", "gc:{call-3}:lease"))
+    releaseB()
+    assert.equal(graphcall.null, r:call("GET", "gc:{call-3}:lease"))
+  end)
+
+  it("waits for a lease another holder lets go", function()
+    local id = "call-4"
+    local release = store:lock(id, 5)
+    loop:timer(100, release)
+    local other = require("graphcall.store").redis { redis = redis.new { port = srv.port, loop = loop },
+                                                     sleep = function(ms) loop:sleep(ms) end }
+    local t0 = loop:now()
+    local release2 = other:lock(id, 5, 3)
+    assert.is_function(release2)
+    assert.is_true(loop:now() - t0 >= 90)
+    release2()
+  end)
+
+  it("keeps deadlines and keepAlive times in sorted sets", function()
+    store:set_due("a", 1000)
+    store:set_due("b", 3000)
+    store:set_ka("a", 2000)
+    assert.same({ "a" }, store:due(2000))
+    assert.same({ "a", "b" }, store:due(5000))
+    assert.equal(2000, store:ka_at("a"))
+    store:clear_due("a")
+    assert.same({ "b" }, store:due(5000))
+    assert.same({ "a" }, store:ka_due(2500))
+    store:clear_ka("a")
+    assert.same({}, store:ka_due(2500))
+  end)
+end)

@@ -10,6 +10,7 @@
 -- States and entries are plain data: strings, numbers, booleans, nested tables (and
 -- `graphcall.null`), so a store may serialize them.
 --
+-- `store.redis{redis = client}` is shared by several processes (graphcall.redisstore).
 -- `store.memory()` lives and dies with the process. `store.file(dir)` keeps each call's log as
 -- a file of JSON lines, appended and flushed entry by entry, so a bot that is killed and
 -- started again on the same folder finds its live calls and resumes them.
@@ -141,5 +142,9 @@ function M.file(dir)
 
   return self
 end
+
+--- A store in Redis, shared by several nodes: see `graphcall.redisstore`.
+-- @param o `redis` (a `graphcall.redis` client), `ttl`, `keep`, `sleep`
+function M.redis(o) return require("graphcall.redisstore").new(o) end
 
 return M

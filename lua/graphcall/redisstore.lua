@@ -1,0 +1,238 @@
+--- Calls' state and logs in Redis, for several nodes (or nginx instances) sharing calls: the
+-- store interface of `graphcall.store`, plus what a shared runtime needs (a per-call lease
+-- with a fencing token, deadlines, keepAlive times). Made with `graphcall.store.redis(o)`.
+--
+-- Keys carry the call id as a hash tag, so all of a call's keys live in one slot (Redis
+-- Cluster): `gc:{id}:log` (a list of JSON entries), `gc:{id}:st` (the bot's state),
+-- `gc:{id}:trk` (the tracker's), `gc:{id}:hd` (a hash: flow, dir, tenant, state, ended),
+-- `gc:{id}:lease` and `gc:{id}:fence`. Three keys are not per call: `gc:calls` (calls with a
+-- log), `gc:due` and `gc:ka` (sorted sets of deadlines and keepAlive times).
+--
+-- **Fencing.** `lock(id)` takes the call's lease and a fencing token (a counter that only
+-- grows). Every write made under it runs as a script that checks the lease still holds that
+-- token, so a node whose lease ran out (it stalled, it was cut off) fails its writes with
+-- `fenced`, and since an action's intent is logged before the action is sent, it sends
+-- nothing. Appends are atomic (RPUSH and the head in one script).
+-- @module graphcall.redisstore
+local cjson = require "cjson.safe"
+local core = require "graphcall.core"
+
+local M = {}
+local S = {}
+S.__index = S
+
+-- a write under the lease: KEYS[1] the lease, ARGV[1] the token ("" = not under a lease)
+local FENCE = [[
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED the lease of this call is held by another node')
+end
+]]
+
+local APPEND = FENCE .. [[
+local n = redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+if #ARGV > 3 then
+  redis.call('HSET', KEYS[3], unpack(ARGV, 4))
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+end
+return n
+]]
+
+local SET = FENCE .. [[
+return redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+]]
+
+local LOCK = [[
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local t = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], t, 'PX', ARGV[1])
+return t
+]]
+
+local UNLOCK = [[
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+]]
+
+local function json(v)
+  local s, err = cjson.encode(v)
+  if not s then error("graphcall: cannot write JSON: " .. tostring(err), 3) end
+  if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end
+  return s
+end
+
+local function key(id, what) return "gc:{" .. id .. "}:" .. what end
+
+-- a command that must work: raises with the error (the step that wrote does not happen)
+local function must(self, ...)
+  local v, err = self.redis:call(...)
+  if v == nil and err then
+    error("graphcall: Redis: " .. tostring(err.message or err.code), 3)
+  end
+  return v
+end
+
+-- a script, loaded once per client (EVALSHA, and EVAL when the server lost it)
+local function script(self, src, nkeys, ...)
+  local sha = self.shas[src]
+  if sha then
+    local v, err = self.redis:call("EVALSHA", sha, nkeys, ...)
+    if v ~= nil or not (err and err.message and err.message:find("^NOSCRIPT")) then return v, err end
+  end
+  self.shas[src] = must(self, "SCRIPT", "LOAD", src)
+  return self.redis:call("EVALSHA", self.shas[src], nkeys, ...)
+end
+
+-- keys: the key written (and for an append, the head's); the lease is always KEYS[1]
+local function fenced(self, id, src, keys, ...)
+  local v, err
+  if type(keys) == "table" then
+    v, err = script(self, src, 1 + #keys, key(id, "lease"), keys[1], keys[2], self.tokens[id] or "", ...)
+  else
+    v, err = script(self, src, 2, key(id, "lease"), keys, self.tokens[id] or "", ...)
+  end
+  if v == nil and err then
+    local msg = tostring(err.message or err.code)
+    if msg:find("^FENCED") then error("graphcall: call " .. id .. ": fenced: " .. msg, 3) end
+    error("graphcall: Redis: " .. msg, 3)
+  end
+  return v
+end
+
+--- A store on a `graphcall.redis` client.
+-- @param o `redis` (a client), `ttl` (seconds an ended call's keys are kept, 3600), `keep`
+--   (seconds a live call's keys are kept without a write, 4 * ttl), `sleep` (fn(ms), for
+--   waiting on a lease: the loop's or ngx.sleep)
+function M.new(o)
+  assert(o and o.redis, "graphcall.store.redis: a graphcall.redis client (redis =)")
+  local ttl = o.ttl or 3600
+  return setmetatable({ redis = o.redis, ttl = ttl, keepMs = math.floor((o.keep or ttl * 4) * 1000),
+                        tokens = {}, shas = {}, sleep = o.sleep }, S)
+end
+
+function S:get(id)
+  local v = must(self, "GET", key(id, "st"))
+  return type(v) == "string" and core.decode(v) or nil
+end
+
+function S:put(id, st) fenced(self, id, SET, key(id, "st"), json(st), self.keepMs) end
+
+-- what an entry changes in the head: flow, direction and tenant at the start, the call's
+-- state from its events, ended at the end
+local function head_fields(entry)
+  local k, ev = entry.k, entry.ev
+  if k == "start" then
+    return "flow", entry.flow or "main", "dir", entry.dir or "", "tenant", entry.tenant or ""
+  elseif k == "end" then
+    return "ended", "1"
+  elseif k == "ev" and ev.kind == "call" and ev.state then
+    return "state", ev.state
+  end
+end
+
+function S:append(id, entry)
+  local n = fenced(self, id, APPEND, { key(id, "log"), key(id, "hd") }, json(entry), self.keepMs,
+                   head_fields(entry))
+  if n == 1 then must(self, "SADD", "gc:calls", id) end
+end
+
+--- The call's head: {flow, dir, tenant, state, ended} as its log says, or nil.
+function S:head(id)
+  local v = must(self, "HGETALL", key(id, "hd"))
+  if type(v) ~= "table" or #v == 0 then return nil end
+  local h = {}
+  for i = 1, #v, 2 do h[v[i]] = v[i + 1] end
+  if h.dir == "" then h.dir = nil end
+  if h.tenant == "" then h.tenant = nil end
+  h.ended = h.ended == "1" or nil
+  return h
+end
+
+function S:log(id)
+  local out = {}
+  for _, line in ipairs(must(self, "LRANGE", key(id, "log"), 0, -1)) do
+    local e = core.decode(line)
+    if type(e) == "table" then out[#out + 1] = e end
+  end
+  return out
+end
+
+function S:calls()
+  local v = must(self, "SMEMBERS", "gc:calls")
+  table.sort(v)
+  return v
+end
+
+local PARTS = { "log", "st", "trk", "hd" }
+
+function S:drop(id)
+  for _, p in ipairs(PARTS) do must(self, "DEL", key(id, p)) end
+  must(self, "SREM", "gc:calls", id)
+end
+
+--- An ended call: its keys go after `seconds` (the store's ttl).
+function S:expire(id, seconds)
+  local ms = math.floor((seconds or self.ttl) * 1000)
+  for _, p in ipairs(PARTS) do must(self, "PEXPIRE", key(id, p), ms) end
+  must(self, "SREM", "gc:calls", id)
+  must(self, "ZREM", "gc:due", id)
+  must(self, "ZREM", "gc:ka", id)
+end
+
+--- The tracker's state of each call, as `graphcall.tracker` wants a store (the `seen` set is
+-- its fingerprint ring again, so it is not written).
+function S:tracker()
+  return {
+    get = function(_, id)
+      local v = must(self, "GET", key(id, "trk"))
+      local st = type(v) == "string" and core.decode(v) or nil
+      if st then
+        st.seen = {}
+        for _, fp in ipairs(st.ring) do st.seen[fp] = true end
+      end
+      return st
+    end,
+    put = function(_, id, st)
+      local seen = st.seen
+      st.seen = nil
+      local ok, text = pcall(json, st)
+      st.seen = seen
+      if not ok then error(text, 2) end
+      fenced(self, id, SET, key(id, "trk"), text, self.keepMs)
+    end,
+  }
+end
+
+--- Take the call's lease for `ttl` seconds, waiting up to `wait` seconds for it.
+-- @return a release function and the fencing token, or nil and "timeout"
+function S:lock(id, ttl, wait)
+  local deadline = os.time() + (wait or 10)
+  local pause = 2
+  while true do
+    local t = script(self, LOCK, 2, key(id, "lease"), key(id, "fence"), math.floor((ttl or 30) * 1000),
+                     self.keepMs)
+    if t and t ~= core.null then         -- a Lua false from the script is a nil reply
+      self.tokens[id] = tostring(t)
+      return function()
+        if self.tokens[id] == tostring(t) then self.tokens[id] = nil end
+        script(self, UNLOCK, 1, key(id, "lease"), tostring(t))
+      end, t
+    end
+    if os.time() >= deadline or not self.sleep then return nil, "timeout" end
+    self.sleep(pause)
+    pause = math.min(pause * 2, 50)
+  end
+end
+
+--- Deadlines (ms since the epoch) of flows that wait, and keepAlive times: sorted sets.
+function S:set_due(id, at) must(self, "ZADD", "gc:due", at, id) end
+function S:clear_due(id) must(self, "ZREM", "gc:due", id) end
+function S:due(now) return must(self, "ZRANGEBYSCORE", "gc:due", "-inf", now, "LIMIT", 0, 100) end
+function S:set_ka(id, at) must(self, "ZADD", "gc:ka", at, id) end
+function S:clear_ka(id) must(self, "ZREM", "gc:ka", id) end
+function S:ka_due(now) return must(self, "ZRANGEBYSCORE", "gc:ka", "-inf", now, "LIMIT", 0, 100) end
+function S:ka_at(id) return tonumber((must(self, "ZSCORE", "gc:ka", id))) end
+function S:due_at(id) return tonumber((must(self, "ZSCORE", "gc:due", id))) end
+
+return M
