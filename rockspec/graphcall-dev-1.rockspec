@@ -20,6 +20,7 @@ dependencies = {
 external_dependencies = {
   OPENSSL = { library = "crypto" },  -- the library form: Debian's headers are multiarch
   CURL = { library = "curl" },
+  HIREDIS = { library = "hiredis" },
   LIBEVENT = { library = "event_openssl" },
 }
 build = {
@@ -31,9 +32,10 @@ build = {
         "csrc/encode.c", "csrc/json.c", "csrc/notify.c", "csrc/notify_flat.c", "csrc/jwt.c",
         "csrc/jws.c",
         "csrc/lua_core.c", "csrc/lua_notify.c", "csrc/lua_jwt.c", "csrc/lua_push.c",
+        "csrc/lua_resp.c",
       },
-      libraries = { "crypto" },
-      libdirs = { "$(OPENSSL_LIBDIR)" },
+      libraries = { "crypto", "hiredis" },
+      libdirs = { "$(OPENSSL_LIBDIR)", "$(HIREDIS_LIBDIR)" },
       defines = { "_DEFAULT_SOURCE" },
       incdirs = { "csrc" },
     },
@@ -61,6 +63,8 @@ build = {
     ["graphcall.ngx"] = "lua/graphcall/ngx/init.lua",
     ["graphcall.ngx.http"] = "lua/graphcall/ngx/http.lua",
     ["graphcall.ngx.loop"] = "lua/graphcall/ngx/loop.lua",
+    ["graphcall.redis"] = "lua/graphcall/redis.lua",
+    ["graphcall.redisstore"] = "lua/graphcall/redisstore.lua",
     ["graphcall.response"] = "lua/graphcall/response.lua",
     ["graphcall.store"] = "lua/graphcall/store.lua",
     ["graphcall.test"] = "lua/graphcall/test.lua",
