@@ -103,12 +103,12 @@ end
 --- A store on a `graphcall.redis` client.
 -- @param o `redis` (a client), `ttl` (seconds an ended call's keys are kept, 3600), `keep`
 --   (seconds a live call's keys are kept without a write, 4 * ttl), `sleep` (fn(ms), for
---   waiting on a lease: the loop's or ngx.sleep)
+--   waiting on a lease: the loop's or ngx.sleep), `clock` (seconds, for that wait: os.time)
 function M.new(o)
   assert(o and o.redis, "graphcall.store.redis: a graphcall.redis client (redis =)")
   local ttl = o.ttl or 3600
   return setmetatable({ redis = o.redis, ttl = ttl, keepMs = math.floor((o.keep or ttl * 4) * 1000),
-                        tokens = {}, shas = {}, sleep = o.sleep }, S)
+                        tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or os.time }, S)
 end
 
 function S:get(id)
@@ -207,7 +207,7 @@ end
 --- Take the call's lease for `ttl` seconds, waiting up to `wait` seconds for it.
 -- @return a release function and the fencing token, or nil and "timeout"
 function S:lock(id, ttl, wait)
-  local deadline = os.time() + (wait or 10)
+  local deadline = self.clock() + (wait or 10)
   local pause = 2
   while true do
     local t = script(self, LOCK, 2, key(id, "lease"), key(id, "fence"), math.floor((ttl or 30) * 1000),
@@ -219,7 +219,7 @@ function S:lock(id, ttl, wait)
         script(self, UNLOCK, 1, key(id, "lease"), tostring(t))
       end, t
     end
-    if os.time() >= deadline or not self.sleep then return nil, "timeout" end
+    if self.clock() >= deadline or not self.sleep then return nil, "timeout" end
     self.sleep(pause)
     pause = math.min(pause * 2, 50)
   end

@@ -133,7 +133,49 @@ function M.store(dict, ttl)
   function s.drop(_, id) each(id, function(k) dict:delete(k) end) end
   function s.expire(_, id, seconds)   -- an ended call: kept a while for traces, then gone
     each(id, function(k) dict:expire(k, seconds or ttl) end)
+    dict:delete("due:" .. id)
+    dict:delete("ka:" .. id)
   end
+  -- what the runtime needs beside the store (graphcall.redisstore has the same)
+  function s.lock(_, id, lttl, wait) return M.lock(dict, "lock:" .. id, lttl, wait) end
+  function s.tracker()
+    -- the tracker's state without its `seen` set, which is its fingerprint ring again: half
+    -- the JSON to write and read for every event
+    return {
+      get = function(_, id)
+        local st = decode(dict:get("trk:" .. id))
+        if st then
+          st.seen = {}
+          for _, fp in ipairs(st.ring) do st.seen[fp] = true end
+        end
+        return st
+      end,
+      put = function(_, id, st)
+        local seen = st.seen
+        st.seen = nil
+        local ok, err = pcall(put, dict, "trk:" .. id, json(st), keep)
+        st.seen = seen
+        if not ok then error(err, 0) end
+      end,
+    }
+  end
+  local function scan(prefix, now)
+    local out = {}
+    for _, k in ipairs(dict:get_keys(0)) do
+      local id = k:sub(1, #prefix) == prefix and k:sub(#prefix + 1)
+      local at = id and dict:get(k)
+      if at and at <= now then out[#out + 1] = id end
+    end
+    return out
+  end
+  function s.set_due(_, id, at) put(dict, "due:" .. id, at, keep) end
+  function s.clear_due(_, id) dict:delete("due:" .. id) end
+  function s.due_at(_, id) return dict:get("due:" .. id) end
+  function s.due(_, now) return scan("due:", now) end
+  function s.set_ka(_, id, at) put(dict, "ka:" .. id, at, 0) end
+  function s.clear_ka(_, id) dict:delete("ka:" .. id) end
+  function s.ka_at(_, id) return dict:get("ka:" .. id) end
+  function s.ka_due(_, now) return scan("ka:", now) end
   return s
 end
 
@@ -230,7 +272,15 @@ function M.init(o)
   copts.loop = loop
   local client = require("graphcall.client").new(copts)
   shared_tokens(client, dict)
-  local store = M.store(dict, o.ttl)
+  -- the calls' state: this nginx's shared dict, or Redis shared by several nginx (and nodes)
+  local store
+  if o.redis then
+    local r = require("graphcall.redis").new(o.redis)
+    store = require("graphcall.store").redis { redis = r, ttl = o.ttl, clock = ngx.now,
+                                               sleep = function(ms) ngx.sleep(ms / 1000) end }
+  else
+    store = M.store(dict, o.ttl)
+  end
   local stub = { url = function(_, path) return path or o.callbackUri end, close = function() end }
   local bot = assert(botmod.new { client = client, listener = stub, callbackUri = o.callbackUri,
     promptBase = o.promptBase, prompts = o.prompts, store = store, keepAlive = o.keepAlive,
@@ -240,25 +290,7 @@ function M.init(o)
   for name, fn in pairs(o.flows or script.flows or {}) do bot:flow(name, fn) end
   for name, fn in pairs(o.on or script.on or {}) do bot:on(name, fn) end
   if o.setup then o.setup(bot) end
-  -- the tracker's state without its `seen` set, which is its fingerprint ring again: half the
-  -- JSON to write and read for every event
-  bot.tracker = tracker_mod.new { store = {
-    get = function(_, id)
-      local st = decode(dict:get("trk:" .. id))
-      if st then
-        st.seen = {}
-        for _, fp in ipairs(st.ring) do st.seen[fp] = true end
-      end
-      return st
-    end,
-    put = function(_, id, st)
-      local seen = st.seen
-      st.seen = nil
-      local ok, err = pcall(put, dict, "trk:" .. id, json(st), (o.ttl or 3600) * 4)
-      st.seen = seen
-      if not ok then error(err, 0) end
-    end,
-  } }
+  bot.tracker = tracker_mod.new { store = store:tracker() }
   state.bot, state.dict, state.loop, state.opts, state.store = bot, dict, loop, o, store
   state.verifier = o.verify ~= false and shared_keys(client:verifier { minRefetch = o.minRefetch }, dict) or nil
   state.maxBody = o.maxBody or 1048576
@@ -306,7 +338,6 @@ end
 
 -- Run the flow (replayed, then live) until it ends or waits; write down where it waits.
 local function drive(call, body)
-  local dict = state.dict
   local co = coroutine.create(body)
   call.co = co
   local ok, r = coroutine.resume(co)
@@ -314,22 +345,20 @@ local function drive(call, body)
     ngx.log(ngx.ERR, "graphcall: call ", call.id, ": the flow's driver failed: ", tostring(r))
   end
   local w = call.waiter
-  if coroutine.status(co) == "suspended" and r == nloop.PARK and w and w.deadline then
-    put(dict, "due:" .. call.id, w.deadline, (state.opts.ttl or 3600) * 4)
-  else
-    dict:delete("due:" .. call.id)
-  end
+  local store = state.store
   if call.finished then
-    dict:delete("due:" .. call.id)
-    dict:delete("ka:" .. call.id)
-    state.store:expire(call.id)
+    store:expire(call.id)
+  elseif coroutine.status(co) == "suspended" and r == nloop.PARK and w and w.deadline then
+    store:set_due(call.id, w.deadline)
+  else
+    store:clear_due(call.id)
   end
   state.bot.calls[call.id] = nil   -- nothing of the call stays in this worker
 end
 
 -- One event for a call, under its lock: tracker, log, handlers, flow.
 local function process(ev, claims)
-  local bot, dict = state.bot, state.dict
+  local bot = state.bot
   local id = ev.callId
   local ok, why = bot.tracker:accept(ev)
   if not ok then
@@ -341,8 +370,8 @@ local function process(ev, claims)
   if ev.incoming then call.direction = "incoming" end
   local e = botmod.compact(ev)
   call:_input(e)
-  if e.kind == "call" and e.state == "established" and not dict:get("ka:" .. id) then
-    put(dict, "ka:" .. id, ngx.now() * 1000 + bot.keepAliveEvery, 0)
+  if e.kind == "call" and e.state == "established" and not state.store:ka_at(id) then
+    state.store:set_ka(id, ngx.now() * 1000 + bot.keepAliveEvery)
   end
   bot:_emit(botmod.event_name(e), call, ev)
   bot.log("info", string.format("call %s: %s (worker %d)", id, require("graphcall.trace").describe(e), ngx.worker.id()))
@@ -366,7 +395,7 @@ local queues = {}
 
 local function drain(_, id)
   local q = queues[id]
-  local release, err = M.lock(state.dict, "lock:" .. id, 60, 30)
+  local release, err = state.store:lock(id, 60, 30)
   if not release then
     queues[id] = nil
     ngx.log(ngx.ERR, "graphcall: call ", id, ": no lock (", err, "); ", #q, " event(s) dropped")
@@ -407,35 +436,35 @@ end
 --- Bring back the flows whose deadline has passed, send keepAlive to the calls due for it
 -- (every worker sweeps; the call's lock keeps one at a time on a call).
 function M.sweep()
-  local dict, bot = state.dict, state.bot
+  local store, bot = state.store, state.bot
   local now = ngx.now() * 1000
-  for _, key in ipairs(dict:get_keys(0)) do
-    local id = key:match("^due:(.+)$")
-    local due = id and dict:get(key)
-    if due and due <= now then
-      local release = M.lock(dict, "lock:" .. id, 60, 0.01)
-      if release then
-        local ok, err = xpcall(function()
-          if (dict:get(key) or math.huge) > now then return end   -- someone else did it
-          local call, started, ended = fresh(id)
-          if started and not ended then drive(call, call:_start_flow(started.flow, true)) else dict:delete(key) end
-        end, debug.traceback)
-        release()
-        if not ok then ngx.log(ngx.ERR, "graphcall: call ", id, ": ", err) end
-      end
+  for _, id in ipairs(store:due(now)) do
+    local release = store:lock(id, 60, 0.01)
+    if release then
+      local ok, err = xpcall(function()
+        if (store:due_at(id) or math.huge) > now then return end   -- someone else did it
+        local call, started, ended = fresh(id)
+        if started and not ended then drive(call, call:_start_flow(started.flow, true)) else store:clear_due(id) end
+      end, debug.traceback)
+      release()
+      if not ok then ngx.log(ngx.ERR, "graphcall: call ", id, ": ", err) end
     end
-    local ka = key:match("^ka:(.+)$")
-    local at = ka and dict:get(key)
-    if at and at <= now and dict:safe_add("kalock:" .. ka, 1, 60) then
-      dict:safe_set(key, now + bot.keepAliveEvery, 0)
-      bot.client:keepAlive(ka, function(ok, err)
+  end
+  for _, id in ipairs(store:ka_due(now)) do
+    -- whoever moves the time on under the call's lease sends it
+    local release = store:lock(id, 60, 0.01)
+    local due = release and (store:ka_at(id) or math.huge) <= now
+    if due then store:set_ka(id, now + bot.keepAliveEvery) end
+    if release then release() end
+    if due then
+      bot.client:keepAlive(id, function(ok, err)
         if ok or not err or err.status ~= 404 then return end
-        local release = M.lock(dict, "lock:" .. ka, 60, 5)   -- gone: end it as if told
-        if not release then return end
-        dict:delete(key)
-        pcall(process, { callId = ka, kind = "call", changeType = "deleted", state = "terminated",
+        local rel = store:lock(id, 60, 5)   -- gone: end it as if told
+        if not rel then return end
+        store:clear_ka(id)
+        pcall(process, { callId = id, kind = "call", changeType = "deleted", state = "terminated",
                          synthetic = true, resultInfo = { code = 404, message = "keepAlive: call not found" } })
-        release()
+        rel()
       end)
     end
   end
@@ -483,7 +512,7 @@ function M.handle()
   -- room for what this body will write, or the service is told to come back (nothing of a
   -- notification answered 202 may fail for want of space)
   local dict = state.dict
-  if dict:free_space() < state.reserve then
+  if not state.opts.redis and dict:free_space() < state.reserve then
     ngx.log(ngx.ERR, "graphcall: the shared dict is nearly full (", dict:free_space(), " bytes free); 503")
     ngx.header["Retry-After"] = "1"
     return respond(503)
