@@ -262,7 +262,10 @@ end
 --   `dict` ("graphcall"); `verify` (false: accept unsigned callbacks; tests only); `maxBody`
 --   (bytes, 1 MiB); `keepAlive` (ms, 15 min); `waitLimit`; `ttl` (seconds an ended call's
 --   log is kept, 3600); `sweep` (ms between sweeps, 500); `reserve` (bytes of the dict kept
---   free: below it callbacks are answered 503 with Retry-After; 1/16 of the dict, at most 4 MiB)
+--   free: below it callbacks are answered 503 with Retry-After; 1/16 of the dict, at most 4 MiB);
+--   `redis` ({host =, port =}: keep the calls in Redis, shared with other nginx instances,
+--   instead of the dict); `lease` (seconds a worker holds a call while it runs it, 15: when a
+--   worker or an instance dies holding it, the call waits that long for another)
 function M.init(o)
   local dict = ngx.shared[o.dict or "graphcall"]
   if not dict then error("graphcall.ngx: no lua_shared_dict " .. tostring(o.dict or "graphcall"), 2) end
@@ -294,6 +297,7 @@ function M.init(o)
   state.bot, state.dict, state.loop, state.opts, state.store = bot, dict, loop, o, store
   state.verifier = o.verify ~= false and shared_keys(client:verifier { minRefetch = o.minRefetch }, dict) or nil
   state.maxBody = o.maxBody or 1048576
+  state.lease = o.lease or 15
   state.reserve = o.reserve or math.min(dict:capacity() / 16, 4 * 1048576)
   -- the sweeper: flows whose deadline has passed, and keepAlive
   ngx.timer.every((o.sweep or 500) / 1000, function(premature)
@@ -395,7 +399,7 @@ local queues = {}
 
 local function drain(_, id)
   local q = queues[id]
-  local release, err = state.store:lock(id, 60, 30)
+  local release, err = state.store:lock(id, state.lease, 30)
   if not release then
     queues[id] = nil
     ngx.log(ngx.ERR, "graphcall: call ", id, ": no lock (", err, "); ", #q, " event(s) dropped")
@@ -439,7 +443,7 @@ function M.sweep()
   local store, bot = state.store, state.bot
   local now = ngx.now() * 1000
   for _, id in ipairs(store:due(now)) do
-    local release = store:lock(id, 60, 0.01)
+    local release = store:lock(id, state.lease, 0.01)
     if release then
       local ok, err = xpcall(function()
         if (store:due_at(id) or math.huge) > now then return end   -- someone else did it
@@ -452,14 +456,14 @@ function M.sweep()
   end
   for _, id in ipairs(store:ka_due(now)) do
     -- whoever moves the time on under the call's lease sends it
-    local release = store:lock(id, 60, 0.01)
+    local release = store:lock(id, state.lease, 0.01)
     local due = release and (store:ka_at(id) or math.huge) <= now
     if due then store:set_ka(id, now + bot.keepAliveEvery) end
     if release then release() end
     if due then
       bot.client:keepAlive(id, function(ok, err)
         if ok or not err or err.status ~= 404 then return end
-        local rel = store:lock(id, 60, 5)   -- gone: end it as if told
+        local rel = store:lock(id, state.lease, 5)   -- gone: end it as if told
         if not rel then return end
         store:clear_ka(id)
         pcall(process, { callId = id, kind = "call", changeType = "deleted", state = "terminated",
