@@ -126,7 +126,7 @@ function M.materialize(t)
 end
 
 -- errors are graphcall.core's, with its metatable (tostring gives "path: message")
-local error_mt = getmetatable(select(2, core.decode("")))
+local error_mt = core.error_mt
 
 local function err(out)
   return nil, setmetatable({ code = ffistring(out.err_code), message = ffistring(out.err_msg),
