@@ -100,6 +100,7 @@ describe("graphcall in nginx", function()
         callbackUri = %q, promptBase = %q, prompts = %q, minRefetch = 0,
       }]], emu.url, emu.url .. "/v1.0", emu.url .. "/v1/.well-known/OpenIdConfiguration", url .. "/callback",
       url .. "/prompts/", nginx.prompts) }
+    finally(function() n2.stop() end)
     local id = control("POST", "/emulator/incoming", cjson.encode { webhook = url .. "/callback",
       appId = "app-1", tenantId = "tenant-1", caller = {} }).id
     local v
@@ -111,7 +112,6 @@ describe("graphcall in nginx", function()
     local found = false
     for _, l in ipairs(v.log) do if l.what == "bot hangs up" then found = true end end
     assert.is_true(found)
-    n2.stop()
   end)
 
   it("loses nothing when nginx reloads in the middle of a call", function()
@@ -141,6 +141,7 @@ describe("graphcall in nginx", function()
     local n2 = N.start { port = port, init = init("spec/ngx/handlers.lua", url), locations = [[
       location = /seen { content_by_lua_block {
         ngx.print(ngx.shared.graphcall:get("seen:" .. ngx.var.arg_id) or "") } }]] }
+    finally(function() n2.stop() end)
     local id = control("POST", "/emulator/incoming", cjson.encode { webhook = url .. "/callback",
       appId = "app-1", tenantId = "tenant-1", caller = { { on = "established", after = 300, press = "7" } } }).id
     local v
@@ -158,7 +159,6 @@ describe("graphcall in nginx", function()
     local bye = false
     for _, l in ipairs(v.log) do if l.what == "bot hangs up" then bye = true end end
     assert.is_true(bye)
-    n2.stop()
   end)
 
   it("answers 503 with Retry-After when the shared dict is nearly full, and 202 once there is room", function()
@@ -176,6 +176,7 @@ describe("graphcall in nginx", function()
           if k:find("^junk:") then ngx.shared.graphcall:delete(k) end
         end
         ngx.shared.graphcall:flush_expired() } }]] }
+    finally(function() n2.stop() end)
     local body = cjson.encode { value = { { changeType = "updated", resourceUrl = "/communications/calls/full-1",
       resourceData = { state = "established" } } } }
     local filled = tonumber(assert(ctl:fetch { url = url .. "/fill" }).body)
@@ -189,7 +190,6 @@ describe("graphcall in nginx", function()
     res = assert(ctl:fetch { method = "POST", url = url .. "/callback", body = body })
     assert.equal(202, res.status)
     assert.is_true(poll(function() return n2.log():find("call full-1", 1, true) ~= nil end, 3000))
-    n2.stop()
   end)
 
   it("runs examples/openresty as it is, but for where the modules are and the port", function()
@@ -210,6 +210,7 @@ describe("graphcall in nginx", function()
       "GRAPHCALL_CALLBACK_URI=" .. url .. "/callback", "GRAPHCALL_GRAPH_URL=" .. emu.url .. "/v1.0",
       "GRAPHCALL_AUTHORITY=" .. emu.url, "GRAPHCALL_OPENID_URL=" .. emu.url .. "/v1/.well-known/OpenIdConfiguration",
     }, " ") })
+    finally(function() n3.stop() end)
     local id = control("POST", "/emulator/incoming", cjson.encode { webhook = url .. "/callback",
       appId = "app-1", tenantId = "tenant-1", caller = { { on = "prompt", after = 800, press = "2" } } }).id
     local v
@@ -220,7 +221,6 @@ describe("graphcall in nginx", function()
     for _, l in ipairs(v.log) do if l.what == "bot hangs up" then bye = true end end
     assert.is_true(bye)
     assert.is_true(poll(function() return n3.log():find("call " .. id .. " ended: ", 1, true) ~= nil end, 3000))
-    n3.stop()
   end)
 end)
 

@@ -63,6 +63,7 @@ describe("graphcall.redis", function()
 
   it("fails what was not answered when the server goes, and connects again after", function()
     local gone = R.start()
+    finally(function() gone.stop() end)
     local r2 = redis.new { port = gone.port, loop = loop }
     assert.equal("PONG", r2:call("PING"))
     local result, err
@@ -74,7 +75,7 @@ describe("graphcall.redis", function()
     assert.equal("closed", err.code)
     assert.equal("PONG", r2:call("PING"))                -- a new connection
     r2:close()
-    gone.stop()
+    gone.kill()
     local r3 = redis.new { port = gone.port, loop = loop, timeout = 500 }
     local v, cerr = r3:call("PING")
     assert.is_nil(v)
