@@ -128,7 +128,14 @@ end
 --   that must come, an operation's end or a state, before it gives up with a `timeout` error:
 --   the service never sends one twice, and one can be lost; 5 minutes), `verify` (false:
 --   accept unsigned callbacks; tests only), `onStop` ("leave": live calls stay in the store
---   to resume; "hangup"), `log`
+--   to resume; "hangup"), `log`, `shared` (run calls as several nodes on one store do, see
+--   below; true by default when the store is shared: `graphcall.store.redis`), `lease`
+--   (seconds a node holds a call while it runs it, 15), `sweep` (ms between sweeps, 500)
+--
+-- **Several nodes.** On a shared store, no call stays in the memory of this node: each event
+-- is run under the call's lease by whichever node the load balancer gave it to, its flow
+-- replayed from the log (`graphcall.runtime`). Calls placed with `bot:call` start on this
+-- node and go on wherever their events land; a node that dies leaves its calls to the others.
 -- @return the bot, or nil and an error
 function M.new(opts)
   if type(opts) ~= "table" or not opts.client then error("bad argument #1 to 'bot' (client is required)", 2) end
@@ -145,15 +152,32 @@ function M.new(opts)
     onStop = opts.onStop or "leave",
     promptDir = opts.prompts,
     recordDir = opts.recordings or (opts.prompts and (opts.prompts .. "/../recordings")) or nil,
-    stats = { calls = 0, flows = 0, resumed = 0, failedFlows = 0 },
+    stats = { calls = 0, flows = 0, resumed = 0, failedFlows = 0, finished = 0 },
   }, Bot)
+  local shared = opts.shared
+  if shared == nil then shared = self.store.lock ~= nil and not loop.parks end
+  self.parks = loop.parks or shared or false
+  local listen_tracker = self.tracker
+  if shared then
+    -- the tracker's state is in the store, read and written under the call's lease
+    self.tracker = tracker_mod.new { store = self.store:tracker() }
+    listen_tracker = { accept = function() return true end }
+    self.runtime = require("graphcall.runtime").new {
+      bot = self, store = self.store, lease = opts.lease,
+      go = function(fn) loop:spawn(fn) return true end,
+      now = function() return loop:wall() end,
+      sleep = function(ms) loop:sleep(ms) end,
+      every = function(ms, fn) return loop:every(ms, function() loop:spawn(fn) end) end,
+    }
+    self.sweepEvery = opts.sweep or 500
+  end
   local listener = opts.listener
   if not listener then
     local l = opts.listen or {}
     local lerr
     listener, lerr = require("graphcall.listener").new {
       loop = loop, host = l.host, port = l.port, cert = l.cert, key = l.key, path = l.path,
-      maxBody = l.maxBody, timeout = l.timeout, tracker = self.tracker,
+      maxBody = l.maxBody, timeout = l.timeout, tracker = listen_tracker,
       verifier = opts.verify ~= false and (opts.verifier or client:verifier()) or nil,
       verify = opts.verify,
       files = opts.prompts,
@@ -226,6 +250,10 @@ M.event_name = event_name
 function Bot:_event(ev, claims)
   local id = ev.callId
   if not id then return end
+  if self.runtime then
+    if ev.incoming then require("graphcall").materialize(ev) end   -- the caller goes into the log
+    return self.runtime:dispatch({ ev }, claims)
+  end
   local call = self.calls[id]
   if not call then
     call = new_call(self, id, { direction = ev.incoming and "incoming" or nil,
@@ -242,7 +270,7 @@ function Bot:_event(ev, claims)
 end
 
 function Bot:_keepalive(call)
-  if call.keepAliveTimer or self.loop.parks then return end   -- (in nginx the sweeper sends them)
+  if call.keepAliveTimer or self.parks then return end   -- (with a shared store the sweeper sends them)
   call.keepAliveTimer = self.loop:every(self.keepAliveEvery, function()
     if call.live_ended then return call.keepAliveTimer:cancel() end
     self.client:keepAlive(call.id, { tenant = call.tenantId }, function(ok, e)
@@ -268,6 +296,14 @@ function Bot:call(spec, opts)
   spec.callbackUri = spec.callbackUri or self.callbackUri
   local created, e = self.client:create_call(spec, { tenant = opts.tenant })
   if not created then return nil, e end
+  if self.runtime then   -- the flow starts here, under the call's lease, and goes on anywhere
+    local tenant = spec.tenantId or opts.tenant or self.client.tenantId
+    local small = { id = created.id, myParticipantId = created.myParticipantId }
+    local ok, qerr = self.runtime:enqueue(created.id, { start = opts.flow or "main", tenant = tenant, created = small })
+    if not ok then return nil, qerr end
+    return setmetatable({ id = created.id, bot = self, direction = "outgoing", tenantId = tenant, created = created,
+                          events = {} }, Call)
+  end
   local call = self.calls[created.id] or new_call(self, created.id)
   call.direction = "outgoing"
   call.tenantId = spec.tenantId or opts.tenant or self.client.tenantId
@@ -276,8 +312,23 @@ function Bot:call(spec, opts)
   return call
 end
 
---- Start listening for callbacks and resume the calls the store knows that are not over.
+--- Start listening for callbacks and resume the calls the store knows that are not over
+-- (on a shared store: start sweeping for calls whose deadline has passed, whoever ran them).
 function Bot:start()
+  if self.runtime then
+    if not self.sweeper then
+      local rt, busy = self.runtime, false
+      self.sweeper = self.loop:every(self.sweepEvery, function()
+        if busy then return end
+        busy = true
+        self.loop:spawn(function()
+          self.loop:protect("sweep", rt.sweep, rt)
+          busy = false
+        end)
+      end)
+    end
+    return self
+  end
   for _, id in ipairs(self.store:calls()) do
     local entries = self.store:log(id)
     local started, ended
@@ -291,7 +342,8 @@ function Bot:start()
 end
 
 function Bot:_resume(id, entries, started)
-  local call = new_call(self, id, { direction = started.dir, tenantId = started.tenant, resumed = true })
+  local call = new_call(self, id, { direction = started.dir, tenantId = started.tenant, resumed = true,
+                                    created = started.created })
   call:_load(entries, function(ev)
     self.tracker:accept(ev)   -- the tracker learns again what it had seen
     if ev.kind == "call" and (ev.state == "terminated" or ev.changeType == "deleted") then
@@ -335,9 +387,15 @@ function Bot:run()
   self.loop:run()
 end
 
---- Stop: live calls are left to resume (onStop = "leave") or hung up (onStop = "hangup").
+--- Stop: live calls are left to resume (onStop = "leave") or hung up (onStop = "hangup"). On a
+-- shared store what this node has under way is finished first (up to 5 s), and live calls
+-- are left to the other nodes.
 function Bot:stop()
-  if self.onStop == "hangup" then
+  if self.runtime then
+    if self.sweeper then self.sweeper:cancel() end
+    self.sweeper = nil
+    self.loop:run_until(function() return self.runtime:busy() == 0 end, 5000)
+  elseif self.onStop == "hangup" then
     local pending = 0
     for id, call in pairs(self.calls) do
       if not call.live_ended then
@@ -353,6 +411,8 @@ end
 
 --- Stop listening and forget the calls (the store keeps what it has).
 function Bot:close()
+  if self.sweeper then self.sweeper:cancel() end
+  if self.runtime then self.runtime:close() end
   for _, call in pairs(self.calls) do
     if call.keepAliveTimer then call.keepAliveTimer:cancel() end
   end
@@ -448,7 +508,9 @@ function Call:_step(what, start, park)
     return coroutine.yield()    -- never resumed: the replay stops here
   else
     self.replaying = false
-    v = self.bot.loop:await(function(done) start(done, n) end, park)
+    -- a flow that must wait for the next event parks when calls are shared: dropped, brought
+    -- back by replay wherever that event lands
+    v = self.bot.loop:await(function(done) start(done, n) end, park and self.bot.parks and (self.onpark or true) or nil)
     self:_log({ k = "step", n = n, w = what, v = v })
   end
   if v.ev then self.consumed[v.ev] = true end
@@ -502,7 +564,7 @@ function Call:wait(filter, deadline)
       self.waiter = nil
       return done({ timeout = true })
     end
-    if loop.parks then return end      -- the flow is dropped; its driver keeps the deadline
+    if self.bot.parks then return end   -- the flow is dropped; its driver keeps the deadline
     timer = loop:timer(deadline - loop:wall(), function()
       if self.waiter == w then
         self.waiter = nil
@@ -591,12 +653,14 @@ function Call:_start_flow(name, resumed)
   self.flowing = true
   self.replaying = resumed or false
   if not resumed then
-    self:_log({ k = "start", flow = name or "main", dir = self.direction, tenant = self.tenantId })
+    local c = self.created
+    self:_log({ k = "start", flow = name or "main", dir = self.direction, tenant = self.tenantId,
+                created = c and { id = c.id, myParticipantId = c.myParticipantId } or nil })
   end
   local bot = self.bot
   bot.stats.flows = bot.stats.flows + 1
   local body = self:_flow_body(fn)
-  if bot.loop.parks then return body end   -- the caller drives it (graphcall.ngx)
+  if bot.parks then return body end   -- the caller drives it (graphcall.runtime)
   self.co = bot.loop:spawn(body)
 end
 
@@ -605,6 +669,8 @@ function Call:_flow_body(fn)
   local bot = self.bot
   return function()
     local ok, e = xpcall(fn, debug.traceback, self)
+    -- the store refused a write: not the flow's failure; the runtime retries it (the call goes on)
+    if not ok and type(e) == "table" and e.store then error(e, 0) end
     if not ok then
       bot.stats.failedFlows = bot.stats.failedFlows + 1
       bot.log("error", string.format("call %s: flow failed: %s", self.id, tostring(e)))
@@ -625,6 +691,7 @@ function Call:_flow_body(fn)
       if not fine then bot.log("error", string.format("call %s: finally failed: %s", self.id, tostring(fe))) end
     end
     self.finished = true
+    bot.stats.finished = bot.stats.finished + 1
   end
 end
 

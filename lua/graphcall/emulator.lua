@@ -1373,6 +1373,16 @@ function Emu:_control(req, method, path, body)
     end
     return self:_reply(req, 200, bytes, { ["Content-Type"] = "application/octet-stream" })
   end
+  if path == "/emulator/calls" and method == "GET" then   -- every call, without its log
+    local out = {}
+    for _, call in pairs(self.calls) do
+      local v = self:call_view(call)
+      v.log = nil
+      out[#out + 1] = v
+    end
+    table.sort(out, function(a, b) return a.id < b.id end)
+    return self:_reply(req, 200, { calls = out })
+  end
   local cid, verb = path:match("^/emulator/calls/([^/]+)/?(%a*)$")
   if cid then
     local call = self.calls[cid]

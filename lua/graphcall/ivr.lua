@@ -47,7 +47,8 @@ function M.speak(dir, text, voice)
     f:close()
     return name
   end
-  local tmp = path .. ".tmp.wav"
+  -- its own temporary name: other processes (nodes sharing the folder) may speak it at once
+  local tmp = path .. "." .. core.uuid() .. ".tmp.wav"
   local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
   local cmd = string.format("espeak-ng -v %s -w %s %s >/dev/null 2>&1 && "
     .. "sox %s -r 16000 -c 1 -b 16 -e signed-integer %s >/dev/null 2>&1",

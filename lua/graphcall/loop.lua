@@ -162,8 +162,10 @@ end
 
 --- Wait for an asynchronous operation: start(done) begins it and arranges for done(...) to
 -- be called once; await returns what done was given. Inside a task the task yields;
--- elsewhere the loop runs until done is called.
-function Loop:await(start)
+-- elsewhere the loop runs until done is called. With `park` (a function, or true) a task that
+-- would wait is dropped instead: park() is called and the task is never resumed (a flow on a
+-- shared store waits for its next event this way, `graphcall.runtime`).
+function Loop:await(start, park)
   local fired, waiting, results = false, false, nil
   local co = coroutine.running()
   local in_task = co ~= nil and self.tasks[co] == true
@@ -175,6 +177,11 @@ function Loop:await(start)
   end)
   if not fired then
     if in_task then
+      if park then
+        self.tasks[co] = nil
+        if type(park) == "function" then park() end
+        return coroutine.yield()
+      end
       waiting = true
       return coroutine.yield()
     end

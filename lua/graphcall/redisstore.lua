@@ -50,6 +50,11 @@ redis.call('SET', KEYS[1], t, 'PX', ARGV[1])
 return t
 ]]
 
+local RENEW = [[
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+]]
+
 local UNLOCK = [[
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -64,11 +69,19 @@ end
 
 local function key(id, what) return "gc:{" .. id .. "}:" .. what end
 
+--- What a store raises when it cannot do a write or a read: `{code = "store", message}`, or
+-- `{code = "fenced"}` when the call's lease is held by another node. The runtime retries the
+-- work that raised it (`graphcall.runtime`); a flow never sees it as its own failure.
+local function store_error(code, message)
+  return setmetatable({ code = code, message = message, path = "", store = true }, core.error_mt)
+end
+M.error = store_error
+
 -- a command that must work: raises with the error (the step that wrote does not happen)
 local function must(self, ...)
   local v, err = self.redis:call(...)
   if v == nil and err then
-    error("graphcall: Redis: " .. tostring(err.message or err.code), 3)
+    error(store_error("store", "Redis: " .. tostring(err.message or err.code)), 0)
   end
   return v
 end
@@ -94,8 +107,8 @@ local function fenced(self, id, src, keys, ...)
   end
   if v == nil and err then
     local msg = tostring(err.message or err.code)
-    if msg:find("^FENCED") then error("graphcall: call " .. id .. ": fenced: " .. msg, 3) end
-    error("graphcall: Redis: " .. msg, 3)
+    if msg:find("^FENCED") then error(store_error("fenced", "call " .. id .. ": fenced: " .. msg), 0) end
+    error(store_error("store", "Redis: " .. msg), 0)
   end
   return v
 end
@@ -223,6 +236,15 @@ function S:lock(id, ttl, wait)
     self.sleep(pause)
     pause = math.min(pause * 2, 50)
   end
+end
+
+--- Extend the lease this store holds on the call to `ttl` seconds from now (a long step).
+-- @return true, or false when the lease is not this store's any more
+function S:renew(id, ttl)
+  local t = self.tokens[id]
+  if not t then return false end
+  local v = script(self, RENEW, 1, key(id, "lease"), t, math.floor((ttl or 30) * 1000))
+  return v == 1
 end
 
 --- Deadlines (ms since the epoch) of flows that wait, and keepAlive times: sorted sets.

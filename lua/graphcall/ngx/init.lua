@@ -50,18 +50,17 @@ local function decode(s) return s and core.decode(s) or nil end
 
 -- Every write goes through safe_set/safe_add: a full dict refuses the write instead of
 -- evicting the least recently used entries, which would be another call's log.
-local function full(key, err)
-  return "graphcall: the shared dict is full (" .. tostring(err) .. "), cannot write " .. key
-end
-
 local function put(dict, key, value, ttl)
   local ok, err = dict:safe_set(key, value, ttl or 0)
-  if not ok then error(full(key, err), 2) end
+  if not ok then   -- a store error: the runtime retries what wrote it
+    error(setmetatable({ code = "store", store = true, path = "",
+      message = "the shared dict is full (" .. tostring(err) .. "), cannot write " .. key }, core.error_mt), 0)
+  end
 end
 M.put = put
 
 --- Take `key` in `dict` (a lock another worker may hold): retries for up to `wait` seconds.
--- @return a release function, or nil and "timeout" (or the dict's error)
+-- @return a release function and the lock's token, or nil and "timeout" (or the dict's error)
 function M.lock(dict, key, ttl, wait)
   local token = tostring(ngx.worker.pid()) .. ":" .. tostring(math.random())
   local deadline = ngx.now() + (wait or 10)
@@ -71,7 +70,7 @@ function M.lock(dict, key, ttl, wait)
     if ok then
       return function()
         if dict:get(key) == token then dict:delete(key) end
-      end
+      end, token
     end
     if err ~= "exists" then return nil, err end
     if ngx.now() >= deadline then return nil, "timeout" end
@@ -137,7 +136,21 @@ function M.store(dict, ttl)
     dict:delete("ka:" .. id)
   end
   -- what the runtime needs beside the store (graphcall.redisstore has the same)
-  function s.lock(_, id, lttl, wait) return M.lock(dict, "lock:" .. id, lttl, wait) end
+  local tokens = {}
+  function s.lock(_, id, lttl, wait)
+    local release, token = M.lock(dict, "lock:" .. id, lttl, wait)
+    if not release then return nil, token end
+    tokens[id] = token
+    return function()
+      if tokens[id] == token then tokens[id] = nil end
+      release()
+    end, token
+  end
+  function s.renew(_, id, lttl)
+    local t = tokens[id]
+    if not t or dict:get("lock:" .. id) ~= t then return false end
+    return dict:expire("lock:" .. id, lttl) == true
+  end
   function s.tracker()
     -- the tracker's state without its `seen` set, which is its fingerprint ring again: half
     -- the JSON to write and read for every event
@@ -297,7 +310,24 @@ function M.init(o)
   state.bot, state.dict, state.loop, state.opts, state.store = bot, dict, loop, o, store
   state.verifier = o.verify ~= false and shared_keys(client:verifier { minRefetch = o.minRefetch }, dict) or nil
   state.maxBody = o.maxBody or 1048576
-  state.lease = o.lease or 15
+  state.runtime = require("graphcall.runtime").new {
+    bot = bot, store = store, lease = o.lease,
+    go = function(fn) return ngx.timer.at(0, function(premature) if not premature then fn() end end) end,
+    now = function() ngx.update_time() return ngx.now() * 1000 end,
+    sleep = function(ms) ngx.sleep(ms / 1000) end,
+    every = function(ms, fn)
+      local t = { cancel = function(self) self.cancelled = true end }
+      local function tick(premature)
+        if premature or t.cancelled then return end
+        fn()
+        if not t.cancelled then ngx.timer.at(ms / 1000, tick) end
+      end
+      ngx.timer.at(ms / 1000, tick)
+      return t
+    end,
+    where = function() return "worker " .. ngx.worker.id() end,
+  }
+  bot.runtime = state.runtime
   state.reserve = o.reserve or math.min(dict:capacity() / 16, 4 * 1048576)
   -- the sweeper: flows whose deadline has passed, and keepAlive
   ngx.timer.every((o.sweep or 500) / 1000, function(premature)
@@ -311,168 +341,9 @@ end
 --- The bot of this worker (after init).
 function M.bot() return state.bot end
 
--- ---- running one call: replay, feed, run until it waits -----------------------------------
-
--- The call as its log says, in a fresh object (nothing of it stays in worker memory). The
--- log is read only for a flow to replay; other calls are what their head says.
-local function fresh(id)
-  local bot, store = state.bot, state.store
-  local hd = store:head(id)
-  if not (hd and hd.flow and not hd.ended) then
-    local call = botmod.new_call(bot, id, { direction = hd and hd.dir, tenantId = hd and hd.tenant,
-                                            state = hd and hd.state })
-    return call, nil, hd and hd.ended
-  end
-  local entries = store:log(id)
-  local started
-  for _, e in ipairs(entries) do
-    if e.k == "start" then started = e end
-  end
-  local call = botmod.new_call(bot, id, { direction = started and started.dir, tenantId = started and started.tenant })
-  call:_load(entries, function(ev)
-    if ev.kind == "call" and (ev.state == "terminated" or ev.changeType == "deleted") then
-      call.live_ended = #call.events
-    end
-    if ev.kind == "call" and ev.state then call.state = ev.state end
-  end)
-  local ended = false
-  for _, e in ipairs(entries) do if e.k == "end" then ended = true end end
-  return call, started, ended
-end
-
--- Run the flow (replayed, then live) until it ends or waits; write down where it waits.
-local function drive(call, body)
-  local co = coroutine.create(body)
-  call.co = co
-  local ok, r = coroutine.resume(co)
-  if not ok then
-    ngx.log(ngx.ERR, "graphcall: call ", call.id, ": the flow's driver failed: ", tostring(r))
-  end
-  local w = call.waiter
-  local store = state.store
-  if call.finished then
-    store:expire(call.id)
-  elseif coroutine.status(co) == "suspended" and r == nloop.PARK and w and w.deadline then
-    store:set_due(call.id, w.deadline)
-  else
-    store:clear_due(call.id)
-  end
-  state.bot.calls[call.id] = nil   -- nothing of the call stays in this worker
-end
-
--- One event for a call, under its lock: tracker, log, handlers, flow.
-local function process(ev, claims)
-  local bot = state.bot
-  local id = ev.callId
-  local ok, why = bot.tracker:accept(ev)
-  if not ok then
-    bot.log("debug", "call " .. id .. ": " .. ev.kind .. " notification dropped (" .. tostring(why) .. ")")
-    return
-  end
-  local call, started, ended = fresh(id)
-  call.tenantId = call.tenantId or ev.tenantId or (claims and claims.tid)
-  if ev.incoming then call.direction = "incoming" end
-  local e = botmod.compact(ev)
-  call:_input(e)
-  if e.kind == "call" and e.state == "established" and not state.store:ka_at(id) then
-    state.store:set_ka(id, ngx.now() * 1000 + bot.keepAliveEvery)
-  end
-  bot:_emit(botmod.event_name(e), call, ev)
-  bot.log("info", string.format("call %s: %s (worker %d)", id, require("graphcall.trace").describe(e), ngx.worker.id()))
-  if ended then
-    bot.calls[id] = nil
-    return
-  end
-  local body
-  if started then
-    body = call:_start_flow(started.flow, true)           -- replay, then on with the new event
-  elseif e.incoming and bot.flows.main then
-    body = call:_start_flow("main")
-  end
-  if body then drive(call, body) else bot.calls[id] = nil end
-end
-
--- This worker's queue of events per call, drained by one timer per call: the events of a
--- call keep their order here, and one lock taken serves all that queued meanwhile (a timer
--- per body would have them race for the lock, polling).
-local queues = {}
-
-local function drain(_, id)
-  local q = queues[id]
-  local release, err = state.store:lock(id, state.lease, 30)
-  if not release then
-    queues[id] = nil
-    ngx.log(ngx.ERR, "graphcall: call ", id, ": no lock (", err, "); ", #q, " event(s) dropped")
-    return
-  end
-  local i = 1
-  while q[i] do     -- events that queue while one runs are taken under the same lock
-    local ok, perr = xpcall(process, debug.traceback, q[i][1], q[i][2])
-    if not ok then ngx.log(ngx.ERR, "graphcall: call ", id, ": ", perr) end
-    q[i] = false
-    i = i + 1
-  end
-  queues[id] = nil
-  release()
-end
-
--- Queue the events of a body; false if a call's timer could not be started.
-local function dispatch(events, claims)
-  for _, ev in ipairs(events) do
-    local id = ev.callId
-    if id then
-      local q = queues[id]
-      if q then
-        q[#q + 1] = { ev, claims }
-      else
-        local ok, err = ngx.timer.at(0, drain, id)
-        if not ok then
-          ngx.log(ngx.ERR, "graphcall: cannot dispatch: ", err)
-          return false
-        end
-        queues[id] = { { ev, claims } }
-      end
-    end
-  end
-  return true
-end
-
 --- Bring back the flows whose deadline has passed, send keepAlive to the calls due for it
--- (every worker sweeps; the call's lock keeps one at a time on a call).
-function M.sweep()
-  local store, bot = state.store, state.bot
-  local now = ngx.now() * 1000
-  for _, id in ipairs(store:due(now)) do
-    local release = store:lock(id, state.lease, 0.01)
-    if release then
-      local ok, err = xpcall(function()
-        if (store:due_at(id) or math.huge) > now then return end   -- someone else did it
-        local call, started, ended = fresh(id)
-        if started and not ended then drive(call, call:_start_flow(started.flow, true)) else store:clear_due(id) end
-      end, debug.traceback)
-      release()
-      if not ok then ngx.log(ngx.ERR, "graphcall: call ", id, ": ", err) end
-    end
-  end
-  for _, id in ipairs(store:ka_due(now)) do
-    -- whoever moves the time on under the call's lease sends it
-    local release = store:lock(id, state.lease, 0.01)
-    local due = release and (store:ka_at(id) or math.huge) <= now
-    if due then store:set_ka(id, now + bot.keepAliveEvery) end
-    if release then release() end
-    if due then
-      bot.client:keepAlive(id, function(ok, err)
-        if ok or not err or err.status ~= 404 then return end
-        local rel = store:lock(id, state.lease, 5)   -- gone: end it as if told
-        if not rel then return end
-        store:clear_ka(id)
-        pcall(process, { callId = id, kind = "call", changeType = "deleted", state = "terminated",
-                         synthetic = true, resultInfo = { code = 404, message = "keepAlive: call not found" } })
-        rel()
-      end)
-    end
-  end
-end
+-- (every worker sweeps; the call's lease keeps one at a time on a call).
+function M.sweep() return state.runtime:sweep() end
 
 local function respond(status, body)
   ngx.status = status
@@ -529,7 +400,7 @@ function M.handle()
   for _, ev in ipairs(events) do
     if ev.incoming then graphcall.materialize(ev) end   -- the caller's identity goes into the log
   end
-  if not dispatch(events, claims) then return respond(503) end
+  if not state.runtime:dispatch(events, claims) then return respond(503) end
   return respond(202)
 end
 

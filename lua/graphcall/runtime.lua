@@ -1,0 +1,341 @@
+--- The shared runtime: each call run by whichever process takes its next event, nothing of a
+-- call kept in memory between events. `graphcall.ngx` runs it in nginx workers (and
+-- instances), `graphcall.bot` on a shared store (standalone nodes on one Redis).
+--
+-- The events of a call that reach this process queue on the call, and one drain per call
+-- takes the call's lease in the store, then for each item: the tracker (under the lease, so a
+-- duplicate is dropped once for all processes), the log, the handlers, then the flow: the log
+-- replayed into a fresh coroutine, the new event fed, the flow run until it waits again (it
+-- *parks*: the coroutine is dropped), its deadline written down, the lease let go. A sweeper
+-- brings back flows whose deadline has passed and sends keepAlive.
+--
+-- **Faults.** While a flow runs, its lease is renewed, and the call carries a deadline one
+-- lease ahead: if the process dies in the middle of a step, another process's sweeper takes
+-- the call once the lease has run out and replays it. A write the store refuses (Redis gone,
+-- or `fenced`: the lease ran out and another process holds the call) aborts the item without
+-- ending the flow; the item is retried from where it got to, for up to `retryFor` ms.
+-- @module graphcall.runtime
+local botmod = require "graphcall.bot"
+
+local M = {}
+local R = {}
+R.__index = R
+
+--- True for what a store raises when it cannot read or write (the work is retried).
+function M.store_error(e)
+  return type(e) == "table" and e.store == true
+end
+
+local function keep_tables(e)
+  if type(e) == "table" then return e end
+  return debug.traceback(tostring(e), 2)
+end
+
+--- A runtime.
+-- @param o `bot` (a `graphcall.bot`), `store` (a store with `lock`, `renew`, `head`, `set_due`,
+--   ...: `graphcall.store.redis`, or the shared dict's), `lease` (seconds, 15), `go(fn)` (run
+--   fn in its own light thread or task: true, or nil and an error), `now()` (ms since the
+--   epoch), `sleep(ms)` (in that thread), `every(ms, fn)` (a repeating timer: `:cancel()`),
+--   `where()` (names this process: given, each event is logged at info with it), `retryFor`
+--   (ms an item is retried while the store refuses it, 60000), `lockWait` (seconds to wait for
+--   a lease another process holds, 30)
+function M.new(o)
+  return setmetatable({
+    bot = o.bot, store = o.store, lease = o.lease or 15, go = o.go, now = o.now, sleep = o.sleep,
+    every = o.every, where = o.where, retryFor = o.retryFor or 60000, lockWait = o.lockWait or 30,
+    queues = {}, driving = {}, log = o.bot.log,
+    stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0 },
+  }, R)
+end
+
+-- ---- one call: as its log says, driven until it waits -------------------------------------
+
+--- The call as the store has it, in a fresh object. The log is read only when a flow is to
+-- replay it (or `full`); other calls are what their head says.
+-- @return the call, its start entry (if it has a flow), true if its flow has ended
+function R:fresh(id, full)
+  local bot, store = self.bot, self.store
+  local hd = store:head(id)
+  if not full and not (hd and hd.flow and not hd.ended) then
+    local call = botmod.new_call(bot, id, { direction = hd and hd.dir, tenantId = hd and hd.tenant,
+                                            state = hd and hd.state })
+    return call, nil, hd and hd.ended
+  end
+  local entries = store:log(id)
+  local started, ended
+  for _, e in ipairs(entries) do
+    if e.k == "start" then started = e end
+    if e.k == "end" then ended = true end
+  end
+  local call = botmod.new_call(bot, id, { direction = started and started.dir,
+                                          tenantId = started and started.tenant,
+                                          created = started and started.created })
+  call:_load(entries, function(ev)
+    if ev.kind == "call" and (ev.state == "terminated" or ev.changeType == "deleted") then
+      call.live_ended = #call.events
+    end
+    if ev.kind == "call" and ev.state then call.state = ev.state end
+  end)
+  return call, started, ended
+end
+
+-- Run body (the flow's, replaying then live) until it parks or ends.
+-- @return "parked", "finished", or "aborted" and the error
+local function run_body(self, call, body)
+  local loop = self.bot.loop
+  if loop.parks then   -- nginx: resumed right here; cosockets yield through it
+    local co = coroutine.create(body)
+    call.co = co
+    local ok, r = coroutine.resume(co)
+    if not ok then return "aborted", r end
+    if coroutine.status(co) == "dead" then return "finished" end
+    return "parked"
+  end
+  -- the standalone loop: the flow is a task; it tells this one when it parks or ends
+  return loop:await(function(done)
+    call.onpark = function() done("parked") end
+    call.co = loop:spawn(function()
+      local ok, e = xpcall(body, keep_tables)
+      if ok then done("finished") else done("aborted", e) end
+    end)
+  end)
+end
+
+--- Drive a call's flow: replay, then live until it waits; write down where it waits. Raises
+-- what the store raised when the flow could not go on (the item is retried).
+function R:drive(call, body)
+  local store, id = self.store, call.id
+  -- if this process dies in the middle, the call is due once its lease has run out
+  store:set_due(id, self.now() + self.lease * 1000 + 1000)
+  -- one timer of this process renews the leases of the calls it is running
+  if not self.renewer and self.every and store.renew then
+    self.renewer = self.every(self.lease * 1000 / 3, function()
+      for cid in pairs(self.driving) do pcall(store.renew, store, cid, self.lease) end
+    end)
+  end
+  self.driving[id] = true
+  local how, e = run_body(self, call, body)
+  self.driving[id] = nil
+  self.bot.calls[id] = nil   -- nothing of the call stays in this process
+  if how == "aborted" then
+    if M.store_error(e) then error(e, 0) end
+    self.log("error", "call " .. id .. ": the flow's driver failed: " .. tostring(e))
+    return how
+  end
+  local w = call.waiter
+  if call.finished then
+    store:expire(id)
+  elseif how == "parked" and w and w.deadline then
+    store:set_due(id, w.deadline)
+  else
+    store:clear_due(id)
+  end
+  return how
+end
+
+-- ---- the items of a call's queue ------------------------------------------------------------
+
+-- An event. Marks on the item say how far it got, so a retry goes on from there.
+function R:_event(item)
+  local bot, store = self.bot, self.store
+  local ev, claims = item.ev, item.claims
+  local id = ev.callId
+  if not item.accepted then
+    local ok, why = bot.tracker:accept(ev)
+    if not ok then
+      self.stats.duplicates = self.stats.duplicates + 1
+      self.log("debug", "call " .. id .. ": " .. tostring(ev.kind) .. " notification dropped (" .. tostring(why) .. ")")
+      return
+    end
+    item.accepted = true
+  end
+  local call, started, ended = self:fresh(id, item.logged)
+  if not item.logged then
+    call.tenantId = call.tenantId or ev.tenantId or (claims and claims.tid)
+    if ev.incoming then call.direction = "incoming" end
+    local e = botmod.compact(ev)
+    call:_input(e)
+    item.logged, item.e = true, e
+    self.stats.events = self.stats.events + 1
+    if e.kind == "call" and e.state == "established" and not store:ka_at(id) then
+      store:set_ka(id, self.now() + bot.keepAliveEvery)
+    end
+    bot:_emit(botmod.event_name(e), call, ev)
+    if self.where then
+      self.log("info", string.format("call %s: %s (%s)", id, require("graphcall.trace").describe(e), self.where()))
+    end
+  elseif item.e.incoming then
+    call.direction = "incoming"
+    call.tenantId = call.tenantId or item.e.tenantId or (claims and claims.tid)
+  end
+  if ended then
+    bot.calls[id] = nil
+    return
+  end
+  local body
+  if started then
+    body = call:_start_flow(started.flow, true)     -- replay, then on with the new event
+  elseif item.e.incoming and bot.flows.main then
+    body = call:_start_flow("main")
+  end
+  if body then self:drive(call, body) else bot.calls[id] = nil end
+end
+
+-- A deadline that may have passed (or a process that died holding the call).
+function R:_due(id)
+  local store = self.store
+  if (store:due_at(id) or math.huge) > self.now() then return end   -- another process did it
+  local call, started, ended = self:fresh(id)
+  if started and not ended then
+    self.stats.resumed = self.stats.resumed + 1
+    self:drive(call, call:_start_flow(started.flow, true))
+  else
+    store:clear_due(id)
+    self.bot.calls[id] = nil
+  end
+end
+
+-- A call this process placed: its flow starts here (or goes on, if a retry finds it started).
+function R:_start(id, item)
+  local call, started, ended = self:fresh(id, true)
+  if ended then
+    self.bot.calls[id] = nil
+    return
+  end
+  if started then return self:drive(call, call:_start_flow(started.flow, true)) end
+  call.direction, call.tenantId, call.created = "outgoing", item.tenant, item.created
+  self:drive(call, call:_start_flow(item.start))
+end
+
+function R:_item(id, item)
+  if item.ev then return self:_event(item) end
+  if item.due then return self:_due(id) end
+  if item.start then return self:_start(id, item) end
+end
+
+-- Take the call's lease; a store that is down is waited for (up to `until_ms`).
+local function take(self, id, until_ms)
+  local pause = 50
+  while true do
+    local ok, release, err = pcall(self.store.lock, self.store, id, self.lease, self.lockWait)
+    if ok and release then return release end
+    err = ok and err or release
+    if self.now() >= until_ms then return nil, err end
+    self.log("warn", "call " .. id .. ": no lease yet (" .. tostring(err) .. "); trying again")
+    self.sleep(pause)
+    pause = math.min(pause * 2, 1000)
+  end
+end
+
+-- Everything queued on the call, under one lease.
+function R:_drain(id)
+  local q = self.queues[id]
+  local i, release, give_up, pause = 1, nil, nil, 50
+  while q[i] do
+    if not release then
+      local err
+      release, err = take(self, id, give_up or (self.now() + self.retryFor))
+      if not release then
+        local n = 0
+        for j = i, #q do if q[j] then n = n + 1 end end
+        self.stats.dropped = self.stats.dropped + n
+        self.log("error", string.format("call %s: no lease (%s); %d item(s) dropped", id, tostring(err), n))
+        break
+      end
+    end
+    local ok, e = xpcall(self._item, keep_tables, self, id, q[i])
+    if ok or not M.store_error(e) then
+      if not ok then self.log("error", "call " .. id .. ": " .. tostring(e)) end
+      q[i], i, give_up, pause = false, i + 1, nil, 50
+    else
+      -- the store refused: let go, wait, take the lease again, go on from where the item got to
+      give_up = give_up or (self.now() + self.retryFor)
+      pcall(release)
+      release = nil
+      if self.now() >= give_up then
+        self.stats.dropped = self.stats.dropped + 1
+        self.log("error", "call " .. id .. ": given up after retrying for " .. self.retryFor .. " ms: " .. tostring(e))
+        q[i], i, give_up = false, i + 1, nil
+      else
+        self.stats.retried = self.stats.retried + 1
+        self.log("warn", "call " .. id .. ": " .. tostring(e) .. "; retrying")
+        self.sleep(pause)
+        pause = math.min(pause * 2, 1000)
+      end
+    end
+  end
+  self.queues[id] = nil
+  if release then pcall(release) end
+end
+
+--- Queue an item on a call: `{ev =, claims =}`, `{due = true}`, `{start = flow, tenant =,
+-- created =}`. Items of a call run in order, one call's at a time in this process.
+-- @return true, or nil and an error (no thread could be started)
+function R:enqueue(id, item)
+  local q = self.queues[id]
+  if q then
+    if item.due and q.due then return true end   -- one is queued already
+    q[#q + 1] = item
+    q.due = q.due or item.due
+    return true
+  end
+  q = { item, due = item.due }
+  self.queues[id] = q
+  local ok, err = self.go(function() self:_drain(id) end)
+  if not ok then
+    self.queues[id] = nil
+    return nil, err
+  end
+  return true
+end
+
+--- Queue the events of a notification body.
+-- @return true, or nil and an error
+function R:dispatch(events, claims)
+  for _, ev in ipairs(events) do
+    if ev.callId then
+      local ok, err = self:enqueue(ev.callId, { ev = ev, claims = claims })
+      if not ok then return nil, err end
+    end
+  end
+  return true
+end
+
+--- Bring back the flows whose deadline has passed, send keepAlive to the calls due for it.
+-- Every process sweeps; a call's lease keeps one process at a time on it.
+function R:sweep()
+  local store, bot = self.store, self.bot
+  local now = self.now()
+  for _, id in ipairs(store:due(now)) do self:enqueue(id, { due = true }) end
+  for _, id in ipairs(store:ka_due(now)) do
+    -- whoever moves the time on under the call's lease sends it
+    local ok, release = pcall(store.lock, store, id, self.lease, 0.01)
+    release = ok and release or nil
+    local due = release and (store:ka_at(id) or math.huge) <= now
+    if due then store:set_ka(id, now + bot.keepAliveEvery) end
+    if release then pcall(release) end
+    if due then
+      bot.client:keepAlive(id, function(fine, err)
+        if fine or not err or err.status ~= 404 then return end
+        store:clear_ka(id)   -- gone, and its termination never came: end it as if told
+        self:enqueue(id, { ev = { callId = id, kind = "call", changeType = "deleted", state = "terminated",
+          synthetic = true, resultInfo = { code = 404, message = "keepAlive: call not found" } } })
+      end)
+    end
+  end
+end
+
+--- Stop the renewal timer (the process is stopping).
+function R:close()
+  if self.renewer then self.renewer:cancel() end
+  self.renewer = nil
+end
+
+--- Calls with items queued or running in this process.
+function R:busy()
+  local n = 0
+  for _ in pairs(self.queues) do n = n + 1 end
+  return n
+end
+
+return M

@@ -1,0 +1,88 @@
+-- Bot nodes as their own processes (`graphcall run` on one Redis) and Debian's nginx as a
+-- round-robin load balancer in front of them, all on loopback; started and stopped here.
+local E = require "emu"
+local N = require "ngx_helper"
+
+local C = {}
+
+local LUA_PATH = "./lua/?.lua;./lua/?/init.lua;;"
+local CPATH = os.getenv("LUA_CPATH") or ("./build/" .. (jit and "luajit" or "lua5.4") .. "/?.so;;")
+
+local function read(path)
+  local f = io.open(path)
+  if not f then return "" end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+--- nginx balancing round-robin over 127.0.0.1:ports. {url, port, stop()}
+function C.balancer(ports)
+  local user = io.popen("id -u"):read("*l") == "0" and "user root root;" or ""
+  local dir = E.tmpdir()
+  local port = N.free_port()
+  os.execute("mkdir -p " .. dir .. "/logs " .. dir .. "/conf")
+  local servers = {}
+  for i, p in ipairs(ports) do servers[i] = "server 127.0.0.1:" .. p .. " max_fails=0;" end
+  -- a node that is down is skipped (proxy_next_upstream: the request never reached it)
+  return N.run(user .. string.format([[
+worker_processes 1;
+daemon on;
+pid %s/logs/nginx.pid;
+error_log %s/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream bots { %s keepalive 32; }
+  server {
+    listen 127.0.0.1:%d;
+    client_max_body_size 4m;
+    location / {
+      proxy_pass http://bots; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_next_upstream error timeout; proxy_connect_timeout 1s;
+    }
+  }
+}
+]], dir, dir, table.concat(servers, " "), port), { dir = dir, port = port })
+end
+
+--- A node: `graphcall run script --redis` on its own port. o: script, redis (port), emu
+-- (url), public (the balancer's URL), prompts (a folder shared by the nodes), lease,
+-- port. {port, pid, log(), kill(), start(), stop()}
+function C.node(o)
+  local node = { port = o.port or N.free_port(), dir = E.tmpdir() }
+  node.logfile = node.dir .. "/node.log"
+  function node.start()
+    local cmd = string.format("exec env LUA_PATH='%s' LUA_CPATH='%s' %s bin/graphcall run %s --connect %s "
+      .. "--listen 127.0.0.1:%d --redis 127.0.0.1:%d --public %s --prompts %s --lease %s",
+      LUA_PATH, CPATH, o.lua or E.lua, o.script, o.emu, node.port, o.redis, o.public, o.prompts, o.lease or 3)
+    node.pid = E.sh(string.format("%s >>%s 2>&1 & echo $!", cmd, node.logfile)):match("%d+")
+    for _ = 1, 200 do
+      if read(node.logfile):find("bot listening on http://127.0.0.1:" .. node.port, 1, true) then return node end
+      os.execute("sleep 0.02")
+    end
+    error("the node did not start: " .. read(node.logfile))
+  end
+  function node.log() return read(node.logfile) end
+  function node.kill()
+    if node.pid then os.execute("kill -9 " .. node.pid .. " 2>/dev/null") end
+    node.pid = nil
+  end
+  function node.stop()
+    if node.pid then
+      os.execute("kill " .. node.pid .. " 2>/dev/null")
+      for _ = 1, 100 do
+        if not E.sh("kill -0 " .. node.pid .. " 2>&1 && echo alive"):find("alive") then break end
+        os.execute("sleep 0.05")
+      end
+      node.kill()
+    end
+  end
+  function node.remove()
+    node.stop()
+    os.execute("rm -rf " .. node.dir)
+  end
+  return node.start()
+end
+
+return C
