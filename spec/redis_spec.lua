@@ -206,6 +206,31 @@ describe("graphcall.store.redis", function()
     release2()
   end)
 
+  it("keeps accepted events in an inbox that leaves with the log append, in one script", function()
+    local id = "call-in"
+    local t = store:tracker(true)
+    local release = store:lock(id, 5)
+    store:push(id, '{"e":{"kind":"call","state":"established"}}', 1000)
+    store:push(id, '{"e":{"kind":"call","state":"established"}}', 2000)
+    assert.same({ id }, store:inbox_due(1500))            -- since the first push
+    assert.equal(2, #store:inbox(id))
+    t:put(id, { ring = {}, tones = {}, state = "established" })
+    assert.equal(graphcall.null, r:call("GET", "gc:{call-in}:trk"))   -- kept back for the append
+    store:take_with_next(id)
+    store:append(id, { k = "ev", ev = { kind = "call", state = "established" } })
+    assert.equal(1, #store:inbox(id))
+    assert.truthy(r:call("GET", "gc:{call-in}:trk"):find("established", 1, true))
+    store:drop_first(id)                                  -- the second was a duplicate
+    assert.same({}, store:inbox(id))
+    assert.equal(1, #store:log(id))
+    store:inbox_done(id, 3000)
+    assert.same({}, store:inbox_due(5000))
+    store:push(id, "{}", 4000)
+    store:inbox_done(id, 4500)                            -- one came meanwhile: it stays due
+    assert.same({ id }, store:inbox_due(5000))
+    release()
+  end)
+
   it("keeps deadlines and keepAlive times in sorted sets", function()
     store:set_due("a", 1000)
     store:set_due("b", 3000)

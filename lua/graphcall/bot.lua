@@ -157,11 +157,19 @@ function M.new(opts)
   local shared = opts.shared
   if shared == nil then shared = self.store.lock ~= nil and not loop.parks end
   self.parks = loop.parks or shared or false
-  local listen_tracker = self.tracker
+  local listen_tracker, accept = self.tracker, nil
   if shared then
-    -- the tracker's state is in the store, read and written under the call's lease
-    self.tracker = tracker_mod.new { store = self.store:tracker() }
+    -- the tracker's state is in the store, read and written under the call's lease (with an
+    -- inbox, in the same write as the log entry)
+    self.tracker = tracker_mod.new { store = self.store:tracker(self.store.push ~= nil) }
     listen_tracker = { accept = function() return true end }
+    -- a notification is answered once its events are in the store (the inbox)
+    accept = function(events, claims, answer)
+      loop:spawn(function()
+        local ok = self.runtime:accept(events, claims)
+        answer(ok and 202 or 503)
+      end)
+    end
     self.runtime = require("graphcall.runtime").new {
       bot = self, store = self.store, lease = opts.lease,
       go = function(fn) loop:spawn(fn) return true end,
@@ -177,7 +185,7 @@ function M.new(opts)
     local lerr
     listener, lerr = require("graphcall.listener").new {
       loop = loop, host = l.host, port = l.port, cert = l.cert, key = l.key, path = l.path,
-      maxBody = l.maxBody, timeout = l.timeout, tracker = listen_tracker,
+      maxBody = l.maxBody, timeout = l.timeout, tracker = listen_tracker, accept = accept,
       verifier = opts.verify ~= false and (opts.verifier or client:verifier()) or nil,
       verify = opts.verify,
       files = opts.prompts,

@@ -34,7 +34,9 @@ local JSON = { ["Content-Type"] = "application/json" }
 --   claims)` for each event the tracker lets through, `on_request(req, method, uri, body)`
 --   for other paths (404 without it), `files` and `filesPrefix` ("/prompts/"), `maxBody`
 --   (bytes, 1 MiB), `timeout` (ms a client may stall, 10000), `parse` (options of
---   `parse_notifications`), `log`
+--   `parse_notifications`), `log`, `accept(events, claims, answer)` (instead of the tracker
+--   and `on_event`: takes a verified body's events and calls answer(status) when it has
+--   kept them; the request is answered then)
 -- @return the listener, or nil and an error
 function M.new(opts)
   if type(opts) ~= "table" or not opts.loop then error("bad argument #1 to 'listener' (loop is required)", 2) end
@@ -46,6 +48,7 @@ function M.new(opts)
     path = opts.path or "/callback",
     verifier = opts.verify ~= false and opts.verifier or nil,
     tracker = opts.tracker or tracker_mod.new(),
+    accept = opts.accept,
     on_event = opts.on_event,
     on_request = opts.on_request,
     parse_opts = opts.parse,
@@ -102,8 +105,12 @@ function Listener:_accept(req, body, claims)
     req:respond(400, JSON, '{"error":{"code":"BadRequest","message":"not a commsNotifications body"}}')
     return
   end
-  req:respond(202)
   self.stats.events = self.stats.events + #events
+  if self.accept then   -- answered once the events are kept (several nodes, graphcall.runtime)
+    req:keep()
+    return self.accept(events, claims, function(status) req:respond(status) end)
+  end
+  req:respond(202)
   self.loop:defer(self._dispatch, self, events, claims)   -- after the 202 is on its way
 end
 

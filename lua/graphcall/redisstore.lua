@@ -28,14 +28,24 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 ]]
 
+-- KEYS: lease, log, head, tracker state, inbox; ARGV: token, entry, ms to keep, tracker state
+-- to write (or ""), "1" to take the inbox's first entry, then the head's fields
 local APPEND = FENCE .. [[
 local n = redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-if #ARGV > 3 then
-  redis.call('HSET', KEYS[3], unpack(ARGV, 4))
+if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[3]) end
+if ARGV[5] == '1' then redis.call('LPOP', KEYS[5]) end
+if #ARGV > 5 then
+  redis.call('HSET', KEYS[3], unpack(ARGV, 6))
   redis.call('PEXPIRE', KEYS[3], ARGV[3])
 end
 return n
+]]
+
+-- an inbox entry dropped (a duplicate): KEYS lease, tracker state, inbox; ARGV token, ms, state
+local DROP = FENCE .. [[
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end
+return redis.call('LPOP', KEYS[3])
 ]]
 
 local SET = FENCE .. [[
@@ -97,14 +107,16 @@ local function script(self, src, nkeys, ...)
   return self.redis:call("EVALSHA", self.shas[src], nkeys, ...)
 end
 
--- keys: the key written (and for an append, the head's); the lease is always KEYS[1]
+-- keys: the keys written (a key or a list); the lease is always KEYS[1]
+local unpack = table.unpack or unpack   -- luacheck: ignore 143
 local function fenced(self, id, src, keys, ...)
-  local v, err
-  if type(keys) == "table" then
-    v, err = script(self, src, 1 + #keys, key(id, "lease"), keys[1], keys[2], self.tokens[id] or "", ...)
-  else
-    v, err = script(self, src, 2, key(id, "lease"), keys, self.tokens[id] or "", ...)
-  end
+  if type(keys) ~= "table" then keys = { keys } end
+  local args = { key(id, "lease") }
+  for i, k in ipairs(keys) do args[i + 1] = k end
+  args[#args + 1] = self.tokens[id] or ""
+  local extra = table.pack and table.pack(...) or { n = select("#", ...), ... }
+  for i = 1, extra.n do args[#args + 1] = extra[i] end
+  local v, err = script(self, src, 1 + #keys, unpack(args))
   if v == nil and err then
     local msg = tostring(err.message or err.code)
     if msg:find("^FENCED") then error(store_error("fenced", "call " .. id .. ": fenced: " .. msg), 0) end
@@ -121,7 +133,8 @@ function M.new(o)
   assert(o and o.redis, "graphcall.store.redis: a graphcall.redis client (redis =)")
   local ttl = o.ttl or 3600
   return setmetatable({ redis = o.redis, ttl = ttl, keepMs = math.floor((o.keep or ttl * 4) * 1000),
-                        tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or os.time }, S)
+                        tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or os.time,
+                        pendingTrk = {}, popNext = {} }, S)
 end
 
 function S:get(id)
@@ -145,9 +158,49 @@ local function head_fields(entry)
 end
 
 function S:append(id, entry)
-  local n = fenced(self, id, APPEND, { key(id, "log"), key(id, "hd") }, json(entry), self.keepMs,
-                   head_fields(entry))
+  -- with the tracker's state kept back for it (tracker{defer}) and the inbox entry it came from
+  local trk, pop = self.pendingTrk[id] or "", self.popNext[id] and "1" or ""
+  local n = fenced(self, id, APPEND, { key(id, "log"), key(id, "hd"), key(id, "trk"), key(id, "in") },
+                   json(entry), self.keepMs, trk, pop, head_fields(entry))
+  self.pendingTrk[id], self.popNext[id] = nil, nil
   if n == 1 then must(self, "SADD", "gc:calls", id) end
+end
+
+-- ---- the inbox: notifications accepted (answered 202) and not yet in the log ----------------
+
+--- Keep an accepted notification's event (JSON text) in the call's inbox, before the 202: a
+-- node that dies after answering leaves it to the others (`gc:inbox` says since when).
+function S:push(id, text, now)
+  must(self, "RPUSH", key(id, "in"), text)
+  must(self, "ZADD", "gc:inbox", "NX", now or math.floor(self.clock() * 1000), id)
+end
+
+--- The call's inbox, oldest first (JSON texts).
+function S:inbox(id)
+  local v = must(self, "LRANGE", key(id, "in"), 0, -1)
+  return type(v) == "table" and v or {}
+end
+
+--- The next `append` takes the inbox's first entry with it, in the same script.
+function S:take_with_next(id) self.popNext[id] = true end
+
+--- Drop the inbox's first entry (a duplicate), with the tracker's state kept back.
+function S:drop_first(id)
+  fenced(self, id, DROP, { key(id, "trk"), key(id, "in") }, self.keepMs, self.pendingTrk[id] or "")
+  self.pendingTrk[id], self.popNext[id] = nil, nil
+end
+
+--- The inbox is empty (under the lease): forget it, unless an entry came meanwhile.
+function S:inbox_done(id, now)
+  must(self, "ZREM", "gc:inbox", id)
+  if (must(self, "LLEN", key(id, "in")) or 0) > 0 then
+    must(self, "ZADD", "gc:inbox", now or math.floor(self.clock() * 1000), id)
+  end
+end
+
+--- Calls with inbox entries since before `before` (ms): left by a node that died.
+function S:inbox_due(before)
+  return must(self, "ZRANGEBYSCORE", "gc:inbox", "-inf", before, "LIMIT", 0, 100)
 end
 
 --- The call's head: {flow, dir, tenant, state, ended} as its log says, or nil.
@@ -177,7 +230,7 @@ function S:calls()
   return v
 end
 
-local PARTS = { "log", "st", "trk", "hd" }
+local PARTS = { "log", "st", "trk", "hd", "in" }
 
 function S:drop(id)
   for _, p in ipairs(PARTS) do must(self, "DEL", key(id, p)) end
@@ -191,11 +244,13 @@ function S:expire(id, seconds)
   must(self, "SREM", "gc:calls", id)
   must(self, "ZREM", "gc:due", id)
   must(self, "ZREM", "gc:ka", id)
+  must(self, "ZREM", "gc:inbox", id)
 end
 
 --- The tracker's state of each call, as `graphcall.tracker` wants a store (the `seen` set is
--- its fingerprint ring again, so it is not written).
-function S:tracker()
+-- its fingerprint ring again, so it is not written). With `defer`, a put is kept back and
+-- written by the next `append` or `drop_first` of the call, in the same script.
+function S:tracker(defer)
   return {
     get = function(_, id)
       local v = must(self, "GET", key(id, "trk"))
@@ -212,6 +267,7 @@ function S:tracker()
       local ok, text = pcall(json, st)
       st.seen = seen
       if not ok then error(text, 2) end
+      if defer then self.pendingTrk[id] = text return end
       fenced(self, id, SET, key(id, "trk"), text, self.keepMs)
     end,
   }

@@ -9,12 +9,22 @@
 -- *parks*: the coroutine is dropped), its deadline written down, the lease let go. A sweeper
 -- brings back flows whose deadline has passed and sends keepAlive.
 --
+-- **The inbox.** On a store that has one (`graphcall.store.redis`), `accept` writes each
+-- event of a notification to its call's inbox in the store *before* the 202 is answered, and
+-- the drain takes the inbox in order, each entry leaving it in the same script that appends
+-- it to the log (with the tracker's state). So a notification answered 202 is dispatched once,
+-- even when the process that answered dies the next moment: the sweeper of another process
+-- finds the inbox left behind. Handlers then get the event as the log keeps it
+-- (`graphcall.bot.compact`).
+--
 -- **Faults.** While a flow runs, its lease is renewed, and the call carries a deadline one
 -- lease ahead: if the process dies in the middle of a step, another process's sweeper takes
 -- the call once the lease has run out and replays it. A write the store refuses (Redis gone,
 -- or `fenced`: the lease ran out and another process holds the call) aborts the item without
 -- ending the flow; the item is retried from where it got to, for up to `retryFor` ms.
 -- @module graphcall.runtime
+local cjson = require "cjson.safe"
+local core = require "graphcall.core"
 local botmod = require "graphcall.bot"
 
 local M = {}
@@ -43,7 +53,7 @@ function M.new(o)
   return setmetatable({
     bot = o.bot, store = o.store, lease = o.lease or 15, go = o.go, now = o.now, sleep = o.sleep,
     every = o.every, where = o.where, retryFor = o.retryFor or 60000, lockWait = o.lockWait or 30,
-    queues = {}, driving = {}, log = o.bot.log,
+    queues = {}, driving = {}, log = o.bot.log, inboxed = o.store.push ~= nil and o.inbox ~= false,
     stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0 },
   }, R)
 end
@@ -181,14 +191,19 @@ function R:_event(item)
   if body then self:drive(call, body) else bot.calls[id] = nil end
 end
 
--- A deadline that may have passed (or a process that died holding the call).
-function R:_due(id)
+-- A deadline that may have passed (or a process that died holding the call); `force`: go on
+-- from the log whatever the deadline (a retry after the store refused a write).
+function R:_due(id, force)
   local store = self.store
-  if (store:due_at(id) or math.huge) > self.now() then return end   -- another process did it
-  local call, started, ended = self:fresh(id)
+  if not force and (store:due_at(id) or math.huge) > self.now() then return end   -- another process did it
+  local call, started, ended = self:fresh(id, force)
   if started and not ended then
     self.stats.resumed = self.stats.resumed + 1
     self:drive(call, call:_start_flow(started.flow, true))
+  elseif force and not started and not ended and self.bot.flows.main and call.events[1]
+         and call.events[1].incoming then   -- an incoming call whose flow did not get to start
+    call.direction, call.tenantId = "incoming", call.events[1].tenantId
+    self:drive(call, call:_start_flow("main"))
   else
     store:clear_due(id)
     self.bot.calls[id] = nil
@@ -207,7 +222,67 @@ function R:_start(id, item)
   self:drive(call, call:_start_flow(item.start))
 end
 
+-- One inbox entry (the first of the inbox): tracker, log (the entry leaves the inbox in the
+-- same write), handlers, flow.
+function R:_entry(id, text)
+  local bot, store = self.bot, self.store
+  local entry = core.decode(text)
+  local e = type(entry) == "table" and entry.e
+  if type(e) ~= "table" then
+    self.log("error", "call " .. id .. ": an inbox entry that is not an event; dropped")
+    return store:drop_first(id)
+  end
+  e.callId = id
+  local ok, why = bot.tracker:accept(e)
+  e.callId = nil
+  if not ok then
+    self.stats.duplicates = self.stats.duplicates + 1
+    self.log("debug", "call " .. id .. ": " .. tostring(e.kind) .. " notification dropped (" .. tostring(why) .. ")")
+    return store:drop_first(id)
+  end
+  local call, started, ended = self:fresh(id)
+  call.tenantId = call.tenantId or e.tenantId or entry.tid
+  if e.incoming then call.direction = "incoming" end
+  store:take_with_next(id)
+  call:_input(e)
+  self.stats.events = self.stats.events + 1
+  if e.kind == "call" and e.state == "established" and not store:ka_at(id) then
+    store:set_ka(id, self.now() + bot.keepAliveEvery)
+  end
+  bot:_emit(botmod.event_name(e), call, e)
+  if self.where then
+    self.log("info", string.format("call %s: %s (%s)", id, require("graphcall.trace").describe(e), self.where()))
+  end
+  if ended then
+    bot.calls[id] = nil
+    return
+  end
+  local body
+  if started then
+    body = call:_start_flow(started.flow, true)
+  elseif e.incoming and bot.flows.main then
+    body = call:_start_flow("main")
+  end
+  if body then self:drive(call, body) else bot.calls[id] = nil end
+end
+
+-- The call's inbox, until it is empty (entries other processes add meanwhile too).
+function R:_inbox(id, item)
+  if item.resume then self:_due(id, true) end   -- a retry: the flow goes on from the log first
+  while true do
+    local texts = self.store:inbox(id)
+    if #texts == 0 then break end
+    for _, text in ipairs(texts) do
+      item.resume = true    -- if this raises, the retry brings the flow on first
+      self:_entry(id, text)
+      item.resume = nil
+    end
+  end
+  self.store:inbox_done(id, self.now())
+end
+
 function R:_item(id, item)
+  if item.kick then return self:_inbox(id, item) end
   if item.ev then return self:_event(item) end
   if item.due then return self:_due(id) end
   if item.start then return self:_start(id, item) end
@@ -243,6 +318,8 @@ function R:_drain(id)
         break
       end
     end
+    if q[i].kick then q.kick = false end     -- a kick queued from now on is a new one
+    if q[i].due then q.due = false end
     local ok, e = xpcall(self._item, keep_tables, self, id, q[i])
     if ok or not M.store_error(e) then
       if not ok then self.log("error", "call " .. id .. ": " .. tostring(e)) end
@@ -268,23 +345,60 @@ function R:_drain(id)
   if release then pcall(release) end
 end
 
---- Queue an item on a call: `{ev =, claims =}`, `{due = true}`, `{start = flow, tenant =,
--- created =}`. Items of a call run in order, one call's at a time in this process.
+--- Queue an item on a call: `{ev =, claims =}`, `{kick = true}` (take the inbox), `{due =
+-- true}`, `{start = flow, tenant =, created =}`. Items of a call run in order, one call's at a
+-- time in this process.
 -- @return true, or nil and an error (no thread could be started)
 function R:enqueue(id, item)
   local q = self.queues[id]
   if q then
-    if item.due and q.due then return true end   -- one is queued already
+    if (item.due and q.due) or (item.kick and q.kick) then return true end   -- one waits already
     q[#q + 1] = item
     q.due = q.due or item.due
+    q.kick = q.kick or item.kick
     return true
   end
-  q = { item, due = item.due }
+  q = { item, due = item.due, kick = item.kick }
   self.queues[id] = q
   local ok, err = self.go(function() self:_drain(id) end)
   if not ok then
     self.queues[id] = nil
     return nil, err
+  end
+  return true
+end
+
+local function json(v)
+  local s, err = cjson.encode(v)
+  if not s then error("graphcall: cannot write JSON: " .. tostring(err), 2) end
+  if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end   -- cjson writes "\/" for "/"
+  return s
+end
+
+--- Take the events of a notification body that is to be answered 202: with an inbox, each
+-- is in its call's inbox in the store when this returns true (answer 202 then); without,
+-- they are queued in this process (`dispatch`).
+-- @return true, or nil and an error (answer 503: nothing of the body was taken, or part of
+--   it, which the service's retry brings again and the tracker drops)
+function R:accept(events, claims)
+  if not self.inboxed then return self:dispatch(events, claims) end
+  local now = math.floor(self.now())
+  local tid = claims and claims.tid
+  for _, ev in ipairs(events) do
+    local id = ev.callId
+    if id then
+      local ok, err = pcall(self.store.push, self.store, id, json { e = botmod.compact(ev), tid = tid }, now)
+      if not ok then
+        self.log("error", "call " .. id .. ": cannot keep the notification: " .. tostring(err))
+        return nil, err
+      end
+    end
+  end
+  for _, ev in ipairs(events) do
+    if ev.callId then
+      local ok, err = self:enqueue(ev.callId, { kick = true })
+      if not ok then self.log("warn", "call " .. ev.callId .. ": " .. tostring(err) .. "; the sweeper will take it") end
+    end
   end
   return true
 end
@@ -307,6 +421,9 @@ function R:sweep()
   local store, bot = self.store, self.bot
   local now = self.now()
   for _, id in ipairs(store:due(now)) do self:enqueue(id, { due = true }) end
+  if self.inboxed then   -- inboxes that nobody took: the process that accepted them died
+    for _, id in ipairs(store:inbox_due(now - self.lease * 1000 - 1000)) do self:enqueue(id, { kick = true }) end
+  end
   for _, id in ipairs(store:ka_due(now)) do
     -- whoever moves the time on under the call's lease sends it
     local ok, release = pcall(store.lock, store, id, self.lease, 0.01)

@@ -306,7 +306,7 @@ function M.init(o)
   for name, fn in pairs(o.flows or script.flows or {}) do bot:flow(name, fn) end
   for name, fn in pairs(o.on or script.on or {}) do bot:on(name, fn) end
   if o.setup then o.setup(bot) end
-  bot.tracker = tracker_mod.new { store = store:tracker() }
+  bot.tracker = tracker_mod.new { store = store:tracker(o.redis ~= nil) }   -- (with Redis: the inbox's)
   state.bot, state.dict, state.loop, state.opts, state.store = bot, dict, loop, o, store
   state.verifier = o.verify ~= false and shared_keys(client:verifier { minRefetch = o.minRefetch }, dict) or nil
   state.maxBody = o.maxBody or 1048576
@@ -400,7 +400,8 @@ function M.handle()
   for _, ev in ipairs(events) do
     if ev.incoming then graphcall.materialize(ev) end   -- the caller's identity goes into the log
   end
-  if not state.runtime:dispatch(events, claims) then return respond(503) end
+  -- with Redis, the events are in their calls' inboxes before the 202 (nothing accepted is lost)
+  if not state.runtime:accept(events, claims) then return respond(503) end
   return respond(202)
 end
 
