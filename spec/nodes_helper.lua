@@ -24,7 +24,8 @@ function C.balancer(ports)
   os.execute("mkdir -p " .. dir .. "/logs " .. dir .. "/conf")
   local servers = {}
   for i, p in ipairs(ports) do servers[i] = "server 127.0.0.1:" .. p .. " max_fails=0;" end
-  -- a node that is down is skipped (proxy_next_upstream: the request never reached it)
+  -- a node that is down or fails is skipped, and a callback it failed goes to the next: POST
+  -- too (non_idempotent), the tracker drops what a dying node had kept already
   return N.run(user .. string.format([[
 worker_processes 1;
 daemon on;
@@ -39,7 +40,8 @@ http {
     client_max_body_size 4m;
     location / {
       proxy_pass http://bots; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_next_upstream error timeout; proxy_connect_timeout 1s;
+      proxy_next_upstream error timeout http_502 http_503 non_idempotent; proxy_next_upstream_tries 3;
+      proxy_connect_timeout 1s;
     }
   }
 }
@@ -54,8 +56,9 @@ function C.node(o)
   node.logfile = node.dir .. "/node.log"
   function node.start()
     local cmd = string.format("exec env LUA_PATH='%s' LUA_CPATH='%s' %s bin/graphcall run %s --connect %s "
-      .. "--listen 127.0.0.1:%d --redis 127.0.0.1:%d --public %s --prompts %s --lease %s",
-      LUA_PATH, CPATH, o.lua or E.lua, o.script, o.emu, node.port, o.redis, o.public, o.prompts, o.lease or 3)
+      .. "--listen 127.0.0.1:%d --redis 127.0.0.1:%d --public %s --prompts %s --lease %s %s",
+      LUA_PATH, CPATH, o.lua or E.lua, o.script, o.emu, node.port, o.redis, o.public, o.prompts, o.lease or 3,
+      o.args or "")
     node.pid = E.sh(string.format("%s >>%s 2>&1 & echo $!", cmd, node.logfile)):match("%d+")
     for _ = 1, 200 do
       if read(node.logfile):find("bot listening on http://127.0.0.1:" .. node.port, 1, true) then return node end

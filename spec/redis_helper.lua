@@ -26,8 +26,17 @@ function R.start(o)
     E.sh("kill -9 $(cat " .. r.dir .. "/redis.pid) 2>/dev/null")
     os.execute("sleep 0.2")
   end
-  function r.restart()
-    r.kill()
+  --- Restart: SIGKILL, or `graceful` (SHUTDOWN: the append-only file is written out first).
+  function r.restart(graceful)
+    if graceful then
+      E.sh("redis-cli -p " .. r.port .. " shutdown 2>/dev/null")
+      for _ = 1, 100 do
+        if not E.sh("redis-cli -p " .. r.port .. " ping 2>&1"):find("PONG", 1, true) then break end
+        os.execute("sleep 0.02")
+      end
+    else
+      r.kill()
+    end
     run()
   end
   function r.stop()

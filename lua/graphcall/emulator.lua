@@ -186,7 +186,8 @@ end
 -- match the whole of "METHOD /path" (the path without `/v1.0`).
 -- Notifications: `{notification = "call:established", drop = true}` (or `duplicate`,
 -- `reorder`: held back and sent after the next one of its call, `badSignature`, `delay =
--- ms`); labels are "call:<state>", "call:tone", "operation:<type>:<status>",
+-- ms`; a reordered one goes alone after `hold` ms, 1000, if no other comes); labels are
+-- "call:<state>", "call:tone", "operation:<type>:<status>",
 -- "participants", "contentSharing", and a rule matches a label or its prefix.
 -- Both take `times` (how often it fires; 1 by default, 0 = always) and `skip` (matches to
 -- let pass first).
@@ -416,7 +417,15 @@ function Emu:_notify(call, items, label)
     return self:after(f.delay, function() self:_deliver(call, body, label) end)
   end
   if f and f.reorder then
-    call.held = { body = body, label = label }
+    -- late, not lost: behind the call's next notification, or on its own after a while
+    local h = { body = body, label = label }
+    call.held = h
+    self:after(f.hold or 1000, function()
+      if call.held == h then
+        call.held = nil
+        self:_deliver(call, h.body, h.label)
+      end
+    end)
     return
   end
   self:_deliver(call, body, label, f and f.badSignature)
@@ -1331,8 +1340,10 @@ function Emu:_control(req, method, path, body)
     collectgarbage()
     local repeats = 0
     for _, n in pairs(self.byRequestId) do if n > 1 then repeats = repeats + n - 1 end end
+    local fired = 0
+    for _, r in ipairs(self.faults) do fired = fired + r.fired end
     local s = { calls = self.ncalls, open = self.open, memoryKB = collectgarbage("count"),
-                repeatedRequestIds = repeats }
+                repeatedRequestIds = repeats, faultsFired = fired }
     for k, v in pairs(self.stats) do s[k] = v end
     return self:_reply(req, 200, s)
   end

@@ -48,11 +48,13 @@ end
 --   epoch), `sleep(ms)` (in that thread), `every(ms, fn)` (a repeating timer: `:cancel()`),
 --   `where()` (names this process: given, each event is logged at info with it), `retryFor`
 --   (ms an item is retried while the store refuses it, 60000), `lockWait` (seconds to wait for
---   a lease another process holds, 30)
+--   a lease another process holds, 30), `acceptWait` (ms `accept` waits for a store that
+--   refuses a write before it gives up: the answer is then 503; 2000)
 function M.new(o)
   return setmetatable({
     bot = o.bot, store = o.store, lease = o.lease or 15, go = o.go, now = o.now, sleep = o.sleep,
     every = o.every, where = o.where, retryFor = o.retryFor or 60000, lockWait = o.lockWait or 30,
+    acceptWait = o.acceptWait or 2000,
     queues = {}, driving = {}, log = o.bot.log, inboxed = o.store.push ~= nil and o.inbox ~= false,
     stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0 },
   }, R)
@@ -387,10 +389,19 @@ function R:accept(events, claims)
   for _, ev in ipairs(events) do
     local id = ev.callId
     if id then
-      local ok, err = pcall(self.store.push, self.store, id, json { e = botmod.compact(ev), tid = tid }, now)
-      if not ok then
-        self.log("error", "call " .. id .. ": cannot keep the notification: " .. tostring(err))
-        return nil, err
+      local text = json { e = botmod.compact(ev), tid = tid }
+      -- a store that is away a moment (Redis restarting) is waited for, within what the
+      -- service waits for an answer
+      local give_up, pause = self.now() + self.acceptWait, 20
+      while true do
+        local ok, err = pcall(self.store.push, self.store, id, text, now)
+        if ok then break end
+        if self.now() >= give_up then
+          self.log("error", "call " .. id .. ": cannot keep the notification: " .. tostring(err))
+          return nil, err
+        end
+        self.sleep(pause)
+        pause = math.min(pause * 2, 200)
       end
     end
   end
@@ -434,6 +445,7 @@ function R:sweep()
     if due then
       bot.client:keepAlive(id, function(fine, err)
         if fine or not err or err.status ~= 404 then return end
+        self.log("warn", "call " .. id .. ": keepAlive answered 404; the call is over")
         store:clear_ka(id)   -- gone, and its termination never came: end it as if told
         self:enqueue(id, { ev = { callId = id, kind = "call", changeType = "deleted", state = "terminated",
           synthetic = true, resultInfo = { code = 404, message = "keepAlive: call not found" } } })

@@ -1,0 +1,203 @@
+-- tools/chaos.lua: calls through the IVR example on several nodes sharing Redis, while nodes
+-- are killed (SIGKILL) and restarted, Redis is restarted (append-only file on) and the
+-- emulator injects faults; then a report of every call's end and every repeated action.
+--
+--   lua5.4 tools/chaos.lua [--nodes 3] [--seconds 60] [--rate 2] [--kill-every 4] [--lua luajit]
+--
+-- Each call's scripted caller picks sales (1), voicemail (2), account (3, then a PIN) or hangs
+-- up at the menu; a call is carried when the emulator's record of it shows the end that
+-- caller expects and no flow is left in the store. Repeats are actions the emulator carried out
+-- more than once under one client-request-id; each must be one a node re-sent when it resumed
+-- a flow whose intent was logged without its answer (the window the README explains).
+-- Exit status 0 when no call is lost and no repeat falls outside that window.
+package.path = "./lua/?.lua;./lua/?/init.lua;./spec/?.lua;" .. package.path
+local cjson = require "cjson"
+local graphcall = require "graphcall"
+local E = require "emu"
+local R = require "redis_helper"
+local C = require "nodes_helper"
+local N = require "ngx_helper"
+
+local o = { nodes = 3, seconds = 60, rate = 2, ["kill-every"] = 4, lua = E.lua }
+local i = 1
+while arg[i] do
+  local k = arg[i]:match("^%-%-(.+)$")
+  if not k or o[k] == nil or not arg[i + 1] then
+    io.stderr:write("usage: tools/chaos.lua [--nodes N] [--seconds S] [--rate CALLS/S] [--kill-every S] [--lua LUA]\n")
+    os.exit(2)
+  end
+  o[k] = tonumber(arg[i + 1]) or arg[i + 1]
+  i = i + 2
+end
+E.lua = o.lua
+math.randomseed(os.time())
+
+local SALES = "+14255550100"
+local CALLERS = {
+  sales = { { on = "prompt", after = 1500, press = "1" } },
+  voicemail = { { on = "prompt", after = 1500, press = "2" }, { on = "record", after = 300, speak = 2000 } },
+  account = { { on = "prompt", after = 1500, press = "3" }, { on = "prompt", skip = 1, after = 500, press = "1234#" } },
+  hangup = { { on = "prompt", after = 800, hangup = true } },
+}
+local KINDS = { "sales", "voicemail", "account", "hangup" }
+
+local function expected(kind, v)
+  if v.state ~= "terminated" then return false, "not ended (" .. tostring(v.state) .. ")" end
+  if kind == "sales" then return v.transferred == SALES, "not transferred" end
+  if kind == "voicemail" then return v.pressed == "2" and v.prompts >= 3, "no message taken" end
+  if kind == "account" then return v.pressed == "31234#" and v.prompts >= 3, "no PIN taken" end
+  return true
+end
+
+local faults = {
+  { request = "playPrompt", status = 429, retryAfter = 1, times = 3 },
+  { request = "answer", status = 503, times = 2 },
+  { request = "subscribeToTone", reset = true, times = 2 },
+  { request = "recordResponse", delay = 1500, times = 2 },
+  { notification = "call:tone", duplicate = true, times = 5 },
+  { notification = "operation", reorder = true, times = 3 },
+  { notification = "call:establishing", drop = true, times = 3 },
+  { notification = "call:terminated", drop = true, skip = 3, times = 2 },   -- found by keepAlive's 404
+}
+
+local emu = E.start { scenario = { peers = { [SALES] = { answer = 500 } }, freshCallbacks = true, faults = faults },
+                      speed = 2 }
+local redis = R.start { appendonly = true }
+local prompts = E.tmpdir()
+local ports = {}
+for n = 1, o.nodes do ports[n] = N.free_port() end
+local lb = C.balancer(ports)
+local nodes = {}
+for n = 1, o.nodes do
+  nodes[n] = C.node { script = "examples/ivr.lua", emu = emu.url, redis = redis.port, public = lb.url,
+                      prompts = prompts, port = ports[n], lease = 2, args = "--keep-alive 3000" }
+end
+local ctl = graphcall.loop { log = false }
+
+local function cleanup()
+  for _, n in ipairs(nodes) do n.remove() end
+  lb.stop()
+  redis.stop()
+  emu.stop()
+  os.execute("rm -rf " .. prompts)
+end
+
+local function control(method, path, body)
+  local res = assert(ctl:fetch { method = method, url = emu.url .. path, body = body, timeout = 10000 })
+  return graphcall.decode(res.body)
+end
+
+local calls, kills, restarts = {}, 0, 0
+local t0 = ctl:now()
+local nextCall, nextKill, redisAt = 0, o["kill-every"] * 1000, o.seconds * 500
+local down = {}   -- node -> when it comes back
+print(string.format("chaos: %d nodes, %d s, %s calls/s, a node killed every %s s, Redis restarted at %d s",
+  o.nodes, o.seconds, o.rate, o["kill-every"], o.seconds // 2))
+while ctl:now() - t0 < o.seconds * 1000 do
+  local t = ctl:now() - t0
+  if t >= nextCall then
+    local kind = KINDS[math.random(#KINDS)]
+    local v = control("POST", "/emulator/incoming", cjson.encode { webhook = lb.url .. "/callback",
+      appId = "graphcall-run", tenantId = "tenant-1", caller = CALLERS[kind] })
+    calls[#calls + 1] = { id = v.id, kind = kind }
+    nextCall = nextCall + 1000 / o.rate
+  end
+  if t >= nextKill then
+    local n = math.random(#nodes)
+    if not down[n] then
+      nodes[n].kill()
+      kills = kills + 1
+      down[n] = t + 300
+    end
+    nextKill = nextKill + o["kill-every"] * 1000
+  end
+  for n, at in pairs(down) do
+    if t >= at then
+      nodes[n].start()
+      down[n] = nil
+    end
+  end
+  if redisAt and t >= redisAt then
+    redis.restart(true)
+    restarts = restarts + 1
+    redisAt = nil
+  end
+  ctl:sleep(20)
+end
+for n in pairs(down) do nodes[n].start() end
+
+-- every call to its end (a flow waiting on a lost termination is ended by keepAlive's 404)
+local views
+local deadline = ctl:now() + 90000
+repeat
+  views = {}
+  for _, v in ipairs(control("GET", "/emulator/calls").calls) do views[v.id] = v end
+  local open = 0
+  for _, c in ipairs(calls) do if (views[c.id] or {}).state ~= "terminated" then open = open + 1 end end
+  local live = tonumber((E.sh("redis-cli -p " .. redis.port .. " scard gc:calls"):match("%d+"))) or -1
+  if open == 0 and live == 0 then break end
+  ctl:sleep(500)
+until ctl:now() > deadline
+
+local carried, lost = 0, {}
+for _, c in ipairs(calls) do
+  local ok, why = expected(c.kind, views[c.id] or {})
+  if ok then carried = carried + 1 else lost[#lost + 1] = c.id .. " (" .. c.kind .. "): " .. why end
+end
+local left = tonumber((E.sh("redis-cli -p " .. redis.port .. " scard gc:calls"):match("%d+"))) or -1
+
+-- repeats by client-request-id, and whether a node said it re-sent them from a resumed flow
+local logs = {}
+for n, node in ipairs(nodes) do logs[n] = node.log() end
+local all = table.concat(logs, "\n")
+local actions, repeats, inWindow, outside = 0, 0, 0, {}
+for crid, count in pairs(control("GET", "/emulator/requests")) do
+  actions = actions + count
+  if count > 1 then
+    repeats = repeats + count - 1
+    if all:find("sending it again with client-request-id " .. crid, 1, true) then
+      inWindow = inWindow + count - 1
+    else
+      outside[#outside + 1] = crid .. " x" .. count
+    end
+  end
+end
+local stats = control("GET", "/emulator/stats")
+local ka404 = select(2, all:gsub("keepAlive answered 404", ""))
+local retried = select(2, all:gsub("; retrying", ""))
+
+print(string.format("  calls placed: %d; at the end their caller expects: %d; lost: %d", #calls, carried, #lost))
+for _, l in ipairs(lost) do print("    lost: " .. l) end
+if os.getenv("CHAOS_DUMP") then
+  for n, text in ipairs(logs) do
+    local f = io.open(os.getenv("CHAOS_DUMP") .. "/node" .. n .. ".log", "w")
+    f:write(text)
+    f:close()
+  end
+end
+if #lost > 0 and os.getenv("CHAOS_DUMP") then   -- what the nodes and the emulator say of each
+  for _, l in ipairs(lost) do
+    local id = l:match("^%S+")
+    local f = io.open(os.getenv("CHAOS_DUMP") .. "/" .. id .. ".log", "w")
+    for n, text in ipairs(logs) do
+      for line in text:gmatch("[^\n]+") do
+        if line:find(id, 1, true) then f:write("node ", n, ": ", line, "\n") end
+      end
+    end
+    f:write(cjson.encode(control("GET", "/emulator/calls/" .. id)), "\n")
+    f:close()
+  end
+end
+print(string.format("  node kills (SIGKILL, restarted 0.3 s later): %d; Redis restarts (AOF): %d", kills, restarts))
+print(string.format("  emulator faults fired: %d; notifications delivered: %d, refused: %d",
+  stats.faultsFired, stats.notificationsSent or 0, stats.notificationsFailed or 0))
+print(string.format("  actions carried out: %d; repeated: %d (re-sent from a resumed flow's logged intent: %d, "
+  .. "outside that window: %d)", actions, repeats, inWindow, #outside))
+for _, l in ipairs(outside) do print("    outside the window: " .. l) end
+print(string.format("  terminations found by keepAlive's 404: %d; store writes retried: %d; calls left in Redis: %d",
+  ka404, retried, left))
+cleanup()
+ctl:close()
+local pass = #lost == 0 and #outside == 0 and left == 0
+print(pass and "chaos: PASS" or "chaos: FAIL")
+os.exit(pass and 0 or 1)
