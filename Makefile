@@ -4,6 +4,9 @@
 #   make demo     example (a), the IVR menu, against the local emulator with a scripted caller
 #   make bench    request building, JSON, notification ingest, HTTP client and listener, flows,
 #                 graphcall in nginx; each against a baseline in the same run
+#   make bench-cluster  notifications/s with 1, 2 and 3 nodes on one Redis; a resume's cost
+#   make chaos    the chaos run on three nodes (CHAOS_SECONDS), under lua5.4 and luajit
+#   make soak     SOAK_CALLS calls, SOAK_NOTIFICATIONS notifications through three nodes
 #   make asan     C tests and specs under AddressSanitizer + UBSan
 #   make valgrind C tests under valgrind memcheck
 #   make fuzz     libFuzzer on the notification parser, the JWT verifier and the file server's
@@ -44,7 +47,8 @@ PKGS := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjso
         lua-check lua-ldoc libevent-dev curl espeak-ng sox nginx libnginx-mod-http-lua lua-resty-core \
         libhiredis-dev redis-server
 
-.PHONY: lint doc fuzz all deps test test-asan demo bench asan valgrind rock-check schema check-schema clean
+.PHONY: lint doc fuzz all deps test test-asan demo bench asan valgrind rock-check schema check-schema clean \
+        chaos soak bench-cluster
 
 all: $(SO54) $(SOJIT) $(IO54) $(IOJIT)
 
@@ -189,6 +193,26 @@ bench: deps all $(B)/bench/json_parse
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; done
 	@LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" LUA_CPATH="./$(B)/luajit/?.so;;" \
 	  luajit bench/ngx.lua
+
+# several nodes on one Redis: the chaos run (CHAOS_SECONDS of load, nodes killed, Redis
+# restarted, faults), the soak (SOAK_CALLS calls, SOAK_NOTIFICATIONS notifications, memory
+# sampled), notifications/s with 1, 2 and 3 nodes and the cost of a resume
+CHAOS_SECONDS ?= 120
+SOAK_CALLS ?= 10000
+SOAK_NOTIFICATIONS ?= 1000000
+chaos: deps all
+	@for lua in lua5.4 luajit; do \
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua tools/chaos.lua --seconds $(CHAOS_SECONDS) --lua $$lua || exit 1; done
+
+soak: deps all
+	@$(MAKE) --no-print-directory PKGS=wrk deps
+	@LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;./spec/?.lua;;" LUA_CPATH="./$(B)/lua5.4/?.so;;" \
+	  lua5.4 bench/soak.lua --calls $(SOAK_CALLS) --notifications $(SOAK_NOTIFICATIONS)
+
+bench-cluster: deps all
+	@$(MAKE) --no-print-directory PKGS=wrk deps
+	@LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;./spec/?.lua;;" LUA_CPATH="./$(B)/lua5.4/?.so;;" \
+	  lua5.4 bench/cluster.lua
 
 $(B)/bench/json_parse: bench/json_parse.c $(CORE_SRC) $(HDRS)
 	@mkdir -p $(dir $@)

@@ -216,6 +216,42 @@ describe("the durable log", function()
   end)
 end)
 
+describe("the window of an action sent and not logged", function()
+  -- the process died after sending `answer`, before logging its answer: the resumed flow
+  -- sees the call established and does not answer twice (a second answer fails)
+  it("does not send an answer again when the call shows it went through", function()
+    local store = storemod.memory()
+    local h = T.new { script = "examples/ivr.lua", store = store }
+    local call = h.emulator:place_incoming { webhook = h.bot.callbackUri, appId = "app-1", tenantId = "tenant-1",
+      caller = { { on = "prompt", after = 3000, press = "1" } } }
+    h:run_until(function() return call.prompts >= 1 end)
+    local old = h.bot
+    old:close()
+    old.calls = {}
+    -- the same log without the answer's step: what a process that died right then leaves
+    local cut = storemod.memory()
+    local dropped = false
+    for _, e in ipairs(store:log(call.id)) do
+      if e.k == "step" and e.w == "answer" then dropped = true else cut:append(call.id, e) end
+    end
+    assert.is_true(dropped)
+    local lines = {}
+    local bot = assert(graphcall.bot { client = h.client, store = cut, prompts = "build/prompts",
+      verifier = h.client:verifier(), listen = { port = tonumber(old.callbackUri:match(":(%d+)/")) },
+      log = function(_, msg) lines[#lines + 1] = msg end })
+    bot:flow(T.load("examples/ivr.lua").flow)
+    bot:start()
+    h:run_until(function() return call.state == "terminated" end)
+    assert.equal(SALES, call.transferred)
+    for crid, n in pairs(h.emulator.byRequestId) do assert.equal(1, n, crid) end
+    assert.matches("answer went out before the restart %(the call is establishing%); not sent again",
+                   table.concat(lines, "\n"))
+    bot:close()
+    h.emulator:close()
+    h.loop:close()
+  end)
+end)
+
 describe("the runtime", function()
   it("finds a call whose termination never came with keepAlive's 404", function()
     local ended, over

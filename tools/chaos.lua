@@ -155,7 +155,7 @@ for crid, count in pairs(control("GET", "/emulator/requests")) do
   actions = actions + count
   if count > 1 then
     repeats = repeats + count - 1
-    if all:find("sending it again with client-request-id " .. crid, 1, true) then
+    if all:find("with client-request-id " .. crid, 1, true) then
       inWindow = inWindow + count - 1
     else
       outside[#outside + 1] = crid .. " x" .. count

@@ -243,7 +243,7 @@ end
 local function new_call(self, id, fields)
   local call = setmetatable({
     id = id, bot = self, events = {}, consumed = {}, first = 1, nstep = 0, replay = {}, finals = {},
-    ops = {}, state = nil, intents = {}, intentNames = {}, replayWhat = {},
+    ops = {}, state = nil, intents = {}, intentNames = {}, intentAt = {}, replayWhat = {},
   }, Call)
   for k, v in pairs(fields or {}) do call[k] = v end
   self.calls[id] = call
@@ -442,6 +442,7 @@ function Call:_load(entries, on_event)
     elseif e.k == "out" then
       self.intents[e.n] = e.crid
       self.intentNames[e.n] = e.a
+      self.intentAt[e.n] = #self.events    -- events after it may show that it went through
     end
   end
 end
@@ -600,23 +601,60 @@ end
 --- True once the flow knows the call has ended.
 function Call:over() return self.ended ~= nil end
 
+-- The call states that show an action sent before a restart went through: a second answer
+-- on an answered call fails, so the state is read again instead (REFERENCE.md section 5.2).
+local TOOK = {
+  answer = { establishing = true, established = true, transferring = true, transferAccepted = true },
+  transfer = { transferring = true, transferAccepted = true },
+  reject = { terminating = true, terminated = true },
+  redirect = { terminating = true, terminated = true },
+  hangup = { terminating = true, terminated = true },
+}
+
 -- An action, in a flow: intent logged, then sent (with the logged client-request-id when a
 -- resumed flow sends it again), its answer logged. `send(opts, cb)` does the request.
 function Call:_send_step(name, send)
+  local log = self.bot.log
   local v = self:_step(name, function(done, n)
     if self.live_ended then return done({ hangup = self.live_ended }) end
     local crid = self.intents[n]
-    if crid then
-      self.bot.log("warn", string.format("call %s: %s may have been sent before the restart; sending it again "
-        .. "with client-request-id %s", self.id, name, crid))
-    else
+    local function go()
+      send({ tenant = self.tenantId, clientRequestId = crid }, function(res, e)
+        if res == nil then return done({ err = plain_error(e) }) end
+        done({ res = plain(res) })
+      end)
+    end
+    if not crid then
       crid = core.uuid()
       self:_log({ k = "out", n = n, a = name, crid = crid })
+      return go()
     end
-    send({ tenant = self.tenantId, clientRequestId = crid }, function(res, e)
-      if res == nil then return done({ err = plain_error(e) }) end
-      done({ res = plain(res) })
-    end)
+    -- the intent is logged, its answer is not: the process died in between (the window)
+    local took = TOOK[name]
+    if took then
+      for i = (self.intentAt[n] or 0) + 1, #self.events do
+        local e = self.events[i]
+        if e.kind == "call" and took[e.state] then
+          log("info", string.format("call %s: %s went out before the restart (the call is %s); not sent again",
+            self.id, name, e.state))
+          return done({ res = true })
+        end
+      end
+      return self.bot.client:get_call(self.id, { tenant = self.tenantId }, function(res)
+        if type(res) == "table" and took[res.state] then
+          log("info", string.format("call %s: %s went out before the restart (the call is %s); not sent again",
+            self.id, name, res.state))
+          return done({ res = true })
+        end
+        log("warn", string.format("call %s: %s was not carried out before the restart (the call is %s); "
+          .. "sending it with client-request-id %s", self.id, name, type(res) == "table" and tostring(res.state)
+          or "unknown", crid))
+        go()
+      end)
+    end
+    log("warn", string.format("call %s: %s may have been sent before the restart; sending it again "
+      .. "with client-request-id %s", self.id, name, crid))
+    go()
   end)
   if v.hangup then return nil, hangup_error(self) end
   if v.err then return nil, setmetatable(v.err, core.error_mt) end
