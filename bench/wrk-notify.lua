@@ -1,10 +1,11 @@
 -- wrk script for bench/listener.lua: POSTs signed commsNotifications, each one news (a key
--- press with the next sequenceId, on one of 1,000 calls), and counts what was not a 202.
+-- press with the next sequenceId, on one of GC_CALLS calls, 1,000), and counts what was not a 202.
 local token = os.getenv("GC_TOKEN") or ""
 local n = 0
 -- threads number themselves, so two threads never send the same key press
 local threads = tonumber(os.getenv("GC_THREADS") or "1")
 local counter = 0
+local calls = tonumber(os.getenv("GC_CALLS") or "1000")   -- how many calls the key presses spread over
 function setup(thread)
   thread:set("tid", counter)
   counter = counter + 1
@@ -22,7 +23,7 @@ local FMT = '{"@odata.type":"#microsoft.graph.commsNotifications","value":[{"@od
 function request()
   n = n + 1
   local seq = n * threads + (tid or 0)
-  return wrk.format(nil, nil, nil, string.format(FMT, seq % 1000, seq))
+  return wrk.format(nil, nil, nil, string.format(FMT, seq % calls, seq))
 end
 
 local bad = 0

@@ -50,15 +50,17 @@ end
 
 --- A node: `graphcall run script --redis` on its own port. o: script, redis (port), emu
 -- (url), public (the balancer's URL), prompts (a folder shared by the nodes), lease,
--- port. {port, pid, log(), kill(), start(), stop()}
+-- port, args (more options), noredis (calls in the node's memory: no --redis).
+-- {port, pid, log(), kill(), start(), stop(), remove()}
 function C.node(o)
   local node = { port = o.port or N.free_port(), dir = E.tmpdir() }
   node.logfile = node.dir .. "/node.log"
   function node.start()
     local cmd = string.format("exec env LUA_PATH='%s' LUA_CPATH='%s' %s bin/graphcall run %s --connect %s "
-      .. "--listen 127.0.0.1:%d --redis 127.0.0.1:%d --public %s --prompts %s --lease %s %s",
-      LUA_PATH, CPATH, o.lua or E.lua, o.script, o.emu, node.port, o.redis, o.public, o.prompts, o.lease or 3,
-      o.args or "")
+      .. "--listen 127.0.0.1:%d %s --public %s --prompts %s %s",
+      LUA_PATH, CPATH, o.lua or E.lua, o.script, o.emu, node.port,
+      o.noredis and "" or string.format("--redis 127.0.0.1:%d --lease %s", o.redis, o.lease or 3),
+      o.public, o.prompts, o.args or "")
     node.pid = E.sh(string.format("%s >>%s 2>&1 & echo $!", cmd, node.logfile)):match("%d+")
     for _ = 1, 200 do
       if read(node.logfile):find("bot listening on http://127.0.0.1:" .. node.port, 1, true) then return node end

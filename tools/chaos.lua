@@ -92,7 +92,7 @@ local t0 = ctl:now()
 local nextCall, nextKill, redisAt = 0, o["kill-every"] * 1000, o.seconds * 500
 local down = {}   -- node -> when it comes back
 print(string.format("chaos: %d nodes, %d s, %s calls/s, a node killed every %s s, Redis restarted at %d s",
-  o.nodes, o.seconds, o.rate, o["kill-every"], o.seconds // 2))
+  o.nodes, o.seconds, o.rate, o["kill-every"], math.floor(o.seconds / 2)))
 while ctl:now() - t0 < o.seconds * 1000 do
   local t = ctl:now() - t0
   if t >= nextCall then

@@ -1355,6 +1355,14 @@ function Emu:_control(req, method, path, body)
     local call = self:place_incoming(doc)
     return self:_reply(req, 201, { id = call.id })
   end
+  if path == "/emulator/callback-token" and method == "POST" then   -- for load generators
+    local doc = core.decode(body ~= "" and body or "{}")
+    if type(doc) ~= "table" or type(doc.appId) ~= "string" then
+      return self:_error(req, 400, "BadRequest", "appId is required")
+    end
+    return self:_reply(req, 200, { token = self:_callback_token({ appId = doc.appId,
+      tenantId = doc.tenantId or self.scenario.tenantId or "tenant-1" }) })
+  end
   if path == "/emulator/rotate-keys" and method == "POST" then
     return self:_reply(req, 200, { kid = self:rotate_keys() })
   end

@@ -1,0 +1,129 @@
+-- bench/cluster.lua: several nodes (`graphcall run --redis`, each its own process) on one
+-- redis-server behind Debian's nginx, on loopback.
+--
+-- 1. Notifications/s: wrk POSTs signed notifications (a key press with the next sequenceId on
+--    one of 1,000 calls) to the balancer, with 1, 2 and 3 nodes, and to one node alone that
+--    keeps its calls in memory (the baseline, same run). Every answer must be a 202. Redis
+--    commands per notification from INFO commandstats.
+-- 2. A resume: a flow brought back by replaying its log (what a node does for an event of a
+--    call that waits, or for a call whose node died), against the log's length, and against
+--    reading the same log alone (LRANGE and decode).
+local cjson = require "cjson"
+local graphcall = require "graphcall"
+local E = require "emu"
+local R = require "redis_helper"
+local C = require "nodes_helper"
+local N = require "ngx_helper"
+local util = require "util"
+
+local SECONDS = tonumber(os.getenv("BENCH_SECONDS") or "5")
+local THREADS, CONNS = 2, 32
+
+local emu = E.start { speed = 1 }
+local redis = R.start()
+local ctl = graphcall.loop { log = false }
+local token = graphcall.decode(assert(ctl:fetch { method = "POST", url = emu.url .. "/emulator/callback-token",
+  body = cjson.encode { appId = "graphcall-run", tenantId = "tenant-1" } }).body).token
+local prompts = E.tmpdir()
+
+local function rcli(args) return E.sh("redis-cli -p " .. redis.port .. " " .. args) end
+
+local function commands()
+  local n = 0
+  for c in rcli("info commandstats"):gmatch("calls=(%d+)") do n = n + tonumber(c) end
+  return n
+end
+
+local function load(url)
+  local out = E.sh(string.format("GC_TOKEN=%s GC_THREADS=%d wrk -t%d -c%d -d%ds --latency -s bench/wrk-notify.lua %s",
+    token, THREADS, THREADS, CONNS, SECONDS, url))
+  return util.wrk_result(out), out
+end
+
+local function run(n, shared)
+  rcli("flushall")
+  local ports, nodes = {}, {}
+  for i = 1, n do ports[i] = N.free_port() end
+  local lb = C.balancer(ports)
+  for i = 1, n do
+    nodes[i] = C.node { script = "bench/cluster-bot.lua", emu = emu.url, redis = redis.port, public = lb.url,
+                        prompts = prompts, port = ports[i], lease = 5, args = "--quiet", noredis = not shared }
+  end
+  rcli("config resetstat")
+  local before = commands()
+  local r, raw = load(lb.url .. "/callback")
+  r.commands = (commands() - before) / math.max(1, r.sent)
+  for _, node in ipairs(nodes) do node.remove() end
+  lb.stop()
+  if r.errors ~= 0 then io.stderr:write(raw, "\n") end
+  return r
+end
+
+print(string.format("cluster (%s, wrk %d threads, %d connections, %d s each; %d cores)", util.lua, THREADS, CONNS,
+  SECONDS, tonumber(E.sh("nproc")) or 0))
+local base = run(1, false)
+print(string.format("  1 node, calls in memory (baseline)  %8.0f notifications/s  p50 %s p99 %s  errors %d",
+  base.rate, base.p50, base.p99, base.errors))
+local bad = base.errors
+for n = 1, 3 do
+  local r = run(n, true)
+  bad = bad + r.errors
+  print(string.format("  %d node%s on Redis                   %8.0f notifications/s  p50 %s p99 %s  errors %d  "
+    .. "(%.2f of the baseline; %.1f Redis commands per notification)", n, n > 1 and "s" or " ", r.rate, r.p50, r.p99,
+    r.errors, r.rate / base.rate, r.commands))
+end
+
+-- ---- a resume against the log's length --------------------------------------------------------
+rcli("flushall")
+local loop = graphcall.loop { log = false }
+local rc = require("graphcall.redis").new { port = redis.port, loop = loop }
+local store = require("graphcall.store").redis { redis = rc, sleep = function(ms) loop:sleep(ms) end }
+local client = graphcall.client { tenantId = "t", clientId = "a", clientSecret = "s", authority = emu.url,
+  graphUrl = emu.url .. "/v1.0", loop = loop }
+local stub = { url = function() return "http://127.0.0.1:1/callback" end, close = function() end }
+local bot = assert(graphcall.bot { client = client, listener = stub, store = store, shared = true,
+                                   log = function() end })
+bot:flow(function(call)   -- waits for key presses, one after another
+  while call:wait(function(e) return e.toneInfo ~= nil end) do end
+end)
+local rt = bot.runtime
+print("  resume by replay (lua5.4, in one process, Redis on loopback):")
+for _, len in ipairs { 10, 100, 1000 } do
+  local id = "resume-" .. len
+  loop:spawn(function()
+    store:append(id, { k = "start", flow = "main", dir = "incoming", tenant = "t" })
+    for i = 1, math.floor(len / 2) do
+      store:append(id, { k = "ev", ev = { kind = "call", toneInfo = { tone = "tone1", sequenceId = i } } })
+      store:append(id, { k = "step", n = i, w = "wait", v = { ev = i } })
+    end
+  end)
+  loop:run_until(function() return #loop.ready == 0 and loop.busy == 0 end, 60000)
+  local function timed(fn, times)
+    local t0, done = loop:now(), 0
+    loop:spawn(function()
+      for _ = 1, times do fn() end
+      done = 1
+    end)
+    loop:run_until(function() return done == 1 end, 120000)
+    return (loop:now() - t0) / times
+  end
+  local times = len >= 1000 and 20 or 100
+  local resume = timed(function()
+    local release = store:lock(id, 5)
+    rt:_due(id, true)
+    release()
+  end, times)
+  local read = timed(function() store:log(id) end, times)
+  print(string.format("    log of %4d entries: %7.2f ms a resume, %7.2f ms to read the log alone (%.1fx); "
+    .. "%.1f us an entry", len, resume, read, resume / read, resume * 1000 / len))
+end
+rc:close()
+loop:close()
+ctl:close()
+redis.stop()
+emu.stop()
+os.execute("rm -rf " .. prompts)
+if bad ~= 0 then
+  print("cluster: answers that were not 202: " .. bad)
+  os.exit(1)
+end
