@@ -9,8 +9,8 @@
 #   make soak     SOAK_CALLS calls, SOAK_NOTIFICATIONS notifications through three nodes
 #   make asan     C tests and specs under AddressSanitizer + UBSan
 #   make valgrind C tests under valgrind memcheck
-#   make fuzz     libFuzzer on the notification parser, the JWT verifier and the file server's
-#                 paths (FUZZ_SECONDS each)
+#   make fuzz     libFuzzer on the notification parser, the JWT verifier, the file server's
+#                 paths and the Redis reply reader (FUZZ_SECONDS each)
 #   make rock-check  luarocks make into a temporary tree, load it under lua5.4 and luajit
 #   make lint     luacheck over every Lua file (the C builds with -Wall -Wextra, warnings fail CI)
 #   make doc      the API reference from the LDoc comments, into build/doc
@@ -134,7 +134,13 @@ doc: deps
 
 # ---- fuzzing: libFuzzer (clang) with ASan + UBSan; FUZZ_SECONDS per target -------------
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := $(B)/fuzz/fuzz_notify $(B)/fuzz/fuzz_jwt $(B)/fuzz/fuzz_files
+FUZZ_TARGETS := $(B)/fuzz/fuzz_notify $(B)/fuzz/fuzz_jwt $(B)/fuzz/fuzz_files $(B)/fuzz/fuzz_resp
+
+# Redis replies through the Lua binding's reader (hiredis underneath), on Lua 5.4
+$(B)/fuzz/fuzz_resp: fuzz/fuzz_resp.c csrc/lua_resp.c $(HDRS)
+	@mkdir -p $(dir $@)
+	clang $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Icsrc -I$(LUA54_INC) -o $@ $< csrc/lua_resp.c -llua5.4 -lhiredis -lm
 
 $(B)/fuzz/fuzz_files: fuzz/fuzz_files.c csrc/files.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -147,13 +153,15 @@ $(B)/fuzz/%: fuzz/%.c $(CORE_SRC) $(HDRS)
 	  -Icsrc -o $@ $< $(CORE_SRC) $(LIBS) -lm
 
 fuzz: deps $(FUZZ_TARGETS)
-	@rm -rf $(B)/fuzz/corpus-notify && mkdir -p $(B)/fuzz/corpus-notify $(B)/fuzz/corpus-jwt $(B)/fuzz/corpus-files
+	@rm -rf $(B)/fuzz/corpus-notify && mkdir -p $(B)/fuzz/corpus-notify $(B)/fuzz/corpus-jwt $(B)/fuzz/corpus-files \
+	  $(B)/fuzz/corpus-resp
 	@cp $(FIXTURES)/graph/notify-*.json $(B)/fuzz/corpus-notify/
 	@for f in $(FIXTURES)/seed/*/notify-*.json; do \
 	  cp $$f $(B)/fuzz/corpus-notify/$$(basename $$(dirname $$f))-$$(basename $$f); done
 	@cp fuzz/corpus/jwt/* $(B)/fuzz/corpus-jwt/
 	@cp fuzz/corpus/files/* $(B)/fuzz/corpus-files/
-	@for t in notify:65536 jwt:12000 files:1200; do name=$${t%%:*}; \
+	@cp fuzz/corpus/resp/* $(B)/fuzz/corpus-resp/
+	@for t in notify:65536 jwt:12000 files:1200 resp:4096; do name=$${t%%:*}; \
 	  echo "fuzz_$$name: $(FUZZ_SECONDS) s"; \
 	  if $(B)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -max_len=$${t#*:} -print_final_stats=1 \
 	       -artifact_prefix=$(B)/fuzz/ $(B)/fuzz/corpus-$$name > $(B)/fuzz/$$name.log 2>&1; then \

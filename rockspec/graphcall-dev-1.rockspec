@@ -65,6 +65,7 @@ build = {
     ["graphcall.ngx.loop"] = "lua/graphcall/ngx/loop.lua",
     ["graphcall.redis"] = "lua/graphcall/redis.lua",
     ["graphcall.redisstore"] = "lua/graphcall/redisstore.lua",
+    ["graphcall.runtime"] = "lua/graphcall/runtime.lua",
     ["graphcall.response"] = "lua/graphcall/response.lua",
     ["graphcall.store"] = "lua/graphcall/store.lua",
     ["graphcall.test"] = "lua/graphcall/test.lua",
