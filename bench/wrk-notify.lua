@@ -6,6 +6,7 @@ local n = 0
 local threads = tonumber(os.getenv("GC_THREADS") or "1")
 local counter = 0
 local calls = tonumber(os.getenv("GC_CALLS") or "1000")   -- how many calls the key presses spread over
+local offset = tonumber(os.getenv("GC_OFFSET") or "0")    -- where sequenceIds start (runs that follow one another)
 function setup(thread)
   thread:set("tid", counter)
   counter = counter + 1
@@ -22,7 +23,7 @@ local FMT = '{"@odata.type":"#microsoft.graph.commsNotifications","value":[{"@od
 
 function request()
   n = n + 1
-  local seq = n * threads + (tid or 0)
+  local seq = offset + n * threads + (tid or 0)
   return wrk.format(nil, nil, nil, string.format(FMT, seq % calls, seq))
 end
 
