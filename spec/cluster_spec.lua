@@ -1,11 +1,13 @@
 -- Several nginx instances sharing calls in one real redis-server, behind Debian's nginx as a
 -- round-robin load balancer, all on loopback: the emulator's callbacks for one call reach
--- both instances, and the IVR example runs to its end.
+-- both instances; the IVR example runs to its end, and so do the calls the other examples
+-- place (started by a request to one instance).
 local cjson = require "cjson"
 local graphcall = require "graphcall"
 local E = require "emu"
 local N = require "ngx_helper"
 local R = require "redis_helper"
+local C = require "nodes_helper"
 
 local SALES = "+14255550100"
 
@@ -13,20 +15,36 @@ describe("graphcall on several nginx instances sharing Redis", function()
   local emu, redis, nodes, lb, ctl, prompts = nil, nil, {}, nil, nil, nil
 
   setup(function()
-    emu = E.start { scenario = { peers = { [SALES] = { answer = 500 } }, freshCallbacks = true }, speed = 2 }
+    local sc = C.scenario()
+    sc.peers[SALES] = { answer = 500 }
+    emu = E.start { scenario = sc, speed = 2 }
     redis = R.start()
     prompts = E.tmpdir()
+    -- the balancer's port first: the instances give Graph its URL
     local lbport = N.free_port()
     local url = "http://127.0.0.1:" .. lbport
     for i = 1, 2 do
       nodes[i] = N.start { loglevel = "info", init = string.format([[
         require("graphcall.ngx").init {
-          script = "examples/ivr.lua", redis = { port = %d }, sweep = 200, lease = 3,
+          script = "spec/cluster_flows.lua", redis = { port = %d }, sweep = 200, lease = 3,
           client = { tenantId = "tenant-1", clientId = "app-1", clientSecret = "s", authority = %q,
                      graphUrl = %q, openidUrl = %q },
           callbackUri = %q, promptBase = %q, prompts = %q, minRefetch = 0,
         }]], redis.port, emu.url, emu.url .. "/v1.0", emu.url .. "/v1/.well-known/OpenIdConfiguration",
-        url .. "/callback", url .. "/prompts/", prompts) }
+        url .. "/callback", url .. "/prompts/", prompts),
+        -- an example's start(bot), run in this instance: its calls get the example's flow by name
+        locations = [[
+          location = /start { content_by_lua_block {
+            local name = ngx.var.arg_ex
+            local bot = require("graphcall.ngx").bot()
+            local ex = require("graphcall.test").load("examples/" .. name .. ".lua")
+            ex.start(setmetatable({ call = function(_, spec, opts)
+              opts = opts or {}
+              opts.flow = name
+              return bot:call(spec, opts)
+            end }, { __index = bot }))
+            ngx.say("started")
+          } }]] }
     end
     -- the prompts folder is shared, so either node serves what the other spoke
     for _, n in ipairs(nodes) do
@@ -39,24 +57,7 @@ describe("graphcall on several nginx instances sharing Redis", function()
       f:close()
       n.cmd("-s reload")
     end
-    local user = io.popen("id -u"):read("*l") == "0" and "user root root;" or ""
-    local dir = E.tmpdir()
-    os.execute("mkdir -p " .. dir .. "/logs " .. dir .. "/conf")
-    lb = N.run(user .. string.format([[
-worker_processes 1;
-daemon on;
-pid %s/logs/nginx.pid;
-error_log %s/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  upstream bots { server 127.0.0.1:%d; server 127.0.0.1:%d; keepalive 16; }
-  server {
-    listen 127.0.0.1:%d;
-    location / { proxy_pass http://bots; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-]], dir, dir, nodes[1].port, nodes[2].port, lbport), { dir = dir, port = lbport })
+    lb = C.balancer({ nodes[1].port, nodes[2].port }, lbport)
     os.execute("sleep 0.5")
     ctl = graphcall.loop { log = false }
   end)
@@ -98,6 +99,37 @@ http {
     assert.truthy(nodes[2].log():find(pat), "no event of the call in the second instance")
     assert.is_nil(logs():find("[error]", 1, true), logs():match("[^\n]*%[error%][^\n]*"))
   end)
+
+  for _, ex in ipairs { "notify", "group", "meeting" } do
+    it("runs the calls examples/" .. ex .. ".lua places, their events taken by both instances", function()
+      local before = {}
+      for _, v in ipairs(control("GET", "/emulator/calls").calls) do before[v.id] = true end
+      local res = assert(ctl:fetch { url = "http://127.0.0.1:" .. nodes[1].port .. "/start?ex=" .. ex })
+      assert.equal(200, res.status, res.body)
+      local calls
+      assert.is_true(poll(function()
+        calls = {}
+        for _, v in ipairs(control("GET", "/emulator/calls").calls) do
+          if not before[v.id] then calls[#calls + 1] = v end
+        end
+        if #calls < 1 then return false end
+        for _, v in ipairs(calls) do if v.state ~= "terminated" then return false end end
+        return true
+      end, 40000), logs())
+      assert.equal(1, #calls)
+      local v = calls[1]
+      if ex == "notify" then
+        assert.equal("1", v.pressed)
+        assert.equal(2, v.prompts)
+      elseif ex == "group" then
+        assert.equal(1, v.prompts)
+      end
+      local pat = "call " .. v.id:gsub("%-", "%%-") .. ": "
+      assert.truthy(nodes[1].log():find(pat), "no event of the call in the first instance")
+      assert.truthy(nodes[2].log():find(pat), "no event of the call in the second instance")
+      assert.is_nil(logs():find("[error]", 1, true), logs():match("[^\n]*%[error%][^\n]*"))
+    end)
+  end
 
   it("carries calls on when one instance is killed (SIGKILL) in the middle of them", function()
     local ids = {}

@@ -16,11 +16,23 @@ local function read(path)
   return text
 end
 
---- nginx balancing round-robin over 127.0.0.1:ports. {url, port, stop()}
-function C.balancer(ports)
+--- The examples' scenarios merged: peers who answer, a meeting with attendees.
+function C.scenario()
+  local T = require "graphcall.test"
+  local sc = { peers = {}, freshCallbacks = true }
+  for _, ex in ipairs { "ivr", "notify", "group", "meeting" } do
+    local s = assert(T.load("examples/" .. ex .. ".lua")).scenario or {}
+    for k, v in pairs(s.peers or {}) do sc.peers[k] = v end
+    sc.meeting = sc.meeting or s.meeting
+  end
+  return sc
+end
+
+--- nginx balancing round-robin over 127.0.0.1:ports (on `port`, or a free one). {url, port, stop()}
+function C.balancer(ports, port)
   local user = io.popen("id -u"):read("*l") == "0" and "user root root;" or ""
   local dir = E.tmpdir()
-  local port = N.free_port()
+  port = port or N.free_port()
   os.execute("mkdir -p " .. dir .. "/logs " .. dir .. "/conf")
   local servers = {}
   for i, p in ipairs(ports) do servers[i] = "server 127.0.0.1:" .. p .. " max_fails=0;" end

@@ -3,30 +3,19 @@
 -- every example flow runs to its end with its events spread over the nodes.
 local cjson = require "cjson"
 local graphcall = require "graphcall"
-local T = require "graphcall.test"
 local E = require "emu"
 local R = require "redis_helper"
 local C = require "nodes_helper"
 
 local SALES = "+14255550100"
 
--- the scenarios of the examples, merged: peers who answer, a meeting with attendees
-local function scenario()
-  local sc = { peers = {}, freshCallbacks = true }
-  for _, ex in ipairs { "ivr", "notify", "group", "meeting" } do
-    local s = assert(T.load("examples/" .. ex .. ".lua")).scenario or {}
-    for k, v in pairs(s.peers or {}) do sc.peers[k] = v end
-    sc.meeting = sc.meeting or s.meeting
-  end
-  return sc
-end
 
 describe("graphcall run on three nodes sharing Redis behind a balancer", function()
   local emu, redis, lb, ctl, prompts, ports = nil, nil, nil, nil, nil, {}
   local nodes = {}
 
   setup(function()
-    emu = E.start { scenario = scenario(), speed = 2 }
+    emu = E.start { scenario = C.scenario(), speed = 2 }
     redis = R.start()
     prompts = E.tmpdir()
     for i = 1, 3 do ports[i] = require("ngx_helper").free_port() end

@@ -307,7 +307,7 @@ function Bot:call(spec, opts)
   if self.runtime then   -- the flow starts here, under the call's lease, and goes on anywhere
     local tenant = spec.tenantId or opts.tenant or self.client.tenantId
     local small = { id = created.id, myParticipantId = created.myParticipantId }
-    local ok, qerr = self.runtime:enqueue(created.id, { start = opts.flow or "main", tenant = tenant, created = small })
+    local ok, qerr = self.runtime:start(created.id, { start = opts.flow or "main", tenant = tenant, created = small })
     if not ok then return nil, qerr end
     return setmetatable({ id = created.id, bot = self, direction = "outgoing", tenantId = tenant, created = created,
                           events = {} }, Call)

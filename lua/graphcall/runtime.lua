@@ -166,6 +166,7 @@ function R:_event(item)
     call.tenantId = call.tenantId or ev.tenantId or (claims and claims.tid)
     if ev.incoming then call.direction = "incoming" end
     local e = botmod.compact(ev)
+    if (started and not ended) or (e.incoming and bot.flows.main and not started) then self:_watchdog(id) end
     call:_input(e)
     item.logged, item.e = true, e
     self.stats.events = self.stats.events + 1
@@ -198,11 +199,11 @@ end
 function R:_due(id, force)
   local store = self.store
   if not force and (store:due_at(id) or math.huge) > self.now() then return end   -- another process did it
-  local call, started, ended = self:fresh(id, force)
+  local call, started, ended = self:fresh(id, true)
   if started and not ended then
     self.stats.resumed = self.stats.resumed + 1
     self:drive(call, call:_start_flow(started.flow, true))
-  elseif force and not started and not ended and self.bot.flows.main and call.events[1]
+  elseif not started and not ended and self.bot.flows.main and call.events[1]
          and call.events[1].incoming then   -- an incoming call whose flow did not get to start
     call.direction, call.tenantId = "incoming", call.events[1].tenantId
     self:drive(call, call:_start_flow("main"))
@@ -210,6 +211,12 @@ function R:_due(id, force)
     store:clear_due(id)
     self.bot.calls[id] = nil
   end
+end
+
+-- If this process dies from now until the flow has run, the call is due once the lease has run
+-- out: another process's sweeper goes on with it.
+function R:_watchdog(id)
+  self.store:set_due(id, self.now() + self.lease * 1000 + 1000)
 end
 
 -- A call this process placed: its flow starts here (or goes on, if a retry finds it started).
@@ -229,6 +236,14 @@ end
 function R:_entry(id, text)
   local bot, store = self.bot, self.store
   local entry = core.decode(text)
+  if type(entry) == "table" and entry.start then   -- a call placed by a process: start its flow
+    local call, started, ended = self:fresh(id, true)
+    if started or ended then return store:drop_first(id) end
+    self:_watchdog(id)
+    call.direction, call.tenantId, call.created = "outgoing", entry.tenant, entry.created
+    store:take_with_next(id)   -- with the flow's start entry
+    return self:drive(call, call:_start_flow(entry.start))
+  end
   local e = type(entry) == "table" and entry.e
   if type(e) ~= "table" then
     self.log("error", "call " .. id .. ": an inbox entry that is not an event; dropped")
@@ -245,6 +260,9 @@ function R:_entry(id, text)
   local call, started, ended = self:fresh(id)
   call.tenantId = call.tenantId or e.tenantId or entry.tid
   if e.incoming then call.direction = "incoming" end
+  if (started and not ended) or (e.incoming and bot.flows.main and not started) then
+    self:_watchdog(id)   -- the event leaves the inbox with the append: the flow must not be lost
+  end
   store:take_with_next(id)
   call:_input(e)
   self.stats.events = self.stats.events + 1
@@ -412,6 +430,17 @@ function R:accept(events, claims)
     end
   end
   return true
+end
+
+--- Start the flow of a call this process placed (`bot:call`): with an inbox, kept there first,
+-- so the flow starts even if this process dies now.
+-- @param item `{start = flow name, tenant =, created = {id, myParticipantId}}`
+-- @return true, or nil and an error
+function R:start(id, item)
+  if not self.inboxed then return self:enqueue(id, item) end
+  local ok, err = pcall(self.store.push, self.store, id, json(item), math.floor(self.now()))
+  if not ok then return nil, err end
+  return self:enqueue(id, { kick = true })
 end
 
 --- Queue the events of a notification body.
