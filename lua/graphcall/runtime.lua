@@ -17,9 +17,10 @@
 -- finds the inbox left behind. Handlers then get the event as the log keeps it
 -- (`graphcall.bot.compact`).
 --
--- **Faults.** While a flow runs, its lease is renewed, and the call carries a deadline one
--- lease ahead: if the process dies in the middle of a step, another process's sweeper takes
--- the call once the lease has run out and replays it. A write the store refuses (Redis gone,
+-- **Faults.** While a flow runs, its lease is renewed, and from before the append of an event
+-- the flow will take until it waits again the call carries a deadline one lease ahead: if the
+-- process dies in between, another process's sweeper takes the call once the lease has run
+-- out and replays it. A write the store refuses (Redis gone,
 -- or `fenced`: the lease ran out and another process holds the call) aborts the item without
 -- ending the flow; the item is retried from where it got to, for up to `retryFor` ms.
 -- @module graphcall.runtime
