@@ -435,6 +435,7 @@ end
 
 --- Start the flow of a call this process placed (`bot:call`): with an inbox, kept there first,
 -- so the flow starts even if this process dies now.
+-- @param id the call's id
 -- @param item `{start = flow name, tenant =, created = {id, myParticipantId}}`
 -- @return true, or nil and an error
 function R:start(id, item)
