@@ -8,7 +8,6 @@
 -- 2. A resume: a flow brought back by replaying its log (what a node does for an event of a
 --    call that waits, or for a call whose node died), against the log's length, and against
 --    reading the same log alone (LRANGE and decode).
-local cjson = require "cjson"
 local graphcall = require "graphcall"
 local E = require "emu"
 local R = require "redis_helper"
@@ -22,8 +21,7 @@ local THREADS, CONNS = 2, 32
 local emu = E.start { speed = 1 }
 local redis = R.start()
 local ctl = graphcall.loop { log = false }
-local token = graphcall.decode(assert(ctl:fetch { method = "POST", url = emu.url .. "/emulator/callback-token",
-  body = cjson.encode { appId = "graphcall-run", tenantId = "tenant-1" } }).body).token
+local token = C.callback_token(emu, ctl)
 local prompts = E.tmpdir()
 
 local function rcli(args) return E.sh("redis-cli -p " .. redis.port .. " " .. args) end

@@ -4,7 +4,6 @@
 -- each slice of load. Memory must be flat after the warm-up (the first slice): nodes keep no
 -- call between events. Reports Redis memory per live call and Redis commands per
 -- notification. `make soak` (SOAK_CALLS, SOAK_NOTIFICATIONS).
-local cjson = require "cjson"
 local graphcall = require "graphcall"
 local E = require "emu"
 local R = require "redis_helper"
@@ -12,23 +11,13 @@ local C = require "nodes_helper"
 local N = require "ngx_helper"
 local util = require "util"
 
-local o = { calls = 10000, notifications = 1000000, nodes = 3, slice = 20 }
-local i = 1
-while arg[i] do
-  local k = arg[i]:match("^%-%-(.+)$")
-  if not k or not o[k] or not tonumber(arg[i + 1] or "") then
-    io.stderr:write("usage: bench/soak.lua [--calls N] [--notifications N] [--nodes N] [--slice SECONDS]\n")
-    os.exit(2)
-  end
-  o[k] = tonumber(arg[i + 1])
-  i = i + 2
-end
+local o = C.options(arg, { calls = 10000, notifications = 1000000, nodes = 3, slice = 20 },
+  "bench/soak.lua [--calls N] [--notifications N] [--nodes N] [--slice SECONDS]")
 
 local emu = E.start { speed = 1 }
 local redis = R.start()
 local ctl = graphcall.loop { log = false }
-local token = graphcall.decode(assert(ctl:fetch { method = "POST", url = emu.url .. "/emulator/callback-token",
-  body = cjson.encode { appId = "graphcall-run", tenantId = "tenant-1" } }).body).token
+local token = C.callback_token(emu, ctl)
 local prompts = E.tmpdir()
 local function rcli(args) return E.sh("redis-cli -p " .. redis.port .. " " .. args) end
 

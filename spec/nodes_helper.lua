@@ -16,6 +16,33 @@ local function read(path)
   return text
 end
 
+--- Options `--name value` of a command line into `o` (its defaults say which names exist;
+-- numbers where the default is one); a bad one prints `usage` and exits 2.
+function C.options(args, o, usage)
+  local i = 1
+  while args[i] do
+    local k = args[i]:match("^%-%-(.+)$")
+    local v = args[i + 1]
+    if type(o[k]) == "number" then v = tonumber(v or "") end
+    if not k or o[k] == nil or v == nil then
+      io.stderr:write("usage: ", usage, "\n")
+      os.exit(2)
+    end
+    o[k] = v
+    i = i + 2
+  end
+  return o
+end
+
+--- A signed callback token from the emulator (for load generators), through `loop`.
+function C.callback_token(emu, loop)
+  local cjson = require "cjson"
+  local graphcall = require "graphcall"
+  local res = assert(loop:fetch { method = "POST", url = emu.url .. "/emulator/callback-token",
+    body = cjson.encode { appId = "graphcall-run", tenantId = "tenant-1" } })
+  return graphcall.decode(res.body).token
+end
+
 --- The examples' scenarios merged: peers who answer, a meeting with attendees.
 function C.scenario()
   local T = require "graphcall.test"

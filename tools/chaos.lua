@@ -18,17 +18,8 @@ local R = require "redis_helper"
 local C = require "nodes_helper"
 local N = require "ngx_helper"
 
-local o = { nodes = 3, seconds = 60, rate = 2, ["kill-every"] = 4, lua = E.lua }
-local i = 1
-while arg[i] do
-  local k = arg[i]:match("^%-%-(.+)$")
-  if not k or o[k] == nil or not arg[i + 1] then
-    io.stderr:write("usage: tools/chaos.lua [--nodes N] [--seconds S] [--rate CALLS/S] [--kill-every S] [--lua LUA]\n")
-    os.exit(2)
-  end
-  o[k] = tonumber(arg[i + 1]) or arg[i + 1]
-  i = i + 2
-end
+local o = C.options(arg, { nodes = 3, seconds = 60, rate = 2, ["kill-every"] = 4, lua = E.lua },
+  "tools/chaos.lua [--nodes N] [--seconds S] [--rate CALLS/S] [--kill-every S] [--lua LUA]")
 E.lua = o.lua
 math.randomseed(os.time())
 

@@ -148,9 +148,41 @@ end
 
 -- ---- the items of a call's queue ------------------------------------------------------------
 
+-- An event the tracker let through, into the call's log (guarded by a watchdog deadline when
+-- a flow will take it), then to handlers. `ev` is what handlers get.
+function R:_take(call, e, ev, started, ended)
+  local bot, store, id = self.bot, self.store, call.id
+  if (started and not ended) or (e.incoming and bot.flows.main and not started) then
+    self:_watchdog(id)   -- from the append on, the flow must not be lost with this process
+  end
+  call:_input(e)
+  self.stats.events = self.stats.events + 1
+  if e.kind == "call" and e.state == "established" and not store:ka_at(id) then
+    store:set_ka(id, self.now() + bot.keepAliveEvery)
+  end
+  bot:_emit(botmod.event_name(e), call, ev)
+  if self.where then
+    self.log("info", string.format("call %s: %s (%s)", id, require("graphcall.trace").describe(e), self.where()))
+  end
+end
+
+-- Then the flow: replayed and on with the new event, or started by an incoming call.
+function R:_go_on(call, started, ended, incoming)
+  local bot = self.bot
+  local body
+  if not ended then
+    if started then
+      body = call:_start_flow(started.flow, true)
+    elseif incoming and bot.flows.main then
+      body = call:_start_flow("main")
+    end
+  end
+  if body then self:drive(call, body) else bot.calls[call.id] = nil end
+end
+
 -- An event. Marks on the item say how far it got, so a retry goes on from there.
 function R:_event(item)
-  local bot, store = self.bot, self.store
+  local bot = self.bot
   local ev, claims = item.ev, item.claims
   local id = ev.callId
   if not item.accepted then
@@ -167,32 +199,13 @@ function R:_event(item)
     call.tenantId = call.tenantId or ev.tenantId or (claims and claims.tid)
     if ev.incoming then call.direction = "incoming" end
     local e = botmod.compact(ev)
-    if (started and not ended) or (e.incoming and bot.flows.main and not started) then self:_watchdog(id) end
-    call:_input(e)
+    self:_take(call, e, ev, started, ended)
     item.logged, item.e = true, e
-    self.stats.events = self.stats.events + 1
-    if e.kind == "call" and e.state == "established" and not store:ka_at(id) then
-      store:set_ka(id, self.now() + bot.keepAliveEvery)
-    end
-    bot:_emit(botmod.event_name(e), call, ev)
-    if self.where then
-      self.log("info", string.format("call %s: %s (%s)", id, require("graphcall.trace").describe(e), self.where()))
-    end
   elseif item.e.incoming then
     call.direction = "incoming"
     call.tenantId = call.tenantId or item.e.tenantId or (claims and claims.tid)
   end
-  if ended then
-    bot.calls[id] = nil
-    return
-  end
-  local body
-  if started then
-    body = call:_start_flow(started.flow, true)     -- replay, then on with the new event
-  elseif item.e.incoming and bot.flows.main then
-    body = call:_start_flow("main")
-  end
-  if body then self:drive(call, body) else bot.calls[id] = nil end
+  self:_go_on(call, started, ended, item.e.incoming)
 end
 
 -- A deadline that may have passed (or a process that died holding the call); `force`: go on
@@ -261,30 +274,9 @@ function R:_entry(id, text)
   local call, started, ended = self:fresh(id)
   call.tenantId = call.tenantId or e.tenantId or entry.tid
   if e.incoming then call.direction = "incoming" end
-  if (started and not ended) or (e.incoming and bot.flows.main and not started) then
-    self:_watchdog(id)   -- the event leaves the inbox with the append: the flow must not be lost
-  end
-  store:take_with_next(id)
-  call:_input(e)
-  self.stats.events = self.stats.events + 1
-  if e.kind == "call" and e.state == "established" and not store:ka_at(id) then
-    store:set_ka(id, self.now() + bot.keepAliveEvery)
-  end
-  bot:_emit(botmod.event_name(e), call, e)
-  if self.where then
-    self.log("info", string.format("call %s: %s (%s)", id, require("graphcall.trace").describe(e), self.where()))
-  end
-  if ended then
-    bot.calls[id] = nil
-    return
-  end
-  local body
-  if started then
-    body = call:_start_flow(started.flow, true)
-  elseif e.incoming and bot.flows.main then
-    body = call:_start_flow("main")
-  end
-  if body then self:drive(call, body) else bot.calls[id] = nil end
+  store:take_with_next(id)   -- the entry leaves the inbox with the append
+  self:_take(call, e, e, started, ended)
+  self:_go_on(call, started, ended, e.incoming)
 end
 
 -- The call's inbox, until it is empty (entries other processes add meanwhile too).
