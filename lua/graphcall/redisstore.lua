@@ -14,7 +14,6 @@
 -- `fenced`, and since an action's intent is logged before the action is sent, it sends
 -- nothing. Appends are atomic (RPUSH and the head in one script).
 -- @module graphcall.redisstore
-local cjson = require "cjson.safe"
 local core = require "graphcall.core"
 
 local M = {}
@@ -70,12 +69,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ]]
 
-local function json(v)
-  local s, err = cjson.encode(v)
-  if not s then error("graphcall: cannot write JSON: " .. tostring(err), 3) end
-  if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end
-  return s
-end
+local json = require("graphcall.store").json
 
 local function key(id, what) return "gc:{" .. id .. "}:" .. what end
 

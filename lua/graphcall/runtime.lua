@@ -24,7 +24,6 @@
 -- or `fenced`: the lease ran out and another process holds the call) aborts the item without
 -- ending the flow; the item is retried from where it got to, for up to `retryFor` ms.
 -- @module graphcall.runtime
-local cjson = require "cjson.safe"
 local core = require "graphcall.core"
 local botmod = require "graphcall.bot"
 
@@ -381,12 +380,7 @@ function R:enqueue(id, item)
   return true
 end
 
-local function json(v)
-  local s, err = cjson.encode(v)
-  if not s then error("graphcall: cannot write JSON: " .. tostring(err), 2) end
-  if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end   -- cjson writes "\/" for "/"
-  return s
-end
+local json = require("graphcall.store").json
 
 --- Take the events of a notification body that is to be answered 202: with an inbox, each
 -- is in its call's inbox in the store when this returns true (answer 202 then); without,

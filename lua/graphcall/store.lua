@@ -15,7 +15,7 @@
 -- a file of JSON lines, appended and flushed entry by entry, so a bot that is killed and
 -- started again on the same folder finds its live calls and resumes them.
 -- @module graphcall.store
-local cjson = require "cjson"
+local cjson = require "cjson.safe"
 local core = require "graphcall.core"
 
 local M = {}
@@ -49,7 +49,15 @@ function M.memory()
   }
 end
 
-local function json(v) return (cjson.encode(v):gsub("\\/", "/")) end
+--- JSON text of a state or a log entry, as every store writes it (lua-cjson, with "/" not
+-- escaped); raises, saying why, for what JSON cannot hold.
+function M.json(v)
+  local s, err = cjson.encode(v)
+  if not s then error("graphcall: cannot write JSON: " .. tostring(err), 2) end
+  if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end   -- cjson writes "\/" for "/"
+  return s
+end
+local json = M.json
 
 local function safe(id)
   if type(id) ~= "string" or not id:match("^[%w%-_.]+$") or id:sub(1, 1) == "." then

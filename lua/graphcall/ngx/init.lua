@@ -28,7 +28,6 @@
 -- JWKS are cached in the shared dict for all workers, refreshed by one worker at a time. No
 -- libcurl, no blocking call, in any phase. The C core used here is the wire half only.
 -- @module graphcall.ngx
-local cjson = require "cjson.safe"
 local core = require "graphcall.core"
 local graphcall = require "graphcall"
 local botmod = require "graphcall.bot"
@@ -38,12 +37,7 @@ local jwt = require "graphcall.jwt"
 
 local M = {}
 
-local function json(v)
-  local s, err = cjson.encode(v)
-  if not s then error("graphcall: cannot write JSON: " .. tostring(err), 2) end
-  if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end   -- cjson writes "\/" for "/"
-  return s
-end
+local json = require("graphcall.store").json
 local function decode(s) return s and core.decode(s) or nil end
 
 -- ---- the shared dict: locks, store ----------------------------------------------------------
