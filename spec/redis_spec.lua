@@ -231,6 +231,26 @@ describe("graphcall.store.redis", function()
     release()
   end)
 
+  it("lets go of a call whose flow ended in a process that died before it could", function()
+    -- the log says the flow ended; the watchdog deadline brings the sweeper, which expires it
+    local client = graphcall.client { tenantId = "t", clientId = "a", clientSecret = "s",
+                                      authority = "http://127.0.0.1:1", loop = loop }
+    local stub = { url = function() return "http://127.0.0.1:1/callback" end, close = function() end }
+    local bot = assert(graphcall.bot { client = client, listener = stub, store = store, shared = true,
+                                       log = function() end })
+    bot:flow(function() end)
+    local id = "call-ended"
+    store:append(id, { k = "start", flow = "main", dir = "incoming", tenant = "t" })
+    store:append(id, { k = "end", ok = true })
+    store:set_due(id, 1)
+    assert.truthy(r:call("SISMEMBER", "gc:calls", id) == 1)
+    bot.runtime:sweep()
+    assert.is_true(loop:run_until(function() return r:call("SISMEMBER", "gc:calls", id) == 0 end, 5000))
+    assert.is_nil(store:due_at(id))
+    assert.is_true(r:call("PTTL", "gc:{call-ended}:log") > 0)     -- kept a while for traces, then gone
+    bot:close()
+  end)
+
   it("keeps deadlines and keepAlive times in sorted sets", function()
     store:set_due("a", 1000)
     store:set_due("b", 3000)

@@ -166,6 +166,20 @@ if os.getenv("CHAOS_DUMP") then
     f:close()
   end
 end
+if left > 0 and os.getenv("CHAOS_DUMP") then   -- the logs of the calls whose flow is not over
+  for id in E.sh("redis-cli -p " .. redis.port .. " smembers gc:calls"):gmatch("%S+") do
+    local f = io.open(os.getenv("CHAOS_DUMP") .. "/left-" .. id .. ".log", "w")
+    f:write(E.sh("redis-cli -p " .. redis.port .. " lrange 'gc:{" .. id .. "}:log' 0 -1"), "\n")
+    f:write(E.sh("redis-cli -p " .. redis.port .. " zscore gc:due " .. id), E.sh("redis-cli -p " .. redis.port
+      .. " zscore gc:ka " .. id), E.sh("redis-cli -p " .. redis.port .. " lrange 'gc:{" .. id .. "}:in' 0 -1"))
+    for n, text in ipairs(logs) do
+      for line in text:gmatch("[^\n]+") do
+        if line:find(id, 1, true) then f:write("node ", n, ": ", line, "\n") end
+      end
+    end
+    f:close()
+  end
+end
 if #lost > 0 and os.getenv("CHAOS_DUMP") then   -- what the nodes and the emulator say of each
   for _, l in ipairs(lost) do
     local id = l:match("^%S+")

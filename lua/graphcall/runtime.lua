@@ -220,6 +220,9 @@ function R:_due(id, force)
          and call.events[1].incoming then   -- an incoming call whose flow did not get to start
     call.direction, call.tenantId = "incoming", call.events[1].tenantId
     self:drive(call, call:_start_flow("main"))
+  elseif ended then
+    store:expire(id)   -- the flow ended, and its process died before it let the call go
+    self.bot.calls[id] = nil
   else
     store:clear_due(id)
     self.bot.calls[id] = nil
