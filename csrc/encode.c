@@ -201,7 +201,11 @@ typedef struct {
 
 static inline slot next_slot(const gc_enc *e) {
   slot s = { NULL, 0, 0, 0 };
-  if (e->depth < 0) { s.root = 1; return s; }
+  if (e->depth < 0) {
+    if (e->root == GC_ROOT_PLAIN) s.any = 1;
+    else s.root = 1;
+    return s;
+  }
   const gc_frame *top = &e->st[e->depth];
   if (top->any) { s.any = 1; return s; }
   if (top->is_array) {
@@ -341,7 +345,13 @@ int gc_enc_begin_object(gc_enc *e, const char *odata, size_t olen) {
   else if (s.f) return FAIL(e, GC_E_TYPE, "expected %s, got an object",
                             kind_name(s.f, s.element));
 
-  if (odata) {
+  if (odata && e->root == GC_ROOT_PLAIN) {
+    /* plain JSON: written as given */
+    if (gc_utf8_check(odata, olen) != olen)
+      return fail_at(e, GC_E_UTF8, "@odata.type", 11, "not valid UTF-8");
+    annot = odata;
+    annot_len = olen;
+  } else if (odata) {
     uintptr_t a = (uintptr_t)odata;
     unsigned slot_i = (unsigned)((a >> 4) ^ (a >> 9)) & (GC_ENC_TCACHE - 1);
     int t;

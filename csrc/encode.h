@@ -72,7 +72,11 @@ typedef struct {
   struct { const char *p; size_t len; int type; char text[64]; } tcache[GC_ENC_TCACHE];
 } gc_enc;
 
-/* root: a gc_types index (see gc_root_find). Keys passed to gc_enc_key must stay valid until
+/* Plain JSON, no schema: any value at the root, every table passed through as it is
+ * (@odata.type written as given). The one writer of what graphcall keeps (logs, states). */
+#define GC_ROOT_PLAIN (-1)
+
+/* root: a gc_types index (see gc_root_find), or GC_ROOT_PLAIN. Keys passed to gc_enc_key must stay valid until
  * their value is complete (they are used for error paths). */
 void gc_enc_init(gc_enc *e, int root);
 /* Start a new document with e's buffer and caches (after gc_enc_init). */

@@ -190,6 +190,25 @@ static int l_build(lua_State *L) {
   return n;
 }
 
+/* core.encode(value) -> json | nil, err: plain JSON, no schema (integers exact, other numbers
+ * with the digits that read back the same, "/" unescaped, UTF-8 checked): what graphcall keeps */
+static int l_encode(lua_State *L) {
+  luaL_checkany(L, 1);
+  encoder *enc = lua_touserdata(L, lua_upvalueindex(UV_ENCODER));
+  gc_enc *e = &enc->e;
+  gc_enc_reset(e, GC_ROOT_PLAIN);
+  int r = walk(L, e, 1);
+  int n;
+  if (r || e->err.code) {
+    n = gc_l_push_error(L, gc_errcode_name(e->err.code), e->err.message, e->err.path);
+  } else {
+    lua_pushlstring(L, e->out.p, e->out.len);
+    n = 1;
+  }
+  if (e->out.cap > KEEP_BYTES || e->out.oom) gc_buf_free(&e->out);
+  return n;
+}
+
 /* core.types() -> array of names build() takes */
 static int l_types(lua_State *L) {
   lua_createtable(L, gc_ntypes, 0);
@@ -236,6 +255,7 @@ static int l_hash(lua_State *L) {
 
 static const luaL_Reg funcs[] = {
   { "build", l_build },
+  { "encode", l_encode },
   { "types", l_types },
   { "decode", l_decode },
   { "parse_notifications", gc_l_parse_notifications },

@@ -15,7 +15,7 @@ Runs on Lua 5.4 and LuaJIT 2.1 (OpenResty).
 }
 dependencies = {
   "lua >= 5.1, < 5.5",
-  -- lua-cjson (the emulator writes JSON with it): Debian's lua-cjson, not fetched
+  -- lua-cjson (the emulator reads scenario JSON with it): Debian's lua-cjson, not fetched
 }
 external_dependencies = {
   OPENSSL = { library = "crypto" },  -- the library form: Debian's headers are multiarch
@@ -53,6 +53,7 @@ build = {
     },
     ["graphcall"] = "lua/graphcall/init.lua",
     ["graphcall.bot"] = "lua/graphcall/bot.lua",
+    ["graphcall.call"] = "lua/graphcall/call.lua",
     ["graphcall.client"] = "lua/graphcall/client.lua",
     ["graphcall.emulator"] = "lua/graphcall/emulator.lua",
     ["graphcall.flat"] = "lua/graphcall/flat.lua",
@@ -63,15 +64,18 @@ build = {
     ["graphcall.ngx"] = "lua/graphcall/ngx/init.lua",
     ["graphcall.ngx.http"] = "lua/graphcall/ngx/http.lua",
     ["graphcall.ngx.loop"] = "lua/graphcall/ngx/loop.lua",
+    ["graphcall.ngx.store"] = "lua/graphcall/ngx/store.lua",
     ["graphcall.redis"] = "lua/graphcall/redis.lua",
     ["graphcall.redisstore"] = "lua/graphcall/redisstore.lua",
     ["graphcall.runtime"] = "lua/graphcall/runtime.lua",
     ["graphcall.response"] = "lua/graphcall/response.lua",
+    ["graphcall.script"] = "lua/graphcall/script.lua",
     ["graphcall.store"] = "lua/graphcall/store.lua",
     ["graphcall.test"] = "lua/graphcall/test.lua",
     ["graphcall.trace"] = "lua/graphcall/trace.lua",
     ["graphcall.tracker"] = "lua/graphcall/tracker.lua",
     ["graphcall.wav"] = "lua/graphcall/wav.lua",
+    ["graphcall.wire"] = "lua/graphcall/wire.lua",
   },
   install = {
     bin = { graphcall = "bin/graphcall" },

@@ -31,7 +31,6 @@
 -- answer, transfer, playPrompt and the rest are never repeated blindly (§5.2, §10).
 -- @module graphcall.client
 local core = require "graphcall.core"
-local loopmod = require "graphcall.loop"
 local response = require "graphcall.response"
 local jwt = require "graphcall.jwt"
 
@@ -105,7 +104,8 @@ function M.new(opts)
   end
   local loop = opts.loop
   if not loop then
-    default_loop = default_loop or loopmod.new()
+    -- loaded only here: in nginx a client runs on cosockets, without the I/O half
+    default_loop = default_loop or require("graphcall.loop").new()
     loop = default_loop
   end
   local self = setmetatable({

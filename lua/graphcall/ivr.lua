@@ -1,6 +1,6 @@
 --- IVR building blocks for flows: what FreeSWITCH's playAndGetDigits and Twilio's Gather give
 -- IVR authors, built on what Graph offers (prompts from URLs, one key press per
--- notification). They are methods of the call object in a flow (`graphcall.bot`):
+-- notification). They are methods of the call object in a flow (`graphcall.call`):
 --
 --   call:answer()                                     incoming calls
 --   call:play { text = "Welcome" }                    or file =, uri =, prompts = {...}, a list
@@ -23,16 +23,11 @@
 -- hash); a string is text. Longer lists are split into requests of 20.
 -- @module graphcall.ivr
 local core = require "graphcall.core"
-local bot = require "graphcall.bot"
+local callmod = require "graphcall.call"
 
 local M = {}
-local Call = bot.Call
-
-local function err(code, message, extra)
-  local e = { code = code, message = message, path = "" }
-  for k, v in pairs(extra or {}) do e[k] = v end
-  return setmetatable(e, core.error_mt)
-end
+local Call = callmod.Call
+local err = callmod.err
 
 M.VOICE = "en-us"
 

@@ -162,9 +162,9 @@ end
 
 --- Wait for an asynchronous operation: start(done) begins it and arranges for done(...) to
 -- be called once; await returns what done was given. Inside a task the task yields;
--- elsewhere the loop runs until done is called. With `park` (a function, or true) a task that
--- would wait is dropped instead: park() is called and the task is never resumed (a flow on a
--- shared store waits for its next event this way, `graphcall.runtime`).
+-- elsewhere the loop runs until done is called. With `park` (a function), a task that must
+-- wait calls park() first: its driver learns that it waits for an event (`graphcall.runtime`
+-- keeps it, to be resumed by done, or drops it, to be replayed from its log).
 function Loop:await(start, park)
   local fired, waiting, results = false, false, nil
   local co = coroutine.running()
@@ -177,12 +177,8 @@ function Loop:await(start, park)
   end)
   if not fired then
     if in_task then
-      if park then
-        self.tasks[co] = nil
-        if type(park) == "function" then park() end
-        return coroutine.yield()
-      end
       waiting = true
+      if park then park() end
       return coroutine.yield()
     end
     waiting = true

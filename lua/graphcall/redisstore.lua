@@ -15,6 +15,8 @@
 -- nothing. Appends are atomic (RPUSH and the head in one script).
 -- @module graphcall.redisstore
 local core = require "graphcall.core"
+local tracker = require "graphcall.tracker"
+local json = require("graphcall.wire").json
 
 local M = {}
 local S = {}
@@ -68,8 +70,6 @@ local UNLOCK = [[
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ]]
-
-local json = require("graphcall.store").json
 
 local function key(id, what) return "gc:{" .. id .. "}:" .. what end
 
@@ -245,26 +245,13 @@ end
 -- its fingerprint ring again, so it is not written). With `defer`, a put is kept back and
 -- written by the next `append` or `drop_first` of the call, in the same script.
 function S:tracker(defer)
-  return {
-    get = function(_, id)
-      local v = must(self, "GET", key(id, "trk"))
-      local st = type(v) == "string" and core.decode(v) or nil
-      if st then
-        st.seen = {}
-        for _, fp in ipairs(st.ring) do st.seen[fp] = true end
-      end
-      return st
-    end,
-    put = function(_, id, st)
-      local seen = st.seen
-      st.seen = nil
-      local ok, text = pcall(json, st)
-      st.seen = seen
-      if not ok then error(text, 2) end
-      if defer then self.pendingTrk[id] = text return end
-      fenced(self, id, SET, key(id, "trk"), text, self.keepMs)
-    end,
-  }
+  return tracker.text_store(function(id)
+    local v = must(self, "GET", key(id, "trk"))
+    return type(v) == "string" and v or nil
+  end, function(id, text)
+    if defer then self.pendingTrk[id] = text return end
+    fenced(self, id, SET, key(id, "trk"), text, self.keepMs)
+  end, json, core.decode)
 end
 
 --- Take the call's lease for `ttl` seconds, waiting up to `wait` seconds for it.

@@ -1,13 +1,18 @@
---- The shared runtime: each call run by whichever process takes its next event, nothing of a
--- call kept in memory between events. `graphcall.ngx` runs it in nginx workers (and
--- instances), `graphcall.bot` on a shared store (standalone nodes on one Redis).
+--- The one execution model: how an event becomes a step of a call's flow, for every host
+-- (`graphcall.bot` standalone on any store, nodes on Redis, `graphcall.ngx` in nginx workers).
 --
 -- The events of a call that reach this process queue on the call, and one drain per call
 -- takes the call's lease in the store, then for each item: the tracker (under the lease, so a
--- duplicate is dropped once for all processes), the log, the handlers, then the flow: the log
--- replayed into a fresh coroutine, the new event fed, the flow run until it waits again (it
--- *parks*: the coroutine is dropped), its deadline written down, the lease let go. A sweeper
+-- duplicate is dropped once for all processes), the log, the handlers, then the flow, run
+-- until it waits again (it *parks*), its deadline written down, the lease let go. A sweeper
 -- brings back flows whose deadline has passed and sends keepAlive.
+--
+-- **Where a parked flow lives.** On a store of this process alone (`keep`: memory, file) the
+-- call object and its parked coroutine stay here, and the next event or the deadline wakes
+-- it (`call:wake`); a timer of this process fires at the deadline. On a shared store nothing
+-- of a call stays between events: the log is replayed into a fresh coroutine wherever the
+-- next event lands. Either way the log is the truth: a kept flow is only a cache of what a
+-- replay would rebuild (a process started again on a file store replays its live calls).
 --
 -- **The inbox.** On a store that has one (`graphcall.store.redis`), `accept` writes each
 -- event of a notification to its call's inbox in the store *before* the 202 is answered, and
@@ -25,7 +30,9 @@
 -- ending the flow; the item is retried from where it got to, for up to `retryFor` ms.
 -- @module graphcall.runtime
 local core = require "graphcall.core"
-local botmod = require "graphcall.bot"
+local wire = require "graphcall.wire"
+local callmod = require "graphcall.call"
+local trace = require "graphcall.trace"
 
 local M = {}
 local R = {}
@@ -49,28 +56,35 @@ end
 --   `where()` (names this process: given, each event is logged at info with it), `retryFor`
 --   (ms an item is retried while the store refuses it, 60000), `lockWait` (seconds to wait for
 --   a lease another process holds, 30), `acceptWait` (ms `accept` waits for a store that
---   refuses a write before it gives up: the answer is then 503; 2000)
+--   refuses a write before it gives up: the answer is then 503; 2000), `keep` (true: parked
+--   flows stay in this process, woken in place; for a store no other process writes),
+--   `timer(ms, fn)` (a one-shot timer of this process, `:cancel()`: given, a parked flow's
+--   deadline also fires here, to the millisecond, besides the sweeper's rounds)
 function M.new(o)
   return setmetatable({
     bot = o.bot, store = o.store, lease = o.lease or 15, go = o.go, now = o.now, sleep = o.sleep,
-    every = o.every, where = o.where, retryFor = o.retryFor or 60000, lockWait = o.lockWait or 30,
-    acceptWait = o.acceptWait or 2000,
-    queues = {}, driving = {}, log = o.bot.log, inboxed = o.store.push ~= nil and o.inbox ~= false,
+    every = o.every, timer = o.timer, where = o.where, retryFor = o.retryFor or 60000,
+    lockWait = o.lockWait or 30, acceptWait = o.acceptWait or 2000, keep = o.keep or false,
+    queues = {}, driving = {}, timers = {}, log = o.bot.log,
+    inboxed = o.store.push ~= nil and o.inbox ~= false,
     stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0 },
   }, R)
 end
 
 -- ---- one call: as its log says, driven until it waits -------------------------------------
 
---- The call as the store has it, in a fresh object. The log is read only when a flow is to
--- replay it (or `full`); other calls are what their head says.
+--- The call: the one this process keeps (`keep`), else as the store has it, in a fresh
+-- object. The log is read only when a flow is to replay it (or `full`); other calls are what
+-- their head says.
 -- @return the call, its start entry (if it has a flow), true if its flow has ended
 function R:fresh(id, full)
   local bot, store = self.bot, self.store
+  local kept = self.keep and bot.calls[id]
+  if kept then return kept, kept.started, kept.finished end
   local hd = store:head(id)
   if not full and not (hd and hd.flow and not hd.ended) then
-    local call = botmod.new_call(bot, id, { direction = hd and hd.dir, tenantId = hd and hd.tenant,
-                                            state = hd and hd.state })
+    local call = callmod.new(bot, id, { direction = hd and hd.dir, tenantId = hd and hd.tenant,
+                                        state = hd and hd.state })
     return call, nil, hd and hd.ended
   end
   local entries = store:log(id)
@@ -79,25 +93,22 @@ function R:fresh(id, full)
     if e.k == "start" then started = e end
     if e.k == "end" then ended = true end
   end
-  local call = botmod.new_call(bot, id, { direction = started and started.dir,
-                                          tenantId = started and started.tenant,
-                                          created = started and started.created })
-  call:_load(entries, function(ev)
-    if ev.kind == "call" and (ev.state == "terminated" or ev.changeType == "deleted") then
-      call.live_ended = #call.events
-    end
-    if ev.kind == "call" and ev.state then call.state = ev.state end
-  end)
+  local call = callmod.new(bot, id, { direction = started and started.dir,
+                                      tenantId = started and started.tenant,
+                                      created = started and started.created })
+  call:_load(entries)
   return call, started, ended
 end
 
--- Run body (the flow's, replaying then live) until it parks or ends.
+-- Run body (the flow's, replaying then live) until it parks or ends; without a body, wake the
+-- flow kept parked on the call (`keep`) with what came since.
 -- @return "parked", "finished", or "aborted" and the error
 local function run_body(self, call, body)
   local loop = self.bot.loop
   if loop.parks then   -- nginx: resumed right here; cosockets yield through it
     local co = coroutine.create(body)
     call.co = co
+    call.parker = function() end   -- (a parked flow yields graphcall.ngx.loop.PARK to here)
     local ok, r = coroutine.resume(co)
     if not ok then return "aborted", r end
     if coroutine.status(co) == "dead" then return "finished" end
@@ -105,16 +116,34 @@ local function run_body(self, call, body)
   end
   -- the standalone loop: the flow is a task; it tells this one when it parks or ends
   return loop:await(function(done)
-    call.onpark = function() done("parked") end
+    call.parker = function() done("parked") end
+    call.onend = function(ok, e) if ok then done("finished") else done("aborted", e) end end
+    if not body then
+      if not call:wake() then done("parked") end
+      return
+    end
     call.co = loop:spawn(function()
       local ok, e = xpcall(body, keep_tables)
-      if ok then done("finished") else done("aborted", e) end
+      call.onend(ok, e)
     end)
   end)
 end
 
---- Drive a call's flow: replay, then live until it waits; write down where it waits. Raises
--- what the store raised when the flow could not go on (the item is retried).
+-- The flow parked with a deadline: a timer of this process fires then (the sweeper finds it too).
+function R:_alarm(id, at)
+  local old = self.timers[id]
+  if old then old:cancel() end
+  self.timers[id] = nil
+  if not (self.timer and at) then return end
+  self.timers[id] = self.timer(math.max(0, at - self.now()) + 1, function()
+    self.timers[id] = nil
+    self:enqueue(id, { due = true })
+  end)
+end
+
+--- Drive a call's flow: replay (or wake the flow kept here, without a `body`), then live until
+-- it waits; write down where it waits. Raises what the store raised when the flow could not
+-- go on (the item is retried).
 function R:drive(call, body)
   local store, id = self.store, call.id
   -- if this process dies in the middle, the call is due once its lease has run out
@@ -128,21 +157,31 @@ function R:drive(call, body)
   self.driving[id] = true
   local how, e = run_body(self, call, body)
   self.driving[id] = nil
-  self.bot.calls[id] = nil   -- nothing of the call stays in this process
   if how == "aborted" then
+    self:_forget(id)   -- what the flow was is in the log; a retry replays it
     if M.store_error(e) then error(e, 0) end
     self.log("error", "call " .. id .. ": the flow's driver failed: " .. tostring(e))
     return how
   end
+  if not self.keep then self.bot.calls[id] = nil end   -- nothing of the call stays in this process
   local w = call.waiter
   if call.finished then
+    self:_alarm(id)
     store:expire(id)
   elseif how == "parked" and w and w.deadline then
     store:set_due(id, w.deadline)
+    self:_alarm(id, w.deadline)
   else
+    self:_alarm(id)
     store:clear_due(id)
   end
   return how
+end
+
+-- A call this process no longer holds in memory (its flow is rebuilt from the log when needed).
+function R:_forget(id)
+  self:_alarm(id)
+  self.bot.calls[id] = nil
 end
 
 -- ---- the items of a call's queue ------------------------------------------------------------
@@ -159,24 +198,36 @@ function R:_take(call, e, ev, started, ended)
   if e.kind == "call" and e.state == "established" and not store:ka_at(id) then
     store:set_ka(id, self.now() + bot.keepAliveEvery)
   end
-  bot:_emit(botmod.event_name(e), call, ev)
+  bot:_emit(callmod.event_name(e), call, ev)
   if self.where then
-    self.log("info", string.format("call %s: %s (%s)", id, require("graphcall.trace").describe(e), self.where()))
+    self.log("info", string.format("call %s: %s (%s)", id, trace.describe(e), self.where()))
   end
 end
 
--- Then the flow: replayed and on with the new event, or started by an incoming call.
+-- The flow of a call that has one: woken where it is kept, else replayed from the log.
+function R:_resume(call, started)
+  if call.co then return self:drive(call) end
+  return self:drive(call, self:_body(call, started.flow, true))
+end
+
+-- A flow's body, the call keeping what it started as (for a kept call's next event).
+function R:_body(call, flow, resumed)
+  local body = call:_start_flow(flow, resumed)
+  if body then call.started = call.started or { flow = flow } end
+  return body
+end
+
+-- Then the flow: on with the new event, or started by an incoming call.
 function R:_go_on(call, started, ended, incoming)
   local bot = self.bot
-  local body
   if not ended then
-    if started then
-      body = call:_start_flow(started.flow, true)
-    elseif incoming and bot.flows.main then
-      body = call:_start_flow("main")
+    if started then return self:_resume(call, started) end
+    if incoming and bot.flows.main then
+      local body = self:_body(call, "main")
+      if body then return self:drive(call, body) end
     end
   end
-  if body then self:drive(call, body) else bot.calls[call.id] = nil end
+  if not self.keep then bot.calls[call.id] = nil end
 end
 
 -- An event. Marks on the item say how far it got, so a retry goes on from there.
@@ -197,7 +248,7 @@ function R:_event(item)
   if not item.logged then
     call.tenantId = call.tenantId or ev.tenantId or (claims and claims.tid)
     if ev.incoming then call.direction = "incoming" end
-    local e = botmod.compact(ev)
+    local e = callmod.compact(ev)
     self:_take(call, e, ev, started, ended)
     item.logged, item.e = true, e
   elseif item.e.incoming then
@@ -214,18 +265,18 @@ function R:_due(id, force)
   if not force and (store:due_at(id) or math.huge) > self.now() then return end   -- another process did it
   local call, started, ended = self:fresh(id, true)
   if started and not ended then
-    self.stats.resumed = self.stats.resumed + 1
-    self:drive(call, call:_start_flow(started.flow, true))
+    if not call.co then self.stats.resumed = self.stats.resumed + 1 end
+    self:_resume(call, started)
   elseif not started and not ended and self.bot.flows.main and call.events[1]
          and call.events[1].incoming then   -- an incoming call whose flow did not get to start
     call.direction, call.tenantId = "incoming", call.events[1].tenantId
-    self:drive(call, call:_start_flow("main"))
+    self:drive(call, self:_body(call, "main"))
   elseif ended then
     store:expire(id)   -- the flow ended, and its process died before it let the call go
-    self.bot.calls[id] = nil
+    if not self.keep then self.bot.calls[id] = nil end
   else
     store:clear_due(id)
-    self.bot.calls[id] = nil
+    if not self.keep then self.bot.calls[id] = nil end
   end
 end
 
@@ -239,12 +290,12 @@ end
 function R:_start(id, item)
   local call, started, ended = self:fresh(id, true)
   if ended then
-    self.bot.calls[id] = nil
+    if not self.keep then self.bot.calls[id] = nil end
     return
   end
-  if started then return self:drive(call, call:_start_flow(started.flow, true)) end
+  if started then return self:_resume(call, started) end
   call.direction, call.tenantId, call.created = "outgoing", item.tenant, item.created
-  self:drive(call, call:_start_flow(item.start))
+  self:drive(call, self:_body(call, item.start))
 end
 
 -- One inbox entry (the first of the inbox): tracker, log (the entry leaves the inbox in the
@@ -258,7 +309,7 @@ function R:_entry(id, text)
     self:_watchdog(id)
     call.direction, call.tenantId, call.created = "outgoing", entry.tenant, entry.created
     store:take_with_next(id)   -- with the flow's start entry
-    return self:drive(call, call:_start_flow(entry.start))
+    return self:drive(call, self:_body(call, entry.start))
   end
   local e = type(entry) == "table" and entry.e
   if type(e) ~= "table" then
@@ -300,6 +351,7 @@ function R:_item(id, item)
   if item.kick then return self:_inbox(id, item) end
   if item.ev then return self:_event(item) end
   if item.due then return self:_due(id) end
+  if item.resume then return self:_relearn(id) end
   if item.start then return self:_start(id, item) end
 end
 
@@ -383,7 +435,7 @@ function R:enqueue(id, item)
   return true
 end
 
-local json = require("graphcall.store").json
+local json = wire.json
 
 --- Take the events of a notification body that is to be answered 202: with an inbox, each
 -- is in its call's inbox in the store when this returns true (answer 202 then); without,
@@ -397,7 +449,7 @@ function R:accept(events, claims)
   for _, ev in ipairs(events) do
     local id = ev.callId
     if id then
-      local text = json { e = botmod.compact(ev), tid = tid }
+      local text = json { e = callmod.compact(ev), tid = tid }
       -- a store that is away a moment (Redis restarting) is waited for, within what the
       -- service waits for an answer
       local give_up, pause = self.now() + self.acceptWait, 20
@@ -474,10 +526,32 @@ function R:sweep()
   end
 end
 
---- Stop the renewal timer (the process is stopping).
+--- Go on with a call this process had (a bot started again on its store): its flow replayed
+-- from the log, the tracker taught again what the log holds.
+-- @param id the call's id
+-- @return true, or nil and an error
+function R:resume(id)
+  return self:enqueue(id, { resume = true })
+end
+
+function R:_relearn(id)
+  local call = self:fresh(id, true)
+  for _, ev in ipairs(call.events) do
+    ev.callId = id
+    self.bot.tracker:accept(ev)
+    ev.callId = nil
+  end
+  self:_due(id, true)
+end
+
+--- Stop the renewal and deadline timers (the process is stopping).
 function R:close()
   if self.renewer then self.renewer:cancel() end
   self.renewer = nil
+  for id, t in pairs(self.timers) do
+    t:cancel()
+    self.timers[id] = nil
+  end
 end
 
 --- Calls with items queued or running in this process.

@@ -13,10 +13,16 @@
 -- `store.redis{redis = client}` is shared by several processes (graphcall.redisstore).
 -- `store.memory()` lives and dies with the process. `store.file(dir)` keeps each call's log as
 -- a file of JSON lines, appended and flushed entry by entry, so a bot that is killed and
--- started again on the same folder finds its live calls and resumes them.
+-- started again on the same folder finds its live calls and resumes them. `store.single(s)`
+-- gives a store of one process what the runtime needs beside it (leases, deadlines, keepAlive
+-- times, heads), in that process's memory.
+--
+-- Every store writes JSON with one writer, `graphcall.wire.json` (integers exact, other
+-- numbers read back the same), and reads it with `graphcall.wire.decode`.
 -- @module graphcall.store
-local cjson = require "cjson.safe"
 local core = require "graphcall.core"
+local wire = require "graphcall.wire"
+local tracker = require "graphcall.tracker"
 
 local M = {}
 
@@ -49,14 +55,8 @@ function M.memory()
   }
 end
 
---- JSON text of a state or a log entry, as every store writes it (lua-cjson, with "/" not
--- escaped); raises, saying why, for what JSON cannot hold.
-function M.json(v)
-  local s, err = cjson.encode(v)
-  if not s then error("graphcall: cannot write JSON: " .. tostring(err), 2) end
-  if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end   -- cjson writes "\/" for "/"
-  return s
-end
+--- JSON text of a state or a log entry, as every store writes it (`graphcall.wire.json`).
+M.json = wire.json
 local json = M.json
 
 local function safe(id)
@@ -149,6 +149,67 @@ function M.file(dir)
   end
 
   return self
+end
+
+--- What the runtime needs beside a store that one process alone uses (memory, file, or one of
+-- the user's with the interface above): the call's lease (this process's queue per call is
+-- the lock already), deadlines, keepAlive times and the head of each call, in memory. A
+-- process started again on the same file store finds its live calls by their logs.
+-- @param base the store
+-- @return a store with the runtime's interface (`graphcall.runtime`), base's own methods kept
+function M.single(base)
+  local due, ka, heads = {}, {}, {}
+  local s = setmetatable({}, { __index = base })
+  function s.lock(_, _, _, _) return function() end, 1 end
+  function s.renew() return true end
+  function s.append(self, id, entry)
+    base.append(self, id, entry)
+    local hd = heads[id]
+    if hd then
+      local k = entry.k
+      if k == "start" then hd.flow, hd.dir, hd.tenant = entry.flow or "main", entry.dir, entry.tenant
+      elseif k == "end" then hd.ended = true
+      elseif k == "ev" and entry.ev.kind == "call" and entry.ev.state then hd.state = entry.ev.state end
+    end
+  end
+  --- The call's head: {flow, dir, tenant, state, ended} as its log says, or nil.
+  function s.head(self, id)
+    local hd = heads[id]
+    if hd then return hd end
+    local entries = self:log(id)
+    if #entries == 0 then return nil end
+    hd = {}
+    heads[id] = hd
+    for _, e in ipairs(entries) do
+      if e.k == "start" then hd.flow, hd.dir, hd.tenant = e.flow or "main", e.dir, e.tenant
+      elseif e.k == "end" then hd.ended = true
+      elseif e.k == "ev" and e.ev.kind == "call" and e.ev.state then hd.state = e.ev.state end
+    end
+    return hd
+  end
+  local function scan(set, now)
+    local out = {}
+    for id, at in pairs(set) do if at <= now then out[#out + 1] = id end end
+    return out
+  end
+  function s.set_due(_, id, at) due[id] = at end
+  function s.clear_due(_, id) due[id] = nil end
+  function s.due_at(_, id) return due[id] end
+  function s.due(_, now) return scan(due, now) end
+  function s.set_ka(_, id, at) ka[id] = at end
+  function s.clear_ka(_, id) ka[id] = nil end
+  function s.ka_at(_, id) return ka[id] end
+  function s.ka_due(_, now) return scan(ka, now) end
+  function s.expire(_, id)
+    due[id], ka[id] = nil, nil
+  end
+  function s.drop(self, id)
+    base.drop(self, id)
+    due[id], ka[id], heads[id] = nil, nil, nil
+  end
+  local states = tracker.memory_store()
+  function s.tracker() return states end
+  return s
 end
 
 --- A store in Redis, shared by several nodes: see `graphcall.redisstore`.

@@ -17,27 +17,21 @@
 -- emulated ms), plus `flow` (the bot's call object). `h:replay(callId)` runs a recorded log
 -- into a fresh bot and flow and gives the steps it took (a recorded call as a test).
 -- @module graphcall.test
+local core = require "graphcall.core"
 local graphcall = require "graphcall"
 local emulator = require "graphcall.emulator"
 local storemod = require "graphcall.store"
+local scripts = require "graphcall.script"
 
 local M = {}
 
 local H = {}
 H.__index = H
 
---- Load a flow script: a Lua file returning {flow = fn, flows = {...}, on = {event = fn(call,
--- ev)}, scenario = {...}, start = fn(bot)} (what `graphcall run` runs).
-function M.load(path)
-  local chunk, err = loadfile(path)
-  if not chunk then return nil, err end
-  local ok, script = pcall(chunk)
-  if not ok then return nil, script end
-  if type(script) ~= "table" or (not script.flow and not script.flows and not script.start and not script.on) then
-    return nil, path .. ": a flow script returns {flow = function(call) ... end, ...} (or flows, on, start)"
-  end
-  return script
-end
+--- Load a flow script (`graphcall.script.load`): a Lua file returning {flow = fn, flows =
+-- {...}, on = {event = fn(call, ev)}, scenario = {...}, start = fn(bot)}.
+-- @function load
+M.load = scripts.load
 
 --- A new harness.
 -- @param o `script` (a path) or `flow` (a function) and `flows`; `scenario` (the emulator's;
@@ -58,9 +52,7 @@ function M.new(o)
     loop = loop }
   local bot = assert(graphcall.bot { client = client, prompts = prompts, store = o.store or storemod.memory(),
                                      verifier = client:verifier { minRefetch = 0 } })
-  if o.flow or script.flow then bot:flow(o.flow or script.flow) end
-  for name, fn in pairs(o.flows or script.flows or {}) do bot:flow(name, fn) end
-  for name, fn in pairs(script.on or {}) do bot:on(name, fn) end
+  scripts.apply(bot, { flow = o.flow or script.flow, flows = o.flows or script.flows, on = script.on })
   local self = setmetatable({ loop = loop, emulator = emu, client = client, bot = bot, script = script }, H)
   bot:start()
   if script.start then script.start(bot) end
@@ -141,7 +133,6 @@ function M.replay(o)
   local entries = o.log
   if type(entries) == "string" then
     entries = {}
-    local core = require "graphcall.core"
     for line in assert(io.open(o.log, "rb")):lines() do
       local e = core.decode(line)
       if type(e) == "table" then entries[#entries + 1] = e end

@@ -42,6 +42,35 @@ function M.memory_store()
   }
 end
 
+--- A store that keeps each state as text (JSON) in `get(id) -> text` / `put(id, text)` (the
+-- shared dict, Redis): states are written without their `seen` set, which is the fingerprint
+-- ring again (half the text to write and read for every event), and rebuilt when read.
+-- @param get fn(id) -> the state's text, or nil
+-- @param put fn(id, text)
+-- @param encode fn(state) -> text
+-- @param decode fn(text) -> state
+-- @return a store for `tracker.new`
+function M.text_store(get, put, encode, decode)
+  return {
+    get = function(_, id)
+      local text = get(id)
+      local st = text and decode(text)
+      if type(st) ~= "table" then return nil end
+      st.seen = {}
+      for _, fp in ipairs(st.ring) do st.seen[fp] = true end
+      return st
+    end,
+    put = function(_, id, st)
+      local seen = st.seen
+      st.seen = nil
+      local ok, text = pcall(encode, st)
+      st.seen = seen
+      if not ok then error(text, 2) end
+      put(id, text)
+    end,
+  }
+end
+
 local Tracker = {}
 Tracker.__index = Tracker
 

@@ -28,163 +28,17 @@
 -- JWKS are cached in the shared dict for all workers, refreshed by one worker at a time. No
 -- libcurl, no blocking call, in any phase. The C core used here is the wire half only.
 -- @module graphcall.ngx
-local core = require "graphcall.core"
-local graphcall = require "graphcall"
-local botmod = require "graphcall.bot"
-local nloop = require "graphcall.ngx.loop"
-local tracker_mod = require "graphcall.tracker"
+local wire = require "graphcall.wire"
 local jwt = require "graphcall.jwt"
+local nloop = require "graphcall.ngx.loop"
+local dictstore = require "graphcall.ngx.store"
+local client_mod = require "graphcall.client"
+local redis = require "graphcall.redis"
+local storemod = require "graphcall.store"
+local botmod = require "graphcall.bot"
+local scripts = require "graphcall.script"
 
 local M = {}
-
-local json = require("graphcall.store").json
-local function decode(s) return s and core.decode(s) or nil end
-
--- ---- the shared dict: locks, store ----------------------------------------------------------
-
--- Every write goes through safe_set/safe_add: a full dict refuses the write instead of
--- evicting the least recently used entries, which would be another call's log.
-local function put(dict, key, value, ttl)
-  local ok, err = dict:safe_set(key, value, ttl or 0)
-  if not ok then   -- a store error: the runtime retries what wrote it
-    error(setmetatable({ code = "store", store = true, path = "",
-      message = "the shared dict is full (" .. tostring(err) .. "), cannot write " .. key }, core.error_mt), 0)
-  end
-end
-M.put = put
-
---- Take `key` in `dict` (a lock another worker may hold): retries for up to `wait` seconds.
--- @return a release function and the lock's token, or nil and "timeout" (or the dict's error)
-function M.lock(dict, key, ttl, wait)
-  local token = tostring(ngx.worker.pid()) .. ":" .. tostring(math.random())
-  local deadline = ngx.now() + (wait or 10)
-  local pause = 0.001
-  while true do
-    local ok, err = dict:safe_add(key, token, ttl or 30)
-    if ok then
-      return function()
-        if dict:get(key) == token then dict:delete(key) end
-      end, token
-    end
-    if err ~= "exists" then return nil, err end
-    if ngx.now() >= deadline then return nil, "timeout" end
-    ngx.sleep(pause)
-    pause = math.min(pause * 2, 0.05)
-  end
-end
-
---- A store (the interface of `graphcall.store`) in a shared dict, written under the call's
--- lock: `st:<id>` (JSON), `log:<id>` (the number of log entries) and `le:<id>:<n>` (entry n,
--- JSON), so an append writes one entry and never rewrites the log. Nothing is evicted: when
--- the dict is full a write raises an error and the step that wrote it does not happen (see
--- `handle` for the reserve that keeps room for accepted notifications). Ended calls expire
--- after `ttl` seconds.
-function M.store(dict, ttl)
-  ttl = ttl or 3600
-  local keep = ttl * 4     -- a live call's entries outlast any call
-  local s = {}
-  function s.get(_, id) return decode(dict:get("st:" .. id)) end
-  function s.put(_, id, st) put(dict, "st:" .. id, json(st), keep) end
-  function s.append(self, id, entry)
-    local n = (dict:get("log:" .. id) or 0) + 1
-    put(dict, "le:" .. id .. ":" .. n, json(entry), keep)
-    put(dict, "log:" .. id, n, keep)
-    -- the head: what a worker needs to know before reading the whole log
-    local k, ev = entry.k, entry.ev
-    if k == "start" or k == "end" or (k == "ev" and ev.kind == "call" and ev.state) then
-      local hd = self:head(id) or {}
-      if k == "ev" and hd.state == ev.state then return end
-      if k == "start" then hd.flow, hd.dir, hd.tenant = entry.flow, entry.dir, entry.tenant
-      elseif k == "end" then hd.ended = true
-      else hd.state = ev.state end
-      put(dict, "hd:" .. id, json(hd), keep)
-    end
-  end
-  --- The call's head: {flow, dir, tenant, state, ended} as its log says, or nil.
-  function s.head(_, id) return decode(dict:get("hd:" .. id)) end
-  function s.log(_, id)
-    local out = {}
-    for i = 1, dict:get("log:" .. id) or 0 do
-      local e = decode(dict:get("le:" .. id .. ":" .. i))
-      if type(e) ~= "table" then break end      -- expired: the rest is gone too
-      out[#out + 1] = e
-    end
-    return out
-  end
-  function s.calls()
-    local out = {}
-    for _, k in ipairs(dict:get_keys(0)) do
-      local id = k:match("^log:(.+)$")
-      if id then out[#out + 1] = id end
-    end
-    return out
-  end
-  local function each(id, fn)
-    for i = 1, dict:get("log:" .. id) or 0 do fn("le:" .. id .. ":" .. i) end
-    for _, k in ipairs { "log:", "st:", "trk:", "hd:" } do fn(k .. id) end
-  end
-  function s.drop(_, id) each(id, function(k) dict:delete(k) end) end
-  function s.expire(_, id, seconds)   -- an ended call: kept a while for traces, then gone
-    each(id, function(k) dict:expire(k, seconds or ttl) end)
-    dict:delete("due:" .. id)
-    dict:delete("ka:" .. id)
-  end
-  -- what the runtime needs beside the store (graphcall.redisstore has the same)
-  local tokens = {}
-  function s.lock(_, id, lttl, wait)
-    local release, token = M.lock(dict, "lock:" .. id, lttl, wait)
-    if not release then return nil, token end
-    tokens[id] = token
-    return function()
-      if tokens[id] == token then tokens[id] = nil end
-      release()
-    end, token
-  end
-  function s.renew(_, id, lttl)
-    local t = tokens[id]
-    if not t or dict:get("lock:" .. id) ~= t then return false end
-    return dict:expire("lock:" .. id, lttl) == true
-  end
-  function s.tracker()
-    -- the tracker's state without its `seen` set, which is its fingerprint ring again: half
-    -- the JSON to write and read for every event
-    return {
-      get = function(_, id)
-        local st = decode(dict:get("trk:" .. id))
-        if st then
-          st.seen = {}
-          for _, fp in ipairs(st.ring) do st.seen[fp] = true end
-        end
-        return st
-      end,
-      put = function(_, id, st)
-        local seen = st.seen
-        st.seen = nil
-        local ok, err = pcall(put, dict, "trk:" .. id, json(st), keep)
-        st.seen = seen
-        if not ok then error(err, 0) end
-      end,
-    }
-  end
-  local function scan(prefix, now)
-    local out = {}
-    for _, k in ipairs(dict:get_keys(0)) do
-      local id = k:sub(1, #prefix) == prefix and k:sub(#prefix + 1)
-      local at = id and dict:get(k)
-      if at and at <= now then out[#out + 1] = id end
-    end
-    return out
-  end
-  function s.set_due(_, id, at) put(dict, "due:" .. id, at, keep) end
-  function s.clear_due(_, id) dict:delete("due:" .. id) end
-  function s.due_at(_, id) return dict:get("due:" .. id) end
-  function s.due(_, now) return scan("due:", now) end
-  function s.set_ka(_, id, at) put(dict, "ka:" .. id, at, 0) end
-  function s.clear_ka(_, id) dict:delete("ka:" .. id) end
-  function s.ka_at(_, id) return dict:get("ka:" .. id) end
-  function s.ka_due(_, now) return scan("ka:", now) end
-  return s
-end
 
 -- ---- the bot of this worker ---------------------------------------------------------------
 
@@ -198,7 +52,7 @@ local function shared_tokens(client, dict)
     local key = "tok:" .. tenant
     local tok = dict:get(key)
     if tok then return cb(tok) end
-    local release = M.lock(dict, "toklock:" .. tenant, 30, 30)
+    local release = dictstore.lock(dict, "toklock:" .. tenant, 30, 30)
     tok = dict:get(key)
     if tok then
       if release then release() end
@@ -234,7 +88,7 @@ local function shared_keys(verifier, dict)
   end
   verifier.refresh = function(self, cb)
     cb = cb or function() end
-    local release = M.lock(dict, "jwkslock", 30, 30)
+    local release = dictstore.lock(dict, "jwkslock", 30, 30)
     local fetchedAt = dict:get("jwksAt")
     if fetchedAt and ngx.now() * 1000 - fetchedAt < self.minRefetch then   -- another worker just did
       adopt()
@@ -280,48 +134,43 @@ function M.init(o)
   local copts = {}
   for k, v in pairs(o.client or {}) do copts[k] = v end
   copts.loop = loop
-  local client = require("graphcall.client").new(copts)
+  local client = client_mod.new(copts)
   shared_tokens(client, dict)
   -- the calls' state: this nginx's shared dict, or Redis shared by several nginx (and nodes)
   local store
   if o.redis then
-    local r = require("graphcall.redis").new(o.redis)
-    store = require("graphcall.store").redis { redis = r, ttl = o.ttl, clock = ngx.now,
+    local r = redis.new(o.redis)
+    store = storemod.redis { redis = r, ttl = o.ttl, clock = ngx.now,
                                                sleep = function(ms) ngx.sleep(ms / 1000) end }
   else
-    store = M.store(dict, o.ttl)
+    store = dictstore.new(dict, o.ttl)
   end
   local stub = { url = function(_, path) return path or o.callbackUri end, close = function() end }
   local bot = assert(botmod.new { client = client, listener = stub, callbackUri = o.callbackUri,
     promptBase = o.promptBase, prompts = o.prompts, store = store, keepAlive = o.keepAlive,
-    waitLimit = o.waitLimit, log = loop.log })
-  local script = o.script and assert(require("graphcall.test").load(o.script)) or {}
-  if o.flow or script.flow then bot:flow(o.flow or script.flow) end
-  for name, fn in pairs(o.flows or script.flows or {}) do bot:flow(name, fn) end
-  for name, fn in pairs(o.on or script.on or {}) do bot:on(name, fn) end
+    waitLimit = o.waitLimit, log = loop.log, lease = o.lease, host = {
+      go = function(fn) return ngx.timer.at(0, function(premature) if not premature then fn() end end) end,
+      now = function() ngx.update_time() return ngx.now() * 1000 end,
+      sleep = function(ms) ngx.sleep(ms / 1000) end,
+      every = function(ms, fn)
+        local t = { cancel = function(self) self.cancelled = true end }
+        local function tick(premature)
+          if premature or t.cancelled then return end
+          fn()
+          if not t.cancelled then ngx.timer.at(ms / 1000, tick) end
+        end
+        ngx.timer.at(ms / 1000, tick)
+        return t
+      end,
+      where = function() return "worker " .. ngx.worker.id() end,
+    } })
+  local script = o.script and assert(scripts.load(o.script)) or {}
+  scripts.apply(bot, { flow = o.flow or script.flow, flows = o.flows or script.flows, on = o.on or script.on })
   if o.setup then o.setup(bot) end
-  bot.tracker = tracker_mod.new { store = store:tracker(o.redis ~= nil) }   -- (with Redis: the inbox's)
   state.bot, state.dict, state.loop, state.opts, state.store = bot, dict, loop, o, store
   state.verifier = o.verify ~= false and shared_keys(client:verifier { minRefetch = o.minRefetch }, dict) or nil
   state.maxBody = o.maxBody or 1048576
-  state.runtime = require("graphcall.runtime").new {
-    bot = bot, store = store, lease = o.lease,
-    go = function(fn) return ngx.timer.at(0, function(premature) if not premature then fn() end end) end,
-    now = function() ngx.update_time() return ngx.now() * 1000 end,
-    sleep = function(ms) ngx.sleep(ms / 1000) end,
-    every = function(ms, fn)
-      local t = { cancel = function(self) self.cancelled = true end }
-      local function tick(premature)
-        if premature or t.cancelled then return end
-        fn()
-        if not t.cancelled then ngx.timer.at(ms / 1000, tick) end
-      end
-      ngx.timer.at(ms / 1000, tick)
-      return t
-    end,
-    where = function() return "worker " .. ngx.worker.id() end,
-  }
-  bot.runtime = state.runtime
+  state.runtime = bot.runtime
   state.reserve = o.reserve or math.min(dict:capacity() / 16, 4 * 1048576)
   -- the sweeper: flows whose deadline has passed, and keepAlive
   ngx.timer.every((o.sweep or 500) / 1000, function(premature)
@@ -386,13 +235,13 @@ function M.handle()
     ngx.header["Retry-After"] = "1"
     return respond(503)
   end
-  local events, perr = graphcall.parse_notifications(body)
+  local events, perr = wire.parse_notifications(body)
   if not events then
     ngx.log(ngx.WARN, "graphcall: callback body refused: ", perr.message)
     return respond(400, '{"error":{"code":"BadRequest","message":"not a commsNotifications body"}}')
   end
   for _, ev in ipairs(events) do
-    if ev.incoming then graphcall.materialize(ev) end   -- the caller's identity goes into the log
+    if ev.incoming then wire.materialize(ev) end   -- the caller's identity goes into the log
   end
   -- with Redis, the events are in their calls' inboxes before the 202 (nothing accepted is lost)
   if not state.runtime:accept(events, claims) then return respond(503) end
