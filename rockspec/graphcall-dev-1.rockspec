@@ -15,7 +15,6 @@ Runs on Lua 5.4 and LuaJIT 2.1 (OpenResty).
 }
 dependencies = {
   "lua >= 5.1, < 5.5",
-  -- lua-cjson (the emulator reads scenario JSON with it): Debian's lua-cjson, not fetched
 }
 external_dependencies = {
   OPENSSL = { library = "crypto" },  -- the library form: Debian's headers are multiarch
@@ -55,7 +54,15 @@ build = {
     ["graphcall.bot"] = "lua/graphcall/bot.lua",
     ["graphcall.call"] = "lua/graphcall/call.lua",
     ["graphcall.client"] = "lua/graphcall/client.lua",
-    ["graphcall.emulator"] = "lua/graphcall/emulator.lua",
+    ["graphcall.emulator"] = "lua/graphcall/emulator/init.lua",
+    ["graphcall.emulator.calls"] = "lua/graphcall/emulator/calls.lua",
+    ["graphcall.emulator.control"] = "lua/graphcall/emulator/control.lua",
+    ["graphcall.emulator.faults"] = "lua/graphcall/emulator/faults.lua",
+    ["graphcall.emulator.graph"] = "lua/graphcall/emulator/graph.lua",
+    ["graphcall.emulator.identity"] = "lua/graphcall/emulator/identity.lua",
+    ["graphcall.emulator.media"] = "lua/graphcall/emulator/media.lua",
+    ["graphcall.emulator.peers"] = "lua/graphcall/emulator/peers.lua",
+    ["graphcall.emulator.util"] = "lua/graphcall/emulator/util.lua",
     ["graphcall.flat"] = "lua/graphcall/flat.lua",
     ["graphcall.ivr"] = "lua/graphcall/ivr.lua",
     ["graphcall.jwt"] = "lua/graphcall/jwt.lua",

@@ -1,0 +1,246 @@
+--- The emulator's calls: their state machine, the notifications it POSTs to each call's
+-- callbackUri (signed, in order per call unless a fault says otherwise), ringing and answering.
+-- @module graphcall.emulator.calls
+local core = require "graphcall.core"
+local U = require "graphcall.emulator.util"
+
+local json, array, typed, result_info = U.json, U.array, U.typed, U.result_info
+local alive, call_url, CALLBACK_ISS = U.alive, U.call_url, U.CALLBACK_ISS
+
+local Emu = {}
+
+-- ---- calls: state and notifications -----------------------------------------------------
+
+
+-- Sign (cached a few minutes per audience and tenant) the callback token.
+function Emu:_callback_token(call, bad)
+  local key = call.appId .. "|" .. call.tenantId .. (bad and "|bad" or "")
+  local c = self.sigCache[key]
+  local now = os.time()
+  if c and c.exp - now > 600 then return c.token end
+  local exp = now + 3600
+  local token = (bad and self.badKey or self.callbackKey):sign(
+    json { alg = "RS256", typ = "JWT", kid = self.callbackKid },
+    json { aud = call.appId, iss = CALLBACK_ISS, iat = now, nbf = now, exp = exp, tid = call.tenantId })
+  self.sigCache[key] = { token = token, exp = exp }
+  return token
+end
+
+function Emu:_log(call, what, detail)
+  call.log[#call.log + 1] = { t = math.floor(self:now() - call.started), what = what, detail = detail }
+end
+
+-- Deliver one notification body to the call's callbackUri, in order: the next waits for
+-- this one's answer (the bot sees a call's notifications in the order they were made,
+-- unless a fault reorders them).
+function Emu:_deliver(call, body, label, bad)
+  local q = call.outbox
+  q[#q + 1] = { body = body, label = label, bad = bad }
+  if call.sending then return end
+  local function send_next()
+    local item = table.remove(q, 1)
+    if not item then
+      call.sending = false
+      return
+    end
+    call.sending = true
+    local uri = call.callbackUri
+    self.loop:request({
+      method = "POST", url = uri, body = item.body, timeout = 15000, connect_timeout = 5000,
+      cafile = self.caFile, fresh = self.scenario.freshCallbacks,
+      headers = { ["Content-Type"] = "application/json; charset=utf-8",
+                  Authorization = "Bearer " .. self:_callback_token(call, item.bad),
+                  ["User-Agent"] = "Microsoft-Skype/3.0,(Calling/1.0)",
+                  ["Scenario-ID"] = call.callChainId,
+                  ["X-Microsoft-Skype-Chain-ID"] = call.callChainId },
+    }, function(res, err)
+      if res and res.status >= 200 and res.status < 300 then
+        self.stats.notificationsSent = self.stats.notificationsSent + 1
+        self:_log(call, "notified", item.label)
+      else
+        self.stats.notificationsFailed = self.stats.notificationsFailed + 1
+        local why = res and ("HTTP " .. res.status) or (err.code .. ": " .. err.message)
+        self:_log(call, "notify failed", item.label .. " (" .. why .. ")")
+        self.log("warn", string.format("call %s: callback %s to %s failed: %s", call.id, item.label, uri, why))
+        if call.incomingPending and item.label == "call:incoming" then
+          self:_end(call, 480, 10076, "Callee could not be reached.", true)
+        end
+      end
+      send_next()
+    end)
+  end
+  send_next()
+end
+
+-- Make and send a notification (with the faults that match it). items: an array of
+-- {changeType =, rest = "/operations/x" or nil, data = resourceData}; label names it for the
+-- log and the fault rules.
+function Emu:_notify(call, items, label)
+  if not call.callbackUri then return end
+  local value = {}
+  for i, it in ipairs(items) do
+    local url = call_url(call.id) .. (it.rest or "")
+    value[i] = { ["@odata.type"] = "#microsoft.graph.commsNotification", changeType = it.changeType,
+                 resource = "/app/calls/" .. call.id .. (it.rest or ""), resourceUrl = url,
+                 resourceData = it.data }
+  end
+  local body = json { ["@odata.type"] = "#microsoft.graph.commsNotifications", value = value }
+  self:_log(call, "notify", label)
+  local f = self:_fault("notification", label)
+  if f then self:_log(call, "fault", label .. " " .. (f.drop and "dropped" or f.duplicate and "duplicated"
+    or f.reorder and "reordered" or f.badSignature and "bad signature" or "delayed")) end
+  if f and f.drop then
+    self.stats.notificationsDropped = self.stats.notificationsDropped + 1
+    return
+  end
+  if f and f.delay then
+    return self:after(f.delay, function() self:_deliver(call, body, label) end)
+  end
+  if f and f.reorder then
+    -- late, not lost: behind the call's next notification, or on its own after a while
+    local h = { body = body, label = label }
+    call.held = h
+    self:after(f.hold or 1000, function()
+      if call.held == h then
+        call.held = nil
+        self:_deliver(call, h.body, h.label)
+      end
+    end)
+    return
+  end
+  self:_deliver(call, body, label, f and f.badSignature)
+  if f and f.duplicate then self:_deliver(call, body, label) end
+  if call.held then
+    local h = call.held
+    call.held = nil
+    self:_deliver(call, h.body, h.label)
+  end
+end
+
+function Emu:_call_data(call, extra)
+  local d = typed("call", { ["@odata.id"] = call_url(call.id) })
+  for k, v in pairs(extra or {}) do d[k] = v end
+  return d
+end
+
+function Emu:_set_state(call, state, extra, changeType)
+  call.state = state
+  local data = self:_call_data(call, extra)
+  data.state = state
+  self:_notify(call, { { changeType = changeType or "updated", data = data } }, "call:" .. state)
+end
+
+-- The call ends: state terminated, the `deleted` notification, timers stopped.
+function Emu:_end(call, code, subcode, message, quiet)
+  if call.state == "terminated" then return end
+  call.state = "terminated"
+  call.ended = self:now()
+  call.resultInfo = code and result_info(code, subcode, message) or nil
+  for _, op in pairs(call.ops) do
+    if op.status == "running" or op.status == "notStarted" then op.status = "failed" end
+  end
+  call.media = {}
+  if call.keepAliveTimer then call.keepAliveTimer:cancel() end
+  self.open = self.open - 1
+  self:_log(call, "ended", code and (code .. "/" .. subcode .. " " .. message) or "")
+  if not quiet then
+    self:_notify(call, { { changeType = "deleted", data = self:_call_data(call, {
+      state = "terminated", resultInfo = call.resultInfo }) } }, "call:terminated")
+  end
+  -- keep the record a while for GET /emulator/calls/{id}; Graph itself answers 404 now
+  self:after(600000, function() self.calls[call.id] = nil end)
+end
+
+-- ---- establishing a call ----------------------------------------------------------------
+
+-- `establishing` goes out when signalling starts (after create, or after answer); with the
+-- scenario's (or the peer's) swapEstablished it is held back and sent after `established` (the service may
+-- deliver the two in either order, REFERENCE.md §1.1).
+function Emu:_establishing(call)
+  if alive(call) and not call.swap then self:_set_state(call, "establishing") end
+end
+
+function Emu:_established(call, delay)
+  if not alive(call) then return end
+  local swap = call.swap
+  self:after(delay or 0, function()
+    if not alive(call) then return end
+    self:_set_state(call, "established")
+    if swap then self:_set_state(call, "establishing") call.state = "established" end
+    self:_log(call, "established")
+    self:_arm_keepalive(call)
+    if call.group then
+      self:_join(call, { kind = "application", identityId = call.appId, name = "Bot", id = call.myParticipantId })
+      for _, a in ipairs(call.attendees) do
+        if (a.join or 0) <= 0 then self:_join(call, a)
+        else self:after(a.join, function() if alive(call) then self:_join(call, a) end end) end
+        if a.leave then self:after(a.leave, function() if alive(call) then self:_leave(call, a) end end) end
+      end
+      local share = self.scenario.meeting and self.scenario.meeting.share
+      if share and call.sharing then self:_share(call, share) end
+    end
+    self:_peer_event(call, "established")
+  end)
+end
+
+function Emu:_share(call, share)
+  local sid = core.uuid():gsub("-", ""):upper()
+  local function send(changeType)
+    self:_notify(call, { { changeType = changeType, rest = "/contentsharingsessions",
+      data = array { typed("contentSharingSession", { id = sid }) } } }, "contentSharing")
+  end
+  self:after(share.start or 100, function() if alive(call) then send("created") end end)
+  if share.update then self:after(share.update, function() if alive(call) then send("updated") end end) end
+  if share.stop then self:after(share.stop, function() if alive(call) then send("deleted") end end) end
+end
+
+function Emu:_arm_keepalive(call)
+  if call.keepAliveTimer then call.keepAliveTimer:cancel() end
+  call.keepAliveTimer = self:after((self.scenario.keepAliveTimeout or 45 * 60) * 1000, function()
+    if alive(call) then
+      self:_log(call, "keepAlive timeout")
+      self:_end(call, 408, 8537, "Call was terminated because of keep alive timeout.")
+    end
+  end)
+end
+
+local OUTCOMES = {
+  busy = { 486, 0, "The callee is busy." },
+  declined = { 603, 0, "The callee declined the call." },
+  timeout = { 480, 10076, "Callee could not be reached." },
+}
+
+-- The peer's side of ringing: answer, or end the call with the right outcome.
+function Emu:_ring(call, script)
+  if script.answer == false or script.outcome then
+    local out = OUTCOMES[script.outcome or "timeout"] or OUTCOMES.timeout
+    local ri = script.resultInfo
+    local wait
+    if (script.outcome or "timeout") == "timeout" then wait = script.ringTimeout or 30000
+    else wait = script.after or 1000 end
+    self:after(wait, function()
+      if alive(call) then
+        self:_end(call, ri and ri.code or out[1], ri and ri.subcode or out[2], ri and ri.message or out[3])
+      end
+    end)
+    return
+  end
+  self:after(script.answer or 300, function()
+    if alive(call) then self:_established(call) end
+  end)
+end
+
+function Emu:_new_call(fields)
+  local call = {
+    id = core.uuid(), log = {}, ops = {}, media = {}, outbox = {}, participants = {}, attendees = {},
+    state = "establishing", toneSeq = 0, rosterSeq = 0, prompts = 0, pressed = "", started = self:now(),
+    myParticipantId = core.uuid(), callChainId = core.uuid(),
+  }
+  for k, v in pairs(fields) do call[k] = v end
+  self.calls[call.id] = call
+  self.ncalls = self.ncalls + 1
+  self.open = self.open + 1
+  return call
+end
+
+return Emu

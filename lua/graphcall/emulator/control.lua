@@ -1,0 +1,104 @@
+--- The emulator's control API for tests and tools (`/emulator/...`): place incoming calls,
+-- read calls and requests, add faults, rotate keys, stats.
+-- @module graphcall.emulator.control
+local core = require "graphcall.core"
+local wav = require "graphcall.wav"
+local U = require "graphcall.emulator.util"
+
+local null = U.null
+
+local Emu = {}
+
+-- A JSON view of a call for tests and the trace: state, log, and what the peer saw.
+function Emu:call_view(call)
+  return { id = call.id, state = call.state, direction = call.direction, log = call.log,
+    pressed = call.pressed, prompts = call.prompts, transferred = call.transferred or null,
+    resultInfo = call.resultInfo or null, notifications = #call.log }
+end
+
+function Emu:_control(req, method, path, body)
+  if path == "/emulator/stats" then
+    collectgarbage()
+    local repeats = 0
+    for _, n in pairs(self.byRequestId) do if n > 1 then repeats = repeats + n - 1 end end
+    local fired = 0
+    for _, r in ipairs(self.faults) do fired = fired + r.fired end
+    local s = { calls = self.ncalls, open = self.open, memoryKB = collectgarbage("count"),
+                repeatedRequestIds = repeats, faultsFired = fired }
+    for k, v in pairs(self.stats) do s[k] = v end
+    return self:_reply(req, 200, s)
+  end
+  if path == "/emulator/incoming" and method == "POST" then
+    local doc = core.decode(body ~= "" and body or "{}")
+    if type(doc) ~= "table" or type(doc.webhook or self.scenario.webhook) ~= "string" then
+      return self:_error(req, 400, "BadRequest", "webhook is required")
+    end
+    local call = self:place_incoming(doc)
+    return self:_reply(req, 201, { id = call.id })
+  end
+  if path == "/emulator/callback-token" and method == "POST" then   -- for load generators
+    local doc = core.decode(body ~= "" and body or "{}")
+    if type(doc) ~= "table" or type(doc.appId) ~= "string" then
+      return self:_error(req, 400, "BadRequest", "appId is required")
+    end
+    return self:_reply(req, 200, { token = self:_callback_token({ appId = doc.appId,
+      tenantId = doc.tenantId or self.scenario.tenantId or "tenant-1" }) })
+  end
+  if path == "/emulator/rotate-keys" and method == "POST" then
+    return self:_reply(req, 200, { kid = self:rotate_keys() })
+  end
+  if path == "/emulator/faults" and method == "POST" then
+    local doc = core.decode(body)
+    if type(doc) ~= "table" then return self:_error(req, 400, "BadRequest", "a JSON array of rules") end
+    for _, r in ipairs(doc) do self:add_fault(r) end
+    return self:_reply(req, 200, { faults = #self.faults })
+  end
+  if path == "/emulator/requests" then
+    return self:_reply(req, 200, self.byRequestId)
+  end
+  local rid = path:match("^/emulator/recordings/([%w%-]+)$")
+  if rid then
+    local r = self.recordings[rid]
+    local auth = req:header("Authorization") or ""
+    if not r then return self:_error(req, 404, "itemNotFound", "No such recording.") end
+    if auth ~= "Bearer " .. r.token then
+      return self:_error(req, 401, "Unauthorized", "recordingAccessToken required")
+    end
+    -- what was "said", made when first asked for, once per length (to the 100 ms): making a
+    -- WAV in Lua costs, and thousands of calls record at once in a load test
+    local bytes = self.toneCache[r.ms]
+    if not bytes then
+      bytes = wav.tone { ms = r.ms, hz = 220 }
+      self.toneCache[r.ms] = bytes
+    end
+    return self:_reply(req, 200, bytes, { ["Content-Type"] = "application/octet-stream" })
+  end
+  if path == "/emulator/calls" and method == "GET" then   -- every call, without its log
+    local out = {}
+    for _, call in pairs(self.calls) do
+      local v = self:call_view(call)
+      v.log = nil
+      out[#out + 1] = v
+    end
+    table.sort(out, function(a, b) return a.id < b.id end)
+    return self:_reply(req, 200, { calls = out })
+  end
+  local cid, verb = path:match("^/emulator/calls/([^/]+)/?(%a*)$")
+  if cid then
+    local call = self.calls[cid]
+    if not call then return self:_error(req, 404, "itemNotFound", "No such call.") end
+    if verb == "" then return self:_reply(req, 200, self:call_view(call)) end
+    if verb == "hangup" and method == "POST" then
+      self:_peer_act(call, { hangup = true })
+      return self:_reply(req, 200, { state = call.state })
+    end
+    if verb == "press" and method == "POST" then
+      local doc = core.decode(body)
+      self:press(call, type(doc) == "table" and doc.tones or "")
+      return self:_reply(req, 200, {})
+    end
+  end
+  self:_error(req, 404, "itemNotFound", "Unknown emulator endpoint.")
+end
+
+return Emu
