@@ -12,7 +12,8 @@
 #   make fuzz     libFuzzer on the notification parser, the JWT verifier, the file server's
 #                 paths and the Redis reply reader (FUZZ_SECONDS each)
 #   make rock-check  luarocks make into a temporary tree, load it under lua5.4 and luajit
-#   make lint     luacheck over every Lua file (the C builds with -Wall -Wextra, warnings fail CI)
+#   make lint     luacheck over every Lua file, and the layer check of the Lua half (tools/layers.lua:
+#                 every require downward, no circle); the C builds with -Wall -Wextra, warnings fail CI
 #   make doc      the API reference from the LDoc comments, into build/doc
 #   make schema   regenerate csrc/schema_data.c from Graph's v1.0 metadata
 
@@ -126,6 +127,7 @@ rock-check: deps
 # ---- lint and docs ---------------------------------------------------------------------
 lint: deps
 	luacheck -q lua spec bench examples tools bin/graphcall
+	lua5.4 tools/layers.lua
 
 # ldoc exits 0 on warnings; any "file:line: ..." it prints fails the target
 doc: deps

@@ -106,8 +106,12 @@ function Emu:now() return self.loop:now() * self.speed end
 function Emu:after(ms, fn) return self.loop:timer(ms / self.speed, fn) end
 
 -- the parts, each a concept of the service (their methods are the emulator's)
-for _, part in ipairs { "identity", "faults", "calls", "peers", "media", "graph", "control" } do
-  for k, v in pairs(require("graphcall.emulator." .. part)) do Emu[k] = v end
+for _, part in ipairs {
+  require "graphcall.emulator.identity", require "graphcall.emulator.faults", require "graphcall.emulator.calls",
+  require "graphcall.emulator.peers", require "graphcall.emulator.media", require "graphcall.emulator.graph",
+  require "graphcall.emulator.control",
+} do
+  for k, v in pairs(part) do Emu[k] = v end
 end
 
 --- Start listening.
