@@ -106,11 +106,15 @@ function Emu:now() return self.loop:now() * self.speed end
 function Emu:after(ms, fn) return self.loop:timer(ms / self.speed, fn) end
 
 -- the parts, each a concept of the service (their methods are the emulator's)
-for _, part in ipairs {
-  require "graphcall.emulator.identity", require "graphcall.emulator.faults", require "graphcall.emulator.calls",
-  require "graphcall.emulator.peers", require "graphcall.emulator.media", require "graphcall.emulator.graph",
-  require "graphcall.emulator.control",
-} do
+local parts = {}
+parts[#parts + 1] = require "graphcall.emulator.identity"
+parts[#parts + 1] = require "graphcall.emulator.faults"
+parts[#parts + 1] = require "graphcall.emulator.calls"
+parts[#parts + 1] = require "graphcall.emulator.peers"
+parts[#parts + 1] = require "graphcall.emulator.media"
+parts[#parts + 1] = require "graphcall.emulator.graph"
+parts[#parts + 1] = require "graphcall.emulator.control"
+for _, part in ipairs(parts) do
   for k, v in pairs(part) do Emu[k] = v end
 end
 
