@@ -161,19 +161,28 @@ function Call:_start_play(prompts, ctx)
   return self:request("playPrompt", { prompts = prompts, clientContext = ctx })
 end
 
+-- An action whose operation the verb waits for: the completion and the operation, or nil and
+-- an error (`failed`, with the resultInfo, when it did not complete; `hangup`; the client's).
+function Call:_operation(name, spec, failure)
+  local op, e = self:request(name, spec)
+  if not op then return nil, e end
+  local done, de = self:op_done(op)
+  if not done then return nil, de end
+  if done.status ~= "completed" then
+    return nil, err("failed", failure, { resultInfo = done.resultInfo, reason = done.completionReason })
+  end
+  return done, op
+end
+
 --- Play prompts and wait until they have played.
 -- @param p a prompt or a list (see the module), or `{prompt, ...}` with `clientContext`
 -- @return true, or nil and an error (`failed` with the operation's resultInfo, `hangup`)
 function Call:play(p)
   local prompts = self:_prompts(p)
   for _, c in ipairs(chunks(prompts, 20)) do
-    local op, e = self:_start_play(c, type(p) == "table" and p.clientContext or nil)
-    if not op then return nil, e end
-    local done, de = self:op_done(op)
-    if not done then return nil, de end
-    if done.status ~= "completed" then
-      return nil, err("failed", "the prompt did not play", { resultInfo = done.resultInfo })
-    end
+    local done, e = self:_operation("playPrompt", { prompts = c, clientContext = type(p) == "table"
+                                    and p.clientContext or nil }, "the prompt did not play")
+    if not done then return nil, e end
   end
   return true
 end
@@ -297,13 +306,8 @@ function Call:record(o)
                  initialSilenceTimeoutInSeconds = o.initialSilence, stopTones = o.stopTones,
                  playBeep = o.beep ~= false, bargeInAllowed = o.bargeIn }
   if o.prompt then spec.prompts = self:_prompts(o.prompt) end
-  local op, e = self:request("recordResponse", spec)
-  if not op then return nil, e end
-  local done, de = self:op_done(op)
-  if not done then return nil, de end
-  if done.status ~= "completed" then
-    return nil, err("failed", "the recording failed", { resultInfo = done.resultInfo, reason = done.completionReason })
-  end
+  local done, op = self:_operation("recordResponse", spec, "the recording failed")
+  if not done then return nil, op end
   local rec = { location = done.recordingLocation, reason = done.completionReason, resultInfo = done.resultInfo }
   if o.download ~= false and type(rec.location) == "string" and rec.location ~= "" then
     local b = self.bot
@@ -373,13 +377,8 @@ end
 --- Invite participants into the call (group calls; a number, a user id, an identity set, or a
 -- list of them) and wait until the invitation has completed.
 function Call:invite(to)
-  local op, e = self:request("invite", { participants = M.targets(to) })
-  if not op then return nil, e end
-  local done, de = self:op_done(op)
-  if not done then return nil, de end
-  if done.status ~= "completed" then
-    return nil, err("failed", "the invitation failed", { resultInfo = done.resultInfo })
-  end
+  local done, e = self:_operation("invite", { participants = M.targets(to) }, "the invitation failed")
+  if not done then return nil, e end
   return true
 end
 
@@ -388,10 +387,9 @@ function Call:send_tones(digits, gap)
   local names = { ["*"] = "star", ["#"] = "pound" }
   local tones = {}
   for ch in tostring(digits):gmatch(".") do tones[#tones + 1] = names[ch] or ("tone" .. ch) end
-  local op, e = self:request("sendDtmfTones", { tones = tones, delayBetweenTonesMs = gap })
-  if not op then return nil, e end
-  local done, de = self:op_done(op)
-  if not done then return nil, de end
+  local done, e = self:_operation("sendDtmfTones", { tones = tones, delayBetweenTonesMs = gap },
+                                  "the tones were not sent")
+  if not done then return nil, e end
   return true
 end
 
