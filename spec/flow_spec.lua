@@ -216,6 +216,47 @@ describe("the durable log", function()
   end)
 end)
 
+describe("one execution model", function()
+  -- the same flows, with each call kept in the process (a memory store) and with every event
+  -- replayed from the log into a fresh flow (as nodes on a shared store run them)
+  local callers = {
+    sales = { { on = "prompt", after = 1500, press = "1" } },
+    voicemail = { { on = "prompt", after = 1000, press = "2" }, { on = "record", after = 300, speak = 2000 } },
+    pin = { { on = "prompt", after = 500, press = "3" }, { on = "promptEnd", after = 500, press = "1234#" } },
+    silent = {},
+  }
+  for name, caller in pairs(callers) do
+    it("runs example (a) for a " .. name .. " caller the same kept in the process and replayed per event", function()
+      local got = {}
+      for _, replay in ipairs { false, true } do
+        local h = T.new { script = "examples/ivr.lua", replay = replay }
+        local v = h:incoming { caller = caller }
+        assert.equal("terminated", v.state)
+        got[#got + 1] = { actions = actions(v), pressed = v.pressed, transferred = v.transferred }
+        h:run_until(function() return h.bot.runtime:busy() == 0 end)
+        if replay then assert.is_nil(h.bot.calls[v.id]) else assert.truthy(h.bot.calls[v.id]) end
+        h:close()
+      end
+      assert.same(got[1], got[2])
+      assert.is_true(#got[1].actions >= 3)
+    end)
+  end
+
+  it("wakes a kept flow at its deadline to the millisecond (a timer of the process, not the sweep)", function()
+    local waited
+    local h = T.new { flow = function(call)
+      call:answer()
+      local t0 = call:now()
+      call:sleep(1234)
+      waited = call:now() - t0
+      call:hangup()
+    end }
+    h:incoming { caller = {} }
+    assert.equal(1234, waited)
+    h:close()
+  end)
+end)
+
 describe("the window of an action sent and not logged", function()
   -- the process died after sending `answer`, before logging its answer: the resumed flow
   -- sees the call established and does not answer twice (a second answer fails)

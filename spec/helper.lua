@@ -17,6 +17,15 @@ end
 function H.fixture(rel) return H.read(H.fixtures .. "/" .. rel) end
 function H.json_fixture(rel) return cjson.decode(H.fixture(rel)) end
 
+--- The file names in a folder of the fixtures, sorted.
+function H.fixture_names(dir)
+  local out = {}
+  local p = io.popen("ls -1 '" .. H.fixtures .. "/" .. dir .. "'")
+  for name in p:lines() do out[#out + 1] = name end
+  p:close()
+  return out
+end
+
 H.seeds = {
   "ex01-p2p-voip-service-media", "ex02-p2p-voip-app-media",
   "ex03-group-call-service-media", "ex04-group-call-app-media",

@@ -135,10 +135,15 @@ function R:_alarm(id, at)
   if old then old:cancel() end
   self.timers[id] = nil
   if not (self.timer and at) then return end
-  self.timers[id] = self.timer(math.max(0, at - self.now()) + 1, function()
+  local function ring()
+    if self.now() < at then   -- the timer's clock ran ahead of the wall clock deadlines are in
+      self.timers[id] = self.timer(at - self.now(), ring)
+      return
+    end
     self.timers[id] = nil
     self:enqueue(id, { due = true })
-  end)
+  end
+  self.timers[id] = self.timer(math.max(0, at - self.now()), ring)
 end
 
 --- Drive a call's flow: replay (or wake the flow kept here, without a `body`), then live until

@@ -36,7 +36,9 @@ M.load = scripts.load
 --- A new harness.
 -- @param o `script` (a path) or `flow` (a function) and `flows`; `scenario` (the emulator's;
 --   the script's by default); `prompts` (folder for prompts and spoken text, `build/prompts`);
---   `store`; `log` (false: quiet); `realtime` (true: real time instead of virtual)
+--   `store`; `log` (false: quiet); `realtime` (true: real time instead of virtual); `replay`
+--   (true: keep nothing of a call between its events and replay its flow from the log for
+--   each one, as nodes on a shared store do: a flow that passes this way is deterministic)
 function M.new(o)
   o = o or {}
   local script = {}
@@ -51,7 +53,7 @@ function M.new(o)
     authority = emu.url, graphUrl = emu.url .. "/v1.0", openidUrl = emu.url .. "/v1/.well-known/OpenIdConfiguration",
     loop = loop }
   local bot = assert(graphcall.bot { client = client, prompts = prompts, store = o.store or storemod.memory(),
-                                     verifier = client:verifier { minRefetch = 0 } })
+                                     verifier = client:verifier { minRefetch = 0 }, shared = o.replay })
   scripts.apply(bot, { flow = o.flow or script.flow, flows = o.flows or script.flows, on = script.on })
   local self = setmetatable({ loop = loop, emulator = emu, client = client, bot = bot, script = script }, H)
   bot:start()
@@ -64,12 +66,31 @@ function H:run_until(pred, ms)
   return self.loop:run_until(pred, ms or 10000)
 end
 
+-- True once the call's flow has ended: the call object kept here says so, else (`replay`)
+-- the head of its log.
+function H:_over(id)
+  local c = self.bot.calls[id]
+  if c then return c.finished == true end
+  local hd = self.bot.runtime.store:head(id)
+  return hd ~= nil and hd.ended == true
+end
+
+-- The calls the bot has: kept here, or (`replay`) in its store.
+function H:_ids()
+  local ids, seen = {}, {}
+  for id in pairs(self.bot.calls) do ids[#ids + 1], seen[id] = id, true end
+  if self.bot.runtime.keep then return ids end
+  for _, id in ipairs(self.bot.store:calls()) do
+    if not seen[id] then ids[#ids + 1] = id end
+  end
+  return ids
+end
+
 function H:_finish(id, ecall)
   local bot = self.bot
   ecall = ecall or self.emulator.calls[id]
   self:run_until(function()
-    local c = bot.calls[id]
-    return c and c.finished and ecall and ecall.state == "terminated"
+    return self:_over(id) and ecall and ecall.state == "terminated"
   end)
   local view = ecall and self.emulator:call_view(ecall) or { id = id }
   view.flow = bot.calls[id]
@@ -107,17 +128,17 @@ end
 function H:finish_all(ms)
   local bot, emu = self.bot, self.emulator
   self:run_until(function()
-    for id, c in pairs(bot.calls) do
+    for _, id in ipairs(self:_ids()) do
       local e = emu.calls[id]
-      if not c.finished or (e and e.state ~= "terminated") then return false end
+      if not self:_over(id) or (e and e.state ~= "terminated") then return false end
     end
     return true
   end, ms)
   local views = {}
-  for id, c in pairs(bot.calls) do
+  for _, id in ipairs(self:_ids()) do
     local e = emu.calls[id]
     local v = e and emu:call_view(e) or { id = id }
-    v.flow = c
+    v.flow = bot.calls[id]
     views[#views + 1] = v
   end
   local function first(v) return v.log and v.log[1] and v.log[1].t or 0 end

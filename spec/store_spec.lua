@@ -1,0 +1,97 @@
+-- What graphcall keeps reads back exactly: one JSON writer (graphcall.wire.json, the C core's
+-- plain writer) for every store, and the stores of one process.
+local graphcall = require "graphcall"
+local wire = require "graphcall.wire"
+local storemod = require "graphcall.store"
+local helper = require "helper"
+
+local function roundtrip(v) return wire.decode(wire.json(v)) end
+
+describe("the stores' JSON", function()
+  it("writes integers exactly, beyond 2^53 too (Lua 5.4 integers)", function()
+    for _, n in ipairs { 0, -1, 9007199254740993, 115119524685643, -9007199254740993 } do
+      if math.type and math.type(n) == "integer" then
+        assert.equal(n, roundtrip({ n = n }).n)
+        assert.equal(tostring(n), wire.json(n))
+      end
+    end
+    if math.maxinteger then
+      assert.equal(math.maxinteger, roundtrip(math.maxinteger))
+      assert.equal(math.mininteger, roundtrip(math.mininteger))
+    end
+  end)
+
+  it("writes other numbers with the digits that read back the same", function()
+    for _, x in ipairs { 0.1, 1 / 3, 2 ^ 60 + 0.0, 1e300, -2.5e-300, 115119524685643.0 } do
+      assert.equal(x, roundtrip({ x }) [1])
+    end
+    assert.has_error(function() wire.json(0 / 0) end)
+    assert.has_error(function() wire.json(math.huge) end)
+  end)
+
+  it("keeps every fingerprint of every notification fixture, from either ingest path", function()
+    local n = 0
+    for _, name in ipairs(helper.fixture_names("graph")) do
+      if name:match("^notify") then
+        local events = assert(graphcall.parse_notifications(helper.fixture("graph/" .. name)))
+        for _, ev in ipairs(events) do
+          n = n + 1
+          local e = require("graphcall.call").compact(ev)
+          assert.equal(ev.fingerprint, roundtrip(e).fingerprint)
+        end
+      end
+    end
+    assert.is_true(n >= 10)
+  end)
+
+  it("writes '/' as is, escapes what JSON must, refuses what it cannot hold, naming it", function()
+    assert.equal('{"u":"https://a/b"}', wire.json({ u = "https://a/b" }))
+    assert.equal('"a\\"b\\\\c\\n"', wire.json('a"b\\c\n'))
+    assert.equal("[]", wire.json(graphcall.array {}))
+    assert.equal("null", wire.json(graphcall.null))
+    local ok, err = pcall(wire.json, { a = { f = print } })
+    assert.is_false(ok)
+    assert.matches("a%.f: a function cannot be sent as JSON", err)
+    assert.has_error(function() wire.json({ [1] = 1, [3] = 3 }) end)
+  end)
+end)
+
+describe("a file store", function()
+  it("reads back what it wrote in another process's lifetime, numbers exact", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    local s = storemod.file(dir)
+    s:append("c-1", { k = "ev", ev = { fingerprint = 115119524685643, seq = 9007199254740993, ratio = 0.1 } })
+    s:put("c-1", { ring = { "115119524685643" }, n = 2 ^ 53 + 0.0 })
+    local again = storemod.file(dir)   -- nothing cached: from the files
+    local e = again:log("c-1")[1]
+    assert.equal(115119524685643, e.ev.fingerprint)
+    assert.equal(0.1, e.ev.ratio)
+    if math.type then assert.equal(9007199254740993, e.ev.seq) end
+    assert.equal(2 ^ 53, again:get("c-1").n)
+    assert.same({ "c-1" }, again:calls())
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("gets what the runtime needs beside it from store.single: leases, deadlines, heads", function()
+    local s = storemod.single(storemod.memory())
+    assert.is_nil(s:head("x"))
+    s:append("x", { k = "start", flow = "main", dir = "incoming", tenant = "t" })
+    s:append("x", { k = "ev", ev = { kind = "call", state = "established" } })
+    assert.same({ flow = "main", dir = "incoming", tenant = "t", state = "established" }, s:head("x"))
+    s:append("x", { k = "end", ok = true })
+    assert.is_true(s:head("x").ended)
+    s:set_due("x", 100)
+    s:set_ka("x", 300)
+    assert.same({ "x" }, s:due(100))
+    assert.same({}, s:due(99))
+    assert.same({ "x" }, s:ka_due(300))
+    s:expire("x")
+    assert.same({}, s:due(1000))
+    assert.same({}, s:ka_due(1000))
+    local release = assert(s:lock("x", 15, 1))
+    release()
+    assert.equal(3, #s:log("x"))     -- the store's own methods, as they were
+  end)
+end)
