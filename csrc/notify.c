@@ -90,6 +90,46 @@ static gc_nkind kind_of_type(const gc_jdoc *d, uint32_t item) {
   return GC_N_UNKNOWN;
 }
 
+static int hexd(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Graph writes one id in two forms: "57dab8b1-894c-409a-b240-bd8beae78896" in answers and
+ * Location headers, "57DAB8B1894C409AB240BD8BEAE78896" in some notifications (the playPrompt,
+ * recordResponse and cancelMediaProcessing completions of its own pages). A GUID in either form
+ * (any case, with or without dashes) is read as the first; any other id stays as it is. */
+static int canon_guid(const gc_jdoc *d, gc_buf *aux, gc_span *sp) {
+  if (sp->len != 32 && sp->len != 36) return 0;
+  const char *s = sp->aux ? aux->p + sp->off : d->text + sp->off;
+  char hex[32];
+  size_t h = 0;
+  int changed = sp->len == 32;
+  for (uint32_t i = 0; i < sp->len; i++) {
+    char c = s[i];
+    if (sp->len == 36 && (i == 8 || i == 13 || i == 18 || i == 23)) {
+      if (c != '-') return 0;
+      continue;
+    }
+    if (!hexd(c)) return 0;
+    if (c >= 'A' && c <= 'F') { c = (char)(c + 32); changed = 1; }
+    hex[h++] = c;
+  }
+  if (!changed) return 0;
+  uint32_t off = (uint32_t)aux->len;
+  static const int groups[] = { 8, 4, 4, 4, 12 };
+  size_t k = 0;
+  for (int g = 0; g < 5; g++) {
+    if (g) gc_buf_addc(aux, '-');
+    gc_buf_add(aux, hex + k, (size_t)groups[g]);
+    k += (size_t)groups[g];
+  }
+  if (aux->oom) return -1;
+  sp->off = off;
+  sp->len = 36;
+  sp->aux = 1;
+  return 0;
+}
+
 int gc_notify_scan(const gc_jdoc *d, gc_notif *out, size_t cap, size_t *n, const char **err,
                    gc_buf *aux) {
   *n = 0;
@@ -184,6 +224,10 @@ int gc_notify_scan(const gc_jdoc *d, gc_notif *out, size_t cap, size_t *n, const
         e->call_id.off = d->tok[id].off;
         e->call_id.len = d->tok[id].len;
       }
+    }
+    if (canon_guid(d, aux, &e->call_id) != 0 || canon_guid(d, aux, &e->sub_id) != 0) {
+      *err = "out of memory";
+      return -1;
     }
     e->hash = gc_hash64(d->text + d->tok[t].off, d->tok[t].end - d->tok[t].off);
     (*n)++;

@@ -372,3 +372,39 @@ describe("hostile bodies", function()
     assert.equal(7, evs[1].data[1].sequenceNumber)
   end)
 end)
+
+describe("ids as Graph writes them", function()
+  -- Graph's own completion examples (call-playprompt, call-record, call-cancelmediaprocessing)
+  -- write the call and operation ids upper case without dashes; its answers and Location
+  -- headers write the same ids lower case with dashes. Both read as the second.
+  local function body(url, data)
+    return cjson.encode { value = { { changeType = "deleted", resourceUrl = url, resourceData = data } } }
+  end
+
+  it("reads a GUID in any case, with or without dashes, as the lower-case dashed form", function()
+    local up = CALL:upper():gsub("-", "")
+    local upop = OP:upper():gsub("-", "")
+    for _, form in ipairs {
+      { up, upop }, { CALL:upper(), OP:upper() }, { CALL, OP }, { CALL:gsub("-", ""), OP:gsub("-", "") },
+    } do
+      local url = "/communications/calls/" .. form[1] .. "/operations/" .. form[2]
+      local ev = parse(body(url, { ["@odata.type"] = "#microsoft.graph.playPromptOperation",
+        ["@odata.id"] = url, status = "completed", clientContext = "ctx-1",
+        resultInfo = { code = 200, subcode = 0, message = "Action completed successfully." } }))[1]
+      assert.equal(CALL, ev.callId)
+      assert.equal(OP, ev.operationId)
+      assert.equal("completed", ev.status)
+      assert.equal(url, ev.resourceUrl)          -- the text as sent stays as sent
+    end
+  end)
+
+  it("reads a call's id from its resourceData the same way, and leaves other ids as they are", function()
+    local ev = parse(body("/communications/calls/" .. CALL:upper(), { ["@odata.type"] = "#microsoft.graph.call",
+      state = "established" }))[1]
+    assert.equal(CALL, ev.callId)
+    for _, id in ipairs { "491f0b00-1a2b-4c3d-8e9f-63f3esaa1edb", "call-1", "ABC", string.rep("G", 32) } do
+      ev = parse(body("/communications/calls/" .. id, { state = "established" }))[1]
+      assert.equal(id, ev.callId)
+    end
+  end)
+end)
