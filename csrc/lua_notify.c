@@ -104,8 +104,17 @@ static void call_fields(lua_State *L, const gc_jdoc *d, uint32_t item, gc_buf *s
                                        "myParticipantId", "toneInfo", "resultInfo" };
   uint32_t f[7];
   gc_json_fields(d, item, names, 7, f);
-  for (int i = 0; i < 5; i++) set_str_tok(L, d, f[i], names[i], scratch);
-  if (f[0] && gc_json_streq(d, f[0], "incoming", 8)) {
+  const char *state = NULL;
+  if (f[0] && d->tok[f[0]].type == GC_J_STRING)
+    state = gc_notify_call_state(d->text + d->tok[f[0]].off, d->tok[f[0]].len);
+  if (state) {
+    lua_pushstring(L, state);
+    lua_setfield(L, -2, "state");
+  } else {
+    set_str_tok(L, d, f[0], "state", scratch);
+  }
+  for (int i = 1; i < 5; i++) set_str_tok(L, d, f[i], names[i], scratch);
+  if (state && strcmp(state, "incoming") == 0) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "incoming");
   }

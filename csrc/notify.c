@@ -206,6 +206,14 @@ int gc_notify_scan(const gc_jdoc *d, gc_notif *out, size_t cap, size_t *n, const
     }
     gc_span cid, sid;
     gc_nkind kind = gc_notify_classify(url, ulen, &cid, &sid);
+    /* participant-invite's own examples send both the invitation's completion (its id null)
+     * and the roster that follows it under .../operations/participants: no operation id, and
+     * what it is by its @odata.type */
+    if (kind == GC_N_OPERATION && span_eq(url + sid.off, sid.len, LIT("participants"))) {
+      sid.len = 0;
+      gc_nkind by_type = kind_of_type(d, e->item_tok);
+      if (by_type != GC_N_UNKNOWN) kind = by_type;
+    }
     if (cid.len) {
       e->call_id.off = base + cid.off;
       e->call_id.len = cid.len;
@@ -263,6 +271,15 @@ void gc_notify_result(const gc_jdoc *d, uint32_t obj, int64_t *code, int *has_co
 const char *gc_notify_status(const char *s, size_t len) {
   static const char *const names[] = { "notStarted", "running", "completed", "failed" };
   for (size_t i = 0; i < 4; i++)
+    if (strlen(names[i]) == len && ieq(names[i], s, len)) return names[i];
+  return NULL;
+}
+
+const char *gc_notify_call_state(const char *s, size_t len) {
+  static const char *const names[] = { "incoming", "establishing", "established", "hold", "transferring",
+                                       "transferAccepted", "redirecting", "terminating", "terminated",
+                                       "unknownFutureValue" };
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strlen(names[i]) == len && ieq(names[i], s, len)) return names[i];
   return NULL;
 }

@@ -62,6 +62,10 @@ void gc_notify_result(const gc_jdoc *doc, uint32_t obj, int64_t *code, int *has_
  * any letter case; NULL if it is none of them. */
 const char *gc_notify_status(const char *s, size_t len);
 
+/* callState in lower camel case ("established", "transferAccepted", ...), from any letter case
+ * (a legacy example writes "Established"); NULL if it is none of Graph's members. */
+const char *gc_notify_call_state(const char *s, size_t len);
+
 /* The action an operation type belongs to: "#microsoft.graph.recordOperation" ->
  * "recordResponse", "...playPromptOperation" -> "playPrompt". Writes at most cap bytes to out
  * and returns the length, or 0 if the type is not an operation. */

@@ -102,12 +102,17 @@ static void call_fields(gc_flat *f, gc_flat_event *e, uint32_t item) {
                                        "myParticipantId", "toneInfo", "resultInfo" };
   uint32_t t[7];
   gc_json_fields(d, item, names, 7, t);
-  e->state = str_tok(f, t[0]);
+  const char *state = NULL;
+  if (t[0] && d->tok[t[0]].type == GC_J_STRING)
+    state = gc_notify_call_state(d->text + d->tok[t[0]].off, d->tok[t[0]].len);
+  /* as the body writes it when that is already Graph's spelling: no copy */
+  if (state && !gc_json_streq(d, t[0], state, strlen(state))) e->state = copy_str(f, state, strlen(state));
+  else e->state = str_tok(f, t[0]);
   e->direction = str_tok(f, t[1]);
   e->tenant_id = str_tok(f, t[2]);
   e->call_chain_id = str_tok(f, t[3]);
   e->my_participant_id = str_tok(f, t[4]);
-  if (t[0] && gc_json_streq(d, t[0], "incoming", 8)) e->flags |= GC_F_INCOMING;
+  if (state && strcmp(state, "incoming") == 0) e->flags |= GC_F_INCOMING;
   if (t[5] && d->tok[t[5]].type == GC_J_OBJECT) {
     e->flags |= GC_F_TONE;
     e->tone = str_tok(f, gc_json_get(d, t[5], "tone", 4));

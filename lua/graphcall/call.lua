@@ -19,6 +19,7 @@
 -- `hangup` only when the call's state does not show they went through).
 -- @module graphcall.call
 local core = require "graphcall.core"
+local wire = require "graphcall.wire"
 
 local M = {}
 
@@ -36,7 +37,7 @@ M.Operation = Operation
 
 local FIELDS = { "changeType", "kind", "state", "direction", "incoming", "tenantId", "operationId",
   "operationType", "status", "clientContext", "completionReason", "recordingLocation",
-  "recordingAccessToken", "delta", "sequenceNumber", "fingerprint", "sessionId" }
+  "recordingAccessToken", "delta", "sequenceNumber", "fingerprint", "sessionId", "sameState" }
 
 local function plain(v, depth)
   if type(v) ~= "table" then return v end
@@ -57,6 +58,11 @@ function M.compact(ev)
   end
   if ev.toneInfo then c.toneInfo = { tone = ev.toneInfo.tone, sequenceId = ev.toneInfo.sequenceId } end
   if ev.resultInfo then c.resultInfo = plain(ev.resultInfo) end
+  if ev.kind == "call" and (ev.state == "terminated" or ev.changeType == "deleted") then
+    -- how a consultative transfer ends (AppTransferred, without a resultInfo)
+    local d = ev.data
+    c.terminationReason = type(d) == "table" and type(d.terminationReason) == "string" and d.terminationReason or nil
+  end
   if ev.kind == "participants" then
     local ps = {}
     for i, p in ipairs(ev.participants or {}) do
@@ -126,7 +132,7 @@ function M.event_name(ev)
     if ev.incoming then return "incoming" end
     if ev.toneInfo then return "tone" end
     if ev.state == "terminated" or ev.changeType == "deleted" then return "terminated" end
-    if ev.state == "established" then return "established" end
+    if ev.state == "established" and not ev.sameState then return "established" end
     return "state"
   end
   if ev.kind == "participants" then return "roster" end
@@ -369,26 +375,56 @@ function Call:_send_step(name, send)
   return v.res
 end
 
+-- The actions whose parameters have a clientContext (Graph's v1.0 metadata).
+local CONTEXT = { playPrompt = true, recordResponse = true, cancelMediaProcessing = true, subscribeToTone = true,
+  invite = true, mute = true, unmute = true, updateRecordingStatus = true, sendDtmfTones = true,
+  startHoldMusic = true, stopHoldMusic = true }
+
 --- In a flow: run a Graph action on this call and wait for its HTTP answer (the operation of
--- a 200, or true). `call:op_done(op)` then waits for an operation's completion.
+-- a 200, or true). `call:op_done(op)` then waits for an operation's completion. An action that
+-- takes a `clientContext` is sent with one (the request's client-request-id, unless the spec
+-- has its own), so that a completion without an operation id still finds its operation.
 function Call:request(name, spec)
   local client = self.bot.client
   return self:_send_step(name, function(o, cb)
     if name == "hangup" then return client:hangup(self.id, o, cb) end
-    if name == "invite" then return client:invite(self.id, spec, o, cb) end
-    return client:action(self.id, name, spec, o, cb)
+    local ctx
+    if CONTEXT[name] and type(spec) == "table" and spec.clientContext == nil then
+      local copy = {}
+      for k, v in pairs(spec) do copy[k] = v end
+      copy.clientContext = o.clientRequestId
+      spec, ctx = copy, copy.clientContext
+    end
+    local function answered(res, e)
+      -- the operation knows its context even when the answer does not repeat it
+      if type(res) == "table" and ctx and res.clientContext == nil then res.clientContext = ctx end
+      cb(res, e)
+    end
+    if name == "invite" then return client:invite(self.id, spec, o, answered) end
+    return client:action(self.id, name, spec, o, answered)
   end)
 end
+
+--- True for the end (completed or failed) of `op`, an operation a request gave: by its id in
+-- either of Graph's forms, or, for a completion that has none (participant-invite's example),
+-- by its clientContext.
+-- @param x an event
+-- @param op the operation (a table with `id`, `clientContext`)
+function M.ends(x, op)
+  if x.kind ~= "operation" or (x.status ~= "completed" and x.status ~= "failed") then return false end
+  if x.operationId and op.id then return x.operationId == wire.id(op.id) end
+  return x.clientContext ~= nil and x.clientContext == op.clientContext
+end
+local ends = M.ends
 
 --- In a flow: wait for an operation (from `call:request`) to complete or fail.
 -- @return the completion event (status, resultInfo, recordingLocation, ...), or nil and err
 function Call:op_done(op)
   if type(op) ~= "table" then return nil, err("operation", "no operation") end
-  if op.status == "completed" or op.status == "failed" then return op end
+  local s = type(op.status) == "string" and op.status:lower()
+  if s == "completed" or s == "failed" then return op end
   -- the service does not send a notification twice: one that was lost must not hold the flow
-  local ev, e = self:wait(function(x)
-    return x.kind == "operation" and x.operationId == op.id and (x.status == "completed" or x.status == "failed")
-  end, self:now() + self.bot.waitLimit)
+  local ev, e = self:wait(function(x) return ends(x, op) end, self:now() + self.bot.waitLimit)
   if not ev then
     if e == "timeout" then
       return nil, err("timeout", "no completion of operation " .. tostring(op.id) .. " came in time")

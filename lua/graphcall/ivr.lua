@@ -249,8 +249,7 @@ function Call:collect(o)
       local playing, cancelled = true, false
       while playing and not finished do
         local ev, we = self:wait(function(x)
-          return is_tone(x) or (x.kind == "operation" and x.operationId == op.id
-                                and (x.status == "completed" or x.status == "failed"))
+          return is_tone(x) or callmod.ends(x, op)
         end, self:now() + self.bot.waitLimit)
         if not ev then
           if we == "timeout" then return nil, err("timeout", "the prompt's end never came") end
@@ -355,8 +354,18 @@ function Call:transfer(o)
     return nil, err("failed", "the transfer failed", { resultInfo = ev.resultInfo })
   end
   self.ended = ev
-  self.transferred = true
-  return true
+  -- handed over: 7015 (GracefulTransferCompleted), a consultative transfer's AppTransferred, or
+  -- an end after the service accepted the transfer; any other end is the caller's hang-up
+  local ri = type(ev.resultInfo) == "table" and ev.resultInfo or {}
+  local accepted = false
+  for _, x in ipairs(self.events) do
+    if x.kind == "call" and x.state == "transferAccepted" then accepted = true end
+  end
+  if ri.subcode == 7015 or ev.terminationReason == "AppTransferred" or accepted then
+    self.transferred = true
+    return true
+  end
+  return nil, err("hangup", "the call ended before the transfer went through", { cause = ev.resultInfo })
 end
 
 --- Hang up and wait for the end of the call. @return true (also when it had ended)

@@ -131,6 +131,9 @@ local function apply_call(st, ev)
       ev.staleState = true   -- the tone is news, its state is not
       return true
     end
+    -- the same state again (a mediaState update says `established` again): news, but not a
+    -- new state; handlers of the state do not run twice
+    if state == st.state and not tone then ev.sameState = true end
     st.state = state
   end
   return true

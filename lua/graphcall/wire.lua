@@ -86,6 +86,25 @@ end
 M.parse_call_response = response.parse_call_response
 M.parse_error = response.parse_error
 
+--- An id as graphcall compares ids: a GUID in any case, with or without dashes, as the
+-- lower-case dashed form of Graph's answers (its notifications may write
+-- "57DAB8B1894C409AB240BD8BEAE78896" for "57dab8b1-894c-409a-b240-bd8beae78896"); any other
+-- id as it is. Events from `parse_notifications` carry their ids in this form already.
+-- @param id a string (or nil)
+-- @return the id in that form
+function M.id(id)
+  if type(id) ~= "string" then return id end
+  local n = #id
+  if n == 36 and id:find("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$") then
+    return id:lower()
+  end
+  if n == 32 and not id:find("%X") then
+    local h = id:lower()
+    return h:sub(1, 8) .. "-" .. h:sub(9, 12) .. "-" .. h:sub(13, 16) .. "-" .. h:sub(17, 20) .. "-" .. h:sub(21)
+  end
+  return id
+end
+
 --- JSON text of plain data (what the stores keep: log entries, states): integers exact, other
 -- numbers with the digits that read back the same, "/" as is, UTF-8 checked; raises, saying
 -- why, for what JSON cannot hold (a function, an array with holes, a cycle).

@@ -79,9 +79,9 @@ function Emu:_notify(call, items, label)
   if not call.callbackUri then return end
   local value = {}
   for i, it in ipairs(items) do
-    local url = call_url(call.id) .. (it.rest or "")
+    local url = it.url or (call_url(call.id) .. (it.rest or ""))
     value[i] = { ["@odata.type"] = "#microsoft.graph.commsNotification", changeType = it.changeType,
-                 resource = "/app/calls/" .. call.id .. (it.rest or ""), resourceUrl = url,
+                 resource = not it.url and ("/app/calls/" .. call.id .. (it.rest or "")) or nil, resourceUrl = url,
                  resourceData = it.data }
   end
   local body = json { ["@odata.type"] = "#microsoft.graph.commsNotifications", value = value }

@@ -6,7 +6,7 @@ local wav = require "graphcall.wav"
 local U = require "graphcall.emulator.util"
 
 local typed, result_info, alive, call_url = U.typed, U.result_info, U.alive, U.call_url
-local op_view = U.op_view
+local op_view, doc_id, null = U.op_view, U.doc_id, U.null
 
 local Emu = {}
 
@@ -33,15 +33,35 @@ function Emu:_new_op(call, kind, body, status)
   return op
 end
 
+-- The operations whose completions Graph's own pages show with both ids upper case and
+-- without dashes, and no `id` in resourceData (call-playprompt, call-record,
+-- call-cancelmediaprocessing), while its answers write them lower case with dashes.
+local DOC_FORM = { playPrompt = true, recordResponse = true, cancelMediaProcessing = true }
+
+-- An operation's completion (or failure) notified, in the form its page documents.
 function Emu:_complete_op(call, op, status, ri, extra)
   if op.done then return end
   op.done = true
   op.status = status
   local data = op_view(op, extra)
-  data["@odata.id"] = call_url(call.id) .. "/operations/" .. op.id
   data.resultInfo = ri
-  self:_notify(call, { { changeType = "deleted", rest = "/operations/" .. op.id, data = data } },
-    "operation:" .. op.kind .. ":" .. status)
+  local item = { changeType = "deleted", data = data }
+  if DOC_FORM[op.kind] then
+    local url = "/communications/calls/" .. doc_id(call.id) .. "/operations/" .. doc_id(op.id)
+    data.id = nil
+    data["@odata.id"] = url
+    item.url, item.resource = url, nil
+  elseif op.kind == "invite" then
+    -- participant-invite's example 2: under .../operations/participants, its id null; only the
+    -- clientContext says which invitation it was
+    data.id = null
+    data["@odata.id"] = nil
+    item.rest = "/operations/participants"
+  else
+    data["@odata.id"] = call_url(call.id) .. "/operations/" .. op.id
+    item.rest = "/operations/" .. op.id
+  end
+  self:_notify(call, { item }, "operation:" .. op.kind .. ":" .. status)
 end
 
 -- Fetch a prompt and measure it (cached per URI for a minute); cb(ms) or cb(nil, why).

@@ -50,6 +50,9 @@ function U.parse_form(body)
   return t
 end
 
+--- An id as Graph's own notification examples write some (upper case, no dashes).
+function U.doc_id(id) return (id:upper():gsub("-", "")) end
+
 --- A call's path under Graph's root.
 function U.call_url(id) return "/communications/calls/" .. id end
 
