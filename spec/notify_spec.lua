@@ -377,7 +377,7 @@ describe("ids as Graph writes them", function()
   -- Graph's own completion examples (call-playprompt, call-record, call-cancelmediaprocessing)
   -- write the call and operation ids upper case without dashes; its answers and Location
   -- headers write the same ids lower case with dashes. Both read as the second.
-  local function body(url, data)
+  local function completion(url, data)
     return cjson.encode { value = { { changeType = "deleted", resourceUrl = url, resourceData = data } } }
   end
 
@@ -388,7 +388,7 @@ describe("ids as Graph writes them", function()
       { up, upop }, { CALL:upper(), OP:upper() }, { CALL, OP }, { CALL:gsub("-", ""), OP:gsub("-", "") },
     } do
       local url = "/communications/calls/" .. form[1] .. "/operations/" .. form[2]
-      local ev = parse(body(url, { ["@odata.type"] = "#microsoft.graph.playPromptOperation",
+      local ev = parse(completion(url, { ["@odata.type"] = "#microsoft.graph.playPromptOperation",
         ["@odata.id"] = url, status = "completed", clientContext = "ctx-1",
         resultInfo = { code = 200, subcode = 0, message = "Action completed successfully." } }))[1]
       assert.equal(CALL, ev.callId)
@@ -399,11 +399,11 @@ describe("ids as Graph writes them", function()
   end)
 
   it("reads a call's id from its resourceData the same way, and leaves other ids as they are", function()
-    local ev = parse(body("/communications/calls/" .. CALL:upper(), { ["@odata.type"] = "#microsoft.graph.call",
+    local ev = parse(completion("/communications/calls/" .. CALL:upper(), { ["@odata.type"] = "#microsoft.graph.call",
       state = "established" }))[1]
     assert.equal(CALL, ev.callId)
     for _, id in ipairs { "491f0b00-1a2b-4c3d-8e9f-63f3esaa1edb", "call-1", "ABC", string.rep("G", 32) } do
-      ev = parse(body("/communications/calls/" .. id, { state = "established" }))[1]
+      ev = parse(completion("/communications/calls/" .. id, { state = "established" }))[1]
       assert.equal(id, ev.callId)
     end
   end)
