@@ -47,7 +47,7 @@ local spec = {
 -- by (client + emulator + wake-ups) / the slower of the two; the same run with the emulator
 -- answering after 20 ms (a round trip to a distant Graph) shows what the multi path is for.
 local function create_calls(latency, seq_n, par_n)
-  local url, stop = start_emulator(string.format("{ drive = false, latency = %s }", latency or "nil"))
+  local url, stop = start_emulator(string.format("{ drive = false, latency = %s, capacity = 1e9 }", latency or "nil"))
   local client = client_for(url)
   assert(client:create_call(spec))                        -- token and connections warm
 
@@ -91,7 +91,7 @@ create_calls(20, 50, 5000)
 
 -- ---- 2. memory per open call in the emulator ---------------------------------------------
 do
-  local url, stop = start_emulator("{ peers = { default = { answer = 10 } } }")
+  local url, stop = start_emulator("{ peers = { default = { answer = 10 } }, capacity = 1e9 }")
   local client = client_for(url)
   local l = assert(graphcall.listener { loop = loop, verify = false })
   local s = graphcall.decode(assert(loop:fetch { url = url .. "/emulator/stats" }).body)

@@ -62,6 +62,7 @@ build = {
     ["graphcall.emulator.identity"] = "lua/graphcall/emulator/identity.lua",
     ["graphcall.emulator.media"] = "lua/graphcall/emulator/media.lua",
     ["graphcall.emulator.peers"] = "lua/graphcall/emulator/peers.lua",
+    ["graphcall.emulator.rules"] = "lua/graphcall/emulator/rules.lua",
     ["graphcall.emulator.util"] = "lua/graphcall/emulator/util.lua",
     ["graphcall.flat"] = "lua/graphcall/flat.lua",
     ["graphcall.ivr"] = "lua/graphcall/ivr.lua",

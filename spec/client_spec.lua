@@ -45,7 +45,9 @@ describe("tokens", function()
       authority = emu.url, graphUrl = emu.url .. "/v1.0", loop = bot.loop }
     local done, results = 0, {}
     for i = 1, 20 do
-      c:create_call(E.pstn_call(bot, "+15550000001"), function(call, err)
+      local spec = E.pstn_call(bot, "+15550000001")
+      spec.tenantId = "tenant-9"          -- the call's tenant is the one the token is for
+      c:create_call(spec, function(call, err)
         results[i] = call or err
         done = done + 1
       end)
@@ -206,11 +208,16 @@ describe("actions", function()
     assert.is_true(ok, err and tostring(err))
     assert.equal(202, meta.status)
     assert.is_true(bot.wait(function() return bot.ended(call.id) end))
-    local states = {}
-    for _, ev in ipairs(bot.of(call.id, "call")) do states[#states + 1] = ev.state end
+    local states, media = {}, {}
+    for _, ev in ipairs(bot.of(call.id, "call")) do
+      -- mediaState updates say the call's state again; they are no new state (ev.sameState)
+      if ev.sameState then media[#media + 1] = ev.state .. " " .. ev.data.mediaState.audio
+      else states[#states + 1] = ev.state end
+    end
     assert.same({ "establishing", "established", "transferring", "transferAccepted", "terminated" }, states)
-    local last = bot.of(call.id, "call")[5]
-    assert.same({ code = 0, subcode = 7015, message = "GracefulTransferCompleted" }, last.resultInfo)
+    assert.same({ "established active", "transferAccepted inactive" }, media)
+    local evs = bot.of(call.id, "call")
+    assert.same({ code = 0, subcode = 7015, message = "GracefulTransferCompleted" }, evs[#evs].resultInfo)
   end)
 end)
 
@@ -405,8 +412,10 @@ describe("faults", function()
     local _, _, m2 = bot.client:keepAlive(call.id)
     assert.are_not.equal(m1.clientRequestId, m2.clientRequestId)
     local counts = bot.control("GET", "/emulator/requests")
-    assert.equal(1, counts[m1.clientRequestId])   -- refused once, carried out once
-    assert.equal(1, counts[m2.clientRequestId])
+    assert.equal(1, counts[m1.clientRequestId].count)   -- refused once, carried out once
+    assert.equal(1, counts[m2.clientRequestId].count)
+    assert.equal(call.id, counts[m1.clientRequestId].call)
+    assert.equal("keepAlive", counts[m1.clientRequestId].action)
     bot.client:hangup(call.id)
   end)
 end)

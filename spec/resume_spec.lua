@@ -70,7 +70,7 @@ describe("a bot killed mid-flow", function()
     assert.equal(SALES, view.transferred)
     assert.equal("1", view.pressed)
     local repeats = 0
-    for _, n in pairs(control("GET", "/emulator/requests")) do repeats = repeats + n - 1 end
+    for _, r in pairs(control("GET", "/emulator/requests")) do repeats = repeats + r.count - 1 end
     assert.equal(0, repeats)
     local f = io.open(dir .. "/bot.log")
     local text = f:read("*a")

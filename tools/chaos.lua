@@ -142,7 +142,8 @@ local logs = {}
 for n, node in ipairs(nodes) do logs[n] = node.log() end
 local all = table.concat(logs, "\n")
 local actions, repeats, inWindow, outside = 0, 0, 0, {}
-for crid, count in pairs(control("GET", "/emulator/requests")) do
+for crid, r in pairs(control("GET", "/emulator/requests")) do
+  local count = r.count
   actions = actions + count
   if count > 1 then
     repeats = repeats + count - 1

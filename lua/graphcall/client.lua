@@ -109,6 +109,7 @@ function M.new(opts)
     loop = default_loop
   end
   local self = setmetatable({
+    callTenants = {}, ncallTenants = 0,
     tenantId = opts.tenantId, clientId = opts.clientId, secret = opts.clientSecret,
     authority = (opts.authority or M.AUTHORITY):gsub("/+$", ""),
     graphUrl = (opts.graphUrl or M.GRAPH_URL):gsub("/+$", ""),
@@ -337,13 +338,29 @@ local function result(res)
   return doc
 end
 
+-- The tenant of the calls this client created (a call is its tenant's: a token of another
+-- is refused, 403 7505), so that actions on them need not name it; a bounded memory.
+local function remember(self, id, tenant)
+  if self.ncallTenants >= 100000 then self.callTenants, self.ncallTenants = {}, 0 end
+  self.callTenants[id] = tenant
+  self.ncallTenants = self.ncallTenants + 1
+end
+
 function Client:_graph(method, path, body, opts, cb)
+  local tenant = opts.tenant
+  if tenant == nil then
+    local id = path:match("^/communications/calls/([^/]+)")
+    tenant = id and self.callTenants[id]
+  end
   self:_send({ method = method, url = self.graphUrl .. path, body = body,
-               idempotent = opts.idempotent, auth = opts.tenant, clientRequestId = opts.clientRequestId },
+               idempotent = opts.idempotent, auth = tenant, clientRequestId = opts.clientRequestId },
     function(res, err, meta)
       if err then return cb(nil, err, meta) end
       local value, rerr = (opts.decode or result)(res)
       if value == nil then return cb(nil, rerr, meta) end
+      if opts.tenant and path == "/communications/calls" and type(value.id) == "string" then
+        remember(self, value.id, opts.tenant)
+      end
       return cb(value, nil, meta)
     end)
 end
@@ -374,7 +391,8 @@ function Client:create_call(spec, o, cb)
     local body = build("call", spec, done)
     if not body then return end
     self:_graph("POST", "/communications/calls", body, {
-      tenant = o.tenant,
+      -- a token of the call's tenant (another tenant's is refused: 403 7505)
+      tenant = o.tenant or (type(spec.tenantId) == "string" and spec.tenantId ~= "" and spec.tenantId) or nil,
       decode = function(res) return response.parse_call_response(res.status, res.head, res.body) end,
     }, done)
   end)

@@ -46,7 +46,9 @@ function Emu:_deliver(call, body, label, bad)
     call.sending = true
     local uri = call.callbackUri
     self.loop:request({
-      method = "POST", url = uri, body = item.body, timeout = 15000, connect_timeout = 5000,
+      -- the service waits about 5 s for a webhook's answer (comms-samples #191)
+      method = "POST", url = uri, body = item.body, timeout = self.scenario.webhookTimeout or 5000,
+      connect_timeout = 5000,
       cafile = self.caFile, fresh = self.scenario.freshCallbacks,
       headers = { ["Content-Type"] = "application/json; charset=utf-8",
                   Authorization = "Bearer " .. self:_callback_token(call, item.bad),
@@ -141,7 +143,7 @@ function Emu:_end(call, code, subcode, message, quiet)
   end
   call.media = {}
   if call.keepAliveTimer then call.keepAliveTimer:cancel() end
-  self.open = self.open - 1
+  self:_closed(call)
   self:_log(call, "ended", code and (code .. "/" .. subcode .. " " .. message) or "")
   if not quiet then
     self:_notify(call, { { changeType = "deleted", data = self:_call_data(call, {
@@ -160,6 +162,13 @@ function Emu:_establishing(call)
   if alive(call) and not call.swap then self:_set_state(call, "establishing") end
 end
 
+-- The call's media state changed: an update that carries the call's state again (a bot must
+-- not take it for a new state).
+function Emu:_media_state(call, audio)
+  local d = self:_call_data(call, { state = call.state, mediaState = typed("callMediaState", { audio = audio }) })
+  self:_notify(call, { { changeType = "updated", data = d } }, "call:mediaState")
+end
+
 function Emu:_established(call, delay)
   if not alive(call) then return end
   local swap = call.swap
@@ -167,6 +176,7 @@ function Emu:_established(call, delay)
     if not alive(call) then return end
     self:_set_state(call, "established")
     if swap then self:_set_state(call, "establishing") call.state = "established" end
+    self:_media_state(call, "active")
     self:_log(call, "established")
     self:_arm_keepalive(call)
     if call.group then
@@ -230,6 +240,17 @@ function Emu:_ring(call, script)
   end)
 end
 
+-- A call begins or ends: the open calls, in all and by application.
+function Emu:_opened(call)
+  self.open = self.open + 1
+  self.liveByApp[call.appId or ""] = (self.liveByApp[call.appId or ""] or 0) + 1
+end
+
+function Emu:_closed(call)
+  self.open = self.open - 1
+  self.liveByApp[call.appId or ""] = (self.liveByApp[call.appId or ""] or 1) - 1
+end
+
 function Emu:_new_call(fields)
   local call = {
     id = core.uuid(), log = {}, ops = {}, media = {}, outbox = {}, participants = {}, attendees = {},
@@ -239,7 +260,7 @@ function Emu:_new_call(fields)
   for k, v in pairs(fields) do call[k] = v end
   self.calls[call.id] = call
   self.ncalls = self.ncalls + 1
-  self.open = self.open + 1
+  self:_opened(call)
   return call
 end
 

@@ -53,8 +53,13 @@ function Emu:_control(req, method, path, body)
     for _, r in ipairs(doc) do self:add_fault(r) end
     return self:_reply(req, 200, { faults = #self.faults })
   end
-  if path == "/emulator/requests" then
-    return self:_reply(req, 200, self.byRequestId)
+  if path == "/emulator/requests" then   -- by client-request-id: how often, what, on which call
+    local out = {}
+    for crid, n in pairs(self.byRequestId) do
+      local info = self.requestInfo[crid] or {}
+      out[crid] = { count = n, action = info.action, call = info.call }
+    end
+    return self:_reply(req, 200, out)
   end
   local rid = path:match("^/emulator/recordings/([%w%-]+)$")
   if rid then

@@ -3,6 +3,7 @@
 -- @module graphcall.emulator.graph
 local core = require "graphcall.core"
 local U = require "graphcall.emulator.util"
+local rules = require "graphcall.emulator.rules"
 
 local array, typed, result_info, null = U.array, U.typed, U.result_info, U.null
 local alive, call_url, op_view, identity_key = U.alive, U.call_url, U.op_view, U.identity_key
@@ -42,6 +43,9 @@ function Emu:_call_object(call)
   })
 end
 
+-- Calls of an application that have not ended (Graph: 100 at once per app, `capacity`).
+function Emu:_live(appId) return self.liveByApp[appId] or 0 end
+
 function Emu:_create_call(req, claims, doc)
   local call = self:_new_call {
     direction = "outgoing", callbackUri = doc.callbackUri, appId = claims.appid,
@@ -58,7 +62,7 @@ function Emu:_create_call(req, claims, doc)
   self:_log(call, "created", call.group and "group" or "p2p")
   self:_reply(req, 201, self:_call_object(call), {
     Location = self.url .. "/v1.0/communications/calls/" .. call.id })
-  if self.scenario.drive == false then return end  -- load tests of the API alone: no callbacks
+  if self.scenario.drive == false then return call end  -- load tests of the API alone: no callbacks
   -- who is on the other side
   local script
   if type(doc.meetingInfo) == "table" then
@@ -90,6 +94,7 @@ function Emu:_create_call(req, claims, doc)
   self:after(20, function() self:_establishing(call) end)
   self:_ring(call, script)
   self:_start_peer(call, script)
+  return call
 end
 
 --- Place an incoming call to the bot (REFERENCE.md §2).
@@ -195,7 +200,7 @@ function Emu:_action(req, call, name, body)
     elseif name == "reject" then
       self:_log(call, "rejected", body.reason)
       call.state = "terminated"
-      self.open = self.open - 1
+      self:_closed(call)
       call.ended = self:now()
       self:_notify(call, { { changeType = "deleted", data = self:_call_data(call) } }, "call:terminated")
     else
@@ -204,7 +209,7 @@ function Emu:_action(req, call, name, body)
       self:after(100, function()
         if call.state == "terminated" then return end
         call.state = "terminated"
-        self.open = self.open - 1
+        self:_closed(call)
         self:_notify(call, { { changeType = "deleted", data = self:_call_data(call, {
           id = call.id, state = "terminated", direction = call.direction, callbackUri = call.callbackUri }) } },
           "call:terminated")
@@ -265,6 +270,7 @@ function Emu:_action(req, call, name, body)
     self:after(50, function()
       if not alive(call) then return end
       self:_set_state(call, "transferring")
+      self:_peer_event(call, "transferring")
       if peer.answer == false or peer.outcome then
         self:after(peer.ringTimeout or 1000, function()
           if not alive(call) then return end
@@ -279,6 +285,7 @@ function Emu:_action(req, call, name, body)
       self:after(peer.answer or 300, function()
         if not alive(call) then return end
         self:_set_state(call, "transferAccepted")
+        self:_media_state(call, "inactive")   -- (the two may swap: REFERENCE.md section 7)
         self:after(100, function()
           if not alive(call) then return end
           self:_log(call, "transferred", key)
@@ -333,36 +340,52 @@ end
 -- ---- routing ------------------------------------------------------------------------------
 
 -- Validate an action body as the service would: strict JSON, then Graph's schema.
-local function validate(kind, body)
-  if kind == "keepAlive" then return {} end
-  local doc = body ~= "" and core.decode(body, 1048576) or {}
-  if type(doc) ~= "table" then return nil, "the body is not a JSON object" end
-  local ok, err = core.build(kind, doc)
-  if not ok then return nil, tostring(err) end
-  return doc
+local function consent_error(self, req)
+  return self:_error(req, 403, "7504", "Insufficient enterprise tenant permissions, cannot access this API.")
+end
+
+local function tenant_error(self, req)
+  return self:_error(req, 403, "7505", "Request authorization tenant mismatch.")
 end
 
 function Emu:_graph(req, method, path, body, claims)
   local crid = req:header("client-request-id")
-  local count = function()
-    if crid then self.byRequestId[crid] = (self.byRequestId[crid] or 0) + 1 end
+  -- an action carried out: counted by client-request-id, with what it was and on which call
+  local count = function(action, callId)
+    local info = { action = action, call = callId }
+    if crid then
+      self.byRequestId[crid] = (self.byRequestId[crid] or 0) + 1
+      self.requestInfo[crid] = info
+    end
     self.stats.actions = self.stats.actions + 1
+    return info
   end
   if path == "/communications/calls" then
     if method ~= "POST" then return self:_error(req, 405, "BadRequest", "Method not allowed.") end
-    local doc, err = validate("call", body)
+    local doc, err = rules.validate("call", body)
     if not doc then return self:_error(req, 400, "BadRequest", err) end
-    count()
-    return self:_create_call(req, claims, doc)
+    if type(doc.tenantId) == "string" and doc.tenantId ~= claims.tid then return tenant_error(self, req) end
+    if not rules.has_role(claims, rules.role_for(doc)) then return consent_error(self, req) end
+    if self:_live(claims.appid) >= (self.scenario.capacity or 100) then
+      return self:_error(req, 429, "TooManyRequests", "Too many concurrent calls for this application.",
+                         { ["Retry-After"] = "2" })
+    end
+    local info = count("create")
+    info.call = self:_create_call(req, claims, doc).id
+    return
   end
   local id, rest = path:match("^/communications/calls/([^/]+)(.*)$")
   if not id then return self:_error(req, 404, "itemNotFound", "Resource not found.") end
   local call = self.calls[id]
   if not call or call.state == "terminated" then return self:_error(req, 404, "8522", "Call not found.") end
+  -- a call is its tenant's: another tenant's token is refused; an app without calling
+  -- permissions in the tenant can do nothing with it
+  if claims.tid ~= call.tenantId then return tenant_error(self, req) end
+  if not rules.has_role(claims, nil) then return consent_error(self, req) end
   if rest == "" then
     if method == "GET" then return self:_reply(req, 200, self:_call_object(call)) end
     if method == "DELETE" then
-      count()
+      count("hangup", call.id)
       self:_reply(req, 204)
       self:_log(call, "bot hangs up")
       self:_set_state(call, "terminating")
@@ -372,9 +395,9 @@ function Emu:_graph(req, method, path, body, claims)
   end
   local action = rest:match("^/microsoft%.graph%.(%a+)$") or rest:match("^/(%a+)$")
   if action and CALL_ACTIONS[action] and method == "POST" then
-    local doc, err = validate(action, body)
+    local doc, err = rules.validate(action, body)
     if not doc then return self:_error(req, 400, "BadRequest", err) end
-    count()
+    count(action, call.id)
     self:_log(call, "action", action)
     return self:_action(req, call, action, doc)
   end
@@ -385,9 +408,9 @@ function Emu:_graph(req, method, path, body, claims)
   end
   if rest == "/participants/invite" or rest == "/participants/microsoft.graph.invite" then
     if method ~= "POST" then return self:_error(req, 405, "BadRequest", "Method not allowed.") end
-    local doc, err = validate("invite", body)
+    local doc, err = rules.validate("invite", body)
     if not doc then return self:_error(req, 400, "BadRequest", err) end
-    count()
+    count("invite", call.id)
     return self:_invite(req, call, doc)
   end
   local pid, paction = rest:match("^/participants/([^/]+)/?(.*)$")
@@ -399,14 +422,14 @@ function Emu:_graph(req, method, path, body, claims)
       if not who then return self:_error(req, 404, "itemNotFound", "Participant not found.") end
       if method == "GET" then return self:_reply(req, 200, participant(who)) end
       if method == "DELETE" then
-        count()
+        count("participant.delete", call.id)
         self:_reply(req, 204)
         return self:_leave(call, who)
       end
     elseif method == "POST" and (paction == "mute" or paction == "startHoldMusic" or paction == "stopHoldMusic") then
-      local doc, err = validate(paction == "mute" and "participant.mute" or paction, body)
+      local doc, err = rules.validate(paction == "mute" and "participant.mute" or paction, body)
       if not doc then return self:_error(req, 400, "BadRequest", err) end
-      count()
+      count("participant." .. paction, call.id)
       return self:_participant_action(req, call, pid, paction, doc)
     end
     return self:_error(req, 405, "BadRequest", "Method not allowed.")

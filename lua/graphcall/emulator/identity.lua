@@ -67,9 +67,7 @@ function Emu:_token(req, tenant, body)
     self.tokenIssuerList = nil
   end
   local claims = json { aud = GRAPH_AUD, iss = iss, iat = now, nbf = now,
-    exp = now + math.ceil(life / self.speed), tid = tenant, appid = f.client_id,
-    roles = array { "Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.JoinGroupCall.All",
-                    "Calls.AccessMedia.All" } }
+    exp = now + math.ceil(life / self.speed), tid = tenant, appid = f.client_id, roles = self:_roles(tenant) }
   local token = self.tokenKey:sign(json { alg = "RS256", typ = "JWT", kid = self.tokenKid }, claims)
   self.stats.tokensIssued = self.stats.tokensIssued + 1
   self:_reply(req, 200, { token_type = "Bearer", expires_in = life, ext_expires_in = life,
@@ -77,6 +75,23 @@ function Emu:_token(req, tenant, body)
 end
 
 -- The claims of a valid access token from our own token endpoint, or nil.
+local ALL_ROLES = { "Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.JoinGroupCall.All",
+                    "Calls.AccessMedia.All" }
+
+-- The application permissions an admin of `tenant` consented to: all calling ones, unless the
+-- scenario's `consent` says otherwise for that tenant (false: none; a list: those). A token
+-- for `common` or `organizations` carries none (REFERENCE.md section 6: comms-samples #309).
+function Emu:_roles(tenant)
+  local c = self.scenario.consent
+  local granted = ALL_ROLES
+  if tenant == "common" or tenant == "organizations" then granted = {}
+  elseif type(c) == "table" and c[tenant] == false then granted = {}
+  elseif type(c) == "table" and type(c[tenant]) == "table" then granted = c[tenant] end
+  local out = array {}
+  for i, r in ipairs(granted) do out[i] = r end
+  return out
+end
+
 function Emu:_bearer(req)
   local auth = req:header("Authorization") or ""
   local token = auth:match("^[Bb]earer%s+(%S+)$")

@@ -82,8 +82,9 @@ function M.new(opts)
     cert = opts.cert, key = opts.key, caFile = opts.caFile,
     speed = opts.speed or sc.speed or 1,
     scenario = sc,
-    calls = {}, ncalls = 0, open = 0,
+    calls = {}, ncalls = 0, open = 0, liveByApp = {},
     byRequestId = {},       -- client-request-id -> times an action was carried out
+    requestInfo = {},       -- client-request-id -> {action =, call =}
     stats = { requests = 0, actions = 0, callsCreated = 0, notificationsSent = 0,
               notificationsFailed = 0, notificationsDropped = 0, promptsFetched = 0, tokensIssued = 0 },
     recordings = {},
@@ -146,7 +147,9 @@ end
 
 function Emu:_reply(req, status, body, headers)
   local h = headers or {}
-  h["request-id"] = h["request-id"] or core.uuid()
+  -- an error's body names its request-id: the header says the same one
+  local inner = type(body) == "table" and type(body.error) == "table" and body.error.innerError
+  h["request-id"] = h["request-id"] or (inner and inner["request-id"]) or core.uuid()
   local crid = req:header("client-request-id")
   if crid then h["client-request-id"] = crid end
   if body ~= nil then

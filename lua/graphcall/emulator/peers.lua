@@ -82,6 +82,14 @@ function Emu:_peer_act(call, step)
     wait = math.max(wait, step.speak)
     self:after(step.speak, function() call.speaking = nil end)
   end
+  if step.hold then   -- on hold for `hold` ms, then back
+    self:_log(call, "peer holds", tostring(step.hold))
+    self:_set_state(call, "hold")
+    wait = math.max(wait, step.hold)
+    self:after(step.hold, function()
+      if alive(call) and call.state == "hold" then self:_set_state(call, "established") end
+    end)
+  end
   if step.hangup then
     self:_log(call, "peer hangs up")
     local pstn = call.peerKind == "phone"
