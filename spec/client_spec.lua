@@ -14,7 +14,7 @@ local SCENARIO = {
 local emu, bot
 
 setup(function()
-  emu = E.start { scenario = SCENARIO, speed = 4 }
+  emu = E.start { scenario = SCENARIO, speed = 4, realism = "strict" }   -- exact sequences asserted
   bot = E.bot(emu)
 end)
 

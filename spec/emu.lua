@@ -38,7 +38,11 @@ end
 function E.start(opts)
   opts = opts or {}
   local dir = E.tmpdir()
-  local args = { "--port 0", "--speed " .. (opts.speed or 1) }
+  -- Graph's documented liberties (batches, swaps) by default, from a fixed seed (or
+  -- GRAPHCALL_SEED): the same choices every run; `realism = "strict"` where a spec asserts the
+  -- exact sequence the emulator sends
+  local args = { "--port 0", "--speed " .. (opts.speed or 1), "--realism " .. (opts.realism or "documented"),
+                 "--seed " .. (opts.seed or os.getenv("GRAPHCALL_SEED") or 1) }
   if opts.scenario then
     local f = assert(io.open(dir .. "/scenario.lua", "w"))
     f:write("return ", literal(opts.scenario), "\n")

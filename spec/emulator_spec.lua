@@ -43,7 +43,7 @@ setup(function()
   put("8k.wav", wav.tone { ms = 400, rate = 8000 })
   put("stereo.wav", wav.tone { ms = 400, channels = 2 })
   put("text.wav", "not a wav at all")
-  emu = E.start { scenario = SCENARIO, speed = SPEED }
+  emu = E.start { scenario = SCENARIO, speed = SPEED, realism = "strict" }   -- exact sequences asserted
   bot = E.bot(emu, { files = dir })
   prompts = bot.listener:url("/prompts/")
 end)

@@ -195,3 +195,76 @@ describe("the library, fed Graph as Graph documents it", function()
     h:close()
   end)
 end)
+
+describe("the emulator's realism", function()
+  local function notified(v)
+    local out = {}
+    for _, l in ipairs(v.log) do if l.what == "notified" then out[#out + 1] = l.detail end end
+    return out
+  end
+
+  local CALLERS = {
+    { caller = { { on = "prompt", after = 1500, press = "1" } }, check = function(v) return v.transferred end },
+    { caller = { { on = "prompt", after = 1000, press = "2" }, { on = "record", after = 300, speak = 2000 } },
+      check = function(v)
+        for _, l in ipairs(v.log) do if l.what == "recorded" then return true end end
+      end },
+    { caller = { { on = "prompt", after = 500, press = "3" }, { on = "promptEnd", after = 500, press = "1234#" } },
+      check = function(v) return v.pressed == "31234#" end },
+  }
+
+  it("runs example (a) to the end its callers expect under several seeds, and under strict", function()
+    local batched, swapped = 0, 0
+    for _, realism in ipairs { "documented", "strict" } do
+      for seed = 1, realism == "strict" and 1 or 6 do
+        for i, c in ipairs(CALLERS) do
+          local h = T.new { script = "examples/ivr.lua", realism = realism, seed = seed }
+          local v = h:incoming { caller = c.caller }
+          assert.equal("terminated", v.state, realism .. " seed " .. seed .. " caller " .. i)
+          assert.truthy(c.check(v), realism .. " seed " .. seed .. " caller " .. i)
+          assert.is_true(v.flow.finished)
+          for _, d in ipairs(notified(v)) do
+            if d:find("+", 1, true) then
+              batched = batched + 1
+              assert.equal("documented", realism)          -- strict sends one at a time
+            end
+          end
+          local order = {}
+          for _, d in ipairs(notified(v)) do
+            for label in d:gmatch("[^+]+") do
+              if label == "call:establishing" or label == "call:established" then order[#order + 1] = label end
+            end
+          end
+          if order[1] == "call:established" then
+            swapped = swapped + 1
+            assert.equal("documented", realism)
+          end
+          h:close()
+        end
+      end
+    end
+    assert.is_true(batched > 0, "no POST carried several notifications")
+    assert.is_true(swapped > 0, "established never came before establishing")
+  end)
+
+  it("makes the same choices from the same seed", function()
+    local runs = {}
+    for r = 1, 2 do
+      local h = T.new { script = "examples/ivr.lua", seed = 42 }
+      runs[r] = table.concat(notified(h:incoming { caller = CALLERS[1].caller }), ",")
+      h:close()
+    end
+    assert.equal(runs[1], runs[2])
+  end)
+
+  it("loses notifications at the rate a scenario sets (loss)", function()
+    local h = T.new { script = "examples/ivr.lua", scenario = { loss = 1 } }
+    local call = h.emulator:place_incoming { webhook = h.bot.callbackUri, appId = "app-1", tenantId = "tenant-1",
+                                             caller = {} }
+    h:run_until(function() return call.state == "terminated" end)
+    assert.equal("terminated", call.state)               -- nobody answered: the bot never heard of it
+    assert.is_nil(h.bot.calls[call.id])
+    assert.is_true(h.emulator.stats.notificationsDropped >= 1)
+    h:close()
+  end)
+end)

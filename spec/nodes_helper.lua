@@ -73,7 +73,10 @@ error_log %s/logs/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  # callbacks in a round of their own (the prompts the service fetches do not move it on): a
+  # call's notifications, one POST after another, go to the nodes in turn
   upstream bots { %s keepalive 32; }
+  upstream files { %s keepalive 32; }
   server {
     listen 127.0.0.1:%d;
     client_max_body_size 4m;
@@ -82,9 +85,13 @@ http {
       proxy_next_upstream error timeout http_502 http_503 non_idempotent; proxy_next_upstream_tries 3;
       proxy_connect_timeout 1s;
     }
+    location /prompts/ {
+      proxy_pass http://files; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_next_upstream error timeout http_502 http_503; proxy_connect_timeout 1s;
+    }
   }
 }
-]], dir, dir, table.concat(servers, " "), port), { dir = dir, port = port })
+]], dir, dir, table.concat(servers, " "), table.concat(servers, " "), port), { dir = dir, port = port })
 end
 
 --- A node: `graphcall run script --redis` on its own port. o: script, redis (port), emu

@@ -38,7 +38,9 @@ M.load = scripts.load
 --   the script's by default); `prompts` (folder for prompts and spoken text, `build/prompts`);
 --   `store`; `log` (false: quiet); `realtime` (true: real time instead of virtual); `replay`
 --   (true: keep nothing of a call between its events and replay its flow from the log for
---   each one, as nodes on a shared store do: a flow that passes this way is deterministic)
+--   each one, as nodes on a shared store do: a flow that passes this way is deterministic);
+--   `realism` and `seed` of the emulator ("documented", with seed 1 or GRAPHCALL_SEED: the
+--   same choices each run; "strict": one notification a POST, in order)
 function M.new(o)
   o = o or {}
   local script = {}
@@ -47,7 +49,8 @@ function M.new(o)
   local prompts = o.prompts or os.getenv("GRAPHCALL_PROMPTS") or "build/prompts"
   os.execute("mkdir -p '" .. prompts .. "'")
   local emu = emulator.new { loop = loop, scenario = o.scenario or script.scenario or {}, log = loop.log,
-                             shareKeys = true }
+                             shareKeys = true, realism = o.realism,
+                             seed = o.seed or tonumber(os.getenv("GRAPHCALL_SEED")) or 1 }
   assert(emu:start())
   local client = graphcall.client { tenantId = "tenant-1", clientId = "app-1", clientSecret = "secret",
     authority = emu.url, graphUrl = emu.url .. "/v1.0", openidUrl = emu.url .. "/v1/.well-known/OpenIdConfiguration",

@@ -26,16 +26,26 @@ function Emu:_callback_token(call, bad)
   return token
 end
 
+--- True with probability p, from the emulator's own seeded generator under the documented
+-- realism (never under `strict`): what Graph documents that it may do.
+function Emu:_chance(p)
+  if self.realism == "strict" then return false end
+  -- Park and Miller's minimal standard generator: exact in doubles on every Lua
+  self.rng = self.rng * 16807 % 2147483647
+  return self.rng / 2147483647 < p
+end
+
 function Emu:_log(call, what, detail)
   call.log[#call.log + 1] = { t = math.floor(self:now() - call.started), what = what, detail = detail }
 end
 
--- Deliver one notification body to the call's callbackUri, in order: the next waits for
--- this one's answer (the bot sees a call's notifications in the order they were made,
--- unless a fault reorders them).
-function Emu:_deliver(call, body, label, bad)
+-- Deliver notifications to the call's callbackUri, in order: a POST waits for the one before
+-- it to be answered (the bot sees a call's notifications in the order they were made, unless
+-- a fault reorders them). `value` is the notifications of one POST; with the documented
+-- realism, what waits to be sent may go together in one POST, as Graph batches them.
+function Emu:_deliver(call, value, label, bad)
   local q = call.outbox
-  q[#q + 1] = { body = body, label = label, bad = bad }
+  q[#q + 1] = { value = value, label = label, bad = bad }
   if call.sending then return end
   local function send_next()
     local item = table.remove(q, 1)
@@ -44,10 +54,21 @@ function Emu:_deliver(call, body, label, bad)
       return
     end
     call.sending = true
+    if not item.bad and q[1] and not q[1].bad and self:_chance(0.5) then
+      local all, labels = {}, { item.label }
+      for _, v in ipairs(item.value) do all[#all + 1] = v end
+      while q[1] and not q[1].bad and #all < 8 do
+        local nxt = table.remove(q, 1)
+        for _, v in ipairs(nxt.value) do all[#all + 1] = v end
+        labels[#labels + 1] = nxt.label
+      end
+      item = { value = all, label = table.concat(labels, "+"), batch = labels }
+    end
+    local body = json { ["@odata.type"] = "#microsoft.graph.commsNotifications", value = item.value }
     local uri = call.callbackUri
     self.loop:request({
       -- the service waits about 5 s for a webhook's answer (comms-samples #191)
-      method = "POST", url = uri, body = item.body, timeout = self.scenario.webhookTimeout or 5000,
+      method = "POST", url = uri, body = body, timeout = self.scenario.webhookTimeout or 5000,
       connect_timeout = 5000,
       cafile = self.caFile, fresh = self.scenario.freshCallbacks,
       headers = { ["Content-Type"] = "application/json; charset=utf-8",
@@ -64,7 +85,7 @@ function Emu:_deliver(call, body, label, bad)
         local why = res and ("HTTP " .. res.status) or (err.code .. ": " .. err.message)
         self:_log(call, "notify failed", item.label .. " (" .. why .. ")")
         self.log("warn", string.format("call %s: callback %s to %s failed: %s", call.id, item.label, uri, why))
-        if call.incomingPending and item.label == "call:incoming" then
+        if call.incomingPending and item.label:find("call:incoming", 1, true) == 1 then
           self:_end(call, 480, 10076, "Callee could not be reached.", true)
         end
       end
@@ -86,9 +107,10 @@ function Emu:_notify(call, items, label)
                  resource = not it.url and ("/app/calls/" .. call.id .. (it.rest or "")) or nil, resourceUrl = url,
                  resourceData = it.data }
   end
-  local body = json { ["@odata.type"] = "#microsoft.graph.commsNotifications", value = value }
+  local body = value
   self:_log(call, "notify", label)
   local f = self:_fault("notification", label)
+  if not f and self.loss > 0 and self:_chance(self.loss) then f = { drop = true } end   -- the service loses some
   if f then self:_log(call, "fault", label .. " " .. (f.drop and "dropped" or f.duplicate and "duplicated"
     or f.reorder and "reordered" or f.badSignature and "bad signature" or "delayed")) end
   if f and f.drop then

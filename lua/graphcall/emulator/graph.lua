@@ -43,6 +43,13 @@ function Emu:_call_object(call)
   })
 end
 
+-- Whether established comes before establishing: as the scenario says, else (documented
+-- realism) now and then, as Graph's create-call page warns.
+function Emu:_swap(...)
+  for _, v in ipairs { ... } do if v ~= nil then return v end end
+  return self:_chance(0.25)
+end
+
 -- Calls of an application that have not ended (Graph: 100 at once per app, `capacity`).
 function Emu:_live(appId) return self.liveByApp[appId] or 0 end
 
@@ -90,7 +97,7 @@ function Emu:_create_call(req, claims, doc)
       table.insert(call.attendees, 1, { kind = "user", identityId = k1, name = k1, join = 0 })
     end
   end
-  call.swap = script.swapEstablished or self.scenario.swapEstablished
+  call.swap = self:_swap(script.swapEstablished, self.scenario.swapEstablished)
   self:after(20, function() self:_establishing(call) end)
   self:_ring(call, script)
   self:_start_peer(call, script)
@@ -116,7 +123,7 @@ function Emu:place_incoming(inc)
   }
   call.peerKind = from.phone and "phone" or "user"
   call.caller = inc.caller or sc.caller or {}
-  call.swap = call.caller.swapEstablished or sc.swapEstablished
+  call.swap = self:_swap(call.caller.swapEstablished, sc.swapEstablished)
   local target = inc.to or { application = { id = appId, displayName = "Bot" } }
   local toSet = typed("identitySet", {})
   for k, v in pairs(target) do toSet[k] = typed("identity", { id = v.id, displayName = v.displayName }) end
@@ -284,8 +291,14 @@ function Emu:_action(req, call, name, body)
       end
       self:after(peer.answer or 300, function()
         if not alive(call) then return end
-        self:_set_state(call, "transferAccepted")
-        self:_media_state(call, "inactive")   -- (the two may swap: REFERENCE.md section 7)
+        -- transferAccepted and the audio-inactive update may come either way round (REFERENCE.md 7)
+        if self:_chance(0.5) then
+          self:_media_state(call, "inactive")
+          self:_set_state(call, "transferAccepted")
+        else
+          self:_set_state(call, "transferAccepted")
+          self:_media_state(call, "inactive")
+        end
         self:after(100, function()
           if not alive(call) then return end
           self:_log(call, "transferred", key)

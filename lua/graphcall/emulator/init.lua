@@ -69,12 +69,22 @@ Emu.__index = Emu
 --   `port` (0: a free one), `scenario` (table), `speed` (1), `cert` and `key` (serve TLS),
 --   `caFile` (CA bundle to verify the bot's TLS when POSTing callbacks and fetching
 --   prompts), `log`, `shareKeys` (reuse the signing keys of other emulators of this process:
---   test harnesses start many)
+--   test harnesses start many), `realism` ("documented", the default: what Graph documents
+--   it may do, it does now and then: several notifications in one POST, establishing and
+--   established swapped, transferAccepted and the audio-inactive update swapped; "strict":
+--   one notification a POST, in order), `seed` (of those choices: the same seed, the same
+--   choices; a new one each run by default), `loss` (the share of notifications lost, 0)
 function M.new(opts)
   opts = opts or {}
   local loop = opts.loop or loopmod.new { log = opts.log }
   local sc = opts.scenario or {}
+  local realism = opts.realism or sc.realism or "documented"
+  if realism ~= "documented" and realism ~= "strict" then
+    error("bad argument #1 to 'emulator' (realism: \"documented\" or \"strict\", got " .. tostring(realism) .. ")", 2)
+  end
+  local seed = math.floor(tonumber(opts.seed or sc.seed) or (os.time() % 1000000 + 1)) % 2147483646 + 1
   local self = setmetatable({
+    realism = realism, seed = seed, rng = seed, loss = tonumber(opts.loss or sc.loss) or 0,
     loop = loop,
     log = opts.log or loop.log,
     host = opts.host or "127.0.0.1",
