@@ -293,6 +293,49 @@ describe("the window of an action sent and not logged", function()
   end)
 end)
 
+describe("the window of a recording", function()
+  -- the process died after sending recordResponse, before logging its answer, while the caller
+  -- speaks: the resumed flow does not record over the message; it waits for the recording's
+  -- end (its clientContext is the logged client-request-id) and goes on from there
+  it("does not send recordResponse again while the recording it sent may be under way", function()
+    local store = storemod.memory()
+    local h = T.new { script = "examples/ivr.lua", store = store }
+    local call = h.emulator:place_incoming { webhook = h.bot.callbackUri, appId = "app-1", tenantId = "tenant-1",
+      caller = { { on = "prompt", after = 1000, press = "2" }, { on = "record", after = 300, speak = 1500 } } }
+    h:run_until(function()
+      for _, l in ipairs(call.log) do if l.what == "speak" then return true end end
+    end)
+    local old = h.bot
+    old:close()
+    old.calls = {}
+    local cut = storemod.memory()
+    local dropped = false
+    for _, e in ipairs(store:log(call.id)) do
+      if e.k == "step" and e.w == "recordResponse" then dropped = true else cut:append(call.id, e) end
+    end
+    assert.is_true(dropped)
+    local lines = {}
+    local bot = assert(graphcall.bot { client = h.client, store = cut, prompts = "build/prompts",
+      verifier = h.client:verifier(), listen = { port = tonumber(old.callbackUri:match(":(%d+)/")) },
+      log = function(_, msg) lines[#lines + 1] = msg end })
+    bot:flow(T.load("examples/ivr.lua").flow)
+    bot:start()
+    h:run_until(function() return call.state == "terminated" and bot.calls[call.id] and bot.calls[call.id].finished end)
+    for crid, n in pairs(h.emulator.byRequestId) do assert.equal(1, n, crid) end
+    local recordings = {}
+    for _, l in ipairs(call.log) do if l.what == "recorded" then recordings[#recordings + 1] = l.detail end end
+    assert.equal(1, #recordings)
+    assert.matches("1500 ms of speech", recordings[1])
+    assert.matches("recordResponse may be under way since before the restart; waiting for its end",
+                   table.concat(lines, "\n"))
+    local files = io.popen("ls build/recordings/" .. call.id .. "-*.wav 2>/dev/null"):read("*a")
+    assert.matches("%.wav", files)
+    bot:close()
+    h.emulator:close()
+    h.loop:close()
+  end)
+end)
+
 describe("the runtime", function()
   it("finds a call whose termination never came with keepAlive's 404", function()
     local ended, over
@@ -310,19 +353,29 @@ describe("the runtime", function()
     h:close()
   end)
 
-  it("does not wait forever for a notification that was lost", function()
-    local got
+  it("asks the service when a prompt's end never comes, and goes on within its length + 3 s", function()
+    local got, lines = nil, {}
     local h = T.new { scenario = { faults = { { notification = "operation:playPrompt", drop = true } } },
+      log = function(level, msg) lines[#lines + 1] = level .. " " .. msg end,
       flow = function(call)
         call:answer()
         got = { call:play { text = "Hello." } }
         call:hangup()
       end }
     local v = h:incoming { caller = {} }
-    assert.is_nil(got[1])
-    assert.equal("timeout", got[2].code)
-    assert.is_true(T.duration(v) >= 5 * 60 * 1000)      -- the bot's waitLimit, in virtual time
-    assert.truthy(logged(v, "bot hangs up"))
+    assert.is_true(got[1])
+    assert.equal(1, h.bot.stats.lost)
+    assert.matches("warn call [%x%-]+: the completion of playPrompt [%x%-]+ never came; the service says completed",
+                   table.concat(lines, "\n"))
+    -- from the prompt's start to the hang-up: its length, the margin, the question
+    local started, hung
+    for _, l in ipairs(v.log) do
+      if l.what == "prompt" then started = l.t end
+      if l.what == "bot hangs up" then hung = l.t end
+    end
+    local ms = tonumber(logged(v, "prompt").detail:match("(%d+) ms"))
+    assert.is_true(hung - started <= ms + 3000, (hung - started) .. " ms for a " .. ms .. " ms prompt")
+    assert.is_true(hung - started >= ms + 2000)
     h:close()
   end)
 

@@ -85,7 +85,8 @@ function M.new(opts)
     promptDir = opts.prompts,
     recordDir = opts.recordings or (opts.prompts and (opts.prompts .. "/../recordings")) or nil,
     sweepEvery = opts.sweep or 500,
-    stats = { calls = 0, flows = 0, resumed = 0, failedFlows = 0, finished = 0 },
+    stats = { calls = 0, flows = 0, resumed = 0, failedFlows = 0, finished = 0, lost = 0 },
+    mediaLengths = {},   -- prompt URI -> ms it plays (for the waits on a prompt's end)
   }, Bot)
   -- what the runtime needs of a store (lease, deadlines, keepAlive times, head): a store of
   -- this process alone gets them in this process's memory

@@ -199,9 +199,9 @@ function Call:_offer(w)
       return w.done({ ev = i })
     end
   end
-  if self.live_ended and not w.keep_on_hangup then
+  if (self.live_ended or self.gone) and not w.keep_on_hangup then
     self.waiter = nil
-    return w.done({ hangup = self.live_ended })
+    return w.done({ hangup = self.live_ended or true })
   end
   if w.deadline and self.bot.loop:wall() >= w.deadline then
     self.waiter = nil
@@ -254,7 +254,7 @@ function Call:_step(what, start, park)
     self:_log({ k = "step", n = n, w = what, v = v })
   end
   if v.ev then self.consumed[v.ev] = true end
-  if v.hangup then
+  if type(v.hangup) == "number" then   -- (true: the call is gone, its end never came)
     self.consumed[v.hangup] = true
     self.ended = self.events[v.hangup]
   end
@@ -265,6 +265,10 @@ local function hangup_error(self)
   local e = self.ended or self.events[self.live_ended or 0] or {}
   return err("hangup", "the call has ended", { cause = e.resultInfo })
 end
+
+--- What a wait for a notification keeps beyond what it waits for (ms) before it asks the
+-- service what happened: a lost notification costs this much silence at most.
+M.MARGIN = 2000
 
 --- In a flow: the time, in milliseconds since the epoch (logged: the same on replay).
 function Call:now()
@@ -315,6 +319,11 @@ end
 --- True once the flow knows the call has ended.
 function Call:over() return self.ended ~= nil end
 
+-- The actions whose parameters have a clientContext (Graph's v1.0 metadata).
+local CONTEXT = { playPrompt = true, recordResponse = true, cancelMediaProcessing = true, subscribeToTone = true,
+  invite = true, mute = true, unmute = true, updateRecordingStatus = true, sendDtmfTones = true,
+  startHoldMusic = true, stopHoldMusic = true }
+
 -- The call states that show an action sent before a restart went through: a second answer
 -- on an answered call fails, so the state is read again instead (REFERENCE.md section 5.2).
 local TOOK = {
@@ -330,7 +339,7 @@ local TOOK = {
 function Call:_send_step(name, send)
   local log = self.bot.log
   local v = self:_step(name, function(done, n)
-    if self.live_ended then return done({ hangup = self.live_ended }) end
+    if self.live_ended or self.gone then return done({ hangup = self.live_ended or true }) end
     local crid = self.intents[n]
     local function go()
       send({ tenant = self.tenantId, clientRequestId = crid }, function(res, e)
@@ -366,6 +375,25 @@ function Call:_send_step(name, send)
         go()
       end)
     end
+    -- an operation that went through says so: its notifications carry the clientContext the
+    -- request was sent with (its client-request-id)
+    if CONTEXT[name] then
+      for i = (self.intentAt[n] or 0) + 1, #self.events do
+        local e = self.events[i]
+        if e.kind == "operation" and e.clientContext == crid then
+          log("info", string.format("call %s: %s went out before the restart (its operation %s is %s); "
+            .. "not sent again", self.id, name, tostring(e.operationId), tostring(e.status)))
+          return done({ res = { id = e.operationId, status = "running", clientContext = crid, name = name } })
+        end
+      end
+      if name == "recordResponse" then
+        -- a recording may be under way: its end is waited for (by its clientContext) before the
+        -- request goes again, which would record over what the caller is saying
+        log("warn", string.format("call %s: %s may be under way since before the restart; waiting for its "
+          .. "end before sending it again (client-request-id %s)", self.id, name, crid))
+        return done({ res = { status = "running", clientContext = crid, name = name, window = true } })
+      end
+    end
     log("warn", string.format("call %s: %s may have been sent before the restart; sending it again "
       .. "with client-request-id %s", self.id, name, crid))
     go()
@@ -374,11 +402,6 @@ function Call:_send_step(name, send)
   if v.err then return nil, setmetatable(v.err, core.error_mt) end
   return v.res
 end
-
--- The actions whose parameters have a clientContext (Graph's v1.0 metadata).
-local CONTEXT = { playPrompt = true, recordResponse = true, cancelMediaProcessing = true, subscribeToTone = true,
-  invite = true, mute = true, unmute = true, updateRecordingStatus = true, sendDtmfTones = true,
-  startHoldMusic = true, stopHoldMusic = true }
 
 --- In a flow: run a Graph action on this call and wait for its HTTP answer (the operation of
 -- a 200, or true). `call:op_done(op)` then waits for an operation's completion. An action that
@@ -396,8 +419,11 @@ function Call:request(name, spec)
       spec, ctx = copy, copy.clientContext
     end
     local function answered(res, e)
-      -- the operation knows its context even when the answer does not repeat it
-      if type(res) == "table" and ctx and res.clientContext == nil then res.clientContext = ctx end
+      -- the operation knows its context even when the answer does not repeat it, and its action
+      if type(res) == "table" then
+        if ctx and res.clientContext == nil then res.clientContext = ctx end
+        res.name = res.name or name
+      end
       cb(res, e)
     end
     if name == "invite" then return client:invite(self.id, spec, o, answered) end
@@ -417,21 +443,110 @@ function M.ends(x, op)
 end
 local ends = M.ends
 
---- In a flow: wait for an operation (from `call:request`) to complete or fail.
+-- A notification that should have come by now did not: counted and logged (live only).
+function Call:_lost(what, answer)
+  local bot = self.bot
+  bot.stats.lost = (bot.stats.lost or 0) + 1
+  bot.log("warn", string.format("call %s: %s never came; the service says %s", self.id, what, answer))
+end
+
+-- In a flow: ask the service (a logged step) for the call (`GET`), or one of its operations:
+-- `{res = the object}`, `{gone = true}` (404), or `{err = ...}`.
+function Call:_ask(opId)
+  local client = self.bot.client
+  return self:_step("ask", function(done)
+    local function answered(res, e)
+      if res ~= nil then return done({ res = plain(res) }) end
+      if e and e.status == 404 then return done({ gone = true }) end
+      done({ err = plain_error(e) })
+    end
+    if opId then return client:get_operation(self.id, opId, { tenant = self.tenantId }, answered) end
+    client:get_call(self.id, { tenant = self.tenantId }, answered)
+  end)
+end
+
+-- The call is gone (the service answered 404) though its end never came: what the flow does
+-- from here on is as after a hang-up.
+function Call:_gone(what)
+  self.gone = true
+  self.ended = self.ended or { kind = "call", state = "terminated", synthetic = true,
+                               resultInfo = { code = 404, message = what .. ": the call is gone" } }
+  return nil, hangup_error(self)
+end
+
+--- In a flow: wait for an operation (from `call:request`) to complete or fail. The service
+-- never sends a completion twice and may lose one: after `expect` ms (what the operation takes:
+-- a prompt's length, a recording's limits) and a margin (`graphcall.call.MARGIN`), the flow
+-- asks the service what became of it (GET the operation), logs a warning and goes on from
+-- the answer. The bot's `waitLimit` stays as the last resort.
+-- @param op the operation (`call:request`'s answer)
+-- @param expect ms the operation should take (nil: unknown, the wait is the bot's waitLimit)
 -- @return the completion event (status, resultInfo, recordingLocation, ...), or nil and err
-function Call:op_done(op)
+function Call:op_done(op, expect)
   if type(op) ~= "table" then return nil, err("operation", "no operation") end
   local s = type(op.status) == "string" and op.status:lower()
   if s == "completed" or s == "failed" then return op end
-  -- the service does not send a notification twice: one that was lost must not hold the flow
-  local ev, e = self:wait(function(x) return ends(x, op) end, self:now() + self.bot.waitLimit)
-  if not ev then
-    if e == "timeout" then
+  local limit = self:now() + self.bot.waitLimit
+  while true do
+    local deadline = expect and math.min(self:now() + expect + M.MARGIN, limit) or limit
+    local ev, e = self:wait(function(x) return ends(x, op) end, deadline)
+    if ev then return ev end
+    if e ~= "timeout" then return nil, e end
+    if op.window then   -- nothing of it came: it never reached the service (the caller sends it again)
+      return nil, err("window", tostring(op.name) .. " sent before a restart never began")
+    end
+    local what = "the completion of " .. tostring(op.name or "operation") .. " " .. tostring(op.id)
+    local a = op.id and self:_ask(op.id) or { err = { message = "no operation id to ask about" } }
+    local r = type(a.res) == "table" and a.res or {}
+    local status = type(r.status) == "string" and r.status:lower()
+    if status == "completed" or status == "failed" then
+      if not self.replaying then self:_lost(what, status) end
+      return { kind = "operation", operationId = op.id, operationType = op.name, status = status,
+               clientContext = r.clientContext or op.clientContext, resultInfo = r.resultInfo,
+               completionReason = r.completionReason, recordingLocation = r.recordingLocation,
+               recordingAccessToken = r.recordingAccessToken, synthetic = true }
+    end
+    if a.gone then
+      -- the operation is gone: so is the call, or the operation ended long ago
+      local c = self:_ask()
+      if c.gone then
+        if not self.replaying then self:_lost(what, "the call is gone") end
+        return self:_gone(what)
+      end
+      if not self.replaying then self:_lost(what, "the operation is over") end
+      return { kind = "operation", operationId = op.id, operationType = op.name, status = "completed",
+               clientContext = op.clientContext, synthetic = true }
+    end
+    if self:now() >= limit then
       return nil, err("timeout", "no completion of operation " .. tostring(op.id) .. " came in time")
     end
-    return nil, e
+    expect = expect or 0   -- still running (or the service did not say): wait a margin more
   end
-  return ev
+end
+
+--- In a flow: wait for the call's state (an event `accept(ev)` takes: true to return it), for
+-- `expect` ms and a margin, then ask the service (GET the call): a state `want(state)` takes
+-- is as if its notification had come; 404 ends the call. The bot's `waitLimit` stays as the
+-- last resort.
+-- @return the event (or a stand-in for it, `synthetic`), or nil and "timeout" or the hangup error
+function Call:_await_state(accept, want, expect, what)
+  local limit = self:now() + self.bot.waitLimit
+  while true do
+    local ev, e = self:wait(accept, math.min(self:now() + expect + M.MARGIN, limit))
+    if ev then return ev end
+    if e ~= "timeout" then return nil, e end
+    local a = self:_ask()
+    if a.gone then
+      if not self.replaying then self:_lost(what, "the call is gone") end
+      return self:_gone(what)
+    end
+    local st = type(a.res) == "table" and type(a.res.state) == "string" and a.res.state
+    if st and want(st) then
+      if not self.replaying then self:_lost(what, "the call is " .. st) end
+      return { kind = "call", state = st, resultInfo = a.res.resultInfo, synthetic = true }
+    end
+    if self:now() >= limit then return nil, "timeout" end
+  end
 end
 
 -- The body of the flow `name` for this call (its coroutine's function), logging its start

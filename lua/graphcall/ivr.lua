@@ -23,6 +23,7 @@
 -- hash); a string is text. Longer lists are split into requests of 20.
 -- @module graphcall.ivr
 local core = require "graphcall.core"
+local wav = require "graphcall.wav"
 local callmod = require "graphcall.call"
 
 local M = {}
@@ -65,33 +66,72 @@ function M.speak(dir, text, voice)
   return name
 end
 
--- The mediaPrompts for what a verb was given: a prompt, a string, or a list of them.
+-- How long a WAV file of the prompts folder plays (ms), read once; nil if it is no WAV.
+local function file_ms(bot, name)
+  local lengths = bot.mediaLengths
+  local uri = bot.promptBase .. name
+  if lengths[uri] then return lengths[uri] end
+  local f = io.open(bot.promptDir .. "/" .. name, "rb")
+  if not f then return nil end
+  local info = wav.info(f:read("*a"))
+  f:close()
+  lengths[uri] = info and info.ms or nil
+  return lengths[uri]
+end
+
+-- The mediaPrompts for what a verb was given: a prompt, a string, or a list of them; `ms` on
+-- the list is how long they play when every length is known (the bot's files and spoken
+-- text; a `uri` prompt's is measured once, `uri_ms`), else nil.
 function Call:_prompts(p)
   local b = self.bot
-  local out = {}
+  local out, ms = {}, 0
   local function one(x)
     if type(x) == "string" then x = { text = x } end
     if type(x) ~= "table" then error("a prompt is a string or a table (text =, file =, uri =)", 4) end
     if x.text or x.file or x.uri then
-      local uri = x.uri
+      local uri, len = x.uri
       if x.text then
         if not b.promptDir then error("spoken prompts need the bot's prompts folder (prompts =)", 4) end
-        uri = b.promptBase .. M.speak(b.promptDir, x.text, x.voice)
+        local name = M.speak(b.promptDir, x.text, x.voice)
+        uri, len = b.promptBase .. name, file_ms(b, name)
       elseif x.file then
         if not b.promptDir then error("prompt files need the bot's prompts folder (prompts =)", 4) end
-        uri = b.promptBase .. x.file
+        uri, len = b.promptBase .. x.file, file_ms(b, x.file)
+      else
+        len = self:_uri_ms(uri)
       end
+      ms = ms and len and ms + len
       out[#out + 1] = { ["@odata.type"] = "#microsoft.graph.mediaPrompt",
                         mediaInfo = { uri = uri, resourceId = x.resourceId } }
     elseif x.mediaInfo then
+      ms = ms and type(x.mediaInfo) == "table" and x.mediaInfo.uri and self:_uri_ms(x.mediaInfo.uri)
+      ms = ms or nil
       out[#out + 1] = x
     else
       for _, y in ipairs(x) do one(y) end
     end
   end
   one(p)
-  return out
+  return setmetatable(out, { __index = { ms = ms } })
 end
+
+-- How long a prompt at a URI plays: a logged step (fetched once per bot, then from memory),
+-- so a replay asks the same steps.
+function Call:_uri_ms(uri)
+  local b = self.bot
+  local v = self:_step("measure", function(done)
+    if b.mediaLengths[uri] then return done({ ms = b.mediaLengths[uri] }) end
+    b.loop:request({ url = uri, timeout = 10000 }, function(res)
+      local info = res and res.status == 200 and wav.info(res.body)
+      if info then b.mediaLengths[uri] = info.ms end
+      done({ ms = info and info.ms or nil })
+    end)
+  end)
+  return v.ms
+end
+
+--- How long a prompt whose length is not known may take (ms) before the flow asks.
+M.PROMPT = 30000
 
 --- Answer an incoming call and wait until it is established.
 -- @param opts the answer's fields (acceptedModalities, mediaConfig, callOptions, ...):
@@ -102,16 +142,24 @@ function Call:answer(opts)
   for k, v in pairs(opts or {}) do spec[k] = v end
   local ok, e = self:request("answer", spec)
   if not ok then return nil, e end
-  return self:ready()
+  return self:ready(M.ANSWERED)
 end
 
---- Wait until the call is established (an outgoing call: until the callee answers).
+--- How long an answered call takes to be established (ms): then the flow asks.
+M.ANSWERED = 1000
+--- How long a callee may ring before the service gives up (ms; Graph documents none): then
+-- the flow asks.
+M.RINGING = 60000
+
+--- Wait until the call is established (an outgoing call: until the callee answers). If the
+-- notification does not come in `expect` ms (and a margin), the flow asks the service.
+-- @param expect ms (`graphcall.ivr.RINGING` by default; `ANSWERED` after an answer)
 -- @return true, or nil and the hangup error (the call ended first)
-function Call:ready()
-  local ev, e = self:wait(function(x)
+function Call:ready(expect)
+  local ev, e = self:_await_state(function(x)
     return x.kind == "call" and not x.toneInfo and (x.state == "established" or x.state == "terminated")
-  end, self:now() + self.bot.waitLimit)
-  if ev and ev.state == "established" then return true end
+  end, function(st) return st == "established" or st == "hold" end, expect or M.RINGING, "the call's established state")
+  if ev and (ev.state == "established" or ev.state == "hold") then return true end
   if e == "timeout" then return nil, err("timeout", "the call was not established in time") end
   if ev then self.ended = ev end
   return nil, e or err("hangup", "the call ended before it was established", { cause = ev and ev.resultInfo })
@@ -163,10 +211,10 @@ end
 
 -- An action whose operation the verb waits for: the completion and the operation, or nil and
 -- an error (`failed`, with the resultInfo, when it did not complete; `hangup`; the client's).
-function Call:_operation(name, spec, failure)
+function Call:_operation(name, spec, failure, expect)
   local op, e = self:request(name, spec)
   if not op then return nil, e end
-  local done, de = self:op_done(op)
+  local done, de = self:op_done(op, expect)
   if not done then return nil, de end
   if done.status ~= "completed" then
     return nil, err("failed", failure, { resultInfo = done.resultInfo, reason = done.completionReason })
@@ -180,8 +228,10 @@ end
 function Call:play(p)
   local prompts = self:_prompts(p)
   for _, c in ipairs(chunks(prompts, 20)) do
+    local ms
+    if #prompts <= 20 then ms = prompts.ms end     -- (each request's own length when split)
     local done, e = self:_operation("playPrompt", { prompts = c, clientContext = type(p) == "table"
-                                    and p.clientContext or nil }, "the prompt did not play")
+                                    and p.clientContext or nil }, "the prompt did not play", ms or M.PROMPT)
     if not done then return nil, e end
   end
   return true
@@ -244,15 +294,20 @@ function Call:collect(o)
       if again then prompt = { again, o.prompt } end
     end
     if prompt then
-      local op, pe = self:_start_play(self:_prompts(prompt))
+      local list = self:_prompts(prompt)
+      local op, pe = self:_start_play(list)
       if not op then return nil, pe end
       local playing, cancelled = true, false
+      local ends_by = self:now() + (list.ms or M.PROMPT) + callmod.MARGIN   -- then ask
       while playing and not finished do
         local ev, we = self:wait(function(x)
           return is_tone(x) or callmod.ends(x, op)
-        end, self:now() + self.bot.waitLimit)
+        end, ends_by)
+        if not ev and we == "timeout" then   -- the prompt's end never came: ask what it became
+          ev, we = self:op_done(op, 0)
+        end
         if not ev then
-          if we == "timeout" then return nil, err("timeout", "the prompt's end never came") end
+          if we and we.code == "timeout" then return nil, err("timeout", "the prompt's end never came") end
           return nil, we
         end
         if ev.kind == "operation" then
@@ -266,11 +321,11 @@ function Call:collect(o)
           end
         end
       end
-      if playing and cancelled then  -- let the cancelled prompt's end go by
-        local _, we = self:op_done(op)
+      if playing and cancelled then  -- let the cancelled prompt's end go by (it ends at once)
+        local _, we = self:op_done(op, 0)
         if we and we.code == "hangup" then return nil, we end
       elseif playing then           -- finished while playing, no barge-in: wait for its end
-        local _, we = self:op_done(op)
+        local _, we = self:op_done(op, math.max(0, ends_by - callmod.MARGIN - self:now()))
         if we and we.code == "hangup" then return nil, we end
       end
     end
@@ -304,8 +359,17 @@ function Call:record(o)
   local spec = { maxRecordDurationInSeconds = o.maxDuration, maxSilenceTimeoutInSeconds = o.maxSilence,
                  initialSilenceTimeoutInSeconds = o.initialSilence, stopTones = o.stopTones,
                  playBeep = o.beep ~= false, bargeInAllowed = o.bargeIn }
-  if o.prompt then spec.prompts = self:_prompts(o.prompt) end
-  local done, op = self:_operation("recordResponse", spec, "the recording failed")
+  local prompt_ms = 0
+  if o.prompt then
+    spec.prompts = self:_prompts(o.prompt)
+    prompt_ms = spec.prompts.ms or M.PROMPT
+  end
+  -- what it may take: the prompt, the beep, silence before speech, the message, silence after
+  local expect = prompt_ms + 1000 + 1000 * ((o.initialSilence or 5) + (o.maxDuration or 5) + (o.maxSilence or 5))
+  local done, op = self:_operation("recordResponse", spec, "the recording failed", expect)
+  if not done and op.code == "window" then   -- the one sent before a restart never began: again
+    done, op = self:_operation("recordResponse", spec, "the recording failed", expect)
+  end
   if not done then return nil, op end
   local rec = { location = done.recordingLocation, reason = done.completionReason, resultInfo = done.resultInfo }
   if o.download ~= false and type(rec.location) == "string" and rec.location ~= "" then
@@ -342,12 +406,20 @@ function Call:transfer(o)
   target.replacesCallId = o.replacesCallId
   local ok, e = self:request("transfer", { transferTarget = target, transferee = o.transferee })
   if not ok then return nil, e end
-  local ev, we = self:wait(function(x)
+  local ev, we = self:_await_state(function(x)
     return x.kind == "call" and not x.toneInfo and (x.state == "terminated" or x.changeType == "deleted"
       or (x.state == "established" and x.resultInfo ~= nil))
-  end, self:now() + self.bot.waitLimit)
+  end, function(st) return st == "established" end, M.RINGING, "the transfer's outcome")
   if not ev then
     if we == "timeout" then return nil, err("timeout", "the transfer's outcome never came") end
+    if self.gone then   -- the call went away without a word: handed over, if the service had accepted it
+      for _, x in ipairs(self.events) do
+        if x.kind == "call" and x.state == "transferAccepted" then
+          self.transferred = true
+          return true
+        end
+      end
+    end
     return nil, we
   end
   if ev.state == "established" then
@@ -376,9 +448,9 @@ function Call:hangup()
     if e.code == "hangup" then return true end
     if e.status ~= 404 then return nil, e end
   end
-  local ev = self:wait(function(x)
+  local ev = self:_await_state(function(x)
     return x.kind == "call" and (x.state == "terminated" or x.changeType == "deleted")
-  end, self:now() + self.bot.waitLimit)
+  end, function(st) return st == "terminated" end, M.ANSWERED, "the call's end after the hang-up")
   if ev then self.ended = ev end
   return true
 end
