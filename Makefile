@@ -212,7 +212,8 @@ SOAK_CALLS ?= 10000
 SOAK_NOTIFICATIONS ?= 1000000
 chaos: deps all
 	@for lua in lua5.4 luajit; do \
-	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua tools/chaos.lua --seconds $(CHAOS_SECONDS) --lua $$lua || exit 1; done
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua tools/chaos.lua --seconds $(CHAOS_SECONDS) --lua $$lua \
+	    --max-failover 3000 || exit 1; done
 
 soak: deps all
 	@$(MAKE) --no-print-directory PKGS=wrk deps

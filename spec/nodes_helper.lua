@@ -105,7 +105,7 @@ function C.node(o)
     local cmd = string.format("exec env LUA_PATH='%s' LUA_CPATH='%s' %s bin/graphcall run %s --connect %s "
       .. "--listen 127.0.0.1:%d %s --public %s --prompts %s %s",
       LUA_PATH, CPATH, o.lua or E.lua, o.script, o.emu, node.port,
-      o.noredis and "" or string.format("--redis 127.0.0.1:%d --lease %s", o.redis, o.lease or 3),
+      o.noredis and "" or string.format("--redis 127.0.0.1:%d%s", o.redis, o.lease and (" --lease " .. o.lease) or ""),
       o.public, o.prompts, o.args or "")
     node.pid = E.sh(string.format("%s >>%s 2>&1 & echo $!", cmd, node.logfile)):match("%d+")
     for _ = 1, 200 do

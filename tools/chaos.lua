@@ -3,13 +3,19 @@
 -- emulator injects faults; then a report of every call's end and every repeated action.
 --
 --   lua5.4 tools/chaos.lua [--nodes 3] [--seconds 60] [--rate 2] [--kill-every 4] [--lua luajit]
+--                          [--max-failover MS]
 --
 -- Each call's scripted caller picks sales (1), voicemail (2), account (3, then a PIN) or hangs
 -- up at the menu; a call is carried when the emulator's record of it shows the end that
 -- caller expects and no flow is left in the store. Repeats are actions the emulator carried out
 -- more than once under one client-request-id; each must be one a node re-sent when it resumed
 -- a flow whose intent was logged without its answer (the window the README explains).
--- Exit status 0 when no call is lost and no repeat falls outside that window.
+-- A voicemail caller's kept recording must be the one message they spoke (2 s of speech), never
+-- a second recording over it. A failover is a call carried on by another node after its node
+-- died mid-step (the nodes log each with the time since the dead node was last alive); the
+-- report gives their p50, p99 and max.
+-- Exit status 0 when no call is lost, no repeat falls outside that window, and (with
+-- --max-failover) the failovers' p99 is within it.
 package.path = "./lua/?.lua;./lua/?/init.lua;./spec/?.lua;" .. package.path
 local cjson = require "cjson"
 local graphcall = require "graphcall"
@@ -18,8 +24,8 @@ local R = require "redis_helper"
 local C = require "nodes_helper"
 local N = require "ngx_helper"
 
-local o = C.options(arg, { nodes = 3, seconds = 60, rate = 2, ["kill-every"] = 4, lua = E.lua },
-  "tools/chaos.lua [--nodes N] [--seconds S] [--rate CALLS/S] [--kill-every S] [--lua LUA]")
+local o = C.options(arg, { nodes = 3, seconds = 60, rate = 2, ["kill-every"] = 4, lua = E.lua, ["max-failover"] = 0 },
+  "tools/chaos.lua [--nodes N] [--seconds S] [--rate CALLS/S] [--kill-every S] [--lua LUA] [--max-failover MS]")
 E.lua = o.lua
 math.randomseed(os.time())
 
@@ -35,7 +41,17 @@ local KINDS = { "sales", "voicemail", "account", "hangup" }
 local function expected(kind, v)
   if v.state ~= "terminated" then return false, "not ended (" .. tostring(v.state) .. ")" end
   if kind == "sales" then return v.transferred == SALES, "not transferred" end
-  if kind == "voicemail" then return v.pressed == "2" and v.prompts >= 3, "no message taken" end
+  if kind == "voicemail" then
+    if not (v.pressed == "2" and v.prompts >= 3) then return false, "no message taken" end
+    -- the message kept is the one the caller spoke: no second recording over it
+    local recorded = {}
+    for _, l in ipairs(v.log or {}) do if l.what == "recorded" then recorded[#recorded + 1] = l.detail end end
+    local spoke = #recorded == 1 and tonumber(recorded[1]:match("(%d+) ms of speech"))
+    if not spoke or math.abs(spoke - 2000) > 100 then
+      return false, "the message kept is not the one spoken: " .. table.concat(recorded, "; ")
+    end
+    return true
+  end
   if kind == "account" then return v.pressed == "31234#" and v.prompts >= 3, "no PIN taken" end
   return true
 end
@@ -61,7 +77,7 @@ local lb = C.balancer(ports)
 local nodes = {}
 for n = 1, o.nodes do
   nodes[n] = C.node { script = "examples/ivr.lua", emu = emu.url, redis = redis.port, public = lb.url,
-                      prompts = prompts, port = ports[n], lease = 2, args = "--keep-alive 3000" }
+                      prompts = prompts, port = ports[n], args = "--keep-alive 3000" }
 end
 local ctl = graphcall.loop { log = false }
 
@@ -132,6 +148,7 @@ until ctl:now() > deadline
 
 local carried, lost = 0, {}
 for _, c in ipairs(calls) do
+  if c.kind == "voicemail" then views[c.id] = control("GET", "/emulator/calls/" .. c.id) end   -- with its log
   local ok, why = expected(c.kind, views[c.id] or {})
   if ok then carried = carried + 1 else lost[#lost + 1] = c.id .. " (" .. c.kind .. "): " .. why end
 end
@@ -156,7 +173,13 @@ for crid, r in pairs(control("GET", "/emulator/requests")) do
 end
 local stats = control("GET", "/emulator/stats")
 local ka404 = select(2, all:gsub("keepAlive answered 404", ""))
-local retried = select(2, all:gsub("; retrying", ""))
+local gaps = {}
+for ms in all:gmatch("carried on (%d+) ms after its process was last alive") do gaps[#gaps + 1] = tonumber(ms) end
+table.sort(gaps)
+local function pct(p) return #gaps > 0 and gaps[math.max(1, math.ceil(#gaps * p))] or 0 end
+local retried = select(2, all:gsub("; retrying", ""))   -- fenced, and below: the store away
+for n in all:gmatch("the store is back after %d+ ms; (%d+) item%(s%) retried") do retried = retried + tonumber(n) end
+local outages = select(2, all:gsub("the store is unreachable", ""))
 
 print(string.format("  calls placed: %d; at the end their caller expects: %d; lost: %d", #calls, carried, #lost))
 for _, l in ipairs(lost) do print("    lost: " .. l) end
@@ -202,8 +225,16 @@ print(string.format("  actions carried out: %d; repeated: %d (re-sent from a res
 for _, l in ipairs(outside) do print("    outside the window: " .. l) end
 print(string.format("  terminations found by keepAlive's 404: %d; store writes retried: %d; calls left in Redis: %d",
   ka404, retried, left))
+print(string.format("  store outages said by the nodes: %d (one a node an outage); tracebacks logged: %d",
+  outages, select(2, all:gsub("stack traceback", ""))))
+print(string.format("  failovers (a call carried on after its node died mid-step): %d; p50 %d ms, p99 %d ms, max %d ms",
+  #gaps, pct(0.5), pct(0.99), gaps[#gaps] or 0))
 cleanup()
 ctl:close()
 local pass = #lost == 0 and #outside == 0 and left == 0
+if o["max-failover"] > 0 and pct(0.99) > o["max-failover"] then
+  print(string.format("  failover p99 %d ms is over %d ms", pct(0.99), o["max-failover"]))
+  pass = false
+end
 print(pass and "chaos: PASS" or "chaos: FAIL")
 os.exit(pass and 0 or 1)

@@ -62,7 +62,8 @@ M.compact = callmod.compact
 --   to resume; "hangup"), `log`, `shared` (true: keep nothing of a call in this process
 --   between its events, as several nodes on one store must; true by default when the store is
 --   shared: `graphcall.store.redis`), `lease` (seconds a node holds a call while it runs it,
---   15), `sweep` (ms between sweeps for deadlines and keepAlive, 500), `host` (how the host
+--   renewed meanwhile: 1.5, so a node's calls go on elsewhere within about 2 s of its death),
+--   `sweep` (ms between sweeps for deadlines and keepAlive, 250), `host` (how the host
 --   runs things, for `graphcall.runtime`: `go`, `now`, `sleep`, `every`, `timer`, `where`;
 --   the bot's loop by default)
 --
@@ -84,7 +85,7 @@ function M.new(opts)
     onStop = opts.onStop or "leave",
     promptDir = opts.prompts,
     recordDir = opts.recordings or (opts.prompts and (opts.prompts .. "/../recordings")) or nil,
-    sweepEvery = opts.sweep or 500,
+    sweepEvery = opts.sweep or 250,
     stats = { calls = 0, flows = 0, resumed = 0, failedFlows = 0, finished = 0, lost = 0 },
     mediaLengths = {},   -- prompt URI -> ms it plays (for the waits on a prompt's end)
   }, Bot)

@@ -192,6 +192,9 @@ function S:inbox_done(id, now)
   end
 end
 
+--- Since when (ms) the call's inbox has entries nobody took, or nil.
+function S:inbox_since(id) return tonumber((must(self, "ZSCORE", "gc:inbox", id))) end
+
 --- Calls with inbox entries since before `before` (ms): left by a node that died.
 function S:inbox_due(before)
   return must(self, "ZRANGEBYSCORE", "gc:inbox", "-inf", before, "LIMIT", 0, 100)
@@ -285,7 +288,8 @@ function S:renew(id, ttl)
 end
 
 --- Deadlines (ms since the epoch) of flows that wait, and keepAlive times: sorted sets.
-function S:set_due(id, at) must(self, "ZADD", "gc:due", at, id) end
+-- (a deadline's half millisecond is meaningful: graphcall.runtime's watchdogs)
+function S:set_due(id, at) must(self, "ZADD", "gc:due", string.format("%.1f", at), id) end
 function S:clear_due(id) must(self, "ZREM", "gc:due", id) end
 function S:due(now) return must(self, "ZRANGEBYSCORE", "gc:due", "-inf", now, "LIMIT", 0, 100) end
 function S:set_ka(id, at) must(self, "ZADD", "gc:ka", at, id) end

@@ -38,6 +38,17 @@ local M = {}
 local R = {}
 R.__index = R
 
+--- Seconds a process holds a call while it runs it (renewed every third of it): when the
+-- process dies, another takes the call this long after its last renewal, and a little more.
+M.LEASE = 1.5
+--- The little more (ms): after a lease runs out, the call is due for another process's sweeper.
+M.GRACE = 250
+
+-- A watchdog deadline (the process running a step of the call must be alive by then) carries
+-- half a millisecond in its score, so the sweeper that finds it passed knows the call's
+-- process died mid-step, and when it was last alive: deadlines of flows are whole ms.
+local function watchdog_at(self) return math.floor(self.now()) + self.lease * 1000 + M.GRACE + 0.5 end
+local function is_watchdog(at) return at ~= nil and at % 1 == 0.5 end
 --- True for what a store raises when it cannot read or write (the work is retried).
 function M.store_error(e)
   return type(e) == "table" and e.store == true
@@ -50,7 +61,7 @@ end
 
 --- A runtime.
 -- @param o `bot` (a `graphcall.bot`), `store` (a store with `lock`, `renew`, `head`, `set_due`,
---   ...: `graphcall.store.redis`, or the shared dict's), `lease` (seconds, 15), `go(fn)` (run
+--   ...: `graphcall.store.redis`, or the shared dict's), `lease` (seconds, `LEASE`), `go(fn)` (run
 --   fn in its own light thread or task: true, or nil and an error), `now()` (ms since the
 --   epoch), `sleep(ms)` (in that thread), `every(ms, fn)` (a repeating timer: `:cancel()`),
 --   `where()` (names this process: given, each event is logged at info with it), `retryFor`
@@ -62,12 +73,12 @@ end
 --   deadline also fires here, to the millisecond, besides the sweeper's rounds)
 function M.new(o)
   return setmetatable({
-    bot = o.bot, store = o.store, lease = o.lease or 15, go = o.go, now = o.now, sleep = o.sleep,
+    bot = o.bot, store = o.store, lease = o.lease or M.LEASE, go = o.go, now = o.now, sleep = o.sleep,
     every = o.every, timer = o.timer, where = o.where, retryFor = o.retryFor or 60000,
     lockWait = o.lockWait or 30, acceptWait = o.acceptWait or 2000, keep = o.keep or false,
     queues = {}, driving = {}, timers = {}, log = o.bot.log,
     inboxed = o.store.push ~= nil and o.inbox ~= false,
-    stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0 },
+    stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0, takeovers = 0 },
   }, R)
 end
 
@@ -152,11 +163,14 @@ end
 function R:drive(call, body)
   local store, id = self.store, call.id
   -- if this process dies in the middle, the call is due once its lease has run out
-  store:set_due(id, self.now() + self.lease * 1000 + 1000)
-  -- one timer of this process renews the leases of the calls it is running
+  self:_watchdog(id)
+  -- one timer of this process renews the leases of the calls it is running, and their watchdogs
   if not self.renewer and self.every and store.renew then
     self.renewer = self.every(self.lease * 1000 / 3, function()
-      for cid in pairs(self.driving) do pcall(store.renew, store, cid, self.lease) end
+      for cid in pairs(self.driving) do
+        local ok, held = pcall(store.renew, store, cid, self.lease)
+        if ok and held then pcall(store.set_due, store, cid, watchdog_at(self)) end
+      end
     end)
   end
   self.driving[id] = true
@@ -267,7 +281,14 @@ end
 -- from the log whatever the deadline (a retry after the store refused a write).
 function R:_due(id, force)
   local store = self.store
-  if not force and (store:due_at(id) or math.huge) > self.now() then return end   -- another process did it
+  local at = store:due_at(id)
+  if not force and (at or math.huge) > self.now() then return end   -- another process did it
+  if is_watchdog(at) then
+    -- the process that ran the call died mid-step: this one carries it on
+    local gap = math.floor(self.now() - (at - 0.5 - self.lease * 1000 - M.GRACE))
+    self.stats.takeovers = self.stats.takeovers + 1
+    self.log("warn", string.format("call %s: carried on %d ms after its process was last alive (failover)", id, gap))
+  end
   local call, started, ended = self:fresh(id, true)
   if started and not ended then
     if not call.co then self.stats.resumed = self.stats.resumed + 1 end
@@ -288,7 +309,7 @@ end
 -- If this process dies from now until the flow has run, the call is due once the lease has run
 -- out: another process's sweeper goes on with it.
 function R:_watchdog(id)
-  self.store:set_due(id, self.now() + self.lease * 1000 + 1000)
+  self.store:set_due(id, watchdog_at(self))
 end
 
 -- A call this process placed: its flow starts here (or goes on, if a retry finds it started).
@@ -339,6 +360,15 @@ end
 
 -- The call's inbox, until it is empty (entries other processes add meanwhile too).
 function R:_inbox(id, item)
+  if item.swept then   -- the process that took these notifications died before it ran them
+    local since = self.store:inbox_since(id)
+    if since then
+      self.stats.takeovers = self.stats.takeovers + 1
+      self.log("warn", string.format("call %s: carried on %d ms after its process was last alive (failover)",
+        id, math.floor(self.now() - since)))
+    end
+    item.swept = nil
+  end
   if item.resume then self:_due(id, true) end   -- a retry: the flow goes on from the log first
   while true do
     local texts = self.store:inbox(id)
@@ -361,14 +391,39 @@ function R:_item(id, item)
 end
 
 -- Take the call's lease; a store that is down is waited for (up to `until_ms`).
+-- The store is away (Redis restarting, say): said once, until it is back; what waits on it is
+-- retried meanwhile and counted.
+function R:_down(e)
+  if self.down then return end
+  self.down = { since = self.now(), retried = 0 }
+  self.log("warn", "the store is unreachable (" .. tostring(type(e) == "table" and e.message or e)
+    .. "); what needs it waits and is retried until it is back")
+end
+
+function R:_up()
+  local d = self.down
+  if not d then return end
+  self.down = nil
+  self.log("info", string.format("the store is back after %d ms; %d item(s) retried",
+    math.floor(self.now() - d.since), d.retried))
+end
+
 local function take(self, id, until_ms)
-  local pause = 50
+  local pause, said = 50, false
   while true do
     local ok, release, err = pcall(self.store.lock, self.store, id, self.lease, self.lockWait)
-    if ok and release then return release end
+    if ok and release then
+      self:_up()
+      return release
+    end
     err = ok and err or release
     if self.now() >= until_ms then return nil, err end
-    self.log("warn", "call " .. id .. ": no lease yet (" .. tostring(err) .. "); trying again")
+    if not ok and M.store_error(err) then
+      self:_down(err)
+    elseif not said then    -- held by another process that is slow to let go, or the dict is full
+      said = true
+      self.log("warn", "call " .. id .. ": no lease yet (" .. tostring(err) .. "); waiting for it")
+    end
     self.sleep(pause)
     pause = math.min(pause * 2, 1000)
   end
@@ -407,7 +462,12 @@ function R:_drain(id)
         q[i], i, give_up = false, i + 1, nil
       else
         self.stats.retried = self.stats.retried + 1
-        self.log("warn", "call " .. id .. ": " .. tostring(e) .. "; retrying")
+        if e.code == "store" then
+          self:_down(e)
+          self.down.retried = self.down.retried + 1
+        else   -- fenced: another process took the call while this one was slow
+          self.log("info", "call " .. id .. ": " .. tostring(e) .. "; retrying")
+        end
         self.sleep(pause)
         pause = math.min(pause * 2, 1000)
       end
@@ -504,13 +564,23 @@ function R:dispatch(events, claims)
 end
 
 --- Bring back the flows whose deadline has passed, send keepAlive to the calls due for it.
--- Every process sweeps; a call's lease keeps one process at a time on it.
+-- Every process sweeps; a call's lease keeps one process at a time on it. A store that is away
+-- is said once (and when it is back), not at every round.
 function R:sweep()
+  local ok, e = pcall(self._sweep, self)
+  if ok then return self:_up() end
+  if M.store_error(e) then return self:_down(e) end
+  error(e, 0)
+end
+
+function R:_sweep()
   local store, bot = self.store, self.bot
   local now = self.now()
   for _, id in ipairs(store:due(now)) do self:enqueue(id, { due = true }) end
   if self.inboxed then   -- inboxes that nobody took: the process that accepted them died
-    for _, id in ipairs(store:inbox_due(now - self.lease * 1000 - 1000)) do self:enqueue(id, { kick = true }) end
+    for _, id in ipairs(store:inbox_due(now - self.lease * 1000 - M.GRACE)) do
+      self:enqueue(id, { kick = true, swept = true })
+    end
   end
   for _, id in ipairs(store:ka_due(now)) do
     -- whoever moves the time on under the call's lease sends it

@@ -122,11 +122,12 @@ end
 --   `promptBase` (the public URL under which nginx serves `prompts`); `prompts` (the folder);
 --   `dict` ("graphcall"); `verify` (false: accept unsigned callbacks; tests only); `maxBody`
 --   (bytes, 1 MiB); `keepAlive` (ms, 15 min); `waitLimit`; `ttl` (seconds an ended call's
---   log is kept, 3600); `sweep` (ms between sweeps, 500); `reserve` (bytes of the dict kept
+--   log is kept, 3600); `sweep` (ms between sweeps, 250); `reserve` (bytes of the dict kept
 --   free: below it callbacks are answered 503 with Retry-After; 1/16 of the dict, at most 4 MiB);
 --   `redis` ({host =, port =}: keep the calls in Redis, shared with other nginx instances,
---   instead of the dict); `lease` (seconds a worker holds a call while it runs it, 15: when a
---   worker or an instance dies holding it, the call waits that long for another)
+--   instead of the dict); `lease` (seconds a worker holds a call while it runs it, renewed
+--   meanwhile, 1.5: when a worker or an instance dies holding it, the call waits that long, and
+--   a quarter second, for another)
 function M.init(o)
   local dict = ngx.shared[o.dict or "graphcall"]
   if not dict then error("graphcall.ngx: no lua_shared_dict " .. tostring(o.dict or "graphcall"), 2) end
@@ -173,7 +174,7 @@ function M.init(o)
   state.runtime = bot.runtime
   state.reserve = o.reserve or math.min(dict:capacity() / 16, 4 * 1048576)
   -- the sweeper: flows whose deadline has passed, and keepAlive
-  ngx.timer.every((o.sweep or 500) / 1000, function(premature)
+  ngx.timer.every((o.sweep or 250) / 1000, function(premature)
     if premature then return end
     local ok, err = pcall(M.sweep)
     if not ok then ngx.log(ngx.ERR, "graphcall: sweep failed: ", err) end
