@@ -251,6 +251,31 @@ describe("graphcall.store.redis", function()
     bot:close()
   end)
 
+  it("says a Redis that is away once, then that it is back: no line a round, no traceback", function()
+    local own = R.start()
+    local r2 = redis.new { port = own.port, loop = loop }
+    local s2 = require("graphcall.store").redis { redis = r2, sleep = function(ms) loop:sleep(ms) end }
+    local lines = {}
+    local client = graphcall.client { tenantId = "t", clientId = "a", clientSecret = "s",
+                                      authority = "http://127.0.0.1:1", loop = loop }
+    local stub = { url = function() return "http://127.0.0.1:1/callback" end, close = function() end }
+    local bot = assert(graphcall.bot { client = client, listener = stub, store = s2, sweep = 20,
+      log = function(level, msg) lines[#lines + 1] = level .. " " .. msg end })
+    bot:start()
+    loop:sleep(100)
+    own.kill()
+    loop:sleep(500)                                        -- some 25 rounds of the sweeper, Redis away
+    own.restart()
+    loop:sleep(500)
+    local text = table.concat(lines, "\n")
+    assert.equal(1, select(2, text:gsub("the store is unreachable", "")), text)
+    assert.matches("info the store is back after %d+ ms", text)
+    assert.is_nil(text:find("traceback", 1, true), text)
+    bot:close()
+    r2:close()
+    own.stop()
+  end)
+
   it("keeps deadlines and keepAlive times in sorted sets", function()
     store:set_due("a", 1000)
     store:set_due("b", 3000)
