@@ -64,17 +64,24 @@ describe("graphcall in nginx", function()
 
   local function view(id) return control("GET", "/emulator/calls/" .. id) end
 
-  it("runs the IVR example end to end, the call's events taken by both workers", function()
+  it("runs the IVR example end to end, its events taken by more than one worker (one killed mid-call)", function()
+    -- which worker nginx gives a connection is the kernel's choice; the worker that took the
+    -- call's first event is killed (SIGKILL) mid-call, so another one must take the rest: the
+    -- call goes on from what the shared dict holds
     local id = place { { on = "prompt", after = 1500, press = "1" } }
+    local pat = "(%d+)#%d+: [^\n]-call " .. id:gsub("%-", "%%-") .. ": [^\n]-%(worker %d%)"
+    local first
+    assert.is_true(poll(function() first = nginx.log():match(pat) return first ~= nil end), nginx.log())
+    os.execute("kill -9 " .. first)
     local v
     assert.is_true(poll(function() v = view(id) return v.state == "terminated" end), nginx.log())
     assert.equal(SALES, v.transferred)
     local log = nginx.log()
-    local seen = {}
-    for w in log:gmatch("call " .. id:gsub("%-", "%%-") .. ": [^\n]-%(worker (%d)%)") do seen[w] = true end
-    assert.is_true(seen["0"] and seen["1"], "events of the call in one worker only")
+    local pids = {}
+    for pid in log:gmatch(pat) do pids[pid] = true end
+    pids[first] = nil
+    assert.is_truthy(next(pids), "no other worker took the call's events")
     assert.is_nil(log:find("flow's driver failed", 1, true))
-    assert.is_nil(log:find("[error]", 1, true), log:match("[^\n]*%[error%][^\n]*"))
   end)
 
   it("answers 403 to a bad signature and dispatches nothing", function()
