@@ -168,17 +168,8 @@ static int dec_gc(lua_State *L) {
   return 0;
 }
 
-/* core.build(name, spec) -> json | nil, err */
-static int l_build(lua_State *L) {
-  size_t nlen;
-  const char *name = luaL_checklstring(L, 1, &nlen);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  int root = gc_root_find(name, nlen);
-  if (root < 0) return luaL_argerror(L, 1, lua_pushfstring(L, "unknown type or action '%s'", name));
-  encoder *enc = lua_touserdata(L, lua_upvalueindex(UV_ENCODER));
-  gc_enc *e = &enc->e;
-  gc_enc_reset(e, root);
-  int r = walk(L, e, 2);
+/* What an encoding gives Lua: the text, or nil and the error; a big buffer is let go. */
+static int finish(lua_State *L, gc_enc *e, int r) {
   int n;
   if (r || e->err.code) {
     n = gc_l_push_error(L, gc_errcode_name(e->err.code), e->err.message, e->err.path);
@@ -190,6 +181,19 @@ static int l_build(lua_State *L) {
   return n;
 }
 
+/* core.build(name, spec) -> json | nil, err */
+static int l_build(lua_State *L) {
+  size_t nlen;
+  const char *name = luaL_checklstring(L, 1, &nlen);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int root = gc_root_find(name, nlen);
+  if (root < 0) return luaL_argerror(L, 1, lua_pushfstring(L, "unknown type or action '%s'", name));
+  encoder *enc = lua_touserdata(L, lua_upvalueindex(UV_ENCODER));
+  gc_enc *e = &enc->e;
+  gc_enc_reset(e, root);
+  return finish(L, e, walk(L, e, 2));
+}
+
 /* core.encode(value) -> json | nil, err: plain JSON, no schema (integers exact, other numbers
  * with the digits that read back the same, "/" unescaped, UTF-8 checked): what graphcall keeps */
 static int l_encode(lua_State *L) {
@@ -197,16 +201,7 @@ static int l_encode(lua_State *L) {
   encoder *enc = lua_touserdata(L, lua_upvalueindex(UV_ENCODER));
   gc_enc *e = &enc->e;
   gc_enc_reset(e, GC_ROOT_PLAIN);
-  int r = walk(L, e, 1);
-  int n;
-  if (r || e->err.code) {
-    n = gc_l_push_error(L, gc_errcode_name(e->err.code), e->err.message, e->err.path);
-  } else {
-    lua_pushlstring(L, e->out.p, e->out.len);
-    n = 1;
-  }
-  if (e->out.cap > KEEP_BYTES || e->out.oom) gc_buf_free(&e->out);
-  return n;
+  return finish(L, e, walk(L, e, 1));
 }
 
 /* core.types() -> array of names build() takes */

@@ -18,6 +18,31 @@ local function logged(view, what)
   for _, l in ipairs(view.log) do if l.what == what then return l end end
 end
 
+-- The bot of harness `h` dies (its calls and coroutines lost); a new bot, on `store` (or on a
+-- copy of it without the answer of the step `cut`: what a process that died between sending an
+-- action and logging its answer leaves) and the same callback URL, takes over.
+-- @return the new bot (started), and the lines it logged
+local function take_over(h, store, callId, cut)
+  local old = h.bot
+  old:close()
+  old.calls = {}
+  if cut then
+    local copy, dropped = storemod.memory(), false
+    for _, e in ipairs(store:log(callId)) do
+      if e.k == "step" and e.w == cut then dropped = true else copy:append(callId, e) end
+    end
+    assert.is_true(dropped)
+    store = copy
+  end
+  local lines = {}
+  local bot = assert(graphcall.bot { client = h.client, store = store, prompts = "build/prompts",
+    verifier = h.client:verifier(), listen = { port = tonumber(old.callbackUri:match(":(%d+)/")) },
+    log = function(_, msg) lines[#lines + 1] = msg end })
+  bot:flow(T.load("examples/ivr.lua").flow)
+  bot:start()
+  return bot, lines
+end
+
 describe("example (a), the IVR main menu", function()
   local h
   before_each(function() h = T.new { script = "examples/ivr.lua" } end)
@@ -196,16 +221,9 @@ describe("the durable log", function()
     local h = T.new { script = "examples/ivr.lua", store = store }
     local call = h.emulator:place_incoming { webhook = h.bot.callbackUri, appId = "app-1", tenantId = "tenant-1",
       caller = { { on = "prompt", after = 3000, press = "1" } } }
-    -- run until the menu is playing, then lose the bot (its calls, its coroutines)
+    -- run until the menu is playing, then lose the bot; a new one takes over
     h:run_until(function() return call.prompts >= 1 end)
-    local old = h.bot
-    old:close()
-    old.calls = {}
-    -- a new bot on the same store and the same callback URL takes over
-    local bot = assert(graphcall.bot { client = h.client, store = store, prompts = "build/prompts",
-      verifier = h.client:verifier(), listen = { port = tonumber(old.callbackUri:match(":(%d+)/")) } })
-    bot:flow(T.load("examples/ivr.lua").flow)
-    bot:start()
+    local bot = take_over(h, store, call.id)
     assert.equal(1, bot.stats.resumed)
     h:run_until(function() return call.state == "terminated" end)
     assert.equal(SALES, call.transferred)
@@ -266,22 +284,7 @@ describe("the window of an action sent and not logged", function()
     local call = h.emulator:place_incoming { webhook = h.bot.callbackUri, appId = "app-1", tenantId = "tenant-1",
       caller = { { on = "prompt", after = 3000, press = "1" } } }
     h:run_until(function() return call.prompts >= 1 end)
-    local old = h.bot
-    old:close()
-    old.calls = {}
-    -- the same log without the answer's step: what a process that died right then leaves
-    local cut = storemod.memory()
-    local dropped = false
-    for _, e in ipairs(store:log(call.id)) do
-      if e.k == "step" and e.w == "answer" then dropped = true else cut:append(call.id, e) end
-    end
-    assert.is_true(dropped)
-    local lines = {}
-    local bot = assert(graphcall.bot { client = h.client, store = cut, prompts = "build/prompts",
-      verifier = h.client:verifier(), listen = { port = tonumber(old.callbackUri:match(":(%d+)/")) },
-      log = function(_, msg) lines[#lines + 1] = msg end })
-    bot:flow(T.load("examples/ivr.lua").flow)
-    bot:start()
+    local bot, lines = take_over(h, store, call.id, "answer")
     h:run_until(function() return call.state == "terminated" end)
     assert.equal(SALES, call.transferred)
     for crid, n in pairs(h.emulator.byRequestId) do assert.equal(1, n, crid) end
@@ -305,21 +308,7 @@ describe("the window of a recording", function()
     h:run_until(function()
       for _, l in ipairs(call.log) do if l.what == "speak" then return true end end
     end)
-    local old = h.bot
-    old:close()
-    old.calls = {}
-    local cut = storemod.memory()
-    local dropped = false
-    for _, e in ipairs(store:log(call.id)) do
-      if e.k == "step" and e.w == "recordResponse" then dropped = true else cut:append(call.id, e) end
-    end
-    assert.is_true(dropped)
-    local lines = {}
-    local bot = assert(graphcall.bot { client = h.client, store = cut, prompts = "build/prompts",
-      verifier = h.client:verifier(), listen = { port = tonumber(old.callbackUri:match(":(%d+)/")) },
-      log = function(_, msg) lines[#lines + 1] = msg end })
-    bot:flow(T.load("examples/ivr.lua").flow)
-    bot:start()
+    local bot, lines = take_over(h, store, call.id, "recordResponse")
     h:run_until(function() return call.state == "terminated" and bot.calls[call.id] and bot.calls[call.id].finished end)
     for crid, n in pairs(h.emulator.byRequestId) do assert.equal(1, n, crid) end
     local recordings = {}

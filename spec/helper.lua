@@ -17,6 +17,19 @@ end
 function H.fixture(rel) return H.read(H.fixtures .. "/" .. rel) end
 function H.json_fixture(rel) return cjson.decode(H.fixture(rel)) end
 
+--- The README's five-minute flow (the `-- hello.lua` block), written to a temporary file.
+-- @return the file's path (os.remove it when done)
+function H.readme_flow()
+  local text = H.read("README.md")
+  local code = text:match("```lua\n(%-%- hello%.lua\n.-)```")
+  assert(code, "the README has no hello.lua block")
+  local path = os.tmpname() .. ".lua"
+  local out = assert(io.open(path, "w"))
+  out:write(code)
+  out:close()
+  return path
+end
+
 --- The file names in a folder of the fixtures, sorted.
 function H.fixture_names(dir)
   local out = {}

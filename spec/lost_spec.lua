@@ -5,18 +5,7 @@
 -- (Graph keeps no record of tones to ask for; collect's re-prompts cover it).
 local T = require "graphcall.test"
 
-local function readme_flow()
-  local f = assert(io.open("README.md"))
-  local text = f:read("*a")
-  f:close()
-  local code = text:match("```lua\n(%-%- hello%.lua\n.-)```")
-  assert(code, "the README has no hello.lua block")
-  local path = os.tmpname() .. ".lua"
-  local out = assert(io.open(path, "w"))
-  out:write(code)
-  out:close()
-  return path
-end
+local readme_flow = require("helper").readme_flow
 
 local function recorded(v)
   for _, l in ipairs(v.log) do if l.what == "recorded" then return true end end

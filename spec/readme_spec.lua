@@ -1,18 +1,7 @@
 -- The README's five-minute flow, taken from the README itself, runs as the README says.
 local T = require "graphcall.test"
 
-local function readme_flow()
-  local f = assert(io.open("README.md"))
-  local text = f:read("*a")
-  f:close()
-  local code = text:match("```lua\n(%-%- hello%.lua\n.-)```")
-  assert(code, "the README has no hello.lua block")
-  local path = os.tmpname() .. ".lua"
-  local out = assert(io.open(path, "w"))
-  out:write(code)
-  out:close()
-  return path
-end
+local readme_flow = require("helper").readme_flow
 
 describe("the README's flow", function()
   local path
