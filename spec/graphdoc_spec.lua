@@ -268,3 +268,33 @@ describe("the emulator's realism", function()
     h:close()
   end)
 end)
+
+describe("the webhook's own answers (Teams: incoming call notifications)", function()
+  local CALLER = { { on = "prompt", after = 1500, press = "1" } }
+
+  it("answers a notification in the legacy format 204, and takes it again in Graph's", function()
+    local h = T.new { script = "examples/ivr.lua",
+                      scenario = { faults = { { notification = "call:incoming", legacy = true } } } }
+    local v = h:incoming { caller = CALLER }
+    assert.equal("+14255550100", v.transferred)
+    local answered
+    for _, l in ipairs(v.log) do if l.what == "legacy answered 204" then answered = true end end
+    assert.is_true(answered)
+    assert.equal(1, h.bot.listener.stats.legacy)
+    h:close()
+  end)
+
+  it("follows a 302 to the bot's deployment of the caller's region", function()
+    local h = T.new { script = "examples/ivr.lua" }
+    local hops = 0
+    local front = assert(h.loop:listen({ port = 0 }, function(req)
+      hops = hops + 1
+      req:respond(302, { Location = h.bot.callbackUri })
+    end))
+    local v = h:incoming { caller = CALLER, webhook = "http://127.0.0.1:" .. front:port() .. "/callback" }
+    assert.equal("+14255550100", v.transferred)
+    assert.equal(1, hops)                 -- the answer's callbackUri takes the rest straight to the bot
+    front:close()
+    h:close()
+  end)
+end)

@@ -16,6 +16,7 @@
 -- with no way out of it, and hands any other request to `on_request`.
 -- @module graphcall.listener
 local core = require "graphcall.core"
+local wire = require "graphcall.wire"
 local tracker_mod = require "graphcall.tracker"
 
 local M = {}
@@ -99,6 +100,11 @@ end
 
 function Listener:_accept(req, body, claims)
   local events, err = core.parse_notifications(body, self.parse_opts)
+  if not events and wire.legacy(body) then   -- "204, and it comes again in Graph's format"
+    self.stats.legacy = (self.stats.legacy or 0) + 1
+    self.log("info", "callback in the legacy format: 204, for the same in Graph's format")
+    return req:respond(204)
+  end
   if not events then
     self.stats.malformed = self.stats.malformed + 1
     self.log("warn", "callback body refused: " .. tostring(err.message))

@@ -105,6 +105,15 @@ function M.id(id)
   return id
 end
 
+--- True for a callback body in the legacy (pre-Graph, Skype) format: a JSON object that is no
+-- commsNotifications (it has no `value`). Microsoft's Teams documentation: answer it 204 and
+-- the platform sends the notification again in Graph's format.
+-- @param body the text
+function M.legacy(body)
+  local doc = core.decode(body, 1048576, 16)
+  return type(doc) == "table" and doc.value == nil and next(doc) ~= nil and #doc == 0
+end
+
 --- JSON text of plain data (what the stores keep: log entries, states): integers exact, other
 -- numbers with the digits that read back the same, "/" as is, UTF-8 checked; raises, saying
 -- why, for what JSON cannot hold (a function, an array with holes, a cycle).

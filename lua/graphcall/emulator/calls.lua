@@ -43,29 +43,14 @@ end
 -- it to be answered (the bot sees a call's notifications in the order they were made, unless
 -- a fault reorders them). `value` is the notifications of one POST; with the documented
 -- realism, what waits to be sent may go together in one POST, as Graph batches them.
-function Emu:_deliver(call, value, label, bad)
+function Emu:_deliver(call, value, label, bad, legacy)
   local q = call.outbox
-  q[#q + 1] = { value = value, label = label, bad = bad }
+  q[#q + 1] = { value = value, label = label, bad = bad, legacy = legacy }
   if call.sending then return end
-  local function send_next()
-    local item = table.remove(q, 1)
-    if not item then
-      call.sending = false
-      return
-    end
-    call.sending = true
-    if not item.bad and q[1] and not q[1].bad and self:_chance(0.5) then
-      local all, labels = {}, { item.label }
-      for _, v in ipairs(item.value) do all[#all + 1] = v end
-      while q[1] and not q[1].bad and #all < 8 do
-        local nxt = table.remove(q, 1)
-        for _, v in ipairs(nxt.value) do all[#all + 1] = v end
-        labels[#labels + 1] = nxt.label
-      end
-      item = { value = all, label = table.concat(labels, "+"), batch = labels }
-    end
-    local body = json { ["@odata.type"] = "#microsoft.graph.commsNotifications", value = item.value }
-    local uri = call.callbackUri
+  local send_next
+  local function post(item, uri, hops)
+    local body = item.legacy and json(item.legacy)
+      or json { ["@odata.type"] = "#microsoft.graph.commsNotifications", value = item.value }
     self.loop:request({
       -- the service waits about 5 s for a webhook's answer (comms-samples #191)
       method = "POST", url = uri, body = body, timeout = self.scenario.webhookTimeout or 5000,
@@ -77,6 +62,16 @@ function Emu:_deliver(call, value, label, bad)
                   ["Scenario-ID"] = call.callChainId,
                   ["X-Microsoft-Skype-Chain-ID"] = call.callChainId },
     }, function(res, err)
+      local to = res and res.status == 302 and res:header("Location")
+      if to and hops < 3 then   -- the bot sends it to a deployment of its region (Teams docs)
+        self:_log(call, "redirected by the bot", item.label .. " to " .. to)
+        return post(item, to, hops + 1)
+      end
+      if item.legacy and res and res.status == 204 then
+        -- the bot asks for Graph's format: the same notification again, in it
+        self:_log(call, "legacy answered 204", item.label)
+        return post({ value = item.value, label = item.label }, uri, hops)
+      end
       if res and res.status >= 200 and res.status < 300 then
         self.stats.notificationsSent = self.stats.notificationsSent + 1
         self:_log(call, "notified", item.label)
@@ -92,7 +87,36 @@ function Emu:_deliver(call, value, label, bad)
       send_next()
     end)
   end
+  send_next = function()
+    local item = table.remove(q, 1)
+    if not item then
+      call.sending = false
+      return
+    end
+    call.sending = true
+    if not item.bad and not item.legacy and q[1] and not q[1].bad and not q[1].legacy and self:_chance(0.5) then
+      local all, labels = {}, { item.label }
+      for _, v in ipairs(item.value) do all[#all + 1] = v end
+      while q[1] and not q[1].bad and #all < 8 do
+        local nxt = table.remove(q, 1)
+        for _, v in ipairs(nxt.value) do all[#all + 1] = v end
+        labels[#labels + 1] = nxt.label
+      end
+      item = { value = all, label = table.concat(labels, "+"), batch = labels }
+    end
+    post(item, call.callbackUri, 0)
+  end
   send_next()
+end
+
+-- The legacy (Skype) form of a call notification, which a bot answers 204 to have it again in
+-- Graph's (Teams docs, "Incoming call notifications"): the conversation as the Skype bot
+-- calling API sent it. Only its being no commsNotifications is documented; its fields are
+-- those of that API.
+local function legacy_form(call)
+  return { id = call.id, isMultiparty = false, presentedModalityTypes = array { "audio" },
+           callState = call.state, participants = array { { originator = true, identity = "caller" },
+                                                          { originator = false, identity = call.appId } } }
 end
 
 -- Make and send a notification (with the faults that match it). items: an array of
@@ -112,7 +136,8 @@ function Emu:_notify(call, items, label)
   local f = self:_fault("notification", label)
   if not f and self.loss > 0 and self:_chance(self.loss) then f = { drop = true } end   -- the service loses some
   if f then self:_log(call, "fault", label .. " " .. (f.drop and "dropped" or f.duplicate and "duplicated"
-    or f.reorder and "reordered" or f.badSignature and "bad signature" or "delayed")) end
+    or f.reorder and "reordered" or f.badSignature and "bad signature" or f.legacy and "legacy format first"
+    or "delayed")) end
   if f and f.drop then
     self.stats.notificationsDropped = self.stats.notificationsDropped + 1
     return
@@ -132,7 +157,7 @@ function Emu:_notify(call, items, label)
     end)
     return
   end
-  self:_deliver(call, body, label, f and f.badSignature)
+  self:_deliver(call, body, label, f and f.badSignature, f and f.legacy and legacy_form(call) or nil)
   if f and f.duplicate then self:_deliver(call, body, label) end
   if call.held then
     local h = call.held

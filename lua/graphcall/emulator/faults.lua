@@ -13,7 +13,8 @@ local Emu = {}
 -- match the whole of "METHOD /path" (the path without `/v1.0`).
 -- Notifications: `{notification = "call:established", drop = true}` (or `duplicate`,
 -- `reorder`: held back and sent after the next one of its call, `badSignature`, `delay =
--- ms`; a reordered one goes alone after `hold` ms, 1000, if no other comes); labels are
+-- ms`, `legacy`: first in the legacy Skype format, again in Graph's once the bot answers
+-- 204; a reordered one goes alone after `hold` ms, 1000, if no other comes); labels are
 -- "call:<state>", "call:tone", "operation:<type>:<status>",
 -- "participants", "contentSharing", and a rule matches a label or its prefix.
 -- Both take `times` (how often it fires; 1 by default, 0 = always) and `skip` (matches to

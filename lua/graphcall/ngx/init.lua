@@ -237,6 +237,10 @@ function M.handle()
     return respond(503)
   end
   local events, perr = wire.parse_notifications(body)
+  if not events and wire.legacy(body) then   -- "204, and it comes again in Graph's format"
+    ngx.log(ngx.INFO, "graphcall: callback in the legacy format: 204, for the same in Graph's format")
+    return respond(204)
+  end
   if not events then
     ngx.log(ngx.WARN, "graphcall: callback body refused: ", perr.message)
     return respond(400, '{"error":{"code":"BadRequest","message":"not a commsNotifications body"}}')
