@@ -12,7 +12,7 @@
 
 static const char *const errnames[] = {
   "ok", "required", "one_of", "type", "enum", "range", "https", "max_items", "utf8",
-  "unknown_type", "type_required", "depth", "memory", "state",
+  "unknown_type", "type_required", "depth", "memory", "state", "unknown",
 };
 
 const char *gc_errcode_name(gc_errcode c) {
@@ -182,6 +182,7 @@ void gc_enc_reset(gc_enc *e, int root) {
   e->err.code = GC_E_OK;
   e->err.path[0] = e->err.message[0] = 0;
   e->root = root;
+  e->check = 0;
   e->depth = -1;
   e->pending = NULL;
   e->have_key = 0;
@@ -431,6 +432,9 @@ int gc_enc_key(gc_enc *e, const char *k, size_t len) {
   e->keylen = len;
   e->have_key = 1;
   e->pending = (!top->any && top->type >= 0) ? gc_field_find(top->type, k, len) : NULL;
+  if (e->check && !e->pending && !top->any && top->type >= 0 && !(len && k[0] == '@'))
+    return fail_at(e, GC_E_UNKNOWN, k, len, "is not a property of %s in Graph's v1.0 metadata",
+                   gc_types[top->type].name);
   if (gc_buf_reserve(&e->out, len + 4) != 0) return fail_at(e, GC_E_MEMORY, NULL, 0, "out of memory");
   if (!top->first) e->out.p[e->out.len++] = ',';
   top->first = 0;
@@ -451,7 +455,7 @@ int gc_enc_end_object(gc_enc *e) {
   if (e->depth < 0 || e->st[e->depth].is_array || e->have_key)
     return fail_at(e, GC_E_STATE, NULL, 0, "end of object out of place");
   gc_frame *top = &e->st[e->depth];
-  if (top->type >= 0 && !top->any) {
+  if (top->type >= 0 && !top->any && !e->check) {
     const gc_type *t = &gc_types[top->type];
     if ((top->seen & t->required) != t->required) {
       for (unsigned i = 0; i < t->nfields && i < 64; i++) {
@@ -612,7 +616,7 @@ int gc_enc_string(gc_enc *e, const char *str, size_t len) {
         break;
       case GC_K_ENUM:
         /* unknownFutureValue is Graph's evolvability sentinel, never a value to send */
-        if (gc_enum_find(s.f->ref, str, len) < 0 ||
+        if ((e->check ? gc_enum_find_nocase(s.f->ref, str, len) : gc_enum_find(s.f->ref, str, len)) < 0 ||
             (len == 18 && memcmp(str, "unknownFutureValue", 18) == 0)) {
           const gc_enum *en = &gc_enums[s.f->ref];
           char alts[160];

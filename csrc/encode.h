@@ -30,7 +30,8 @@ typedef enum {
   GC_E_TYPE_REQUIRED, /* polymorphic field without @odata.type */
   GC_E_DEPTH,         /* nesting deeper than GC_ENC_MAX_DEPTH */
   GC_E_MEMORY,
-  GC_E_STATE          /* calls out of order: a bug in the caller */
+  GC_E_STATE,         /* calls out of order: a bug in the caller */
+  GC_E_UNKNOWN        /* checking (gc_enc.check): a property the schema does not declare */
 } gc_errcode;
 
 const char *gc_errcode_name(gc_errcode c);
@@ -61,6 +62,9 @@ typedef struct {
   gc_buf out;
   gc_err err;
   int root;               /* type index being built */
+  int check;              /* checking what the service sends against the schema: a property it
+                             does not declare (but annotations, "@...") is an error, none is
+                             required */
   int depth;
   const void *pending;    /* object: field of the key just written (NULL = unknown) */
   const char *key;        /* object: key just written */

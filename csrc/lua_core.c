@@ -194,6 +194,27 @@ static int l_build(lua_State *L) {
   return finish(L, e, walk(L, e, 2));
 }
 
+/* core.check(type, value) -> true | nil, err: a value as the service sends it (a resource, an
+ * operation, a notification), against Graph's schema: no property the schema does not declare
+ * (annotations aside), every enum member known, every type right; nothing is required. */
+static int l_check(lua_State *L) {
+  size_t nlen;
+  const char *name = luaL_checklstring(L, 1, &nlen);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int root = gc_root_find(name, nlen);
+  if (root < 0) return luaL_argerror(L, 1, lua_pushfstring(L, "unknown type '%s'", name));
+  encoder *enc = lua_touserdata(L, lua_upvalueindex(UV_ENCODER));
+  gc_enc *e = &enc->e;
+  gc_enc_reset(e, root);
+  e->check = 1;
+  int n = finish(L, e, walk(L, e, 2));
+  if (n == 1) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+  }
+  return n;
+}
+
 /* core.encode(value) -> json | nil, err: plain JSON, no schema (integers exact, other numbers
  * with the digits that read back the same, "/" unescaped, UTF-8 checked): what graphcall keeps */
 static int l_encode(lua_State *L) {
@@ -251,6 +272,7 @@ static int l_hash(lua_State *L) {
 static const luaL_Reg funcs[] = {
   { "build", l_build },
   { "encode", l_encode },
+  { "check", l_check },
   { "types", l_types },
   { "decode", l_decode },
   { "parse_notifications", gc_l_parse_notifications },

@@ -1,4 +1,5 @@
 #include <string.h>
+#include <strings.h>
 
 #include "schema.h"
 
@@ -65,6 +66,15 @@ int gc_type_is_a(int t, int base) {
     t = gc_types[t].base;
   }
   return 0;
+}
+
+int gc_enum_find_nocase(int e, const char *s, size_t len) {
+  const gc_enum *en = &gc_enums[e];
+  for (int i = 0; i < en->nmembers; i++) {
+    const char *m = gc_enum_members[en->member0 + i];
+    if (strlen(m) == len && strncasecmp(m, s, len) == 0) return i;
+  }
+  return -1;
 }
 
 int gc_enum_find(int e, const char *s, size_t len) {

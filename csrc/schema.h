@@ -81,5 +81,8 @@ const gc_field *gc_field_find(int t, const char *name, size_t len);
 int gc_type_is_a(int t, int base);
 /* Index of the enum member, or -1. */
 int gc_enum_find(int e, const char *s, size_t len);
+/* The same in any letter case: the metadata writes operationStatus "Completed", the service
+ * "completed" (REFERENCE.md 0.5). */
+int gc_enum_find_nocase(int e, const char *s, size_t len);
 
 #endif

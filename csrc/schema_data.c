@@ -48,16 +48,16 @@ const char *const *const gc_enum_members = enum_members;
 const gc_field gc_fields[] = {
   /* action:answer */
   { "callbackUri", 11, GC_K_STRING, GC_F_NONNULL | GC_F_HTTPS, -1, 0 },
-  { "mediaConfig", 11, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 44, 0 }, /* mediaConfig */
+  { "mediaConfig", 11, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 45, 0 }, /* mediaConfig */
   { "acceptedModalities", 18, GC_K_ENUM, GC_F_COLLECTION, 7, 0 }, /* enum modality */
   { "participantCapacity", 19, GC_K_INT32, 0, -1, 0 },
-  { "callOptions", 11, GC_K_COMPLEX, 0, 39, 0 }, /* incomingCallOptions */
+  { "callOptions", 11, GC_K_COMPLEX, 0, 40, 0 }, /* incomingCallOptions */
   /* action:cancelMediaProcessing */
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
   /* action:changeScreenSharingRole */
   { "role", 4, GC_K_ENUM, GC_F_NONNULL | GC_F_REQUIRED, 14, 0 }, /* enum screenSharingRole */
   /* action:invite */
-  { "participants", 12, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_NONNULL | GC_F_REQUIRED, 41, 0 }, /* invitationParticipantInfo */
+  { "participants", 12, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_NONNULL | GC_F_REQUIRED, 42, 0 }, /* invitationParticipantInfo */
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
   /* action:keepAlive */
   /* action:mute */
@@ -65,10 +65,10 @@ const gc_field gc_fields[] = {
   /* action:participant.mute */
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
   /* action:playPrompt */
-  { "prompts", 7, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_NONNULL | GC_F_REQUIRED, 56, 20 }, /* prompt */
+  { "prompts", 7, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_NONNULL | GC_F_REQUIRED, 57, 20 }, /* prompt */
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
   /* action:recordResponse */
-  { "prompts", 7, GC_K_COMPLEX, GC_F_COLLECTION, 56, 1 }, /* prompt */
+  { "prompts", 7, GC_K_COMPLEX, GC_F_COLLECTION, 57, 1 }, /* prompt */
   { "bargeInAllowed", 14, GC_K_BOOL, 0, -1, 0 },
   { "initialSilenceTimeoutInSeconds", 30, GC_K_INT32, 0, -1, 0 },
   { "maxSilenceTimeoutInSeconds", 26, GC_K_INT32, 0, -1, 0 },
@@ -77,7 +77,7 @@ const gc_field gc_fields[] = {
   { "stopTones", 9, GC_K_STRING, GC_F_COLLECTION, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
   /* action:redirect */
-  { "targets", 7, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_NONNULL | GC_F_REQUIRED, 41, 25 }, /* invitationParticipantInfo */
+  { "targets", 7, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_NONNULL | GC_F_REQUIRED, 42, 25 }, /* invitationParticipantInfo */
   { "timeout", 7, GC_K_INT32, 0, -1, 0 },
   { "callbackUri", 11, GC_K_STRING, GC_F_HTTPS, -1, 0 },
   /* action:reject */
@@ -88,15 +88,15 @@ const gc_field gc_fields[] = {
   { "delayBetweenTonesMs", 19, GC_K_INT32, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
   /* action:startHoldMusic */
-  { "customPrompt", 12, GC_K_COMPLEX, 0, 56, 0 }, /* prompt */
+  { "customPrompt", 12, GC_K_COMPLEX, 0, 57, 0 }, /* prompt */
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
   /* action:stopHoldMusic */
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
   /* action:subscribeToTone */
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
   /* action:transfer */
-  { "transferTarget", 14, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 41, 0 }, /* invitationParticipantInfo */
-  { "transferee", 10, GC_K_COMPLEX, 0, 54, 0 }, /* participantInfo */
+  { "transferTarget", 14, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 42, 0 }, /* invitationParticipantInfo */
+  { "transferee", 10, GC_K_COMPLEX, 0, 55, 0 }, /* participantInfo */
   /* action:unmute */
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
   /* action:updateRecordingStatus */
@@ -112,19 +112,19 @@ const gc_field gc_fields[] = {
   { "callRoutes", 10, GC_K_COMPLEX, GC_F_COLLECTION, 22, 0 }, /* callRoute */
   { "chatInfo", 8, GC_K_COMPLEX, 0, 25, 0 }, /* chatInfo */
   { "direction", 9, GC_K_ENUM, 0, 0, 0 }, /* enum callDirection */
-  { "incomingContext", 15, GC_K_COMPLEX, 0, 40, 0 }, /* incomingContext */
-  { "mediaConfig", 11, GC_K_COMPLEX, GC_F_REQUIRED, 44, 0 }, /* mediaConfig */
+  { "incomingContext", 15, GC_K_COMPLEX, 0, 41, 0 }, /* incomingContext */
+  { "mediaConfig", 11, GC_K_COMPLEX, GC_F_REQUIRED, 45, 0 }, /* mediaConfig */
   { "mediaState", 10, GC_K_COMPLEX, 0, 20, 0 }, /* callMediaState */
-  { "meetingInfo", 11, GC_K_COMPLEX, GC_F_ONE_OF, 48, 0 }, /* meetingInfo */
+  { "meetingInfo", 11, GC_K_COMPLEX, GC_F_ONE_OF, 49, 0 }, /* meetingInfo */
   { "myParticipantId", 15, GC_K_STRING, 0, -1, 0 },
   { "requestedModalities", 19, GC_K_ENUM, GC_F_COLLECTION | GC_F_REQUIRED, 7, 0 }, /* enum modality */
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
-  { "source", 6, GC_K_COMPLEX, 0, 54, 0 }, /* participantInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
+  { "source", 6, GC_K_COMPLEX, 0, 55, 0 }, /* participantInfo */
   { "state", 5, GC_K_ENUM, 0, 1, 0 }, /* enum callState */
   { "subject", 7, GC_K_STRING, 0, -1, 0 },
-  { "targets", 7, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_ONE_OF, 41, 5 }, /* invitationParticipantInfo */
+  { "targets", 7, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_ONE_OF, 42, 5 }, /* invitationParticipantInfo */
   { "tenantId", 8, GC_K_STRING, 0, -1, 0 },
-  { "toneInfo", 8, GC_K_COMPLEX, 0, 67, 0 }, /* toneInfo */
+  { "toneInfo", 8, GC_K_COMPLEX, 0, 68, 0 }, /* toneInfo */
   { "transcription", 13, GC_K_COMPLEX, 0, 23, 0 }, /* callTranscriptionInfo */
   /* callMediaState */
   { "audio", 5, GC_K_ENUM, 0, 6, 0 }, /* enum mediaState */
@@ -134,8 +134,8 @@ const gc_field gc_fields[] = {
   { "isDeltaRosterEnabled", 20, GC_K_BOOL, 0, -1, 0 },
   { "isInteractiveRosterEnabled", 26, GC_K_BOOL, 0, -1, 0 },
   /* callRoute */
-  { "final", 5, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 38, 0 }, /* identitySet */
-  { "original", 8, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 38, 0 }, /* identitySet */
+  { "final", 5, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 39, 0 }, /* identitySet */
+  { "original", 8, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 39, 0 }, /* identitySet */
   { "routingType", 11, GC_K_ENUM, GC_F_NONNULL | GC_F_REQUIRED, 13, 0 }, /* enum routingType */
   /* callTranscriptionInfo */
   { "lastModifiedDateTime", 20, GC_K_STRING, 0, -1, 0 },
@@ -143,7 +143,7 @@ const gc_field gc_fields[] = {
   /* cancelMediaProcessingOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
   /* chatInfo */
   { "messageId", 9, GC_K_STRING, 0, -1, 0 },
@@ -157,9 +157,9 @@ const gc_field gc_fields[] = {
   /* commsOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
-  { "participants", 12, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_NONNULL | GC_F_DERIVED, 41, 0 }, /* invitationParticipantInfo */
+  { "participants", 12, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_NONNULL | GC_F_DERIVED, 42, 0 }, /* invitationParticipantInfo */
   { "recordingAccessToken", 20, GC_K_STRING, GC_F_DERIVED, -1, 0 },
   { "recordingLocation", 17, GC_K_STRING, GC_F_DERIVED, -1, 0 },
   { "completionReason", 16, GC_K_ENUM, GC_F_DERIVED, 15, 0 }, /* enum sendDtmfCompletionReason */
@@ -181,17 +181,17 @@ const gc_field gc_fields[] = {
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "email", 5, GC_K_STRING, 0, -1, 0 },
   /* communicationsIdentitySet */
-  { "application", 11, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
-  { "device", 6, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
-  { "user", 4, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
-  { "applicationInstance", 19, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
-  { "assertedIdentity", 16, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
-  { "azureCommunicationServicesUser", 30, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
-  { "encrypted", 9, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
+  { "application", 11, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
+  { "device", 6, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
+  { "user", 4, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
+  { "applicationInstance", 19, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
+  { "assertedIdentity", 16, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
+  { "azureCommunicationServicesUser", 30, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
+  { "encrypted", 9, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
   { "endpointType", 12, GC_K_ENUM, 0, 4, 0 }, /* enum endpointType */
-  { "guest", 5, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
-  { "onPremises", 10, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
-  { "phone", 5, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
+  { "guest", 5, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
+  { "onPremises", 10, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
+  { "phone", 5, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
   /* communicationsPhoneIdentity */
   { "displayName", 11, GC_K_STRING, 0, -1, 0 },
   { "id", 2, GC_K_STRING, 0, -1, 0 },
@@ -201,6 +201,9 @@ const gc_field gc_fields[] = {
   { "tenantId", 8, GC_K_STRING, 0, -1, 0 },
   /* contentSharingSession */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
+  /* deltaParticipants */
+  { "id", 2, GC_K_STRING, 0, -1, 0 },
+  { "sequenceNumber", 14, GC_K_INT64, 0, -1, 0 },
   /* identity */
   { "displayName", 11, GC_K_STRING, 0, -1, 0 },
   { "id", 2, GC_K_STRING, 0, -1, 0 },
@@ -209,17 +212,17 @@ const gc_field gc_fields[] = {
   { "tenantId", 8, GC_K_STRING, GC_F_DERIVED, -1, 0 },
   { "email", 5, GC_K_STRING, GC_F_DERIVED, -1, 0 },
   /* identitySet */
-  { "application", 11, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
-  { "device", 6, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
-  { "user", 4, GC_K_COMPLEX, 0, 37, 0 }, /* identity */
-  { "applicationInstance", 19, GC_K_COMPLEX, GC_F_DERIVED, 37, 0 }, /* identity */
-  { "assertedIdentity", 16, GC_K_COMPLEX, GC_F_DERIVED, 37, 0 }, /* identity */
-  { "azureCommunicationServicesUser", 30, GC_K_COMPLEX, GC_F_DERIVED, 37, 0 }, /* identity */
-  { "encrypted", 9, GC_K_COMPLEX, GC_F_DERIVED, 37, 0 }, /* identity */
+  { "application", 11, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
+  { "device", 6, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
+  { "user", 4, GC_K_COMPLEX, 0, 38, 0 }, /* identity */
+  { "applicationInstance", 19, GC_K_COMPLEX, GC_F_DERIVED, 38, 0 }, /* identity */
+  { "assertedIdentity", 16, GC_K_COMPLEX, GC_F_DERIVED, 38, 0 }, /* identity */
+  { "azureCommunicationServicesUser", 30, GC_K_COMPLEX, GC_F_DERIVED, 38, 0 }, /* identity */
+  { "encrypted", 9, GC_K_COMPLEX, GC_F_DERIVED, 38, 0 }, /* identity */
   { "endpointType", 12, GC_K_ENUM, GC_F_DERIVED, 4, 0 }, /* enum endpointType */
-  { "guest", 5, GC_K_COMPLEX, GC_F_DERIVED, 37, 0 }, /* identity */
-  { "onPremises", 10, GC_K_COMPLEX, GC_F_DERIVED, 37, 0 }, /* identity */
-  { "phone", 5, GC_K_COMPLEX, GC_F_DERIVED, 37, 0 }, /* identity */
+  { "guest", 5, GC_K_COMPLEX, GC_F_DERIVED, 38, 0 }, /* identity */
+  { "onPremises", 10, GC_K_COMPLEX, GC_F_DERIVED, 38, 0 }, /* identity */
+  { "phone", 5, GC_K_COMPLEX, GC_F_DERIVED, 38, 0 }, /* identity */
   /* incomingCallOptions */
   { "hideBotAfterEscalation", 22, GC_K_BOOL, 0, -1, 0 },
   { "isContentSharingNotificationEnabled", 35, GC_K_BOOL, 0, -1, 0 },
@@ -227,21 +230,21 @@ const gc_field gc_fields[] = {
   { "isInteractiveRosterEnabled", 26, GC_K_BOOL, 0, -1, 0 },
   /* incomingContext */
   { "observedParticipantId", 21, GC_K_STRING, 0, -1, 0 },
-  { "onBehalfOf", 10, GC_K_COMPLEX, 0, 38, 0 }, /* identitySet */
+  { "onBehalfOf", 10, GC_K_COMPLEX, 0, 39, 0 }, /* identitySet */
   { "sourceParticipantId", 19, GC_K_STRING, 0, -1, 0 },
-  { "transferor", 10, GC_K_COMPLEX, 0, 38, 0 }, /* identitySet */
+  { "transferor", 10, GC_K_COMPLEX, 0, 39, 0 }, /* identitySet */
   /* invitationParticipantInfo */
   { "hidden", 6, GC_K_BOOL, 0, -1, 0 },
-  { "identity", 8, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 38, 0 }, /* identitySet */
+  { "identity", 8, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 39, 0 }, /* identitySet */
   { "participantId", 13, GC_K_STRING, 0, -1, 0 },
   { "removeFromDefaultAudioRoutingGroup", 34, GC_K_BOOL, 0, -1, 0 },
   { "replacesCallId", 14, GC_K_STRING, 0, -1, 0 },
   /* inviteParticipantsOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
-  { "participants", 12, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_NONNULL, 41, 0 }, /* invitationParticipantInfo */
+  { "participants", 12, GC_K_COMPLEX, GC_F_COLLECTION | GC_F_NONNULL, 42, 0 }, /* invitationParticipantInfo */
   /* joinMeetingIdMeetingInfo */
   { "joinMeetingId", 13, GC_K_STRING, GC_F_NONNULL | GC_F_REQUIRED, -1, 0 },
   { "passcode", 8, GC_K_STRING, 0, -1, 0 },
@@ -250,7 +253,7 @@ const gc_field gc_fields[] = {
   { "resourceId", 10, GC_K_STRING, 0, -1, 0 },
   { "uri", 3, GC_K_STRING, GC_F_NONNULL | GC_F_REQUIRED, -1, 0 },
   /* mediaPrompt */
-  { "mediaInfo", 9, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 45, 0 }, /* mediaInfo */
+  { "mediaInfo", 9, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 46, 0 }, /* mediaInfo */
   /* mediaStream */
   { "direction", 9, GC_K_ENUM, GC_F_NONNULL | GC_F_REQUIRED, 5, 0 }, /* enum mediaDirection */
   { "label", 5, GC_K_STRING, 0, -1, 0 },
@@ -261,13 +264,13 @@ const gc_field gc_fields[] = {
   /* muteParticipantOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
   /* onlineMeetingRestricted */
   { "contentSharingDisabled", 22, GC_K_ENUM, 0, 8, 0 }, /* enum onlineMeetingContentSharingDisabledReason */
   { "videoDisabled", 13, GC_K_ENUM, 0, 9, 0 }, /* enum onlineMeetingVideoDisabledReason */
   /* organizerMeetingInfo */
-  { "organizer", 9, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 38, 0 }, /* identitySet */
+  { "organizer", 9, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 39, 0 }, /* identitySet */
   /* outgoingCallOptions */
   { "hideBotAfterEscalation", 22, GC_K_BOOL, 0, -1, 0 },
   { "isContentSharingNotificationEnabled", 35, GC_K_BOOL, 0, -1, 0 },
@@ -275,37 +278,37 @@ const gc_field gc_fields[] = {
   { "isInteractiveRosterEnabled", 26, GC_K_BOOL, 0, -1, 0 },
   /* participant */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
-  { "info", 4, GC_K_COMPLEX, GC_F_NONNULL, 54, 0 }, /* participantInfo */
+  { "info", 4, GC_K_COMPLEX, GC_F_NONNULL, 55, 0 }, /* participantInfo */
   { "isInLobby", 9, GC_K_BOOL, GC_F_NONNULL, -1, 0 },
   { "isMuted", 7, GC_K_BOOL, GC_F_NONNULL, -1, 0 },
-  { "mediaStreams", 12, GC_K_COMPLEX, GC_F_COLLECTION, 47, 0 }, /* mediaStream */
+  { "mediaStreams", 12, GC_K_COMPLEX, GC_F_COLLECTION, 48, 0 }, /* mediaStream */
   { "metadata", 8, GC_K_STRING, 0, -1, 0 },
-  { "recordingInfo", 13, GC_K_COMPLEX, 0, 58, 0 }, /* recordingInfo */
-  { "removedState", 12, GC_K_COMPLEX, 0, 59, 0 }, /* removedState */
-  { "restrictedExperience", 20, GC_K_COMPLEX, 0, 50, 0 }, /* onlineMeetingRestricted */
+  { "recordingInfo", 13, GC_K_COMPLEX, 0, 59, 0 }, /* recordingInfo */
+  { "removedState", 12, GC_K_COMPLEX, 0, 60, 0 }, /* removedState */
+  { "restrictedExperience", 20, GC_K_COMPLEX, 0, 51, 0 }, /* onlineMeetingRestricted */
   { "rosterSequenceNumber", 20, GC_K_INT64, 0, -1, 0 },
   /* participantInfo */
   { "countryCode", 11, GC_K_STRING, 0, -1, 0 },
   { "endpointType", 12, GC_K_ENUM, 0, 4, 0 }, /* enum endpointType */
-  { "identity", 8, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 38, 0 }, /* identitySet */
+  { "identity", 8, GC_K_COMPLEX, GC_F_NONNULL | GC_F_REQUIRED, 39, 0 }, /* identitySet */
   { "languageId", 10, GC_K_STRING, 0, -1, 0 },
   { "participantId", 13, GC_K_STRING, 0, -1, 0 },
   { "region", 6, GC_K_STRING, 0, -1, 0 },
   /* playPromptOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
   /* prompt */
   /* recordOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
   { "recordingAccessToken", 20, GC_K_STRING, 0, -1, 0 },
   { "recordingLocation", 17, GC_K_STRING, 0, -1, 0 },
   /* recordingInfo */
-  { "initiator", 9, GC_K_COMPLEX, 0, 38, 0 }, /* identitySet */
+  { "initiator", 9, GC_K_COMPLEX, 0, 39, 0 }, /* identitySet */
   { "recordingStatus", 15, GC_K_ENUM, GC_F_NONNULL | GC_F_REQUIRED, 11, 0 }, /* enum recordingStatus */
   /* removedState */
   { "reason", 6, GC_K_STRING, 0, -1, 0 },
@@ -316,25 +319,25 @@ const gc_field gc_fields[] = {
   /* sendDtmfTonesOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
   { "completionReason", 16, GC_K_ENUM, 0, 15, 0 }, /* enum sendDtmfCompletionReason */
   /* serviceHostedMediaConfig */
-  { "preFetchMedia", 13, GC_K_COMPLEX, GC_F_COLLECTION, 45, 0 }, /* mediaInfo */
+  { "preFetchMedia", 13, GC_K_COMPLEX, GC_F_COLLECTION, 46, 0 }, /* mediaInfo */
   /* startHoldMusicOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
   /* stopHoldMusicOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
   /* subscribeToToneOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
   /* tokenMeetingInfo */
   { "token", 5, GC_K_STRING, GC_F_NONNULL | GC_F_REQUIRED, -1, 0 },
@@ -344,12 +347,12 @@ const gc_field gc_fields[] = {
   /* unmuteParticipantOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
   /* updateRecordingStatusOperation */
   { "id", 2, GC_K_STRING, 0, -1, 0 },
   { "clientContext", 13, GC_K_STRING, 0, -1, 0 },
-  { "resultInfo", 10, GC_K_COMPLEX, 0, 60, 0 }, /* resultInfo */
+  { "resultInfo", 10, GC_K_COMPLEX, 0, 61, 0 }, /* resultInfo */
   { "status", 6, GC_K_ENUM, GC_F_NONNULL, 10, 0 }, /* enum operationStatus */
 };
 
@@ -372,10 +375,10 @@ const gc_type gc_types[] = {
   { "action:transfer", 15, NULL, -1, -1, 33, 2, GC_T_OPEN | GC_T_NO_ANNOTATION | GC_T_ACTION, 0x1u, 0x0u },
   { "action:unmute", 13, NULL, -1, -1, 35, 1, GC_T_OPEN | GC_T_NO_ANNOTATION | GC_T_ACTION, 0x0u, 0x0u },
   { "action:updateRecordingStatus", 28, NULL, -1, -1, 36, 2, GC_T_OPEN | GC_T_NO_ANNOTATION | GC_T_ACTION, 0x1u, 0x0u },
-  { "appHostedMediaConfig", 20, "#microsoft.graph.appHostedMediaConfig", 44, -1, 38, 1, 0, 0x0u, 0x0u },
+  { "appHostedMediaConfig", 20, "#microsoft.graph.appHostedMediaConfig", 45, -1, 38, 1, 0, 0x0u, 0x0u },
   { "call", 4, "#microsoft.graph.call", -1, -1, 39, 21, GC_T_OPEN, 0x1102u, 0x20400u },
   { "callMediaState", 14, "#microsoft.graph.callMediaState", -1, -1, 60, 1, 0, 0x0u, 0x0u },
-  { "callOptions", 11, "#microsoft.graph.callOptions", -1, 52, 61, 4, GC_T_ABSTRACT, 0x0u, 0x0u },
+  { "callOptions", 11, "#microsoft.graph.callOptions", -1, 53, 61, 4, GC_T_ABSTRACT, 0x0u, 0x0u },
   { "callRoute", 9, "#microsoft.graph.callRoute", -1, -1, 65, 3, 0, 0x7u, 0x0u },
   { "callTranscriptionInfo", 21, "#microsoft.graph.callTranscriptionInfo", -1, -1, 68, 2, 0, 0x2u, 0x0u },
   { "cancelMediaProcessingOperation", 30, "#microsoft.graph.cancelMediaProcessingOperation", 28, -1, 70, 4, GC_T_OPEN, 0x0u, 0x0u },
@@ -383,46 +386,47 @@ const gc_type gc_types[] = {
   { "commsNotification", 17, "#microsoft.graph.commsNotification", -1, -1, 77, 2, GC_T_OPEN, 0x3u, 0x0u },
   { "commsNotifications", 18, "#microsoft.graph.commsNotifications", -1, -1, 79, 1, 0, 0x0u, 0x0u },
   { "commsOperation", 14, "#microsoft.graph.commsOperation", -1, -1, 80, 8, GC_T_OPEN, 0x0u, 0x0u },
-  { "communicationsApplicationIdentity", 33, "#microsoft.graph.communicationsApplicationIdentity", 37, -1, 88, 4, GC_T_OPEN, 0x0u, 0x0u },
-  { "communicationsApplicationInstanceIdentity", 41, "#microsoft.graph.communicationsApplicationInstanceIdentity", 37, -1, 92, 4, GC_T_OPEN, 0x0u, 0x0u },
-  { "communicationsEncryptedIdentity", 31, "#microsoft.graph.communicationsEncryptedIdentity", 37, -1, 96, 2, GC_T_OPEN, 0x0u, 0x0u },
-  { "communicationsGuestIdentity", 27, "#microsoft.graph.communicationsGuestIdentity", 37, -1, 98, 3, GC_T_OPEN, 0x0u, 0x0u },
-  { "communicationsIdentitySet", 25, "#microsoft.graph.communicationsIdentitySet", 38, -1, 101, 11, GC_T_OPEN, 0x0u, 0x0u },
-  { "communicationsPhoneIdentity", 27, "#microsoft.graph.communicationsPhoneIdentity", 37, -1, 112, 2, GC_T_OPEN, 0x0u, 0x0u },
-  { "communicationsUserIdentity", 26, "#microsoft.graph.communicationsUserIdentity", 37, -1, 114, 3, GC_T_OPEN, 0x0u, 0x0u },
+  { "communicationsApplicationIdentity", 33, "#microsoft.graph.communicationsApplicationIdentity", 38, -1, 88, 4, GC_T_OPEN, 0x0u, 0x0u },
+  { "communicationsApplicationInstanceIdentity", 41, "#microsoft.graph.communicationsApplicationInstanceIdentity", 38, -1, 92, 4, GC_T_OPEN, 0x0u, 0x0u },
+  { "communicationsEncryptedIdentity", 31, "#microsoft.graph.communicationsEncryptedIdentity", 38, -1, 96, 2, GC_T_OPEN, 0x0u, 0x0u },
+  { "communicationsGuestIdentity", 27, "#microsoft.graph.communicationsGuestIdentity", 38, -1, 98, 3, GC_T_OPEN, 0x0u, 0x0u },
+  { "communicationsIdentitySet", 25, "#microsoft.graph.communicationsIdentitySet", 39, -1, 101, 11, GC_T_OPEN, 0x0u, 0x0u },
+  { "communicationsPhoneIdentity", 27, "#microsoft.graph.communicationsPhoneIdentity", 38, -1, 112, 2, GC_T_OPEN, 0x0u, 0x0u },
+  { "communicationsUserIdentity", 26, "#microsoft.graph.communicationsUserIdentity", 38, -1, 114, 3, GC_T_OPEN, 0x0u, 0x0u },
   { "contentSharingSession", 21, "#microsoft.graph.contentSharingSession", -1, -1, 117, 1, GC_T_OPEN, 0x0u, 0x0u },
-  { "identity", 8, "#microsoft.graph.identity", -1, -1, 118, 6, GC_T_OPEN, 0x0u, 0x0u },
-  { "identitySet", 11, "#microsoft.graph.identitySet", -1, -1, 124, 11, GC_T_OPEN, 0x0u, 0x0u },
-  { "incomingCallOptions", 19, "#microsoft.graph.incomingCallOptions", 21, -1, 135, 4, 0, 0x0u, 0x0u },
-  { "incomingContext", 15, "#microsoft.graph.incomingContext", -1, -1, 139, 4, 0, 0x0u, 0x0u },
-  { "invitationParticipantInfo", 25, "#microsoft.graph.invitationParticipantInfo", -1, -1, 143, 5, GC_T_OPEN, 0x2u, 0x0u },
-  { "inviteParticipantsOperation", 27, "#microsoft.graph.inviteParticipantsOperation", 28, -1, 148, 5, GC_T_OPEN, 0x0u, 0x0u },
-  { "joinMeetingIdMeetingInfo", 24, "#microsoft.graph.joinMeetingIdMeetingInfo", 48, -1, 153, 2, GC_T_OPEN, 0x1u, 0x0u },
-  { "mediaConfig", 11, "#microsoft.graph.mediaConfig", -1, -1, 155, 0, GC_T_ABSTRACT, 0x0u, 0x0u },
-  { "mediaInfo", 9, "#microsoft.graph.mediaInfo", -1, -1, 155, 2, GC_T_NO_ANNOTATION, 0x2u, 0x0u },
-  { "mediaPrompt", 11, "#microsoft.graph.mediaPrompt", 56, -1, 157, 1, 0, 0x1u, 0x0u },
-  { "mediaStream", 11, "#microsoft.graph.mediaStream", -1, -1, 158, 5, 0, 0x1du, 0x0u },
-  { "meetingInfo", 11, "#microsoft.graph.meetingInfo", -1, -1, 163, 0, GC_T_ABSTRACT, 0x0u, 0x0u },
-  { "muteParticipantOperation", 24, "#microsoft.graph.muteParticipantOperation", 28, -1, 163, 4, GC_T_OPEN, 0x0u, 0x0u },
-  { "onlineMeetingRestricted", 23, "#microsoft.graph.onlineMeetingRestricted", -1, -1, 167, 2, 0, 0x0u, 0x0u },
-  { "organizerMeetingInfo", 20, "#microsoft.graph.organizerMeetingInfo", 48, -1, 169, 1, GC_T_OPEN, 0x1u, 0x0u },
-  { "outgoingCallOptions", 19, "#microsoft.graph.outgoingCallOptions", 21, -1, 170, 4, 0, 0x0u, 0x0u },
-  { "participant", 11, "#microsoft.graph.participant", -1, -1, 174, 10, 0, 0x0u, 0x0u },
-  { "participantInfo", 15, "#microsoft.graph.participantInfo", -1, -1, 184, 6, 0, 0x4u, 0x0u },
-  { "playPromptOperation", 19, "#microsoft.graph.playPromptOperation", 28, -1, 190, 4, GC_T_OPEN, 0x0u, 0x0u },
-  { "prompt", 6, "#microsoft.graph.prompt", -1, 46, 194, 0, GC_T_ABSTRACT, 0x0u, 0x0u },
-  { "recordOperation", 15, "#microsoft.graph.recordOperation", 28, -1, 194, 6, GC_T_OPEN, 0x0u, 0x0u },
-  { "recordingInfo", 13, "#microsoft.graph.recordingInfo", -1, -1, 200, 2, 0, 0x2u, 0x0u },
-  { "removedState", 12, "#microsoft.graph.removedState", -1, -1, 202, 1, 0, 0x0u, 0x0u },
-  { "resultInfo", 10, "#microsoft.graph.resultInfo", -1, -1, 203, 3, 0, 0x5u, 0x0u },
-  { "sendDtmfTonesOperation", 22, "#microsoft.graph.sendDtmfTonesOperation", 28, -1, 206, 5, GC_T_OPEN, 0x0u, 0x0u },
-  { "serviceHostedMediaConfig", 24, "#microsoft.graph.serviceHostedMediaConfig", 44, -1, 211, 1, 0, 0x0u, 0x0u },
-  { "startHoldMusicOperation", 23, "#microsoft.graph.startHoldMusicOperation", 28, -1, 212, 4, GC_T_OPEN, 0x0u, 0x0u },
-  { "stopHoldMusicOperation", 22, "#microsoft.graph.stopHoldMusicOperation", 28, -1, 216, 4, GC_T_OPEN, 0x0u, 0x0u },
-  { "subscribeToToneOperation", 24, "#microsoft.graph.subscribeToToneOperation", 28, -1, 220, 4, GC_T_OPEN, 0x0u, 0x0u },
-  { "tokenMeetingInfo", 16, "#microsoft.graph.tokenMeetingInfo", 48, -1, 224, 1, 0, 0x1u, 0x0u },
-  { "toneInfo", 8, "#microsoft.graph.toneInfo", -1, -1, 225, 2, 0, 0x3u, 0x0u },
-  { "unmuteParticipantOperation", 26, "#microsoft.graph.unmuteParticipantOperation", 28, -1, 227, 4, GC_T_OPEN, 0x0u, 0x0u },
-  { "updateRecordingStatusOperation", 30, "#microsoft.graph.updateRecordingStatusOperation", 28, -1, 231, 4, GC_T_OPEN, 0x0u, 0x0u },
+  { "deltaParticipants", 17, "#microsoft.graph.deltaParticipants", -1, -1, 118, 2, 0, 0x0u, 0x0u },
+  { "identity", 8, "#microsoft.graph.identity", -1, -1, 120, 6, GC_T_OPEN, 0x0u, 0x0u },
+  { "identitySet", 11, "#microsoft.graph.identitySet", -1, -1, 126, 11, GC_T_OPEN, 0x0u, 0x0u },
+  { "incomingCallOptions", 19, "#microsoft.graph.incomingCallOptions", 21, -1, 137, 4, 0, 0x0u, 0x0u },
+  { "incomingContext", 15, "#microsoft.graph.incomingContext", -1, -1, 141, 4, 0, 0x0u, 0x0u },
+  { "invitationParticipantInfo", 25, "#microsoft.graph.invitationParticipantInfo", -1, -1, 145, 5, GC_T_OPEN, 0x2u, 0x0u },
+  { "inviteParticipantsOperation", 27, "#microsoft.graph.inviteParticipantsOperation", 28, -1, 150, 5, GC_T_OPEN, 0x0u, 0x0u },
+  { "joinMeetingIdMeetingInfo", 24, "#microsoft.graph.joinMeetingIdMeetingInfo", 49, -1, 155, 2, GC_T_OPEN, 0x1u, 0x0u },
+  { "mediaConfig", 11, "#microsoft.graph.mediaConfig", -1, -1, 157, 0, GC_T_ABSTRACT, 0x0u, 0x0u },
+  { "mediaInfo", 9, "#microsoft.graph.mediaInfo", -1, -1, 157, 2, GC_T_NO_ANNOTATION, 0x2u, 0x0u },
+  { "mediaPrompt", 11, "#microsoft.graph.mediaPrompt", 57, -1, 159, 1, 0, 0x1u, 0x0u },
+  { "mediaStream", 11, "#microsoft.graph.mediaStream", -1, -1, 160, 5, 0, 0x1du, 0x0u },
+  { "meetingInfo", 11, "#microsoft.graph.meetingInfo", -1, -1, 165, 0, GC_T_ABSTRACT, 0x0u, 0x0u },
+  { "muteParticipantOperation", 24, "#microsoft.graph.muteParticipantOperation", 28, -1, 165, 4, GC_T_OPEN, 0x0u, 0x0u },
+  { "onlineMeetingRestricted", 23, "#microsoft.graph.onlineMeetingRestricted", -1, -1, 169, 2, 0, 0x0u, 0x0u },
+  { "organizerMeetingInfo", 20, "#microsoft.graph.organizerMeetingInfo", 49, -1, 171, 1, GC_T_OPEN, 0x1u, 0x0u },
+  { "outgoingCallOptions", 19, "#microsoft.graph.outgoingCallOptions", 21, -1, 172, 4, 0, 0x0u, 0x0u },
+  { "participant", 11, "#microsoft.graph.participant", -1, -1, 176, 10, 0, 0x0u, 0x0u },
+  { "participantInfo", 15, "#microsoft.graph.participantInfo", -1, -1, 186, 6, 0, 0x4u, 0x0u },
+  { "playPromptOperation", 19, "#microsoft.graph.playPromptOperation", 28, -1, 192, 4, GC_T_OPEN, 0x0u, 0x0u },
+  { "prompt", 6, "#microsoft.graph.prompt", -1, 47, 196, 0, GC_T_ABSTRACT, 0x0u, 0x0u },
+  { "recordOperation", 15, "#microsoft.graph.recordOperation", 28, -1, 196, 6, GC_T_OPEN, 0x0u, 0x0u },
+  { "recordingInfo", 13, "#microsoft.graph.recordingInfo", -1, -1, 202, 2, 0, 0x2u, 0x0u },
+  { "removedState", 12, "#microsoft.graph.removedState", -1, -1, 204, 1, 0, 0x0u, 0x0u },
+  { "resultInfo", 10, "#microsoft.graph.resultInfo", -1, -1, 205, 3, 0, 0x5u, 0x0u },
+  { "sendDtmfTonesOperation", 22, "#microsoft.graph.sendDtmfTonesOperation", 28, -1, 208, 5, GC_T_OPEN, 0x0u, 0x0u },
+  { "serviceHostedMediaConfig", 24, "#microsoft.graph.serviceHostedMediaConfig", 45, -1, 213, 1, 0, 0x0u, 0x0u },
+  { "startHoldMusicOperation", 23, "#microsoft.graph.startHoldMusicOperation", 28, -1, 214, 4, GC_T_OPEN, 0x0u, 0x0u },
+  { "stopHoldMusicOperation", 22, "#microsoft.graph.stopHoldMusicOperation", 28, -1, 218, 4, GC_T_OPEN, 0x0u, 0x0u },
+  { "subscribeToToneOperation", 24, "#microsoft.graph.subscribeToToneOperation", 28, -1, 222, 4, GC_T_OPEN, 0x0u, 0x0u },
+  { "tokenMeetingInfo", 16, "#microsoft.graph.tokenMeetingInfo", 49, -1, 226, 1, 0, 0x1u, 0x0u },
+  { "toneInfo", 8, "#microsoft.graph.toneInfo", -1, -1, 227, 2, 0, 0x3u, 0x0u },
+  { "unmuteParticipantOperation", 26, "#microsoft.graph.unmuteParticipantOperation", 28, -1, 229, 4, GC_T_OPEN, 0x0u, 0x0u },
+  { "updateRecordingStatusOperation", 30, "#microsoft.graph.updateRecordingStatusOperation", 28, -1, 233, 4, GC_T_OPEN, 0x0u, 0x0u },
 };
-const int gc_ntypes = 70;
+const int gc_ntypes = 71;

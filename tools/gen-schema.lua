@@ -20,7 +20,7 @@ local ROOTS = {
   "cancelMediaProcessingOperation", "muteParticipantOperation", "unmuteParticipantOperation",
   "updateRecordingStatusOperation", "inviteParticipantsOperation", "sendDtmfTonesOperation",
   "startHoldMusicOperation", "stopHoldMusicOperation",
-  "commsNotification", "commsNotifications",
+  "commsNotification", "commsNotifications", "deltaParticipants",
 }
 
 -- Bound actions, keyed by what graphcall.build() calls them; value = {CSDL name, binding type}.

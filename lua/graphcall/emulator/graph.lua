@@ -35,7 +35,7 @@ function Emu:_call_object(call)
     id = call.id, state = call.state, direction = call.direction, callbackUri = call.callbackUri,
     callChainId = call.callChainId, callRoutes = array {}, source = source, targets = targets,
     requestedModalities = r.requestedModalities or array { "audio" }, activeModalities = array {},
-    mediaConfig = r.mediaConfig or null, routingPolicies = array {}, tenantId = call.tenantId,
+    mediaConfig = r.mediaConfig, routingPolicies = array {}, tenantId = call.tenantId,   -- (not null: required)
     myParticipantId = call.myParticipantId, subject = opt(r.subject), terminationReason = null,
     ringingTimeoutInSeconds = null, mediaState = null, resultInfo = call.resultInfo or null,
     answeredBy = null, chatInfo = opt(r.chatInfo), meetingInfo = opt(r.meetingInfo), transcription = null,
