@@ -6,7 +6,7 @@ local T = require "graphcall.test"
 local E = require "emu"
 
 local SCENARIO = {
-  peers = { default = { answer = 100 } },
+  peers = { default = { answer = 100 }, ["+15550000008"] = { answer = false } },
   consent = { ["tenant-none"] = false, ["tenant-some"] = { "Calls.JoinGroupCall.All" } },
   capacity = 3,
 }
@@ -123,6 +123,18 @@ describe("the emulator, as Graph documents it", function()
     end))
     local again = assert(bot.client:create_call(pstn("+15550000001", "tenant-1")))   -- room again
     bot.client:hangup(again.id)
+  end)
+
+  it("writes empty collections as [] (Debian's lua-cjson has no array_mt; the emulator writes with graphcall's)",
+     function()
+    local call = assert(bot.client:create_call(pstn("+15550000008", "tenant-1")))   -- rings: nobody joined
+    local res = raw("tenant-1", "GET", "/communications/calls/" .. call.id .. "/participants")
+    assert.equal(200, res.status)
+    assert.matches('"value":%[%]', res.body)
+    res = raw("tenant-1", "GET", "/communications/calls/" .. call.id)
+    assert.matches('"callRoutes":%[%]', res.body)
+    assert.matches('"activeModalities":%[%]', res.body)
+    bot.client:hangup(call.id)
   end)
 
   it("names the call and the action of each client-request-id it carried out", function()
