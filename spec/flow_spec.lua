@@ -22,7 +22,7 @@ end
 -- copy of it without the answer of the step `cut`: what a process that died between sending an
 -- action and logging its answer leaves) and the same callback URL, takes over.
 -- @return the new bot (started), and the lines it logged
-local function take_over(h, store, callId, cut)
+local function take_over(h, store, callId, cut, script)
   local old = h.bot
   old:close()
   old.calls = {}
@@ -38,7 +38,7 @@ local function take_over(h, store, callId, cut)
   local bot = assert(graphcall.bot { client = h.client, store = store, prompts = "build/prompts",
     verifier = h.client:verifier(), listen = { port = tonumber(old.callbackUri:match(":(%d+)/")) },
     log = function(_, msg) lines[#lines + 1] = msg end })
-  bot:flow(T.load("examples/ivr.lua").flow)
+  bot:flow(T.load(script or "examples/ivr.lua").flow)
   bot:start()
   return bot, lines
 end
@@ -227,6 +227,28 @@ describe("the durable log", function()
     assert.equal(1, bot.stats.resumed)
     h:run_until(function() return call.state == "terminated" end)
     assert.equal(SALES, call.transferred)
+    for crid, n in pairs(h.emulator.byRequestId) do assert.equal(1, n, crid) end
+    local starts = 0
+    for _, e in ipairs(store:log(call.id)) do if e.k == "start" then starts = starts + 1 end end
+    assert.equal(1, starts)                                -- resumed, not started again
+    bot:close()
+    h.emulator:close()
+    h.loop:close()
+  end)
+
+  it("resumes a call the bot placed, and its flow goes on where it was", function()
+    local store = storemod.memory()
+    local h = T.new { script = "examples/notify.lua", store = store }
+    local id
+    h:run_until(function()
+      for cid, c in pairs(h.emulator.calls) do if c.prompts >= 1 then id = cid return true end end
+    end)
+    local bot = take_over(h, store, id, nil, "examples/notify.lua")
+    assert.equal(1, bot.stats.resumed)
+    local call = h.emulator.calls[id]
+    h:run_until(function() return call.state == "terminated" and bot.calls[id] and bot.calls[id].finished end)
+    assert.equal("1", call.pressed)
+    assert.equal("1", bot.calls[id].outcome)
     for crid, n in pairs(h.emulator.byRequestId) do assert.equal(1, n, crid) end
     bot:close()
     h.emulator:close()

@@ -106,7 +106,8 @@ function R:fresh(id, full)
   end
   local call = callmod.new(bot, id, { direction = started and started.dir,
                                       tenantId = started and started.tenant,
-                                      created = started and started.created })
+                                      created = started and started.created,
+                                      started = started })   -- (a call kept here knows its flow)
   call:_load(entries)
   return call, started, ended
 end
