@@ -142,7 +142,7 @@ function M.init(o)
   if o.redis then
     local r = redis.new(o.redis)
     store = storemod.redis { redis = r, ttl = o.ttl, clock = ngx.now,
-                                               sleep = function(ms) ngx.sleep(ms / 1000) end }
+                             sleep = function(ms) ngx.sleep(ms / 1000) end }
   else
     store = dictstore.new(dict, o.ttl)
   end
