@@ -284,7 +284,7 @@ function R:_due(id, force)
   local store = self.store
   local at = store:due_at(id)
   if not force and (at or math.huge) > self.now() then return end   -- another process did it
-  if is_watchdog(at) then
+  if is_watchdog(at) and not force then
     -- the process that ran the call died mid-step: this one carries it on
     local gap = math.floor(self.now() - (at - 0.5 - self.lease * 1000 - M.GRACE))
     self.stats.takeovers = self.stats.takeovers + 1
