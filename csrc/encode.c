@@ -423,6 +423,44 @@ int gc_enc_begin_object(gc_enc *e, const char *odata, size_t olen) {
   return 0;
 }
 
+/* Edit distance of two short names, in any letter case (insertions, deletions, substitutions);
+ * 99 when it is clearly large. */
+static int name_distance(const char *a, size_t la, const char *b, size_t lb) {
+  if (la > 48 || lb > 48 || (la > lb ? la - lb : lb - la) > 3) return 99;
+  int prev[49], cur[49];
+  for (size_t j = 0; j <= lb; j++) prev[j] = (int)j;
+  for (size_t i = 1; i <= la; i++) {
+    cur[0] = (int)i;
+    for (size_t j = 1; j <= lb; j++) {
+      char x = a[i - 1], y = b[j - 1];
+      if (x >= 'A' && x <= 'Z') x = (char)(x + 32);
+      if (y >= 'A' && y <= 'Z') y = (char)(y + 32);
+      int v = prev[j - 1] + (x != y);
+      if (prev[j] + 1 < v) v = prev[j] + 1;
+      if (cur[j - 1] + 1 < v) v = cur[j - 1] + 1;
+      cur[j] = v;
+    }
+    memcpy(prev, cur, sizeof(int) * (lb + 1));
+  }
+  return prev[lb];
+}
+
+/* The declared property of type t that `k` is a slip of the keyboard for, or NULL: close in
+ * spelling (at most a third of its letters off), not the same. */
+static const gc_field *misspelt(int t, const char *k, size_t len) {
+  const gc_type *ty = &gc_types[t];
+  const gc_field *best = NULL;
+  int bestd = 99;
+  for (unsigned i = 0; i < ty->nfields; i++) {
+    const gc_field *f = &gc_fields[ty->field0 + i];
+    int d = name_distance(k, len, f->name, f->len);
+    if (d < bestd) { best = f; bestd = d; }
+  }
+  int allowed = best ? (int)(best->len / 3) : 0;
+  if (allowed < 1) allowed = 1;
+  return best && bestd > 0 && bestd <= allowed ? best : NULL;
+}
+
 int gc_enc_key(gc_enc *e, const char *k, size_t len) {
   if (e->err.code) return -1;
   if (e->depth < 0 || e->st[e->depth].is_array || e->have_key)
@@ -435,6 +473,17 @@ int gc_enc_key(gc_enc *e, const char *k, size_t len) {
   if (e->check && !e->pending && !top->any && top->type >= 0 && !(len && k[0] == '@'))
     return fail_at(e, GC_E_UNKNOWN, k, len, "is not a property of %s in Graph's v1.0 metadata",
                    gc_types[top->type].name);
+  /* building: a property a closed type (or an action) does not declare passes (Graph's own
+   * examples send some), unless it is a misspelling of one it does */
+  if (!e->check && !e->pending && !top->any && top->type >= 0 && !(len && k[0] == '@') &&
+      (!(gc_types[top->type].flags & GC_T_OPEN) || (gc_types[top->type].flags & GC_T_ACTION))) {
+    const gc_field *f = misspelt(top->type, k, len);
+    const char *tn = gc_types[top->type].name;
+    if (f)
+      return fail_at(e, GC_E_UNKNOWN, k, len, "is not a %s of %s (did you mean '%s'?)",
+                     strncmp(tn, "action:", 7) == 0 ? "parameter" : "property",
+                     strncmp(tn, "action:", 7) == 0 ? tn + 7 : tn, f->name);
+  }
   if (gc_buf_reserve(&e->out, len + 4) != 0) return fail_at(e, GC_E_MEMORY, NULL, 0, "out of memory");
   if (!top->first) e->out.p[e->out.len++] = ',';
   top->first = 0;

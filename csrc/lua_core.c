@@ -225,6 +225,23 @@ static int l_encode(lua_State *L) {
   return finish(L, e, walk(L, e, 1));
 }
 
+/* core.fields(kind) -> the names of the properties (or an action's parameters) of a kind
+ * build() takes, or nil */
+static int l_fields(lua_State *L) {
+  size_t nlen;
+  const char *name = luaL_checklstring(L, 1, &nlen);
+  int t = gc_root_find(name, nlen);
+  if (t < 0) return 0;
+  const gc_type *ty = &gc_types[t];
+  lua_createtable(L, ty->nfields, 0);
+  for (unsigned i = 0; i < ty->nfields; i++) {
+    const gc_field *f = &gc_fields[ty->field0 + i];
+    lua_pushlstring(L, f->name, f->len);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  return 1;
+}
+
 /* core.types() -> array of names build() takes */
 static int l_types(lua_State *L) {
   lua_createtable(L, gc_ntypes, 0);
@@ -273,6 +290,7 @@ static const luaL_Reg funcs[] = {
   { "build", l_build },
   { "encode", l_encode },
   { "check", l_check },
+  { "fields", l_fields },
   { "types", l_types },
   { "decode", l_decode },
   { "parse_notifications", gc_l_parse_notifications },

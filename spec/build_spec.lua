@@ -420,3 +420,29 @@ describe("build() JSON text", function()
     assert.is_true(set.call and set.answer and set.playPrompt and set["participant.mute"])
   end)
 end)
+
+describe("a misspelt property", function()
+  -- Graph's own examples send properties its metadata does not declare, so those pass; a slip
+  -- of the keyboard on a declared one is an error that names it and what was meant
+  it("of a closed type or an action's parameters is an error with a suggestion", function()
+    local body, err = graphcall.build("answer", { callbackUri = "https://bot.example.com/cb",
+      mediaConfig = graphcall.serviceHostedMediaConfig {}, acceptedModalites = { "audio" } })
+    assert.is_nil(body)
+    assert.equal("unknown", err.code)
+    assert.equal("acceptedModalites", err.path)
+    assert.matches("is not a parameter of answer %(did you mean 'acceptedModalities'%?%)", err.message)
+    body, err = graphcall.build("playPrompt", { prompts = { graphcall.mediaPrompt {
+      mediaInfo = { uri = "https://x.example.com/a.wav", resorceId = "1" } } } })
+    assert.is_nil(body)
+    assert.equal("prompts[1].mediaInfo.resorceId", err.path)
+    assert.matches("did you mean 'resourceId'", err.message)
+  end)
+
+  it("passes where the type is open, or the name is no slip of a declared one", function()
+    assert.is_string(graphcall.build("transfer", { transferTarget = { identity = { user = { id = "u" } } },
+                                                   clientContext = "docs-examples-send-it" }))
+    assert.is_string((graphcall.build("call", { callbackUri = "https://bot.example.com/cb",
+      requestedModalities = { "audio" }, mediaConfig = graphcall.serviceHostedMediaConfig {},
+      targets = { { identity = { user = { id = "u" } } } }, callbackUrl = "open type: kept" })))
+  end)
+end)
