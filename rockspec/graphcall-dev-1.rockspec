@@ -79,6 +79,7 @@ build = {
     ["graphcall.response"] = "lua/graphcall/response.lua",
     ["graphcall.script"] = "lua/graphcall/script.lua",
     ["graphcall.store"] = "lua/graphcall/store.lua",
+    ["graphcall.strict"] = "lua/graphcall/strict.lua",
     ["graphcall.test"] = "lua/graphcall/test.lua",
     ["graphcall.trace"] = "lua/graphcall/trace.lua",
     ["graphcall.tracker"] = "lua/graphcall/tracker.lua",

@@ -7,7 +7,7 @@
 --                                             lua/graphcall, "." by default)
 
 local LAYERS = {
-  { name = "wire", "graphcall.core", "graphcall.wire", "graphcall.response", "graphcall.flat",
+  { name = "wire", "graphcall.core", "graphcall.wire", "graphcall.strict", "graphcall.response", "graphcall.flat",
     "graphcall.tracker", "graphcall.jwt", "graphcall.wav" },
   { name = "I/O", "graphcall.io", "graphcall.loop", "graphcall.client", "graphcall.listener",
     "graphcall.redis", "graphcall.ngx.loop", "graphcall.ngx.http" },
