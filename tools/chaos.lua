@@ -33,7 +33,7 @@ local SALES = "+14255550100"
 local CALLERS = {
   sales = { { on = "prompt", after = 1500, press = "1" } },
   voicemail = { { on = "prompt", after = 1500, press = "2" }, { on = "record", after = 300, speak = 2000 } },
-  account = { { on = "prompt", after = 1500, press = "3" }, { on = "prompt", skip = 1, after = 500, press = "1234#" } },
+  account = { { on = "prompt", after = 1500, press = "3" }, { on = "prompt", after = 500, press = "1234#" } },
   hangup = { { on = "prompt", after = 800, hangup = true } },
 }
 local KINDS = { "sales", "voicemail", "account", "hangup" }

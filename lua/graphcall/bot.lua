@@ -27,6 +27,7 @@
 -- events, so any node takes any event.
 -- @module graphcall.bot
 local core = require "graphcall.core"
+local strict = require "graphcall.strict"
 local storemod = require "graphcall.store"
 local tracker_mod = require "graphcall.tracker"
 local wire = require "graphcall.wire"
@@ -72,8 +73,18 @@ M.compact = callmod.compact
 -- replayed from the log (`graphcall.runtime`). Calls placed with `bot:call` start on this
 -- node and go on wherever their events land; a node that dies leaves its calls to the others.
 -- @return the bot, or nil and an error
+local OPTIONS = { "client", "listen", "listener", "callbackUri", "promptBase", "store", "prompts", "recordings",
+  "keepAlive", "waitLimit", "verify", "verifier", "onStop", "log", "shared", "lease", "sweep", "host" }
+local LISTEN = { "host", "port", "cert", "key", "path", "maxBody", "timeout" }
+--- The events handlers are for (`bot:on`).
+M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminated", "sharing", "state", "event" }
+
 function M.new(opts)
-  if type(opts) ~= "table" or not opts.client then error("bad argument #1 to 'bot' (client is required)", 2) end
+  strict.options(opts, OPTIONS, "bot", { "client" })
+  if opts.listen ~= nil then strict.options(opts.listen, LISTEN, "bot: listen") end
+  if opts.onStop ~= nil and opts.onStop ~= "leave" and opts.onStop ~= "hangup" then
+    strict.fail("bot: onStop: \"leave\" or \"hangup\", got " .. tostring(opts.onStop))
+  end
   local client = opts.client
   local loop = client.loop
   local store = opts.store or storemod.memory()
@@ -147,6 +158,10 @@ end
 -- @param fn the handler
 -- @return the bot
 function Bot:on(name, fn)
+  local ok = false
+  for _, e in ipairs(M.EVENTS) do if e == name then ok = true end end
+  if not ok then strict.fail((strict.unknown("bot:on", name, M.EVENTS):gsub("unknown option", "unknown event"))) end
+  if type(fn) ~= "function" then strict.fail("bot:on: a handler is a function, got " .. type(fn)) end
   local list = self.handlers[name] or {}
   list[#list + 1] = fn
   self.handlers[name] = list
@@ -160,6 +175,9 @@ end
 -- @return the bot
 function Bot:flow(name, fn)
   if type(name) == "function" then name, fn = "main", name end
+  if type(name) ~= "string" or type(fn) ~= "function" then
+    strict.fail("bot:flow: a flow is a function (and a name)")
+  end
   self.flows[name] = fn
   return self
 end

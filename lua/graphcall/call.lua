@@ -20,6 +20,7 @@
 -- @module graphcall.call
 local core = require "graphcall.core"
 local wire = require "graphcall.wire"
+local strict = require "graphcall.strict"
 
 local M = {}
 
@@ -343,7 +344,13 @@ function Call:_send_step(name, send)
     local crid = self.intents[n]
     local function go()
       send({ tenant = self.tenantId, clientRequestId = crid }, function(res, e)
-        if res == nil then return done({ err = plain_error(e) }) end
+        if res == nil then
+          -- said even when the flow goes on without looking (`if not call:answer() then return end`)
+          log("warn", string.format("call %s: %s refused: %s%s", self.id, name,
+            e and e.status and ("HTTP " .. tostring(e.status) .. " ") or "", tostring(e and (e.graphCode
+              and (e.graphCode .. " " .. tostring(e.message)) or e.message or e.code))))
+          return done({ err = plain_error(e) })
+        end
         done({ res = plain(res) })
       end)
     end
@@ -407,7 +414,25 @@ end
 -- a 200, or true). `call:op_done(op)` then waits for an operation's completion. An action that
 -- takes a `clientContext` is sent with one (the request's client-request-id, unless the spec
 -- has its own), so that a completion without an operation id still finds its operation.
+local ACTIONS = { "answer", "reject", "redirect", "transfer", "playPrompt", "recordResponse", "subscribeToTone",
+  "sendDtmfTones", "cancelMediaProcessing", "keepAlive", "mute", "unmute", "updateRecordingStatus",
+  "changeScreenSharingRole", "invite", "hangup" }
+local IS_ACTION = {}
+for _, a in ipairs(ACTIONS) do IS_ACTION[a] = true end
+
 function Call:request(name, spec)
+  -- a mistake in what the flow asks for is the flow's, at its line, before anything is sent
+  if not IS_ACTION[name] then
+    strict.fail(string.format("request: '%s' is no action of a call%s", tostring(name),
+      strict.closest(name, ACTIONS) and (" (did you mean '" .. strict.closest(name, ACTIONS) .. "'?)") or ""))
+  end
+  if name ~= "hangup" then
+    if spec ~= nil and type(spec) ~= "table" then
+      strict.fail(string.format("request: %s: the spec is a table, got %s", name, type(spec)))
+    end
+    local ok, e = core.build(name, spec or {})
+    if not ok then strict.fail("request: " .. name .. ": " .. tostring(e)) end
+  end
   local client = self.bot.client
   return self:_send_step(name, function(o, cb)
     if name == "hangup" then return client:hangup(self.id, o, cb) end
@@ -579,6 +604,7 @@ function Call:_flow_body(fn)
     if not ok then
       bot.stats.failedFlows = bot.stats.failedFlows + 1
       bot.log("error", string.format("call %s: flow failed: %s", self.id, tostring(e)))
+      if bot.onFlowError then bot.onFlowError(self, e) end
     end
     -- the flow is over: the call too, unless it ended already
     if self.pure then

@@ -31,6 +31,7 @@
 -- answer, transfer, playPrompt and the rest are never repeated blindly (§5.2, §10).
 -- @module graphcall.client
 local core = require "graphcall.core"
+local strict = require "graphcall.strict"
 local response = require "graphcall.response"
 local jwt = require "graphcall.jwt"
 
@@ -95,8 +96,12 @@ Client.__index = Client
 --   of Retry-After worth waiting, 120), `refreshBefore` (seconds before expiry a token is
 --   renewed, 300), `log`
 -- @return the client; raises on missing credentials (a programming error)
+local OPTIONS = { "tenantId", "clientId", "clientSecret", "authority", "graphUrl", "openidUrl", "caFile", "loop",
+  "timeout", "connectTimeout", "retries", "backoff", "maxBackoff", "maxRetryAfter", "refreshBefore", "log", "random" }
+
 function M.new(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'client' (table expected)", 2) end
+  strict.options(opts, OPTIONS, "client")
   for _, k in ipairs { "tenantId", "clientId", "clientSecret" } do
     if type(opts[k]) ~= "string" or opts[k] == "" then
       error("bad argument #1 to 'client' (" .. k .. " is required)", 2)
@@ -523,7 +528,7 @@ Verifier.__index = Verifier
 -- @param opts `appId` (the bot's; the client id by default), `issuers`, `skew`, `maxAge`,
 --   `minRefetch`
 function Client:verifier(opts)
-  opts = opts or {}
+  opts = strict.options(opts, { "appId", "issuers", "skew", "maxAge", "minRefetch" }, "verifier")
   return setmetatable({
     client = self, appId = opts.appId or self.clientId, issuers = opts.issuers, skew = opts.skew,
     maxAge = (opts.maxAge or 7200) * 1000, minRefetch = (opts.minRefetch or 60) * 1000,

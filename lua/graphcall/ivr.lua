@@ -24,6 +24,7 @@
 -- @module graphcall.ivr
 local core = require "graphcall.core"
 local wav = require "graphcall.wav"
+local strict = require "graphcall.strict"
 local callmod = require "graphcall.call"
 
 local M = {}
@@ -65,6 +66,46 @@ function M.speak(dir, text, voice)
   assert(os.rename(tmp, path))
   return name
 end
+
+-- What a prompt table may have, and each verb's options.
+local PROMPT = { "text", "file", "uri", "voice", "resourceId", "clientContext" }
+local COLLECT = { "prompt", "min", "max", "terminator", "firstTimeout", "interDigitTimeout", "tries", "valid",
+                  "noInput", "noMatch", "bargeIn", "flush" }
+local RECORD = { "prompt", "maxDuration", "maxSilence", "initialSilence", "stopTones", "beep", "download", "bargeIn" }
+local TRANSFER = { "to", "replacesCallId", "transferee" }
+
+-- A prompt as a verb was given it (a string, a table, a list of them): each table must say
+-- what to play, with no key nobody reads; raises at the user's line.
+local function check_prompt(p, what)
+  local stack = { p }
+  while #stack > 0 do
+    local x = table.remove(stack)
+    local t = type(x)
+    if t == "table" then
+      if x.text or x.file or x.uri then
+        strict.options(x, PROMPT, what .. ": a prompt")
+        for _, k in ipairs { "text", "file", "uri" } do
+          if x[k] ~= nil and type(x[k]) ~= "string" then
+            strict.fail(string.format("%s: a prompt's %s is a string, got %s", what, k, type(x[k])))
+          end
+        end
+      elseif x.mediaInfo == nil then
+        if #x == 0 then
+          local key = next(x)
+          if key == nil then strict.fail(what .. ": a prompt says what to play (text =, file = or uri =)") end
+          strict.fail(strict.unknown(what .. ": a prompt", key, PROMPT))
+        end
+        for i = #x, 1, -1 do stack[#stack + 1] = x[i] end
+        for k in pairs(x) do
+          if type(k) ~= "number" and k ~= "clientContext" then strict.fail(strict.unknown(what, k, PROMPT)) end
+        end
+      end
+    elseif t ~= "string" then
+      strict.fail(string.format("%s: a prompt is a string or a table (text =, file =, uri =), got %s", what, t))
+    end
+  end
+end
+M.check_prompt = check_prompt
 
 -- How long a WAV file of the prompts folder plays (ms), read once; nil if it is no WAV.
 local function file_ms(bot, name)
@@ -226,6 +267,7 @@ end
 -- @param p a prompt or a list (see the module), or `{prompt, ...}` with `clientContext`
 -- @return true, or nil and an error (`failed` with the operation's resultInfo, `hangup`)
 function Call:play(p)
+  check_prompt(p, "play")
   local prompts = self:_prompts(p)
   for _, c in ipairs(chunks(prompts, 20)) do
     local ms
@@ -261,7 +303,10 @@ local function is_tone(e) return e.kind == "call" and e.toneInfo ~= nil end
 -- @return the digits, or nil and an error (`noInput`, `noMatch` once the tries are spent;
 --   `hangup`)
 function Call:collect(o)
-  o = o or {}
+  o = strict.options(o, COLLECT, "collect")
+  for _, k in ipairs { "prompt", "noInput", "noMatch" } do
+    if o[k] ~= nil then check_prompt(o[k], "collect: " .. k) end
+  end
   local min, max = o.min or 1, o.max or 1
   local term = o.terminator == nil and "#" or o.terminator
   local first, inter = o.firstTimeout or 5000, o.interDigitTimeout or 3000
@@ -355,7 +400,8 @@ end
 --   `stopTones` ({"#"}), `beep` (true), `download` (true: into the bot's recordings folder)
 -- @return {location =, path =, bytes =, reason =, resultInfo =}, or nil and an error
 function Call:record(o)
-  o = o or {}
+  o = strict.options(o, RECORD, "record")
+  if o.prompt ~= nil then check_prompt(o.prompt, "record: prompt") end
   local spec = { maxRecordDurationInSeconds = o.maxDuration, maxSilenceTimeoutInSeconds = o.maxSilence,
                  initialSilenceTimeoutInSeconds = o.initialSilence, stopTones = o.stopTones,
                  playBeep = o.beep ~= false, bargeInAllowed = o.bargeIn }
@@ -402,6 +448,7 @@ end
 -- error (`failed` with the resultInfo: the call is back, established).
 -- @param o `to` (a number, a user id, or an identity set), `replacesCallId`, `transferee`
 function Call:transfer(o)
+  strict.options(o, TRANSFER, "transfer", { "to" })
   local target = M.target(o.to)
   target.replacesCallId = o.replacesCallId
   local ok, e = self:request("transfer", { transferTarget = target, transferee = o.transferee })

@@ -17,6 +17,7 @@
 -- @module graphcall.listener
 local core = require "graphcall.core"
 local wire = require "graphcall.wire"
+local strict = require "graphcall.strict"
 local tracker_mod = require "graphcall.tracker"
 
 local M = {}
@@ -39,8 +40,12 @@ local JSON = { ["Content-Type"] = "application/json" }
 --   and `on_event`: takes a verified body's events and calls answer(status) when it has
 --   kept them; the request is answered then)
 -- @return the listener, or nil and an error
+local OPTIONS = { "loop", "host", "port", "path", "cert", "key", "maxBody", "timeout", "verifier", "verify", "tracker",
+  "accept", "on_event", "on_request", "parse", "log", "files", "filesPrefix" }
+
 function M.new(opts)
   if type(opts) ~= "table" or not opts.loop then error("bad argument #1 to 'listener' (loop is required)", 2) end
+  strict.options(opts, OPTIONS, "listener")
   if opts.verify ~= false and not opts.verifier then
     error("bad argument #1 to 'listener' (a verifier is required; verify = false accepts unsigned callbacks)", 2)
   end

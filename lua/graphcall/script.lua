@@ -9,7 +9,11 @@
 --     start = function(bot) ... end,            -- run once the bot has started (standalone)
 --   }
 -- @module graphcall.script
+local strict = require "graphcall.strict"
+
 local M = {}
+
+local SCRIPT = { "flow", "flows", "on", "scenario", "start" }
 
 --- Load a flow script.
 -- @param path the file
@@ -19,8 +23,23 @@ function M.load(path)
   if not chunk then return nil, err end
   local ok, script = pcall(chunk)
   if not ok then return nil, script end
-  if type(script) ~= "table" or (not script.flow and not script.flows and not script.start and not script.on) then
+  if type(script) ~= "table" then
     return nil, path .. ": a flow script returns {flow = function(call) ... end, ...} (or flows, on, start)"
+  end
+  for k in pairs(script) do
+    if not SCRIPT.set then
+      SCRIPT.set = {}
+      for _, n in ipairs(SCRIPT) do SCRIPT.set[n] = true end
+    end
+    if not SCRIPT.set[k] then return nil, path .. ": " .. strict.unknown("the script's table", k, SCRIPT) end
+  end
+  if not script.flow and not script.flows and not script.start and not script.on then
+    return nil, path .. ": a flow script returns {flow = function(call) ... end, ...} (or flows, on, start)"
+  end
+  for k, v in pairs { flow = "function", flows = "table", on = "table", scenario = "table", start = "function" } do
+    if script[k] ~= nil and type(script[k]) ~= v then
+      return nil, string.format("%s: the script's %s is a %s, got %s", path, k, v, type(script[k]))
+    end
   end
   return script
 end

@@ -22,6 +22,7 @@ local graphcall = require "graphcall"
 local emulator = require "graphcall.emulator"
 local storemod = require "graphcall.store"
 local scripts = require "graphcall.script"
+local strict = require "graphcall.strict"
 
 local M = {}
 
@@ -40,9 +41,13 @@ M.load = scripts.load
 --   (true: keep nothing of a call between its events and replay its flow from the log for
 --   each one, as nodes on a shared store do: a flow that passes this way is deterministic);
 --   `realism` and `seed` of the emulator ("documented", with seed 1 or GRAPHCALL_SEED: the
---   same choices each run; "strict": one notification a POST, in order)
+--   same choices each run; "strict": one notification a POST, in order); `flowErrors` ("raise",
+--   the default: a flow that raises fails the test at once, with the flow's own line; "log")
+local NEW = { "script", "flow", "flows", "scenario", "prompts", "store", "log", "realtime", "replay", "realism",
+              "seed", "flowErrors" }
+
 function M.new(o)
-  o = o or {}
+  o = strict.options(o, NEW, "graphcall.test.new")
   local script = {}
   if o.script then script = assert(M.load(o.script)) end
   local loop = graphcall.loop { virtual = not o.realtime, log = o.log or false }
@@ -59,14 +64,25 @@ function M.new(o)
                                      verifier = client:verifier { minRefetch = 0 }, shared = o.replay })
   scripts.apply(bot, { flow = o.flow or script.flow, flows = o.flows or script.flows, on = script.on })
   local self = setmetatable({ loop = loop, emulator = emu, client = client, bot = bot, script = script }, H)
+  if o.flowErrors ~= "log" then
+    -- a flow that raises fails the test at once, with the flow's own line
+    bot.onFlowError = function(_, e) self.flowError = self.flowError or e end
+  end
   bot:start()
   if script.start then script.start(bot) end
   return self
 end
 
---- Run the loop until pred() holds (or `ms` of real time pass). @return true if it held
+--- Run the loop until pred() holds (or `ms` of real time pass); a flow that raised meanwhile
+-- fails the test here, with its own message and line. @return true if pred held
 function H:run_until(pred, ms)
-  return self.loop:run_until(pred, ms or 10000)
+  local held = self.loop:run_until(function() return self.flowError ~= nil or pred() end, ms or 10000)
+  if self.flowError then
+    local e = self.flowError
+    self.flowError = nil
+    error(type(e) == "string" and e or tostring(e), 0)
+  end
+  return held
 end
 
 -- True once the call's flow has ended: the call object kept here says so, else (`replay`)

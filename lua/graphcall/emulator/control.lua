@@ -4,6 +4,7 @@
 local core = require "graphcall.core"
 local wav = require "graphcall.wav"
 local U = require "graphcall.emulator.util"
+local rules = require "graphcall.emulator.rules"
 
 local null = U.null
 
@@ -33,7 +34,8 @@ function Emu:_control(req, method, path, body)
     if type(doc) ~= "table" or type(doc.webhook or self.scenario.webhook) ~= "string" then
       return self:_error(req, 400, "BadRequest", "webhook is required")
     end
-    local call = self:place_incoming(doc)
+    local ok, call = pcall(self.place_incoming, self, doc)
+    if not ok then return self:_error(req, 400, "BadRequest", (tostring(call):gsub("^[^:]*:%d+: ", ""))) end
     return self:_reply(req, 201, { id = call.id })
   end
   if path == "/emulator/callback-token" and method == "POST" then   -- for load generators
@@ -50,6 +52,10 @@ function Emu:_control(req, method, path, body)
   if path == "/emulator/faults" and method == "POST" then
     local doc = core.decode(body)
     if type(doc) ~= "table" then return self:_error(req, 400, "BadRequest", "a JSON array of rules") end
+    for i, r in ipairs(doc) do
+      local ok, e = pcall(rules.fault, r, "faults[" .. i .. "]")
+      if not ok then return self:_error(req, 400, "BadRequest", (tostring(e):gsub("^[^:]*:%d+: ", ""))) end
+    end
     for _, r in ipairs(doc) do self:add_fault(r) end
     return self:_reply(req, 200, { faults = #self.faults })
   end

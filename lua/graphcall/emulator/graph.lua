@@ -111,6 +111,7 @@ end
 --   (ms the bot has to answer, 15000)
 -- @return the call
 function Emu:place_incoming(inc)
+  rules.incoming(inc, "incoming call")
   local sc = self.scenario
   local from = inc.from or { phone = { id = "+14255550199" } }
   local fromSet = typed("identitySet", {})

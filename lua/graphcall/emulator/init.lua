@@ -27,6 +27,7 @@
 local core = require "graphcall.core"
 local loopmod = require "graphcall.loop"
 local U = require "graphcall.emulator.util"
+local rules = require "graphcall.emulator.rules"
 
 local json, array, graph_error, CALLBACK_ISS = U.json, U.array, U.graph_error, U.CALLBACK_ISS
 local JSON_CT = U.JSON_CT
@@ -78,6 +79,7 @@ function M.new(opts)
   opts = opts or {}
   local loop = opts.loop or loopmod.new { log = opts.log }
   local sc = opts.scenario or {}
+  rules.scenario(sc)   -- a mistake in it is said now, at the user's line, naming the place
   local realism = opts.realism or sc.realism or "documented"
   if realism ~= "documented" and realism ~= "strict" then
     error("bad argument #1 to 'emulator' (realism: \"documented\" or \"strict\", got " .. tostring(realism) .. ")", 2)

@@ -2,6 +2,7 @@
 -- the limits its pages document beyond the schema, and the calling roles a token carries.
 -- @module graphcall.emulator.rules
 local core = require "graphcall.core"
+local strict = require "graphcall.strict"
 local U = require "graphcall.emulator.util"
 
 local null = U.null
@@ -85,6 +86,96 @@ function R.has_role(claims, role)
     if r == role or (role == nil and type(r) == "string" and r:match("^Calls%.")) then return true end
   end
   return false
+end
+
+-- ---- scenarios: what a user writes, checked before anything runs ------------------------
+
+local SCENARIO = { "peers", "incoming", "meeting", "faults", "credentials", "consent", "capacity", "loss",
+  "realism", "seed", "speed", "tokenLifetime", "keepAliveTimeout", "latency", "drive", "freshCallbacks",
+  "webhookTimeout", "swapEstablished", "webhook", "appId", "tenantId", "caller", "establishDelay" }
+local PEER = { "answer", "outcome", "after", "ringTimeout", "resultInfo", "swapEstablished" }
+local STEP = { "on", "after", "press", "interDigit", "speak", "hold", "hangup" }
+local EVENTS = { "established", "prompt", "promptEnd", "record", "tones", "transferring", "now" }
+local OUTCOMES = { "busy", "declined", "timeout" }
+local INCOMING = { "after", "webhook", "appId", "tenantId", "from", "to", "caller", "answerBy" }
+local MEETING = { "attendees", "share", "peer" }
+local ATTENDEE = { "name", "id", "join", "leave" }
+local SHARE = { "start", "stop", "update" }
+local FAULT = { "request", "notification", "status", "retryAfter", "delay", "reset", "drop", "duplicate",
+  "reorder", "hold", "badSignature", "legacy", "times", "skip", "code", "message" }
+
+local function member(v, list)
+  for _, x in ipairs(list) do if x == v then return true end end
+  return false
+end
+
+-- keys of t that are not array items, checked against known
+local function keys(t, known, where)
+  if type(t) ~= "table" then strict.fail(string.format("%s: a table, got %s", where, type(t))) end
+  local set = {}
+  for _, k in ipairs(known) do set[k] = true end
+  for k in pairs(t) do
+    if type(k) ~= "number" and not set[k] then strict.fail(strict.unknown(where, k, known)) end
+  end
+end
+
+--- A peer's or a caller's script: its own fields and its steps in order.
+-- @param s the script
+-- @param where its place, for the message ("scenario.peers[\"+1...\"]")
+function R.script(s, where)
+  keys(s, PEER, where)
+  if s.outcome ~= nil and not member(s.outcome, OUTCOMES) then
+    local hint = strict.closest(s.outcome, OUTCOMES)
+    strict.fail(string.format("%s.outcome: '%s' is none of %s%s", where, tostring(s.outcome),
+      table.concat(OUTCOMES, ", "), hint and (" (did you mean '" .. hint .. "'?)") or ""))
+  end
+  for i, step in ipairs(s) do
+    local at = string.format("%s[%d]", where, i)
+    keys(step, STEP, at)
+    if step.on ~= nil and not member(step.on, EVENTS) then
+      local hint = strict.closest(step.on, EVENTS)
+      strict.fail(string.format("%s.on: unknown event '%s'%s", at, tostring(step.on),
+        hint and (" (did you mean '" .. hint .. "'?)") or (" (one of " .. table.concat(EVENTS, ", ") .. ")")))
+    end
+    if step.press ~= nil and (type(step.press) ~= "string" or step.press:find("[^0-9*#A-Da-d]")) then
+      strict.fail(string.format("%s.press: keys to press, 0-9 * # A-D (got %s)", at, tostring(step.press)))
+    end
+  end
+end
+
+--- An incoming call to place (`place_incoming`, `POST /emulator/incoming`, `incoming` of a scenario).
+function R.incoming(inc, where)
+  keys(inc, INCOMING, where)
+  if inc.caller ~= nil then R.script(inc.caller, where .. ".caller") end
+end
+
+--- A fault rule.
+function R.fault(f, where)
+  keys(f, FAULT, where)
+  if f.request == nil and f.notification == nil then
+    strict.fail(where .. ": a fault names a request or a notification it applies to")
+  end
+end
+
+--- A whole scenario: every key known, every script, step, incoming call and fault checked;
+-- raises at the user's line with the place of the mistake.
+function R.scenario(sc, where)
+  where = where or "scenario"
+  keys(sc, SCENARIO, where)
+  for k, p in pairs(sc.peers or {}) do R.script(p, string.format("%s.peers[%q]", where, tostring(k))) end
+  for i, inc in ipairs(sc.incoming or {}) do R.incoming(inc, string.format("%s.incoming[%d]", where, i)) end
+  if sc.caller ~= nil then R.script(sc.caller, where .. ".caller") end
+  for i, f in ipairs(sc.faults or {}) do R.fault(f, string.format("%s.faults[%d]", where, i)) end
+  local m = sc.meeting
+  if m ~= nil then
+    keys(m, MEETING, where .. ".meeting")
+    for i, a in ipairs(m.attendees or {}) do keys(a, ATTENDEE, string.format("%s.meeting.attendees[%d]", where, i)) end
+    if m.share ~= nil then keys(m.share, SHARE, where .. ".meeting.share") end
+    if m.peer ~= nil then R.script(m.peer, where .. ".meeting.peer") end
+  end
+  if sc.realism ~= nil and sc.realism ~= "documented" and sc.realism ~= "strict" then
+    strict.fail(where .. ".realism: \"documented\" or \"strict\", got " .. tostring(sc.realism))
+  end
 end
 
 return R

@@ -37,6 +37,7 @@ local redis = require "graphcall.redis"
 local storemod = require "graphcall.store"
 local botmod = require "graphcall.bot"
 local scripts = require "graphcall.script"
+local strict = require "graphcall.strict"
 
 local M = {}
 
@@ -128,7 +129,11 @@ end
 --   instead of the dict); `lease` (seconds a worker holds a call while it runs it, renewed
 --   meanwhile, 1.5: when a worker or an instance dies holding it, the call waits that long, and
 --   a quarter second, for another)
+local OPTIONS = { "script", "flow", "flows", "on", "setup", "client", "callbackUri", "promptBase", "prompts", "dict",
+  "verify", "maxBody", "keepAlive", "waitLimit", "ttl", "sweep", "reserve", "redis", "lease", "http", "minRefetch" }
+
 function M.init(o)
+  strict.options(o, OPTIONS, "graphcall.ngx.init")
   local dict = ngx.shared[o.dict or "graphcall"]
   if not dict then error("graphcall.ngx: no lua_shared_dict " .. tostring(o.dict or "graphcall"), 2) end
   local loop = nloop.new { http = o.http }
