@@ -94,11 +94,14 @@ describe("a mistake in what the user configures is an error at their line", func
     assert.matches(HERE .. ":%d+: bot: unknown option 'promts' %(did you mean 'prompts'%?%)", err)
     ok, err = pcall(function() return graphcall.client { tenantId = "t", clientId = "a", clientSecret = "s",
                                                          authorty = "x" } end)
+    assert.is_false(ok)
     assert.matches(HERE .. ":%d+: client: unknown option 'authorty' %(did you mean 'authority'%?%)", err)
     ok, err = pcall(function() return T.new { scenrio = {} } end)
+    assert.is_false(ok)
     assert.matches(HERE .. ":%d+: graphcall.test.new: unknown option 'scenrio' %(did you mean 'scenario'%?%)", err)
     local h = T.new {}
     ok, err = pcall(function() h.bot:on("establised", function() end) end)
+    assert.is_false(ok)
     assert.matches(HERE .. ":%d+: bot:on: unknown event 'establised' %(did you mean 'established'%?%)", err)
     h:close()
   end)
@@ -111,14 +114,17 @@ describe("a mistake in what the user configures is an error at their line", func
     assert.matches(HERE .. ":%d+: scenario%.peers%[\"%+14255550100\"%]%[1%]%.on: unknown event 'promt' "
       .. "%(did you mean 'prompt'%?%)", err)
     ok, err = pcall(function() return T.new { scenario = { peers = { default = { outcome = "bussy" } } } } end)
+    assert.is_false(ok)
     assert.matches("outcome: 'bussy' is none of busy, declined, timeout %(did you mean 'busy'%?%)", err)
     ok, err = pcall(function() return T.new { scenario = { faults = { { notification = "call:established",
                                                                         dorp = true } } } } end)
+    assert.is_false(ok)
     assert.matches("scenario%.faults%[1%]: unknown option 'dorp' %(did you mean 'drop'%?%)", err)
     local h = T.new {}
     ok, err = pcall(function() return h:incoming { caller = { { on = "promtEnd", press = "1" } } } end)
-    assert.matches(HERE .. ":%d+: incoming call%.caller%[1%]%.on: unknown event 'promtEnd' %(did you mean 'promptEnd'%?%)",
-                   err)
+    assert.is_false(ok)
+    assert.matches(HERE .. ":%d+: incoming call%.caller%[1%]%.on: unknown event 'promtEnd' "
+      .. "%(did you mean 'promptEnd'%?%)", err)
     h:close()
   end)
 
