@@ -48,6 +48,12 @@ M.Operation = callmod.Operation
 --- An event as the log keeps it (`graphcall.call.compact`).
 M.compact = callmod.compact
 
+local OPTIONS = { "client", "listen", "listener", "callbackUri", "promptBase", "store", "prompts", "recordings",
+  "keepAlive", "waitLimit", "verify", "verifier", "onStop", "log", "shared", "lease", "sweep", "host" }
+local LISTEN = { "host", "port", "cert", "key", "path", "maxBody", "timeout" }
+--- The events handlers are for (`bot:on`).
+M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminated", "sharing", "state", "event" }
+
 --- A bot.
 -- @param opts `client` (a `graphcall.client`; required), `listen` ({host, port, cert, key,
 --   path, maxBody, timeout}: the callback listener to start; or `listener`, one made
@@ -73,12 +79,6 @@ M.compact = callmod.compact
 -- replayed from the log (`graphcall.runtime`). Calls placed with `bot:call` start on this
 -- node and go on wherever their events land; a node that dies leaves its calls to the others.
 -- @return the bot, or nil and an error
-local OPTIONS = { "client", "listen", "listener", "callbackUri", "promptBase", "store", "prompts", "recordings",
-  "keepAlive", "waitLimit", "verify", "verifier", "onStop", "log", "shared", "lease", "sweep", "host" }
-local LISTEN = { "host", "port", "cert", "key", "path", "maxBody", "timeout" }
---- The events handlers are for (`bot:on`).
-M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminated", "sharing", "state", "event" }
-
 function M.new(opts)
   strict.options(opts, OPTIONS, "bot", { "client" })
   if opts.listen ~= nil then strict.options(opts.listen, LISTEN, "bot: listen") end

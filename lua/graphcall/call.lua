@@ -410,16 +410,16 @@ function Call:_send_step(name, send)
   return v.res
 end
 
---- In a flow: run a Graph action on this call and wait for its HTTP answer (the operation of
--- a 200, or true). `call:op_done(op)` then waits for an operation's completion. An action that
--- takes a `clientContext` is sent with one (the request's client-request-id, unless the spec
--- has its own), so that a completion without an operation id still finds its operation.
 local ACTIONS = { "answer", "reject", "redirect", "transfer", "playPrompt", "recordResponse", "subscribeToTone",
   "sendDtmfTones", "cancelMediaProcessing", "keepAlive", "mute", "unmute", "updateRecordingStatus",
   "changeScreenSharingRole", "invite", "hangup" }
 local IS_ACTION = {}
 for _, a in ipairs(ACTIONS) do IS_ACTION[a] = true end
 
+--- In a flow: run a Graph action on this call and wait for its HTTP answer (the operation of
+-- a 200, or true). `call:op_done(op)` then waits for an operation's completion. An action that
+-- takes a `clientContext` is sent with one (the request's client-request-id, unless the spec
+-- has its own), so that a completion without an operation id still finds its operation.
 function Call:request(name, spec)
   -- a mistake in what the flow asks for is the flow's, at its line, before anything is sent
   if not IS_ACTION[name] then

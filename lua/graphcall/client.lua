@@ -87,6 +87,9 @@ end
 local Client = {}
 Client.__index = Client
 
+local OPTIONS = { "tenantId", "clientId", "clientSecret", "authority", "graphUrl", "openidUrl", "caFile", "loop",
+  "timeout", "connectTimeout", "retries", "backoff", "maxBackoff", "maxRetryAfter", "refreshBefore", "log", "random" }
+
 --- A client.
 -- @param opts `tenantId`, `clientId`, `clientSecret` (required); `authority`
 --   (`M.AUTHORITY`), `graphUrl` (`M.GRAPH_URL`), `openidUrl` (`M.OPENID_URL`), `caFile` (CA
@@ -96,9 +99,6 @@ Client.__index = Client
 --   of Retry-After worth waiting, 120), `refreshBefore` (seconds before expiry a token is
 --   renewed, 300), `log`
 -- @return the client; raises on missing credentials (a programming error)
-local OPTIONS = { "tenantId", "clientId", "clientSecret", "authority", "graphUrl", "openidUrl", "caFile", "loop",
-  "timeout", "connectTimeout", "retries", "backoff", "maxBackoff", "maxRetryAfter", "refreshBefore", "log", "random" }
-
 function M.new(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'client' (table expected)", 2) end
   strict.options(opts, OPTIONS, "client")

@@ -27,6 +27,9 @@ Listener.__index = Listener
 
 local JSON = { ["Content-Type"] = "application/json" }
 
+local OPTIONS = { "loop", "host", "port", "path", "cert", "key", "maxBody", "timeout", "verifier", "verify", "tracker",
+  "accept", "on_event", "on_request", "parse", "log", "files", "filesPrefix" }
+
 --- Start listening.
 -- @param opts `loop` (required), `host` ("127.0.0.1"), `port` (0: a free one), `path`
 --   ("/callback", where notifications are POSTed; any query string is ignored), `cert` and
@@ -40,9 +43,6 @@ local JSON = { ["Content-Type"] = "application/json" }
 --   and `on_event`: takes a verified body's events and calls answer(status) when it has
 --   kept them; the request is answered then)
 -- @return the listener, or nil and an error
-local OPTIONS = { "loop", "host", "port", "path", "cert", "key", "maxBody", "timeout", "verifier", "verify", "tracker",
-  "accept", "on_event", "on_request", "parse", "log", "files", "filesPrefix" }
-
 function M.new(opts)
   if type(opts) ~= "table" or not opts.loop then error("bad argument #1 to 'listener' (loop is required)", 2) end
   strict.options(opts, OPTIONS, "listener")

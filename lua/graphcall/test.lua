@@ -34,6 +34,9 @@ H.__index = H
 -- @function load
 M.load = scripts.load
 
+local NEW = { "script", "flow", "flows", "scenario", "prompts", "store", "log", "realtime", "replay", "realism",
+              "seed", "flowErrors" }
+
 --- A new harness.
 -- @param o `script` (a path) or `flow` (a function) and `flows`; `scenario` (the emulator's;
 --   the script's by default); `prompts` (folder for prompts and spoken text, `build/prompts`);
@@ -43,9 +46,6 @@ M.load = scripts.load
 --   `realism` and `seed` of the emulator ("documented", with seed 1 or GRAPHCALL_SEED: the
 --   same choices each run; "strict": one notification a POST, in order); `flowErrors` ("raise",
 --   the default: a flow that raises fails the test at once, with the flow's own line; "log")
-local NEW = { "script", "flow", "flows", "scenario", "prompts", "store", "log", "realtime", "replay", "realism",
-              "seed", "flowErrors" }
-
 function M.new(o)
   o = strict.options(o, NEW, "graphcall.test.new")
   local script = {}

@@ -109,6 +109,9 @@ local function shared_keys(verifier, dict)
   return verifier
 end
 
+local OPTIONS = { "script", "flow", "flows", "on", "setup", "client", "callbackUri", "promptBase", "prompts", "dict",
+  "verify", "maxBody", "keepAlive", "waitLimit", "ttl", "sweep", "reserve", "redis", "lease", "http", "minRefetch" }
+
 --- Set up this worker (init_worker_by_lua).
 --
 -- Handlers (`on = {incoming = fn, tone = fn, ...}`, or `setup = function(bot) bot:on(...) end`,
@@ -129,9 +132,6 @@ end
 --   instead of the dict); `lease` (seconds a worker holds a call while it runs it, renewed
 --   meanwhile, 1.5: when a worker or an instance dies holding it, the call waits that long, and
 --   a quarter second, for another)
-local OPTIONS = { "script", "flow", "flows", "on", "setup", "client", "callbackUri", "promptBase", "prompts", "dict",
-  "verify", "maxBody", "keepAlive", "waitLimit", "ttl", "sweep", "reserve", "redis", "lease", "http", "minRefetch" }
-
 function M.init(o)
   strict.options(o, OPTIONS, "graphcall.ngx.init")
   local dict = ngx.shared[o.dict or "graphcall"]
