@@ -15,6 +15,7 @@ Runs on Lua 5.4 and LuaJIT 2.1 (OpenResty).
 }
 dependencies = {
   "lua >= 5.1, < 5.5",
+  -- and Debian's lua-argparse (the command) and lua-filesystem (folders), not fetched
 }
 external_dependencies = {
   OPENSSL = { library = "crypto" },  -- the library form: Debian's headers are multiarch
@@ -53,6 +54,7 @@ build = {
     ["graphcall"] = "lua/graphcall/init.lua",
     ["graphcall.bot"] = "lua/graphcall/bot.lua",
     ["graphcall.call"] = "lua/graphcall/call.lua",
+    ["graphcall.check"] = "lua/graphcall/check.lua",
     ["graphcall.client"] = "lua/graphcall/client.lua",
     ["graphcall.emulator"] = "lua/graphcall/emulator/init.lua",
     ["graphcall.emulator.calls"] = "lua/graphcall/emulator/calls.lua",
@@ -64,6 +66,7 @@ build = {
     ["graphcall.emulator.peers"] = "lua/graphcall/emulator/peers.lua",
     ["graphcall.emulator.rules"] = "lua/graphcall/emulator/rules.lua",
     ["graphcall.emulator.util"] = "lua/graphcall/emulator/util.lua",
+    ["graphcall.files"] = "lua/graphcall/files.lua",
     ["graphcall.flat"] = "lua/graphcall/flat.lua",
     ["graphcall.ivr"] = "lua/graphcall/ivr.lua",
     ["graphcall.jwt"] = "lua/graphcall/jwt.lua",

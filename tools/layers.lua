@@ -7,14 +7,14 @@
 --                                             lua/graphcall, "." by default)
 
 local LAYERS = {
-  { name = "wire", "graphcall.core", "graphcall.wire", "graphcall.strict", "graphcall.response", "graphcall.flat",
-    "graphcall.tracker", "graphcall.jwt", "graphcall.wav" },
-  { name = "I/O", "graphcall.io", "graphcall.loop", "graphcall.client", "graphcall.listener",
-    "graphcall.redis", "graphcall.ngx.loop", "graphcall.ngx.http" },
+  { name = "wire", "graphcall.core", "graphcall.wire", "graphcall.strict", "graphcall.response",
+    "graphcall.flat", "graphcall.tracker", "graphcall.jwt", "graphcall.wav" },
+  { name = "I/O", "graphcall.io", "graphcall.loop", "graphcall.files", "graphcall.client",
+    "graphcall.listener", "graphcall.redis", "graphcall.ngx.loop", "graphcall.ngx.http" },
   { name = "calls", "graphcall.call", "graphcall.ivr", "graphcall.trace" },
   { name = "durability", "graphcall.store", "graphcall.redisstore", "graphcall.ngx.store",
     "graphcall.runtime" },
-  { name = "hosts", "graphcall", "graphcall.script", "graphcall.bot", "graphcall.ngx", "graphcall.test",
+  { name = "hosts", "graphcall", "graphcall.script", "graphcall.check", "graphcall.bot", "graphcall.ngx", "graphcall.test",
     "graphcall.emulator", "graphcall.emulator.*" },
 }
 

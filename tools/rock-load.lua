@@ -21,6 +21,6 @@ assert(res.status == 204)
 require "graphcall.client"
 require "graphcall.listener"
 require "graphcall.emulator"
-for _, m in ipairs { "wire", "call", "bot", "ivr", "script", "store", "runtime", "test", "trace", "redis",
-                     "redisstore" } do require("graphcall." .. m) end
+for _, m in ipairs { "wire", "strict", "files", "call", "bot", "ivr", "script", "store", "runtime", "test", "trace",
+                     "redis", "redisstore", "check" } do require("graphcall." .. m) end
 print((jit and jit.version or _VERSION) .. ": graphcall.io answers on loopback")

@@ -25,6 +25,7 @@
 local core = require "graphcall.core"
 local wav = require "graphcall.wav"
 local strict = require "graphcall.strict"
+local files = require "graphcall.files"
 local callmod = require "graphcall.call"
 
 local M = {}
@@ -428,7 +429,8 @@ function Call:record(o)
           return fin({ err = { code = "download", message = res and ("HTTP " .. res.status) or fe.message } })
         end
         local dir = b.recordDir or "."
-        os.execute("mkdir -p '" .. dir .. "'")
+        local made, merr = files.mkdirs(dir)
+        if not made then return fin({ err = { code = "download", message = merr } }) end
         local path = dir .. "/" .. self.id .. "-" .. tostring(op.id) .. ".wav"
         local f = io.open(path, "wb")
         if not f then return fin({ err = { code = "download", message = "cannot write " .. path } }) end

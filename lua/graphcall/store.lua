@@ -23,6 +23,7 @@
 local core = require "graphcall.core"
 local wire = require "graphcall.wire"
 local tracker = require "graphcall.tracker"
+local files = require "graphcall.files"
 
 local M = {}
 
@@ -67,8 +68,11 @@ local function safe(id)
 end
 
 --- A store on disk: `dir/<callId>.log` (JSON lines) and `dir/<callId>.state` (JSON).
--- The folder must exist. A torn last line (the process died while writing it) is ignored.
+-- The folder is made if missing (any path: no shell is involved); it must be writable. A torn
+-- last line (the process died while writing it) is ignored.
 function M.file(dir)
+  local ok, err = files.writable(dir)
+  if not ok then error("graphcall.store.file: " .. err, 2) end
   local open = {}   -- callId -> file handle for appending
   local logs = {}   -- callId -> entries read or written in this process
   local states = {}
@@ -126,13 +130,10 @@ function M.file(dir)
 
   function self.calls()
     local out = {}
-    local p = io.popen('ls -1 "' .. dir .. '" 2>/dev/null')
-    for name in p:lines() do
+    for _, name in ipairs(files.list(dir)) do
       local id = name:match("^(.+)%.log$")
       if id then out[#out + 1] = id end
     end
-    p:close()
-    table.sort(out)
     return out
   end
 

@@ -23,6 +23,7 @@ local emulator = require "graphcall.emulator"
 local storemod = require "graphcall.store"
 local scripts = require "graphcall.script"
 local strict = require "graphcall.strict"
+local files = require "graphcall.files"
 
 local M = {}
 
@@ -52,7 +53,7 @@ function M.new(o)
   if o.script then script = assert(M.load(o.script)) end
   local loop = graphcall.loop { virtual = not o.realtime, log = o.log or false }
   local prompts = o.prompts or os.getenv("GRAPHCALL_PROMPTS") or "build/prompts"
-  os.execute("mkdir -p '" .. prompts .. "'")
+  assert(files.mkdirs(prompts))
   local emu = emulator.new { loop = loop, scenario = o.scenario or script.scenario or {}, log = loop.log,
                              shareKeys = true, realism = o.realism,
                              seed = o.seed or tonumber(os.getenv("GRAPHCALL_SEED")) or 1 }
