@@ -14,8 +14,8 @@ local LAYERS = {
   { name = "calls", "graphcall.call", "graphcall.ivr", "graphcall.trace" },
   { name = "durability", "graphcall.store", "graphcall.redisstore", "graphcall.ngx.store",
     "graphcall.runtime" },
-  { name = "hosts", "graphcall", "graphcall.script", "graphcall.check", "graphcall.bot", "graphcall.ngx", "graphcall.test",
-    "graphcall.emulator", "graphcall.emulator.*" },
+  { name = "hosts", "graphcall", "graphcall.script", "graphcall.check", "graphcall.bot", "graphcall.ngx",
+    "graphcall.test", "graphcall.emulator", "graphcall.emulator.*" },
 }
 
 local layer_of = {}
