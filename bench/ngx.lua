@@ -118,7 +118,7 @@ for _ = 1, 600 do
   local waiting = 0
   for i = 1, LIVE, math.max(1, math.floor(LIVE / 20)) do
     local v = cjson.decode(assert(ctl:fetch { url = emu.url .. "/emulator/calls/" .. ids[i] }).body)
-    if (v.prompts or 0) >= 1 then waiting = waiting + 1 end
+    if #(v.prompts or {}) >= 1 then waiting = waiting + 1 end
   end
   if waiting >= math.ceil(LIVE / math.max(1, math.floor(LIVE / 20))) then break end
   ctl:sleep(100)

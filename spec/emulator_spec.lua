@@ -315,6 +315,16 @@ describe("the scripted caller", function()
     assert.same({ "tone9" }, heard)
     local view = bot.control("GET", "/emulator/calls/" .. call.id)
     assert.equal("19", view.pressed)
+    -- the control API's view: what played and every request, as JSON
+    assert.equal(1, #view.prompts)
+    assert.equal(prompts .. "short.wav", view.prompts[1].uri)
+    assert.is_number(view.prompts[1].ms)
+    assert.is_false(view.prompts[1].cutShort)
+    local asked = {}
+    for _, r in ipairs(view.requests) do asked[#asked + 1] = r.action .. " " .. r.status end
+    assert.same({ "subscribeToTone 200", "playPrompt 200" }, asked)
+    assert.is_nil(view.transferred)
+    assert.same({}, view.recordings)
     bot.client:hangup(call.id)
   end)
 

@@ -9,7 +9,7 @@ describe("example (b), the outbound notification call (ex09)", function()
     assert.equal("1", calls[1].flow.outcome)
     assert.equal("1", calls[1].pressed)
     assert.equal("terminated", calls[1].state)
-    assert.equal(2, calls[1].prompts)          -- the message, then the confirmation
+    assert.equal(2, #calls[1].prompts)          -- the message, then the confirmation
     h:close()
   end)
 
@@ -46,7 +46,7 @@ describe("example (d), a group call (ex03)", function()
     local h = T.new { script = "examples/group.lua" }
     local v = h:finish_all()[1]
     assert.equal(2, v.flow.present)
-    assert.equal(1, v.prompts)
+    assert.equal(1, #v.prompts)
     assert.equal("terminated", v.state)
     h:close()
   end)

@@ -54,7 +54,7 @@ describe("a bot killed mid-flow", function()
       caller = { { on = "prompt", after = 4000, press = "1" } } })
     assert.is_string(call.id)
     assert.is_true(poll(function()
-      return (control("GET", "/emulator/calls/" .. call.id).prompts or 0) >= 1
+      return #(control("GET", "/emulator/calls/" .. call.id).prompts or {}) >= 1
     end, 10000))
     ctl:sleep(1000)
     os.execute("kill -9 " .. b1.pid)
@@ -98,7 +98,7 @@ describe("SIGTERM", function()
     for _ = 1, 100 do
       ctl:sleep(50)
       view = require("graphcall").decode(assert(ctl:fetch { url = emu.url .. "/emulator/calls/" .. id }).body)
-      if (view.prompts or 0) >= 1 then break end
+      if #(view.prompts or {}) >= 1 then break end
     end
     os.execute("kill -TERM " .. b.pid)
     local rest = b.pipe:read("*a")

@@ -42,7 +42,7 @@ local function expected(kind, v)
   if v.state ~= "terminated" then return false, "not ended (" .. tostring(v.state) .. ")" end
   if kind == "sales" then return v.transferred == SALES, "not transferred" end
   if kind == "voicemail" then
-    if not (v.pressed == "2" and v.prompts >= 3) then return false, "no message taken" end
+    if not (v.pressed == "2" and #v.prompts >= 3) then return false, "no message taken" end
     -- the message kept is the one the caller spoke: no second recording over it
     local recorded = {}
     for _, l in ipairs(v.log or {}) do if l.what == "recorded" then recorded[#recorded + 1] = l.detail end end
@@ -52,7 +52,7 @@ local function expected(kind, v)
     end
     return true
   end
-  if kind == "account" then return v.pressed == "31234#" and v.prompts >= 3, "no PIN taken" end
+  if kind == "account" then return v.pressed == "31234#" and #v.prompts >= 3, "no PIN taken" end
   return true
 end
 

@@ -99,6 +99,7 @@ function M.new(opts)
     sweepEvery = opts.sweep or 250,
     stats = { calls = 0, flows = 0, resumed = 0, failedFlows = 0, finished = 0, lost = 0 },
     mediaLengths = {},   -- prompt URI -> ms it plays (for the waits on a prompt's end)
+    spoken = {},         -- prompt URI -> the text spoken into it (tests and traces say what played)
   }, Bot)
   -- what the runtime needs of a store (lease, deadlines, keepAlive times, head): a store of
   -- this process alone gets them in this process's memory

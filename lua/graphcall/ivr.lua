@@ -136,6 +136,7 @@ function Call:_prompts(p)
         if not b.promptDir then error("spoken prompts need the bot's prompts folder (prompts =)", 4) end
         local name = M.speak(b.promptDir, x.text, x.voice)
         uri, len = b.promptBase .. name, file_ms(b, name)
+        b.spoken[uri] = x.text
       elseif x.file then
         if not b.promptDir then error("prompt files need the bot's prompts folder (prompts =)", 4) end
         uri, len = b.promptBase .. x.file, file_ms(b, x.file)

@@ -12,10 +12,14 @@
 --
 -- `h:incoming{...}` places an incoming call (the emulator's `place_incoming`: `caller` steps,
 -- `from`) and `h:outgoing(spec)` has the bot place one (`bot:call`); both run until the flow
--- has finished and give what the emulator saw of the call: `state`, `pressed`, `prompts` (how
--- many played), `transferred` (the target), `resultInfo`, `log` (every step with its time in
--- emulated ms), plus `flow` (the bot's call object). `h:replay(callId)` runs a recorded log
--- into a fresh bot and flow and gives the steps it took (a recorded call as a test).
+-- has finished and give what the emulator saw of the call (`graphcall.emulator`'s
+-- `call_view`): `state`, `pressed` (the keys, a string), `prompts` (what played, in order:
+-- `{text =, file =, uri =, at =, ms =, cutShort =}`, `text` when the flow spoke it, `file`
+-- when it was a file of the prompts folder), `recordings`, `transferred` (the target; nil
+-- when there was none), `resultInfo`, `requests` (every request on the call, refused ones
+-- included), `log` (every step with its time in emulated ms), plus `flow` (the bot's call).
+-- `T.replay{script =, log =}` runs a recorded log into a fresh bot and flow, sending nothing,
+-- and gives the requests it made (a recorded call as a test).
 -- @module graphcall.test
 local core = require "graphcall.core"
 local graphcall = require "graphcall"
@@ -106,15 +110,32 @@ function H:_ids()
   return ids
 end
 
-function H:_finish(id, ecall)
+-- What the emulator saw of a call, each prompt said as the flow gave it (`text`, or `file`
+-- of the prompts folder), with the bot's call object as `flow`.
+function H:_view(id, ecall)
   local bot = self.bot
+  local view = ecall and self.emulator:call_view(ecall) or { id = id, prompts = {}, recordings = {}, requests = {} }
+  local base = bot.promptBase
+  for _, p in ipairs(view.prompts) do
+    p.text = bot.spoken[p.uri]
+    if not p.text and p.uri:sub(1, #base) == base then p.file = p.uri:sub(#base + 1) end
+  end
+  view.flow = bot.calls[id]
+  return view
+end
+
+function H:_finish(id, ecall)
   ecall = ecall or self.emulator.calls[id]
   self:run_until(function()
     return self:_over(id) and ecall and ecall.state == "terminated"
   end)
-  local view = ecall and self.emulator:call_view(ecall) or { id = id }
-  view.flow = bot.calls[id]
-  return view
+  return self:_view(id, ecall)
+end
+
+--- What the emulator has seen of a call so far (see the module), while it goes on.
+-- @param id the call's id
+function H:view(id)
+  return self:_view(id, self.emulator.calls[id])
 end
 
 --- Place an incoming call to the bot and run it to the end of its flow.
@@ -146,7 +167,7 @@ end
 --- Run until every call the bot has is over (its flow finished, the emulator's call ended).
 -- @return the emulator's views of the calls (see the module), in the order they were made
 function H:finish_all(ms)
-  local bot, emu = self.bot, self.emulator
+  local emu = self.emulator
   self:run_until(function()
     for _, id in ipairs(self:_ids()) do
       local e = emu.calls[id]
@@ -155,12 +176,7 @@ function H:finish_all(ms)
     return true
   end, ms)
   local views = {}
-  for _, id in ipairs(self:_ids()) do
-    local e = emu.calls[id]
-    local v = e and emu:call_view(e) or { id = id }
-    v.flow = bot.calls[id]
-    views[#views + 1] = v
-  end
+  for _, id in ipairs(self:_ids()) do views[#views + 1] = self:_view(id, emu.calls[id]) end
   local function first(v) return v.log and v.log[1] and v.log[1].t or 0 end
   table.sort(views, function(a, b) return first(a) < first(b) end)
   return views

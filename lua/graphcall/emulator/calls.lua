@@ -186,7 +186,7 @@ function Emu:_end(call, code, subcode, message, quiet)
   call.ended = self:now()
   call.resultInfo = code and result_info(code, subcode, message) or nil
   for _, op in pairs(call.ops) do
-    if op.status == "running" or op.status == "notStarted" then op.status = "failed" end
+    if op.status == "running" or op.status == "notStarted" then op.status, op.ended = "failed", self:now() end
   end
   call.media = {}
   if call.keepAliveTimer then call.keepAliveTimer:cancel() end
@@ -301,7 +301,8 @@ end
 function Emu:_new_call(fields)
   local call = {
     id = core.uuid(), log = {}, ops = {}, media = {}, outbox = {}, participants = {}, attendees = {},
-    state = "establishing", toneSeq = 0, rosterSeq = 0, prompts = 0, pressed = "", started = self:now(),
+    state = "establishing", toneSeq = 0, rosterSeq = 0, prompts = {}, recordings = {}, requests = {},
+    pressed = "", started = self:now(),
     myParticipantId = core.uuid(), callChainId = core.uuid(),
   }
   for k, v in pairs(fields) do call[k] = v end

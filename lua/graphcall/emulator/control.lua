@@ -6,15 +6,22 @@ local wav = require "graphcall.wav"
 local U = require "graphcall.emulator.util"
 local rules = require "graphcall.emulator.rules"
 
-local null = U.null
+local array = U.array
 
 local Emu = {}
 
--- A JSON view of a call for tests and the trace: state, log, and what the peer saw.
+--- A view of a call for tests and the trace (`GET /emulator/calls/{id}`, the harness): `id`,
+-- `state`, `direction`, `log` (`{t =, what =, detail =}`, t in ms since the call began),
+-- what the other side saw: `pressed` (the keys, a string), `prompts` (what played, `played`),
+-- `recordings` (`{at =, ms =, completionReason =, recordingLocation =}`), `transferred` (the
+-- target's id, absent when there was no transfer), `resultInfo` (absent while the call is on),
+-- and `requests`: every request the bot made on the call, refused ones included (`{at =,
+-- method =, path =, action =, status =, error = {code =, message =}}`).
 function Emu:call_view(call)
   return { id = call.id, state = call.state, direction = call.direction, log = call.log,
-    pressed = call.pressed, prompts = call.prompts, transferred = call.transferred or null,
-    resultInfo = call.resultInfo or null, notifications = #call.log }
+    pressed = call.pressed, prompts = array(self:played(call)), recordings = array(call.recordings),
+    requests = array(call.requests), transferred = call.transferred, resultInfo = call.resultInfo,
+    notifications = #call.log }
 end
 
 function Emu:_control(req, method, path, body)

@@ -100,6 +100,7 @@ function M.new(opts)
     stats = { requests = 0, actions = 0, callsCreated = 0, notificationsSent = 0,
               notificationsFailed = 0, notificationsDropped = 0, promptsFetched = 0, tokensIssued = 0 },
     recordings = {},
+    recording = setmetatable({}, { __mode = "k" }),   -- a request on a call -> its record
     tokenIssuers = {},
     bearers = {}, nbearers = 0,
     faults = {},
@@ -157,7 +158,28 @@ end
 -- ---- HTTP helpers -----------------------------------------------------------------------
 
 
+-- A request on a call is kept in the call's record, whatever its answer (refused ones too:
+-- a test proves with it that nothing was sent after the caller hung up).
+function Emu:_record(req, method, gpath)
+  local id, rest = gpath:match("^/communications/calls/([^/]+)(.*)$")
+  local call = id and self.calls[id]
+  if not call then return end
+  local action = rest:match("^/microsoft%.graph%.(%a+)$") or rest:match("^/(%a+)$")
+    or rest:match("^/participants/[^/]+/microsoft%.graph%.(%a+)$") or rest:match("^/participants/[^/]+/(%a+)$")
+  if rest == "" then action = method == "DELETE" and "hangup" or nil end
+  local r = { at = math.floor(self:now() - call.started), method = method, path = rest, action = action }
+  call.requests[#call.requests + 1] = r
+  self.recording[req] = r
+end
+
 function Emu:_reply(req, status, body, headers)
+  local r = self.recording[req]
+  if r then
+    self.recording[req] = nil
+    r.status = status
+    local e = type(body) == "table" and type(body.error) == "table" and body.error
+    if e then r.error = { code = e.code, message = e.message } end
+  end
   local h = headers or {}
   -- an error's body names its request-id: the header says the same one
   local inner = type(body) == "table" and type(body.error) == "table" and body.error.innerError
@@ -213,6 +235,7 @@ function Emu:_handle(req, method, uri, body)
   -- Graph
   local gpath = path:match("^/v1%.0(/.*)$")
   if not gpath then return self:_error(req, 404, "itemNotFound", "Resource not found.") end
+  self:_record(req, method, gpath)
   local claims = self:_bearer(req)
   if not claims then
     return self:_error(req, 401, "InvalidAuthenticationToken", "Access token validation failure.",

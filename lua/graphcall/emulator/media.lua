@@ -43,6 +43,7 @@ function Emu:_complete_op(call, op, status, ri, extra)
   if op.done then return end
   op.done = true
   op.status = status
+  op.ended = self:now()
   local data = op_view(op, extra)
   data.resultInfo = ri
   local item = { changeType = "deleted", data = data }
@@ -64,6 +65,35 @@ function Emu:_complete_op(call, op, status, ri, extra)
   self:_notify(call, { item }, "operation:" .. op.kind .. ":" .. status)
 end
 
+-- The prompts of an operation start playing now, one after the other: each is kept in the
+-- call's record with when it starts (what played and what was cut short is read from the
+-- operation's end, `Emu:played`).
+function Emu:_playing(call, op, each)
+  local at = math.floor(self:now() - call.started)
+  for _, p in ipairs(each) do
+    call.prompts[#call.prompts + 1] = { uri = p.uri, at = at, ms = p.ms, op = op }
+    at = at + p.ms
+  end
+  self:_peer_event(call, "prompt")
+end
+
+--- What a call's caller heard, in order: `{uri =, at =, ms =, cutShort =}` for each prompt
+-- that started (`at` in ms since the call began, as its log); a prompt still playing is not
+-- cut short.
+function Emu:played(call)
+  local out = {}
+  for _, p in ipairs(call.prompts) do
+    local op = p.op
+    local stop = op.status ~= "completed" and op.ended and math.floor(op.ended - call.started)
+                 or math.floor(self:now() - call.started)
+    if p.at < stop or (p.at == stop and op.status == "completed") then
+      out[#out + 1] = { uri = p.uri, at = p.at, ms = p.ms,
+                        cutShort = op.status ~= "completed" and op.ended ~= nil and p.at + p.ms > stop }
+    end
+  end
+  return out
+end
+
 -- Fetch a prompt and measure it (cached per URI for a minute); cb(ms) or cb(nil, why).
 function Emu:_fetch_prompt(uri, cb)
   local c = self.promptCache[uri]
@@ -83,17 +113,19 @@ function Emu:_fetch_prompt(uri, cb)
   end)
 end
 
--- Fetch every prompt of a list, in order; cb(total_ms) or cb(nil, why).
+-- Fetch every prompt of a list, in order; cb(total_ms, nil, {{uri =, ms =}, ...}) or
+-- cb(nil, why).
 function Emu:_measure(prompts, cb)
-  local total, i = 0, 0
+  local total, i, each = 0, 0, {}
   local function step()
     i = i + 1
     local p = prompts[i]
-    if not p then return cb(total) end
+    if not p then return cb(total, nil, each) end
     local uri = type(p) == "table" and type(p.mediaInfo) == "table" and p.mediaInfo.uri
     if type(uri) ~= "string" then return cb(nil, "prompt without mediaInfo.uri") end
     self:_fetch_prompt(uri, function(ms, why)
       if not ms then return cb(nil, uri .. ": " .. why) end
+      each[#each + 1] = { uri = uri, ms = ms }
       total = total + ms
       step()
     end)
@@ -116,7 +148,7 @@ function Emu:_media_done(call, op)
 end
 
 function Emu:_run_prompt(call, op)
-  self:_measure(op.prompts, function(ms, why)
+  self:_measure(op.prompts, function(ms, why, each)
     if not alive(call) or op.done then return end
     if not ms then
       self:_log(call, "prompt failed", why)
@@ -124,8 +156,7 @@ function Emu:_run_prompt(call, op)
       return self:_media_done(call, op)
     end
     self:_log(call, "prompt", string.format("%d ms", ms))
-    call.prompts = call.prompts + 1
-    self:_peer_event(call, "prompt")
+    self:_playing(call, op, each)
     op.timer = self:after(ms, function()
       if op.done then return end
       self:_complete_op(call, op, "completed", result_info(200, 0, "Action completed successfully."))
@@ -144,11 +175,14 @@ function Emu:_finish_record(call, rec, reason, code, subcode, message)
   if rec.speechFrom then spoken = spoken + (self:now() - rec.speechFrom) end
   local id = core.uuid()
   local token = core.uuid()
-  self.recordings[id] = { ms = math.max(100, math.floor(spoken / 100 + 0.5) * 100), token = token }
+  local ms = math.max(100, math.floor(spoken / 100 + 0.5) * 100)
+  self.recordings[id] = { ms = ms, token = token }
+  local location = self.url .. "/emulator/recordings/" .. id
+  call.recordings[#call.recordings + 1] = { at = math.floor(rec.from - call.started), ms = ms,
+    completionReason = reason, recordingLocation = location }
   self:_log(call, "recorded", string.format("%s, %d ms of speech", reason, math.floor(spoken)))
   self:_complete_op(call, op, "completed", result_info(code, subcode, message), {
-    recordingLocation = self.url .. "/emulator/recordings/" .. id,
-    recordingAccessToken = token, completionReason = reason })
+    recordingLocation = location, recordingAccessToken = token, completionReason = reason })
   self:_media_done(call, op)
 end
 
@@ -174,7 +208,7 @@ function Emu:_run_record(call, op)
   local b = op.body
   local function begin()
     if not alive(call) or op.done then return end
-    local rec = { op = op, timers = {}, stopTones = {},
+    local rec = { op = op, timers = {}, stopTones = {}, from = self:now(),
                   initialSilence = (b.initialSilenceTimeoutInSeconds or 5) * 1000,
                   maxSilence = (b.maxSilenceTimeoutInSeconds or 5) * 1000,
                   maxDuration = (b.maxRecordDurationInSeconds or 5) * 1000 }
@@ -197,15 +231,14 @@ function Emu:_run_record(call, op)
   end
   local beep = b.playBeep == false and 0 or 200
   if type(b.prompts) == "table" and #b.prompts > 0 then
-    self:_measure(b.prompts, function(ms, why)
+    self:_measure(b.prompts, function(ms, why, each)
       if not alive(call) or op.done then return end
       if not ms then
         self:_complete_op(call, op, "failed", cannot_play(why),
           { completionReason = "playPromptFailed", recordingLocation = "", recordingAccessToken = "" })
         return self:_media_done(call, op)
       end
-      call.prompts = call.prompts + 1
-      self:_peer_event(call, "prompt")
+      self:_playing(call, op, each)
       op.timer = self:after(ms + beep, begin)
     end)
   else
