@@ -24,11 +24,12 @@ WARN    := -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes
 PIC     := -fPIC -fvisibility=hidden
 
 CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c \
-            csrc/notify.c csrc/notify_flat.c csrc/jwt.c csrc/jws.c
-BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c csrc/lua_resp.c
+            csrc/notify.c csrc/notify_flat.c csrc/jwt.c csrc/jws.c csrc/launch.c
+BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c csrc/lua_resp.c csrc/lua_spawn.c
 LIBS     := -lcrypto -lhiredis
 # the I/O half, its own module (graphcall.io): standalone only, OpenResty never loads it
-IO_SRC   := csrc/buf.c csrc/ioloop.c csrc/http_client.c csrc/http_server.c csrc/files.c csrc/tcp.c
+IO_SRC   := csrc/buf.c csrc/ioloop.c csrc/http_client.c csrc/http_server.c csrc/files.c csrc/tcp.c \
+            csrc/proc.c csrc/launch.c
 IO_BIND  := csrc/lua_io.c
 IO_LIBS  := -levent -levent_openssl -lcurl -lssl -lcrypto
 HDRS     := $(wildcard csrc/*.h)

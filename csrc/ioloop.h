@@ -10,7 +10,7 @@
 
 struct event_base;
 
-typedef enum { GC_IO_RESPONSE, GC_IO_REQUEST, GC_IO_SIGNAL, GC_IO_STREAM } gc_io_kind;
+typedef enum { GC_IO_RESPONSE, GC_IO_REQUEST, GC_IO_SIGNAL, GC_IO_STREAM, GC_IO_PROC } gc_io_kind;
 
 /* The head of every queued item; the owner of the item type embeds it first. */
 typedef struct gc_io_item {

@@ -302,6 +302,8 @@ static const luaL_Reg funcs[] = {
   { "hash", l_hash },
   { "resp_command", gc_l_resp_command },
   { "resp_reader", gc_l_resp_reader },
+  { "spawn", gc_l_spawn },
+  { "reap", gc_l_reap },
   { NULL, NULL },
 };
 

@@ -1,6 +1,7 @@
 /* lua_glue.h: what the files of the binding layer share (graphcall.core).
- * The binding reads top-down: lua_core.c opens lua_notify.c and lua_jwt.c; all three stand
- * on lua_push.c, which calls nothing above it. */
+ * The binding reads top-down: lua_core.c opens lua_notify.c and lua_jwt.c (and registers
+ * lua_resp.c's and lua_spawn.c's functions); they stand on lua_push.c, which calls nothing
+ * above it. */
 #ifndef GC_LUA_GLUE_H
 #define GC_LUA_GLUE_H
 
@@ -30,6 +31,10 @@ int gc_l_push_error(lua_State *L, const char *code, const char *message, const c
 /* the JSON value at token t as Lua values (null = lightuserdata NULL) */
 void gc_l_push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
 void gc_l_push_str(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
+
+/* lua_spawn.c */
+int gc_l_spawn(lua_State *L);
+int gc_l_reap(lua_State *L);
 
 /* lua_jwt.c */
 void gc_l_jwt_open(lua_State *L);

@@ -1,5 +1,5 @@
 /* lua_io.c: graphcall.io, the Lua face of the I/O half: the loop, the libcurl client, the
- * HTTP listener, TCP streams (Redis). Lua never runs inside libevent or libcurl: a step runs
+ * HTTP listener, TCP streams (Redis), child processes (text to speech). Lua never runs inside libevent or libcurl: a step runs
  * the loop, then Lua takes what finished with loop:pop() and answers from its own stack.
  *
  * Lifetimes: a client or a server holds its loop (user value), and the loop knows them
@@ -14,6 +14,7 @@
 #include "http_client.h"
 #include "http_server.h"
 #include "ioloop.h"
+#include "proc.h"
 #include "tcp.h"
 
 #define LOOP_MT "graphcall.io.loop"
@@ -21,12 +22,14 @@
 #define SERVER_MT "graphcall.io.server"
 #define REQ_MT "graphcall.io.request"
 #define STREAM_MT "graphcall.io.stream"
+#define PROC_MT "graphcall.io.process"
 
 typedef struct { gc_loop *l; } loop_ud;
 typedef struct { gc_http *h; gc_loop *l; uint64_t next_id; } http_ud;
 typedef struct { gc_server *s; gc_loop *l; } server_ud;
 typedef struct { gc_sreq *r; int kept; } req_ud;
 typedef struct { gc_tcp *t; gc_loop *l; } stream_ud;
+typedef struct { gc_proc *p; gc_loop *l; } proc_ud;
 
 static gc_loop *check_loop(lua_State *L, int i) {
   loop_ud *u = luaL_checkudata(L, i, LOOP_MT);
@@ -219,6 +222,60 @@ static int loop_tcp(lua_State *L) {
   return 1;
 }
 
+/* ---- child processes ------------------------------------------------------------------ */
+
+static void close_proc(void *arg) {
+  proc_ud *u = arg;
+  gc_proc_free(u->p);
+  u->p = NULL;
+  u->l = NULL;
+}
+
+/* process:close(): kill it if it runs; its end is not reported */
+static int proc_close(lua_State *L) {
+  proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
+  if (u->p) {
+    gc_loop_forget(u->l, u);
+    close_proc(u);
+  }
+  return 0;
+}
+
+#define MAX_ARGS 64
+
+/* loop:process({program, arg, ...}, id) -> process | nil, err; its end comes from loop:pop()
+ * as "process", id, status, output. No shell: the strings are the arguments as they are. */
+static int loop_process(lua_State *L) {
+  gc_loop *l = check_loop(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  uint64_t id = (uint64_t)luaL_checkinteger(L, 3);
+  size_t n = gc_rawlen(L, 2);
+  if (n == 0) return luaL_argerror(L, 2, "a program to run");
+  if (n > MAX_ARGS) return luaL_argerror(L, 2, "too many arguments");
+  char *argv[MAX_ARGS + 1];
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 2, "arguments are strings");
+    argv[i] = (char *)lua_tostring(L, -1);   /* the table holds the string meanwhile */
+    lua_pop(L, 1);
+  }
+  argv[n] = NULL;
+  proc_ud *u = gc_newuserdata_uv(L, sizeof *u);
+  memset(u, 0, sizeof *u);
+  gc_setmetatable(L, PROC_MT);
+  lua_pushvalue(L, 1);
+  gc_set_uservalue(L, -2);
+  char err[256];
+  u->p = gc_proc_spawn(l, argv, id, err, sizeof err);
+  if (!u->p) return fail(L, "spawn", err);
+  u->l = l;
+  if (gc_loop_adopt(l, close_proc, u) != 0) {
+    close_proc(u);
+    return luaL_error(L, "out of memory");
+  }
+  return 1;
+}
+
 /* ---- the server ---------------------------------------------------------------------- */
 
 static void close_server(void *arg) {
@@ -402,6 +459,8 @@ static int loop_step(lua_State *L) {
 /* loop:pop() -> what finished, or nothing:
  *   "response", id, status, head, body, errcode|nil, errmsg|nil, sent, seconds
  *   "request", req, method, uri, body, tag (of the server)
+ *   "stream", id, "open" | "data" | "closed", bytes | why
+ *   "process", id, status, output
  *   "signal", signo */
 static int loop_pop(lua_State *L) {
   gc_loop *l = check_loop(L, 1);
@@ -453,6 +512,16 @@ static int loop_pop(lua_State *L) {
       lua_pushstring(L, names[t->event]);
       if (t->event == GC_TCP_DATA) lua_pushlstring(L, t->data, t->len);
       else lua_pushstring(L, t->error);
+      gc_loop_pop(l);
+      it->drop(it);
+      return 4;
+    }
+    case GC_IO_PROC: {
+      gc_proc_item *p = (gc_proc_item *)(void *)it;
+      lua_pushliteral(L, "process");
+      lua_pushinteger(L, (lua_Integer)p->id);
+      lua_pushinteger(L, p->status);
+      lua_pushlstring(L, p->output, p->len);
       gc_loop_pop(l);
       it->drop(it);
       return 4;
@@ -532,7 +601,7 @@ GC_EXPORT int luaopen_graphcall_io(lua_State *L) {
   static const luaL_Reg loop_m[] = {
     { "step", loop_step }, { "pop", loop_pop }, { "now", loop_now }, { "http", loop_http },
     { "listen", loop_listen }, { "watch_signal", loop_watch_signal }, { "close", loop_close },
-    { "tcp", loop_tcp }, { NULL, NULL },
+    { "tcp", loop_tcp }, { "process", loop_process }, { NULL, NULL },
   };
   static const luaL_Reg http_m[] = {
     { "request", http_request }, { "cancel", http_cancel }, { "in_flight", http_in_flight },
@@ -550,6 +619,8 @@ GC_EXPORT int luaopen_graphcall_io(lua_State *L) {
   new_class(L, REQ_MT, req_m, req_gc);
   static const luaL_Reg stream_m[] = { { "write", stream_write }, { "close", stream_close }, { NULL, NULL } };
   new_class(L, STREAM_MT, stream_m, stream_close);
+  static const luaL_Reg proc_m[] = { { "close", proc_close }, { NULL, NULL } };
+  new_class(L, PROC_MT, proc_m, proc_close);
   static const luaL_Reg funcs[] = { { "loop", l_loop }, { "now", l_now }, { "wall", l_wall }, { NULL, NULL } };
   lua_newtable(L);
   gc_setfuncs(L, funcs, 0);

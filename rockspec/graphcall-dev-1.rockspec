@@ -30,9 +30,9 @@ build = {
       sources = {
         "csrc/buf.c", "csrc/utf8.c", "csrc/schema.c", "csrc/schema_data.c",
         "csrc/encode.c", "csrc/json.c", "csrc/notify.c", "csrc/notify_flat.c", "csrc/jwt.c",
-        "csrc/jws.c",
+        "csrc/jws.c", "csrc/launch.c",
         "csrc/lua_core.c", "csrc/lua_notify.c", "csrc/lua_jwt.c", "csrc/lua_push.c",
-        "csrc/lua_resp.c",
+        "csrc/lua_resp.c", "csrc/lua_spawn.c",
       },
       libraries = { "crypto", "hiredis" },
       libdirs = { "$(OPENSSL_LIBDIR)", "$(HIREDIS_LIBDIR)" },
@@ -44,6 +44,7 @@ build = {
       sources = {
         "csrc/buf.c", "csrc/ioloop.c", "csrc/http_client.c", "csrc/http_server.c", "csrc/files.c",
         "csrc/tcp.c",
+        "csrc/proc.c", "csrc/launch.c",
         "csrc/lua_io.c",
       },
       libraries = { "event", "event_openssl", "curl", "ssl", "crypto" },

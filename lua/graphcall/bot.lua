@@ -48,8 +48,9 @@ M.Operation = callmod.Operation
 --- An event as the log keeps it (`graphcall.call.compact`).
 M.compact = callmod.compact
 
-local OPTIONS = { "client", "listen", "listener", "callbackUri", "promptBase", "store", "prompts", "recordings",
-  "keepAlive", "waitLimit", "verify", "verifier", "onStop", "log", "shared", "lease", "sweep", "host" }
+local OPTIONS = { "client", "listen", "listener", "callbackUri", "promptBase", "store", "prompts",
+  "recordings", "voice", "speak", "keepAlive", "waitLimit", "verify", "verifier", "onStop", "log", "shared",
+  "lease", "sweep", "host" }
 local LISTEN = { "host", "port", "cert", "key", "path", "maxBody", "timeout" }
 --- The events handlers are for (`bot:on`).
 M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminated", "sharing", "state", "event" }
@@ -60,7 +61,9 @@ M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminat
 --   already), `callbackUri` (the public URL of the listener's path, given to Graph; the
 --   listener's own URL by default), `store` (`graphcall.store`; in memory by default; a file
 --   store lets a restarted bot resume its calls), `prompts` (a folder: served under
---   /prompts/ and where spoken text is cached), `recordings` (a folder for downloaded
+--   /prompts/ and where spoken text is cached), `voice` (of spoken text, `graphcall.ivr.VOICE`
+--   by default), `speak` (how text is spoken: espeak-ng and sox by default; a command
+--   template or a function, see `graphcall.ivr.speak`), `recordings` (a folder for downloaded
 --   recordings; `prompts/../recordings` by default), `keepAlive` (ms between keepAlive
 --   requests per live call, 15 minutes), `waitLimit` (ms a flow verb waits for a notification
 --   that must come, an operation's end or a state, before it gives up with a `timeout` error:
@@ -82,6 +85,9 @@ M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminat
 function M.new(opts)
   strict.options(opts, OPTIONS, "bot", { "client" })
   if opts.listen ~= nil then strict.options(opts.listen, LISTEN, "bot: listen") end
+  if opts.speak ~= nil and type(opts.speak) ~= "function" and type(opts.speak) ~= "table" then
+    strict.fail("bot: speak: a command template (a table) or a function, got " .. type(opts.speak))
+  end
   if opts.onStop ~= nil and opts.onStop ~= "leave" and opts.onStop ~= "hangup" then
     strict.fail("bot: onStop: \"leave\" or \"hangup\", got " .. tostring(opts.onStop))
   end
@@ -94,7 +100,7 @@ function M.new(opts)
     keepAliveEvery = opts.keepAlive or 15 * 60 * 1000,
     waitLimit = opts.waitLimit or 5 * 60 * 1000,
     onStop = opts.onStop or "leave",
-    promptDir = opts.prompts,
+    promptDir = opts.prompts, voice = opts.voice, speak = opts.speak,
     recordDir = opts.recordings or (opts.prompts and (opts.prompts .. "/../recordings")) or nil,
     sweepEvery = opts.sweep or 250,
     stats = { calls = 0, flows = 0, resumed = 0, failedFlows = 0, finished = 0, lost = 0 },

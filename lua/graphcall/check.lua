@@ -39,8 +39,7 @@ end
 
 --- Whether a tool is on the PATH.
 function M.tool(name)
-  local r = os.execute("command -v " .. name .. " >/dev/null 2>&1")   -- (a fixed name, no path)
-  return r == true or r == 0
+  return files.which(name) ~= nil
 end
 
 --- Run the checks of `o` and give the problems found (an empty list: all is well).

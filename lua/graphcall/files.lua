@@ -58,4 +58,17 @@ function M.writable(dir)
   return true
 end
 
+--- Where a program is on the PATH (as `command -v`, without a shell).
+-- @param name the program's name
+-- @return its path, or nil
+function M.which(name)
+  if name:find("/", 1, true) then return nil end
+  local fs = lfs()
+  for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do
+    local path = dir .. "/" .. name
+    local perm = fs.attributes(path, "permissions")
+    if perm and fs.attributes(path, "mode") == "file" and perm:find("x", 1, true) then return path end
+  end
+end
+
 return M

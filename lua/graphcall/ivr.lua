@@ -32,11 +32,69 @@ local M = {}
 local Call = callmod.Call
 local err = callmod.err
 
+--- The voice spoken text gets when a prompt does not name one (espeak-ng's name).
 M.VOICE = "en-us"
 
---- Make (once) the WAV for a text in `dir`, named by the text's hash; returns the file name.
--- Uses espeak-ng and sox (Debian packages); raises if they fail (a deployment problem).
-function M.speak(dir, text, voice)
+local own_loop   -- for `speak` outside a bot: a loop of its own, made when first needed
+
+-- Run a program with `run` (the loop goes on meanwhile); raises what went wrong, naming the
+-- program and what it said.
+local function must(run, argv, hint)
+  local res, e = run(argv)
+  if not res then error(string.format("text-to-speech: %s%s", e.message, hint or ""), 0) end
+  if res.status ~= 0 then
+    local said = res.output:match("^%s*([^\n]*)") or ""
+    error(string.format("text-to-speech: %s exited with status %d%s", argv[1], res.status,
+      said ~= "" and (": " .. said) or ""), 0)
+  end
+end
+
+local DEBIAN = " (install the Debian packages espeak-ng and sox)"
+
+-- The voices a bot may be given: espeak-ng and sox (the default), a command template (one
+-- program making a WAV at {path}), or a function.
+local function voice_engine(speak)
+  if speak == nil then
+    return function(text, path, voice, run)
+      local raw = path .. ".raw.wav"
+      local ok, e = pcall(must, run, { "espeak-ng", "-v", voice, "-w", raw, "--", text }, DEBIAN)
+      if ok then
+        ok, e = pcall(must, run, { "sox", raw, "-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", path },
+                      DEBIAN)
+      end
+      os.remove(raw)
+      if not ok then error(e, 0) end
+    end
+  end
+  if type(speak) == "table" then
+    return function(text, path, voice, run)
+      local argv, with = {}, { text = text, path = path, voice = voice }
+      for i, a in ipairs(speak) do argv[i] = (tostring(a):gsub("{(%a+)}", function(k) return with[k] end)) end
+      must(run, argv)
+    end
+  end
+  return function(text, path, voice, run)
+    local ok, e = speak(text, path, voice, run)
+    if not ok then error("text-to-speech: " .. tostring(e or "the voice function failed"), 0) end
+  end
+end
+
+--- Make (once) the WAV for a text in `dir`, named by a hash of the voice and the text;
+-- returns the file name. The program runs as a child process on the loop: the loop, its
+-- other calls and a node's lease renewals go on while it speaks.
+-- @param dir the prompts folder
+-- @param text what to say
+-- @param voice the voice (`M.VOICE`)
+-- @param o optional: `loop` (the bot's; without one a loop of this module's own), `speak`
+--   (the voice: nil for espeak-ng and sox; a command template, `{"mytts", "--out", "{path}",
+--   "{text}"}`, one program that writes a WAV at `{path}`, `{text}` and `{voice}` put in as
+--   they are, no shell; or a function(text, path, voice, run) that writes the WAV at path and
+--   returns true, or nil and an error, where `run(argv)` runs a program on the loop and gives
+--   `{status =, output =}`, or nil and an error when it could not start). What it
+--   makes must be what Graph plays (16 kHz mono 16-bit PCM WAV), else the error says so.
+-- @return the file's name in `dir`; raises, saying what to fix, when it cannot be made
+function M.speak(dir, text, voice, o)
+  o = o or {}
   voice = voice or M.VOICE
   local name = "tts-" .. core.hash(voice .. "\0" .. text) .. ".wav"
   local path = dir .. "/" .. name
@@ -47,22 +105,30 @@ function M.speak(dir, text, voice)
   end
   -- its own temporary name: other processes (nodes sharing the folder) may speak it at once
   local tmp = path .. "." .. core.uuid() .. ".tmp.wav"
-  local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-  local cmd = string.format("espeak-ng -v %s -w %s %s >/dev/null 2>&1 && "
-    .. "sox %s -r 16000 -c 1 -b 16 -e signed-integer %s >/dev/null 2>&1",
-    q(voice), q(tmp .. ".raw.wav"), q(text), q(tmp .. ".raw.wav"), q(tmp))
-  local ok
-  if ngx and ngx.pipe and ngx.get_phase() ~= "init" then   -- luacheck: ignore 113
-    -- inside nginx: a child process the worker waits for without blocking
-    local proc = ngx.pipe.spawn({ "sh", "-c", cmd })  -- luacheck: ignore 113
-    ok = proc and proc:wait()
-  else
-    ok = os.execute(cmd)
+  local probe, why = io.open(tmp, "wb")
+  if not probe then
+    error(string.format("text-to-speech: the prompts folder %s is not writable (%s)", dir, tostring(why)), 0)
   end
-  os.remove(tmp .. ".raw.wav")
-  if ok ~= true and ok ~= 0 then
+  probe:close()
+  local loop = o.loop
+  if not loop then
+    own_loop = own_loop or require("graphcall.loop").new { log = false }
+    loop = own_loop
+  end
+  local ok, e = pcall(voice_engine(o.speak), text, tmp, voice, function(argv) return loop:run_program(argv) end)
+  if ok then
+    local g = io.open(tmp, "rb")
+    local bytes = g and g:read("*a")
+    if g then g:close() end
+    local info, bad = wav.check(bytes or "")
+    if not info then
+      ok, e = false, string.format("text-to-speech: the voice made no WAV Graph plays (%s; 16 kHz mono "
+        .. "16-bit PCM)", tostring(bad))
+    end
+  end
+  if not ok then
     os.remove(tmp)
-    error("text-to-speech failed (are espeak-ng and sox installed?): " .. text, 2)
+    error(tostring(e), 0)
   end
   assert(os.rename(tmp, path))
   return name
@@ -134,7 +200,7 @@ function Call:_prompts(p)
       local uri, len = x.uri
       if x.text then
         if not b.promptDir then error("spoken prompts need the bot's prompts folder (prompts =)", 4) end
-        local name = M.speak(b.promptDir, x.text, x.voice)
+        local name = M.speak(b.promptDir, x.text, x.voice or b.voice, { loop = b.loop, speak = b.speak })
         uri, len = b.promptBase .. name, file_ms(b, name)
         b.spoken[uri] = x.text
       elseif x.file then

@@ -69,6 +69,7 @@ function M.new(opts)
     handlers = {}, ntags = 0,                 -- server tag -> handler
     signals = {},                             -- signo -> handler
     streams = {}, nstreams = 0,               -- TCP stream id -> on_event
+    procs = {}, nprocs = 0, running_procs = 0, -- child process id -> {cb =, handle =}
     busy = 0,                                 -- answers awaited over streams
     tasks = setmetatable({}, { __mode = "k" }),
     running = false,
@@ -291,6 +292,14 @@ local function dispatch(self, kind, a, b, c, d, e, f, g, h)
     local fn = self.streams[a]
     if b == "closed" then self.streams[a] = nil end
     if fn then self:protect("stream handler", fn, b, c) end
+  elseif kind == "process" then
+    local p = self.procs[a]
+    self.procs[a] = nil
+    if p then
+      self.running_procs = self.running_procs - 1
+      p.handle:close()
+      self:protect("process callback", p.cb, { status = b, output = c })
+    end
   elseif kind == "signal" then
     local fn = self.signals[a]
     if fn then self:protect("signal handler", fn, a) end
@@ -311,7 +320,7 @@ function Loop:run_once(max_wait)
   elseif self.virtual then
     -- real I/O under way: time stands still meanwhile, unless nothing has come for a quarter
     -- of a second of real time (a server holding an answer back on a timer of its own)
-    if self:in_flight() > 0 and self.io:now() - (self.progress or 0) < 250 then
+    if self.running_procs > 0 or (self:in_flight() > 0 and self.io:now() - (self.progress or 0) < 250) then
       wait = 5
     elseif self.nheap > 0 then
       self.vnow = math.max(self.vnow, self.heap[1].due)   -- idle: jump to the next timer
@@ -399,6 +408,35 @@ function Loop:fetch(opts)
   return self:await(function(done)
     local id, err = self:request(opts, done)
     if not id then done(nil, err) end
+  end)
+end
+
+--- Run a program as a child process; cb(res) or cb(nil, err) is called from the loop when it
+-- ends, and the loop goes on meanwhile (a virtual clock stands still). No shell: `argv`'s
+-- strings are the program (looked up in PATH) and its arguments as they are, so any text and
+-- any path can be passed without quoting.
+-- @param argv `{program, arg1, ...}`
+-- @param cb function(res, err): res has `status` (the exit status; 128 + n when signal n ended
+--   it) and `output` (what it wrote on stdout and stderr, the first 4 KiB); err has `code`
+--   ("spawn": it could not start) and `message`
+-- @return true, or nil and err when it could not start (cb is not called then)
+function Loop:process(argv, cb)
+  self.nprocs = self.nprocs + 1
+  local id = self.nprocs
+  local handle, err = self.io:process(argv, id)
+  if not handle then return nil, err end
+  self.procs[id] = { cb = cb, handle = handle }
+  self.running_procs = self.running_procs + 1
+  return true
+end
+
+--- Run a program and wait for its end (yields in a task; runs the loop elsewhere).
+-- @param argv as `process`
+-- @return res (`status`, `output`), or nil and err
+function Loop:run_program(argv)
+  return self:await(function(done)
+    local ok, err = self:process(argv, done)
+    if not ok then done(nil, err) end
   end)
 end
 

@@ -109,7 +109,8 @@ local function shared_keys(verifier, dict)
   return verifier
 end
 
-local OPTIONS = { "script", "flow", "flows", "on", "setup", "client", "callbackUri", "promptBase", "prompts", "dict",
+local OPTIONS = { "script", "flow", "flows", "on", "setup", "client", "callbackUri", "promptBase", "prompts",
+  "voice", "speak", "dict",
   "verify", "maxBody", "keepAlive", "waitLimit", "ttl", "sweep", "reserve", "redis", "lease", "http", "minRefetch" }
 
 --- Set up this worker (init_worker_by_lua).
@@ -124,6 +125,7 @@ local OPTIONS = { "script", "flow", "flows", "on", "setup", "client", "callbackU
 --   `setup`; `client`
 --   (options of `graphcall.client`); `callbackUri` (the public URL of the handler's location);
 --   `promptBase` (the public URL under which nginx serves `prompts`); `prompts` (the folder);
+--   `voice` and `speak` (spoken text, as `graphcall.bot`'s: the program runs with ngx.pipe);
 --   `dict` ("graphcall"); `verify` (false: accept unsigned callbacks; tests only); `maxBody`
 --   (bytes, 1 MiB); `keepAlive` (ms, 15 min); `waitLimit`; `ttl` (seconds an ended call's
 --   log is kept, 3600); `sweep` (ms between sweeps, 250); `reserve` (bytes of the dict kept
@@ -153,7 +155,8 @@ function M.init(o)
   end
   local stub = { url = function(_, path) return path or o.callbackUri end, close = function() end }
   local bot = assert(botmod.new { client = client, listener = stub, callbackUri = o.callbackUri,
-    promptBase = o.promptBase, prompts = o.prompts, store = store, keepAlive = o.keepAlive,
+    promptBase = o.promptBase, prompts = o.prompts, voice = o.voice, speak = o.speak, store = store,
+    keepAlive = o.keepAlive,
     waitLimit = o.waitLimit, log = loop.log, lease = o.lease, host = {
       go = function(fn) return ngx.timer.at(0, function(premature) if not premature then fn() end end) end,
       now = function() ngx.update_time() return ngx.now() * 1000 end,

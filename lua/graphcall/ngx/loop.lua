@@ -7,6 +7,7 @@
 -- flow that waits for an event *parks* (its coroutine is dropped) and is brought back by
 -- replaying its log when the event comes, in whichever worker (`graphcall.ngx`).
 -- @module graphcall.ngx.loop
+local core = require "graphcall.core"
 local http = require "graphcall.ngx.http"
 
 local M = {}
@@ -124,6 +125,40 @@ function Loop:request(opts, cb)
     run()
   end
   return self.inflight
+end
+
+--- Run a program as a child process, no shell; cb(res) or cb(nil, err) when it ends, as the
+-- standalone loop's `process` (res: `status`, `output`). A worker cannot wait for a child
+-- (Debian's nginx has no `ngx.pipe`), so it polls between light-thread sleeps; nginx reaps
+-- its workers' children itself, and then the status is unknown: 0 here, and the caller
+-- checks what the program made.
+function Loop:process(argv, cb)
+  local function go()
+    local out = os.tmpname()
+    local pid, err = core.spawn(argv, out)
+    if not pid then
+      os.remove(out)
+      return self:protect("process callback", cb, nil, err)
+    end
+    local status, waited = nil, 0
+    while status == nil do
+      ngx.sleep(waited < 100 and 0.005 or 0.02)
+      waited = waited + 1
+      status = core.reap(pid)
+    end
+    local f = io.open(out, "rb")
+    local text = f and f:read(4096) or ""
+    if f then f:close() end
+    os.remove(out)
+    self:protect("process callback", cb, { status = status or 0, output = text })
+  end
+  if ngx.get_phase() == "init_worker" then ngx.timer.at(0, go) else go() end
+  return true
+end
+
+--- Run a program and wait for its end; res (`status`, `output`), or nil and err.
+function Loop:run_program(argv)
+  return self:await(function(done) self:process(argv, done) end)
 end
 
 function Loop:fetch(opts)
