@@ -113,7 +113,7 @@ asan: deps
 test-asan: all $(C_TESTS)
 	@rm -rf $(B)/results && mkdir -p $(B)/results
 	@tools/ctests.sh $(B)/results $(C_TESTS)
-	@LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+	@PATH="$(CURDIR)/tools/asan-bin:$$PATH" LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  tools/busted.sh lua5.4 $(B)/lua5.4 $(B)/results/busted-lua5.4.log
 	@tools/total.sh $(B)/results
