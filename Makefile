@@ -129,6 +129,7 @@ rock-check: deps
 lint: deps
 	luacheck -q lua spec bench examples tools bin/graphcall
 	lua5.4 tools/layers.lua
+	lua5.4 tools/undocumented.lua $$(find lua -name '*.lua' | sort)
 
 # ldoc exits 0 on warnings; any warning it prints fails the target (Markdown by lua-discount)
 doc: deps

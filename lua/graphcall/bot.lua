@@ -56,6 +56,11 @@ local LISTEN = { "host", "port", "cert", "key", "path", "maxBody", "timeout" }
 M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminated", "sharing", "state", "event" }
 
 --- A bot.
+--
+-- **Several nodes.** On a shared store, no call stays in the memory of this node: each event
+-- is run under the call's lease by whichever node the load balancer gave it to, its flow
+-- replayed from the log (`graphcall.runtime`). Calls placed with `bot:call` start on this
+-- node and go on wherever their events land; a node that dies leaves its calls to the others.
 -- @param opts `client` (a `graphcall.client`; required), `listen` ({host, port, cert, key,
 --   path, maxBody, timeout}: the callback listener to start; or `listener`, one made
 --   already), `callbackUri` (the public URL of the listener's path, given to Graph; the
@@ -76,11 +81,6 @@ M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminat
 --   `sweep` (ms between sweeps for deadlines and keepAlive, 250), `host` (how the host
 --   runs things, for `graphcall.runtime`: `go`, `now`, `sleep`, `every`, `timer`, `where`;
 --   the bot's loop by default)
---
--- **Several nodes.** On a shared store, no call stays in the memory of this node: each event
--- is run under the call's lease by whichever node the load balancer gave it to, its flow
--- replayed from the log (`graphcall.runtime`). Calls placed with `bot:call` start on this
--- node and go on wherever their events land; a node that dies leaves its calls to the others.
 -- @return the bot, or nil and an error
 function M.new(opts)
   strict.options(opts, OPTIONS, "bot", { "client" })

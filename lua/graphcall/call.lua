@@ -676,7 +676,8 @@ function Operation:on_done(fn)
   return self
 end
 
---- Wait for the operation to end. @return true if it completed, or nil and its status/error
+--- Wait for the operation to end.
+-- @return true if it completed, or nil and its status/error
 function Operation:wait()
   self.call.bot.loop:await(function(done) self:on_done(function() done() end) end)
   if self.status == "completed" then return true end

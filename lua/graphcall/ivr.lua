@@ -294,6 +294,7 @@ function M.target(to)
   return { identity = to }
 end
 
+--- The `targets` of a call for `to`: one target (as `target`) or a list of them.
 function M.targets(to)
   if type(to) == "string" or to.identity or to.user or to.phone or to.application or to.applicationInstance then
     return { M.target(to) }
@@ -556,7 +557,8 @@ function Call:transfer(o)
   return nil, err("hangup", "the call ended before the transfer went through", { cause = ev.resultInfo })
 end
 
---- Hang up and wait for the end of the call. @return true (also when it had ended)
+--- Hang up and wait for the end of the call.
+-- @return true (also when it had ended)
 function Call:hangup()
   if self.ended then return true end
   local ok, e = self:request("hangup")

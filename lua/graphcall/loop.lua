@@ -45,14 +45,14 @@ Response.__index = Response
 function Response:header(name) return response.header(self.head, name) end
 
 --- A new loop.
+--
+-- On a virtual loop time stands still while anything runs, any HTTP request of the loop is in
+-- flight or any program it started runs, and jumps to the next timer when nothing does:
+-- minutes of prompts and timeouts pass in milliseconds. Everything that takes part must run
+-- on this one loop (a test harness runs the emulator and the bot together).
 -- @param opts optional: `log` (function(level, msg), default `stderr_log`; `false` for
 --   silence), `http` (options of the libcurl client: `max_host_connections`,
---   `max_total_connections`, `max_active`), `virtual` (true: virtual time, see below)
---
--- On a virtual loop time stands still while anything runs or any HTTP request of the loop is
--- in flight, and jumps to the next timer when nothing does: minutes of prompts and timeouts
--- pass in milliseconds. Everything that takes part must run on this one loop (a test harness
--- runs the emulator and the bot together).
+--   `max_total_connections`, `max_active`), `virtual` (true: virtual time, see above)
 -- @return the loop
 function M.new(opts)
   opts = opts or {}
@@ -95,7 +95,10 @@ end
 -- a TCP stream (Loop:tcp)
 local Stream = {}
 Stream.__index = Stream
+--- Queue bytes for the peer.
+-- @return true, or nil and an error when it is closed
 function Stream:write(bytes) return self.s:write(bytes) end
+--- Close the stream now (its handler hears nothing more).
 function Stream:close()
   self.loop.streams[self.id] = nil
   self.s:close()

@@ -149,6 +149,7 @@ function Ngx:_call(args)
   end
 end
 
+--- Nothing to close: nginx pools its cosockets.
 function Ngx.close() end
 
 --- A client. In nginx (a phase with cosockets) it uses them; elsewhere it needs `loop`.

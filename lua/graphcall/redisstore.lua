@@ -19,8 +19,8 @@ local tracker = require "graphcall.tracker"
 local json = require("graphcall.wire").json
 
 local M = {}
-local S = {}
-S.__index = S
+local Store = {}
+Store.__index = Store
 
 -- a write under the lease: KEYS[1] the lease, ARGV[1] the token ("" = not under a lease)
 local FENCE = [[
@@ -128,15 +128,17 @@ function M.new(o)
   local ttl = o.ttl or 3600
   return setmetatable({ redis = o.redis, ttl = ttl, keepMs = math.floor((o.keep or ttl * 4) * 1000),
                         tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or os.time,
-                        pendingTrk = {}, popNext = {} }, S)
+                        pendingTrk = {}, popNext = {} }, Store)
 end
 
-function S:get(id)
+--- The flow's state of a call (a table), or nil.
+function Store:get(id)
   local v = must(self, "GET", key(id, "st"))
   return type(v) == "string" and core.decode(v) or nil
 end
 
-function S:put(id, st) fenced(self, id, SET, key(id, "st"), json(st), self.keepMs) end
+--- Keep the flow's state of a call, under its lease (fenced: refused when another holds it).
+function Store:put(id, st) fenced(self, id, SET, key(id, "st"), json(st), self.keepMs) end
 
 -- what an entry changes in the head: flow, direction and tenant at the start, the call's
 -- state from its events, ended at the end
@@ -151,7 +153,9 @@ local function head_fields(entry)
   end
 end
 
-function S:append(id, entry)
+--- Add an entry to a call's log, under its lease, with its head, its tracker state and the
+-- inbox entry it came from in the same write (all or none).
+function Store:append(id, entry)
   -- with the tracker's state kept back for it (tracker{defer}) and the inbox entry it came from
   local trk, pop = self.pendingTrk[id] or "", self.popNext[id] and "1" or ""
   local n = fenced(self, id, APPEND, { key(id, "log"), key(id, "hd"), key(id, "trk"), key(id, "in") },
@@ -164,28 +168,28 @@ end
 
 --- Keep an accepted notification's event (JSON text) in the call's inbox, before the 202: a
 -- node that dies after answering leaves it to the others (`gc:inbox` says since when).
-function S:push(id, text, now)
+function Store:push(id, text, now)
   must(self, "RPUSH", key(id, "in"), text)
   must(self, "ZADD", "gc:inbox", "NX", now or math.floor(self.clock() * 1000), id)
 end
 
 --- The call's inbox, oldest first (JSON texts).
-function S:inbox(id)
+function Store:inbox(id)
   local v = must(self, "LRANGE", key(id, "in"), 0, -1)
   return type(v) == "table" and v or {}
 end
 
 --- The next `append` takes the inbox's first entry with it, in the same script.
-function S:take_with_next(id) self.popNext[id] = true end
+function Store:take_with_next(id) self.popNext[id] = true end
 
 --- Drop the inbox's first entry (a duplicate), with the tracker's state kept back.
-function S:drop_first(id)
+function Store:drop_first(id)
   fenced(self, id, DROP, { key(id, "trk"), key(id, "in") }, self.keepMs, self.pendingTrk[id] or "")
   self.pendingTrk[id], self.popNext[id] = nil, nil
 end
 
 --- The inbox is empty (under the lease): forget it, unless an entry came meanwhile.
-function S:inbox_done(id, now)
+function Store:inbox_done(id, now)
   must(self, "ZREM", "gc:inbox", id)
   if (must(self, "LLEN", key(id, "in")) or 0) > 0 then
     must(self, "ZADD", "gc:inbox", now or math.floor(self.clock() * 1000), id)
@@ -193,15 +197,15 @@ function S:inbox_done(id, now)
 end
 
 --- Since when (ms) the call's inbox has entries nobody took, or nil.
-function S:inbox_since(id) return tonumber((must(self, "ZSCORE", "gc:inbox", id))) end
+function Store:inbox_since(id) return tonumber((must(self, "ZSCORE", "gc:inbox", id))) end
 
 --- Calls with inbox entries since before `before` (ms): left by a node that died.
-function S:inbox_due(before)
+function Store:inbox_due(before)
   return must(self, "ZRANGEBYSCORE", "gc:inbox", "-inf", before, "LIMIT", 0, 100)
 end
 
 --- The call's head: {flow, dir, tenant, state, ended} as its log says, or nil.
-function S:head(id)
+function Store:head(id)
   local v = must(self, "HGETALL", key(id, "hd"))
   if type(v) ~= "table" or #v == 0 then return nil end
   local h = {}
@@ -212,7 +216,8 @@ function S:head(id)
   return h
 end
 
-function S:log(id)
+--- A call's log, its entries in order.
+function Store:log(id)
   local out = {}
   for _, line in ipairs(must(self, "LRANGE", key(id, "log"), 0, -1)) do
     local e = core.decode(line)
@@ -221,7 +226,8 @@ function S:log(id)
   return out
 end
 
-function S:calls()
+--- The ids of the calls the store has, sorted.
+function Store:calls()
   local v = must(self, "SMEMBERS", "gc:calls")
   table.sort(v)
   return v
@@ -229,13 +235,14 @@ end
 
 local PARTS = { "log", "st", "trk", "hd", "in" }
 
-function S:drop(id)
+--- Forget a call now (its log, state, tracker, head and inbox).
+function Store:drop(id)
   for _, p in ipairs(PARTS) do must(self, "DEL", key(id, p)) end
   must(self, "SREM", "gc:calls", id)
 end
 
 --- An ended call: its keys go after `seconds` (the store's ttl).
-function S:expire(id, seconds)
+function Store:expire(id, seconds)
   local ms = math.floor((seconds or self.ttl) * 1000)
   for _, p in ipairs(PARTS) do must(self, "PEXPIRE", key(id, p), ms) end
   must(self, "SREM", "gc:calls", id)
@@ -247,7 +254,7 @@ end
 --- The tracker's state of each call, as `graphcall.tracker` wants a store (the `seen` set is
 -- its fingerprint ring again, so it is not written). With `defer`, a put is kept back and
 -- written by the next `append` or `drop_first` of the call, in the same script.
-function S:tracker(defer)
+function Store:tracker(defer)
   return tracker.text_store(function(id)
     local v = must(self, "GET", key(id, "trk"))
     return type(v) == "string" and v or nil
@@ -259,7 +266,7 @@ end
 
 --- Take the call's lease for `ttl` seconds, waiting up to `wait` seconds for it.
 -- @return a release function and the fencing token, or nil and "timeout"
-function S:lock(id, ttl, wait)
+function Store:lock(id, ttl, wait)
   local deadline = self.clock() + (wait or 10)
   local pause = 2
   while true do
@@ -280,22 +287,31 @@ end
 
 --- Extend the lease this store holds on the call to `ttl` seconds from now (a long step).
 -- @return true, or false when the lease is not this store's any more
-function S:renew(id, ttl)
+function Store:renew(id, ttl)
   local t = self.tokens[id]
   if not t then return false end
   local v = script(self, RENEW, 1, key(id, "lease"), t, math.floor((ttl or 30) * 1000))
   return v == 1
 end
 
---- Deadlines (ms since the epoch) of flows that wait, and keepAlive times: sorted sets.
--- (a deadline's half millisecond is meaningful: graphcall.runtime's watchdogs)
-function S:set_due(id, at) must(self, "ZADD", "gc:due", string.format("%.1f", at), id) end
-function S:clear_due(id) must(self, "ZREM", "gc:due", id) end
-function S:due(now) return must(self, "ZRANGEBYSCORE", "gc:due", "-inf", now, "LIMIT", 0, 100) end
-function S:set_ka(id, at) must(self, "ZADD", "gc:ka", at, id) end
-function S:clear_ka(id) must(self, "ZREM", "gc:ka", id) end
-function S:ka_due(now) return must(self, "ZRANGEBYSCORE", "gc:ka", "-inf", now, "LIMIT", 0, 100) end
-function S:ka_at(id) return tonumber((must(self, "ZSCORE", "gc:ka", id))) end
-function S:due_at(id) return tonumber((must(self, "ZSCORE", "gc:due", id))) end
+-- Deadlines (ms since the epoch) of flows that wait, and keepAlive times: sorted sets.
+
+--- Set when a call's flow is due (a deadline's half millisecond is meaningful: the
+-- runtime's watchdogs).
+function Store:set_due(id, at) must(self, "ZADD", "gc:due", string.format("%.1f", at), id) end
+--- The call's flow waits for no deadline any more.
+function Store:clear_due(id) must(self, "ZREM", "gc:due", id) end
+--- Calls whose flows are due at `now` (at most 100).
+function Store:due(now) return must(self, "ZRANGEBYSCORE", "gc:due", "-inf", now, "LIMIT", 0, 100) end
+--- Set when a call's next keepAlive is due.
+function Store:set_ka(id, at) must(self, "ZADD", "gc:ka", at, id) end
+--- The call needs no keepAlive any more.
+function Store:clear_ka(id) must(self, "ZREM", "gc:ka", id) end
+--- Calls whose keepAlive is due at `now` (at most 100).
+function Store:ka_due(now) return must(self, "ZRANGEBYSCORE", "gc:ka", "-inf", now, "LIMIT", 0, 100) end
+--- When a call's next keepAlive is due, or nil.
+function Store:ka_at(id) return tonumber((must(self, "ZSCORE", "gc:ka", id))) end
+--- When a call's flow is due, or nil.
+function Store:due_at(id) return tonumber((must(self, "ZSCORE", "gc:due", id))) end
 
 return M

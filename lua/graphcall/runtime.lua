@@ -35,8 +35,8 @@ local callmod = require "graphcall.call"
 local trace = require "graphcall.trace"
 
 local M = {}
-local R = {}
-R.__index = R
+local Runtime = {}
+Runtime.__index = Runtime
 
 --- Seconds a process holds a call while it runs it (renewed every third of it): when the
 -- process dies, another takes the call this long after its last renewal, and a little more.
@@ -79,7 +79,7 @@ function M.new(o)
     queues = {}, driving = {}, timers = {}, log = o.bot.log,
     inboxed = o.store.push ~= nil and o.inbox ~= false,
     stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0, takeovers = 0 },
-  }, R)
+  }, Runtime)
 end
 
 -- ---- one call: as its log says, driven until it waits -------------------------------------
@@ -88,7 +88,7 @@ end
 -- object. The log is read only when a flow is to replay it (or `full`); other calls are what
 -- their head says.
 -- @return the call, its start entry (if it has a flow), true if its flow has ended
-function R:fresh(id, full)
+function Runtime:fresh(id, full)
   local bot, store = self.bot, self.store
   local kept = self.keep and bot.calls[id]
   if kept then return kept, kept.started, kept.finished end
@@ -142,7 +142,7 @@ local function run_body(self, call, body)
 end
 
 -- The flow parked with a deadline: a timer of this process fires then (the sweeper finds it too).
-function R:_alarm(id, at)
+function Runtime:_alarm(id, at)
   local old = self.timers[id]
   if old then old:cancel() end
   self.timers[id] = nil
@@ -161,7 +161,7 @@ end
 --- Drive a call's flow: replay (or wake the flow kept here, without a `body`), then live until
 -- it waits; write down where it waits. Raises what the store raised when the flow could not
 -- go on (the item is retried).
-function R:drive(call, body)
+function Runtime:drive(call, body)
   local store, id = self.store, call.id
   -- if this process dies in the middle, the call is due once its lease has run out
   self:_watchdog(id)
@@ -199,7 +199,7 @@ function R:drive(call, body)
 end
 
 -- A call this process no longer holds in memory (its flow is rebuilt from the log when needed).
-function R:_forget(id)
+function Runtime:_forget(id)
   self:_alarm(id)
   self.bot.calls[id] = nil
 end
@@ -208,7 +208,7 @@ end
 
 -- An event the tracker let through, into the call's log (guarded by a watchdog deadline when
 -- a flow will take it), then to handlers. `ev` is what handlers get.
-function R:_take(call, e, ev, started, ended)
+function Runtime:_take(call, e, ev, started, ended)
   local bot, store, id = self.bot, self.store, call.id
   if (started and not ended) or (e.incoming and bot.flows.main and not started) then
     self:_watchdog(id)   -- from the append on, the flow must not be lost with this process
@@ -225,20 +225,20 @@ function R:_take(call, e, ev, started, ended)
 end
 
 -- The flow of a call that has one: woken where it is kept, else replayed from the log.
-function R:_resume(call, started)
+function Runtime:_resume(call, started)
   if call.co then return self:drive(call) end
   return self:drive(call, self:_body(call, started.flow, true))
 end
 
 -- A flow's body, the call keeping what it started as (for a kept call's next event).
-function R:_body(call, flow, resumed)
+function Runtime:_body(call, flow, resumed)
   local body = call:_start_flow(flow, resumed)
   if body then call.started = call.started or { flow = flow } end
   return body
 end
 
 -- Then the flow: on with the new event, or started by an incoming call.
-function R:_go_on(call, started, ended, incoming)
+function Runtime:_go_on(call, started, ended, incoming)
   local bot = self.bot
   if not ended then
     if started then return self:_resume(call, started) end
@@ -251,7 +251,7 @@ function R:_go_on(call, started, ended, incoming)
 end
 
 -- An event. Marks on the item say how far it got, so a retry goes on from there.
-function R:_event(item)
+function Runtime:_event(item)
   local bot = self.bot
   local ev, claims = item.ev, item.claims
   local id = ev.callId
@@ -280,7 +280,7 @@ end
 
 -- A deadline that may have passed (or a process that died holding the call); `force`: go on
 -- from the log whatever the deadline (a retry after the store refused a write).
-function R:_due(id, force)
+function Runtime:_due(id, force)
   local store = self.store
   local at = store:due_at(id)
   if not force and (at or math.huge) > self.now() then return end   -- another process did it
@@ -309,12 +309,12 @@ end
 
 -- If this process dies from now until the flow has run, the call is due once the lease has run
 -- out: another process's sweeper goes on with it.
-function R:_watchdog(id)
+function Runtime:_watchdog(id)
   self.store:set_due(id, watchdog_at(self))
 end
 
 -- A call this process placed: its flow starts here (or goes on, if a retry finds it started).
-function R:_start(id, item)
+function Runtime:_start(id, item)
   local call, started, ended = self:fresh(id, true)
   if ended then
     if not self.keep then self.bot.calls[id] = nil end
@@ -327,7 +327,7 @@ end
 
 -- One inbox entry (the first of the inbox): tracker, log (the entry leaves the inbox in the
 -- same write), handlers, flow.
-function R:_entry(id, text)
+function Runtime:_entry(id, text)
   local bot, store = self.bot, self.store
   local entry = core.decode(text)
   if type(entry) == "table" and entry.start then   -- a call placed by a process: start its flow
@@ -360,7 +360,7 @@ function R:_entry(id, text)
 end
 
 -- The call's inbox, until it is empty (entries other processes add meanwhile too).
-function R:_inbox(id, item)
+function Runtime:_inbox(id, item)
   if item.swept then   -- the process that took these notifications died before it ran them
     local since = self.store:inbox_since(id)
     if since then
@@ -383,7 +383,7 @@ function R:_inbox(id, item)
   self.store:inbox_done(id, self.now())
 end
 
-function R:_item(id, item)
+function Runtime:_item(id, item)
   if item.kick then return self:_inbox(id, item) end
   if item.ev then return self:_event(item) end
   if item.due then return self:_due(id) end
@@ -394,14 +394,14 @@ end
 -- Take the call's lease; a store that is down is waited for (up to `until_ms`).
 -- The store is away (Redis restarting, say): said once, until it is back; what waits on it is
 -- retried meanwhile and counted.
-function R:_down(e)
+function Runtime:_down(e)
   if self.down then return end
   self.down = { since = self.now(), retried = 0 }
   self.log("warn", "the store is unreachable (" .. tostring(type(e) == "table" and e.message or e)
     .. "); what needs it waits and is retried until it is back")
 end
 
-function R:_up()
+function Runtime:_up()
   local d = self.down
   if not d then return end
   self.down = nil
@@ -431,7 +431,7 @@ local function take(self, id, until_ms)
 end
 
 -- Everything queued on the call, under one lease.
-function R:_drain(id)
+function Runtime:_drain(id)
   local q = self.queues[id]
   local i, release, give_up, pause = 1, nil, nil, 50
   while q[i] do
@@ -482,7 +482,7 @@ end
 -- true}`, `{start = flow, tenant =, created =}`. Items of a call run in order, one call's at a
 -- time in this process.
 -- @return true, or nil and an error (no thread could be started)
-function R:enqueue(id, item)
+function Runtime:enqueue(id, item)
   local q = self.queues[id]
   if q then
     if (item.due and q.due) or (item.kick and q.kick) then return true end   -- one waits already
@@ -508,7 +508,7 @@ local json = wire.json
 -- they are queued in this process (`dispatch`).
 -- @return true, or nil and an error (answer 503: nothing of the body was taken, or part of
 --   it, which the service's retry brings again and the tracker drops)
-function R:accept(events, claims)
+function Runtime:accept(events, claims)
   if not self.inboxed then return self:dispatch(events, claims) end
   local now = math.floor(self.now())
   local tid = claims and claims.tid
@@ -545,7 +545,7 @@ end
 -- @param id the call's id
 -- @param item `{start = flow name, tenant =, created = {id, myParticipantId}}`
 -- @return true, or nil and an error
-function R:start(id, item)
+function Runtime:start(id, item)
   if not self.inboxed then return self:enqueue(id, item) end
   local ok, err = pcall(self.store.push, self.store, id, json(item), math.floor(self.now()))
   if not ok then return nil, err end
@@ -554,7 +554,7 @@ end
 
 --- Queue the events of a notification body.
 -- @return true, or nil and an error
-function R:dispatch(events, claims)
+function Runtime:dispatch(events, claims)
   for _, ev in ipairs(events) do
     if ev.callId then
       local ok, err = self:enqueue(ev.callId, { ev = ev, claims = claims })
@@ -567,14 +567,14 @@ end
 --- Bring back the flows whose deadline has passed, send keepAlive to the calls due for it.
 -- Every process sweeps; a call's lease keeps one process at a time on it. A store that is away
 -- is said once (and when it is back), not at every round.
-function R:sweep()
+function Runtime:sweep()
   local ok, e = pcall(self._sweep, self)
   if ok then return self:_up() end
   if M.store_error(e) then return self:_down(e) end
   error(e, 0)
 end
 
-function R:_sweep()
+function Runtime:_sweep()
   local store, bot = self.store, self.bot
   local now = self.now()
   for _, id in ipairs(store:due(now)) do self:enqueue(id, { due = true }) end
@@ -606,11 +606,11 @@ end
 -- from the log, the tracker taught again what the log holds.
 -- @param id the call's id
 -- @return true, or nil and an error
-function R:resume(id)
+function Runtime:resume(id)
   return self:enqueue(id, { resume = true })
 end
 
-function R:_relearn(id)
+function Runtime:_relearn(id)
   local call = self:fresh(id, true)
   for _, ev in ipairs(call.events) do
     ev.callId = id
@@ -621,7 +621,7 @@ function R:_relearn(id)
 end
 
 --- Stop the renewal and deadline timers (the process is stopping).
-function R:close()
+function Runtime:close()
   if self.renewer then self.renewer:cancel() end
   self.renewer = nil
   for id, t in pairs(self.timers) do
@@ -631,7 +631,7 @@ function R:close()
 end
 
 --- Calls with items queued or running in this process.
-function R:busy()
+function Runtime:busy()
   local n = 0
   for _ in pairs(self.queues) do n = n + 1 end
   return n

@@ -31,8 +31,8 @@ local files = require "graphcall.files"
 
 local M = {}
 
-local H = {}
-H.__index = H
+local Harness = {}
+Harness.__index = Harness
 
 --- Load a flow script (`graphcall.script.load`): a Lua file returning {flow = fn, flows =
 -- {...}, on = {event = fn(call, ev)}, scenario = {...}, start = fn(bot)}.
@@ -68,7 +68,7 @@ function M.new(o)
   local bot = assert(graphcall.bot { client = client, prompts = prompts, store = o.store or storemod.memory(),
                                      verifier = client:verifier { minRefetch = 0 }, shared = o.replay })
   scripts.apply(bot, { flow = o.flow or script.flow, flows = o.flows or script.flows, on = script.on })
-  local self = setmetatable({ loop = loop, emulator = emu, client = client, bot = bot, script = script }, H)
+  local self = setmetatable({ loop = loop, emulator = emu, client = client, bot = bot, script = script }, Harness)
   if o.flowErrors ~= "log" then
     -- a flow that raises fails the test at once, with the flow's own line
     bot.onFlowError = function(_, e) self.flowError = self.flowError or e end
@@ -79,8 +79,9 @@ function M.new(o)
 end
 
 --- Run the loop until pred() holds (or `ms` of real time pass); a flow that raised meanwhile
--- fails the test here, with its own message and line. @return true if pred held
-function H:run_until(pred, ms)
+-- fails the test here, with its own message and line.
+-- @return true if pred held
+function Harness:run_until(pred, ms)
   local held = self.loop:run_until(function() return self.flowError ~= nil or pred() end, ms or 10000)
   if self.flowError then
     local e = self.flowError
@@ -92,7 +93,7 @@ end
 
 -- True once the call's flow has ended: the call object kept here says so, else (`replay`)
 -- the head of its log.
-function H:_over(id)
+function Harness:_over(id)
   local c = self.bot.calls[id]
   if c then return c.finished == true end
   local hd = self.bot.runtime.store:head(id)
@@ -100,7 +101,7 @@ function H:_over(id)
 end
 
 -- The calls the bot has: kept here, or (`replay`) in its store.
-function H:_ids()
+function Harness:_ids()
   local ids, seen = {}, {}
   for id in pairs(self.bot.calls) do ids[#ids + 1], seen[id] = id, true end
   if self.bot.runtime.keep then return ids end
@@ -112,7 +113,7 @@ end
 
 -- What the emulator saw of a call, each prompt said as the flow gave it (`text`, or `file`
 -- of the prompts folder), with the bot's call object as `flow`.
-function H:_view(id, ecall)
+function Harness:_view(id, ecall)
   local bot = self.bot
   local view = ecall and self.emulator:call_view(ecall) or { id = id, prompts = {}, recordings = {}, requests = {} }
   local base = bot.promptBase
@@ -124,7 +125,7 @@ function H:_view(id, ecall)
   return view
 end
 
-function H:_finish(id, ecall)
+function Harness:_finish(id, ecall)
   ecall = ecall or self.emulator.calls[id]
   self:run_until(function()
     return self:_over(id) and ecall and ecall.state == "terminated"
@@ -134,14 +135,14 @@ end
 
 --- What the emulator has seen of a call so far (see the module), while it goes on.
 -- @param id the call's id
-function H:view(id)
+function Harness:view(id)
   return self:_view(id, self.emulator.calls[id])
 end
 
 --- Place an incoming call to the bot and run it to the end of its flow.
 -- @param inc as `emulator:place_incoming` (`caller`, `from`, ...); the webhook is the bot's
 -- @return what the emulator saw of the call (see the module), with `flow` the bot's call
-function H:incoming(inc)
+function Harness:incoming(inc)
   inc = inc or {}
   inc.webhook = inc.webhook or self.bot.callbackUri
   inc.appId = inc.appId or "app-1"
@@ -153,7 +154,7 @@ end
 --- Have the bot place a call and run it to the end of its flow.
 -- @param spec as `bot:call` (a phone number string is a PSTN call from the bot)
 -- @param opts as `bot:call` (`flow`, `tenant`)
-function H:outgoing(spec, opts)
+function Harness:outgoing(spec, opts)
   if type(spec) == "string" then
     spec = { targets = { { identity = { phone = { id = spec } } } },
              source = { identity = { applicationInstance = { id = "3d913abb-aec0-4964-8fa6-3c6850c4f278" } } },
@@ -166,7 +167,7 @@ end
 
 --- Run until every call the bot has is over (its flow finished, the emulator's call ended).
 -- @return the emulator's views of the calls (see the module), in the order they were made
-function H:finish_all(ms)
+function Harness:finish_all(ms)
   local emu = self.emulator
   self:run_until(function()
     for _, id in ipairs(self:_ids()) do
@@ -207,7 +208,8 @@ function M.duration(view)
   return last and last.t or 0
 end
 
-function H:close()
+--- Stop the bot and the emulator and close the loop (the harness is done).
+function Harness:close()
   self.bot:close()
   self.emulator:close()
   self.loop:close()

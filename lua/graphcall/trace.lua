@@ -158,7 +158,8 @@ Trace.__index = Trace
 --- A trace of a bot's calls (read from its store when written).
 function M.new(bot) return setmetatable({ bot = bot }, Trace) end
 
---- Write every call the bot has seen as one HTML page. @return the path
+--- Write every call the bot has seen as one HTML page.
+-- @return the path
 function Trace:write(path)
   local ids = {}
   for id in pairs(self.bot.calls) do ids[#ids + 1] = id end

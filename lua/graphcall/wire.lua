@@ -49,14 +49,41 @@ function M.typed(name, t)
   return t
 end
 
--- Constructors for the polymorphic types a call needs; each names its Graph type.
-for _, name in ipairs {
-  "serviceHostedMediaConfig", "appHostedMediaConfig",
-  "organizerMeetingInfo", "joinMeetingIdMeetingInfo", "tokenMeetingInfo",
-  "mediaPrompt", "incomingCallOptions", "outgoingCallOptions",
-} do
-  M[name] = function(t) return M.typed(name, t) end
-end
+-- Constructors for the polymorphic types a call needs: each gives its table the Graph type
+-- of its name (`@odata.type`), which the service needs to tell the kinds apart.
+
+--- A `serviceHostedMediaConfig`: the service plays prompts, records and hears tones (IVR).
+-- @param t its fields (`preFetchMedia`: a list of mediaInfo), or nil
+-- @return t, typed
+function M.serviceHostedMediaConfig(t) return M.typed("serviceHostedMediaConfig", t) end
+--- An `appHostedMediaConfig`: the bot handles the media itself (`blob`).
+-- @param t its fields (`blob`)
+-- @return t, typed
+function M.appHostedMediaConfig(t) return M.typed("appHostedMediaConfig", t) end
+--- An `organizerMeetingInfo` (a meeting by its organizer's identity).
+-- @param t its fields (`organizer`: an identitySet)
+-- @return t, typed
+function M.organizerMeetingInfo(t) return M.typed("organizerMeetingInfo", t) end
+--- A `joinMeetingIdMeetingInfo` (a meeting by its join id and passcode).
+-- @param t its fields (`joinMeetingId`, `passcode`)
+-- @return t, typed
+function M.joinMeetingIdMeetingInfo(t) return M.typed("joinMeetingIdMeetingInfo", t) end
+--- A `tokenMeetingInfo` (a meeting by a token).
+-- @param t its fields (`token`)
+-- @return t, typed
+function M.tokenMeetingInfo(t) return M.typed("tokenMeetingInfo", t) end
+--- A `mediaPrompt`: one prompt for playPrompt or recordResponse.
+-- @param t its fields (`mediaInfo` = {uri =, resourceId =})
+-- @return t, typed
+function M.mediaPrompt(t) return M.typed("mediaPrompt", t) end
+--- An `incomingCallOptions` (answer's `callOptions`).
+-- @param t its fields (`isContentSharingNotificationEnabled`, `isDeltaRosterEnabled`, ...)
+-- @return t, typed
+function M.incomingCallOptions(t) return M.typed("incomingCallOptions", t) end
+--- An `outgoingCallOptions` (a new call's `callOptions`).
+-- @param t its fields (`isContentSharingNotificationEnabled`, `isDeltaRosterEnabled`, ...)
+-- @return t, typed
+function M.outgoingCallOptions(t) return M.typed("outgoingCallOptions", t) end
 
 --- Decode JSON text (strict, size- and depth-limited) into Lua values; null is graphcall.null.
 -- decode(text [, max_size [, max_depth]]) returns the value, or nil and an error.

@@ -7,13 +7,13 @@ local U = require "graphcall.emulator.util"
 local json, array, typed, result_info = U.json, U.array, U.typed, U.result_info
 local alive, call_url, CALLBACK_ISS = U.alive, U.call_url, U.CALLBACK_ISS
 
-local Emu = {}
+local Emulator = {}
 
 -- ---- calls: state and notifications -----------------------------------------------------
 
 
 -- Sign (cached a few minutes per audience and tenant) the callback token.
-function Emu:_callback_token(call, bad)
+function Emulator:_callback_token(call, bad)
   local key = call.appId .. "|" .. call.tenantId .. (bad and "|bad" or "")
   local c = self.sigCache[key]
   local now = os.time()
@@ -28,14 +28,14 @@ end
 
 --- True with probability p, from the emulator's own seeded generator under the documented
 -- realism (never under `strict`): what Graph documents that it may do.
-function Emu:_chance(p)
+function Emulator:_chance(p)
   if self.realism == "strict" then return false end
   -- Park and Miller's minimal standard generator: exact in doubles on every Lua
   self.rng = self.rng * 16807 % 2147483647
   return self.rng / 2147483647 < p
 end
 
-function Emu:_log(call, what, detail)
+function Emulator:_log(call, what, detail)
   call.log[#call.log + 1] = { t = math.floor(self:now() - call.started), what = what, detail = detail }
 end
 
@@ -43,7 +43,7 @@ end
 -- it to be answered (the bot sees a call's notifications in the order they were made, unless
 -- a fault reorders them). `value` is the notifications of one POST; with the documented
 -- realism, what waits to be sent may go together in one POST, as Graph batches them.
-function Emu:_deliver(call, value, label, bad, legacy)
+function Emulator:_deliver(call, value, label, bad, legacy)
   local q = call.outbox
   q[#q + 1] = { value = value, label = label, bad = bad, legacy = legacy }
   if call.sending then return end
@@ -122,7 +122,7 @@ end
 -- Make and send a notification (with the faults that match it). items: an array of
 -- {changeType =, rest = "/operations/x" or nil, data = resourceData}; label names it for the
 -- log and the fault rules.
-function Emu:_notify(call, items, label)
+function Emulator:_notify(call, items, label)
   if not call.callbackUri then return end
   local value = {}
   for i, it in ipairs(items) do
@@ -166,13 +166,13 @@ function Emu:_notify(call, items, label)
   end
 end
 
-function Emu:_call_data(call, extra)
+function Emulator:_call_data(call, extra)
   local d = typed("call", { ["@odata.id"] = call_url(call.id) })
   for k, v in pairs(extra or {}) do d[k] = v end
   return d
 end
 
-function Emu:_set_state(call, state, extra, changeType)
+function Emulator:_set_state(call, state, extra, changeType)
   call.state = state
   local data = self:_call_data(call, extra)
   data.state = state
@@ -180,7 +180,7 @@ function Emu:_set_state(call, state, extra, changeType)
 end
 
 -- The call ends: state terminated, the `deleted` notification, timers stopped.
-function Emu:_end(call, code, subcode, message, quiet)
+function Emulator:_end(call, code, subcode, message, quiet)
   if call.state == "terminated" then return end
   call.state = "terminated"
   call.ended = self:now()
@@ -205,18 +205,18 @@ end
 -- `establishing` goes out when signalling starts (after create, or after answer); with the
 -- scenario's (or the peer's) swapEstablished it is held back and sent after `established` (the service may
 -- deliver the two in either order, REFERENCE.md §1.1).
-function Emu:_establishing(call)
+function Emulator:_establishing(call)
   if alive(call) and not call.swap then self:_set_state(call, "establishing") end
 end
 
 -- The call's media state changed: an update that carries the call's state again (a bot must
 -- not take it for a new state).
-function Emu:_media_state(call, audio)
+function Emulator:_media_state(call, audio)
   local d = self:_call_data(call, { state = call.state, mediaState = typed("callMediaState", { audio = audio }) })
   self:_notify(call, { { changeType = "updated", data = d } }, "call:mediaState")
 end
 
-function Emu:_established(call, delay)
+function Emulator:_established(call, delay)
   if not alive(call) then return end
   local swap = call.swap
   self:after(delay or 0, function()
@@ -240,7 +240,7 @@ function Emu:_established(call, delay)
   end)
 end
 
-function Emu:_share(call, share)
+function Emulator:_share(call, share)
   local sid = core.uuid():gsub("-", ""):upper()
   local function send(changeType)
     self:_notify(call, { { changeType = changeType, rest = "/contentsharingsessions",
@@ -251,7 +251,7 @@ function Emu:_share(call, share)
   if share.stop then self:after(share.stop, function() if alive(call) then send("deleted") end end) end
 end
 
-function Emu:_arm_keepalive(call)
+function Emulator:_arm_keepalive(call)
   if call.keepAliveTimer then call.keepAliveTimer:cancel() end
   call.keepAliveTimer = self:after((self.scenario.keepAliveTimeout or 45 * 60) * 1000, function()
     if alive(call) then
@@ -268,7 +268,7 @@ local OUTCOMES = {
 }
 
 -- The peer's side of ringing: answer, or end the call with the right outcome.
-function Emu:_ring(call, script)
+function Emulator:_ring(call, script)
   if script.answer == false or script.outcome then
     local out = OUTCOMES[script.outcome or "timeout"] or OUTCOMES.timeout
     local ri = script.resultInfo
@@ -288,17 +288,17 @@ function Emu:_ring(call, script)
 end
 
 -- A call begins or ends: the open calls, in all and by application.
-function Emu:_opened(call)
+function Emulator:_opened(call)
   self.open = self.open + 1
   self.liveByApp[call.appId or ""] = (self.liveByApp[call.appId or ""] or 0) + 1
 end
 
-function Emu:_closed(call)
+function Emulator:_closed(call)
   self.open = self.open - 1
   self.liveByApp[call.appId or ""] = (self.liveByApp[call.appId or ""] or 1) - 1
 end
 
-function Emu:_new_call(fields)
+function Emulator:_new_call(fields)
   local call = {
     id = core.uuid(), log = {}, ops = {}, media = {}, outbox = {}, participants = {}, attendees = {},
     state = "establishing", toneSeq = 0, rosterSeq = 0, prompts = {}, recordings = {}, requests = {},
@@ -312,4 +312,4 @@ function Emu:_new_call(fields)
   return call
 end
 
-return Emu
+return Emulator

@@ -8,7 +8,7 @@ local rules = require "graphcall.emulator.rules"
 
 local array = U.array
 
-local Emu = {}
+local Emulator = {}
 
 --- A view of a call for tests and the trace (`GET /emulator/calls/{id}`, the harness): `id`,
 -- `state`, `direction`, `log` (`{t =, what =, detail =}`, t in ms since the call began),
@@ -17,14 +17,14 @@ local Emu = {}
 -- target's id, absent when there was no transfer), `resultInfo` (absent while the call is on),
 -- and `requests`: every request the bot made on the call, refused ones included (`{at =,
 -- method =, path =, action =, status =, error = {code =, message =}}`).
-function Emu:call_view(call)
+function Emulator:call_view(call)
   return { id = call.id, state = call.state, direction = call.direction, log = call.log,
     pressed = call.pressed, prompts = array(self:played(call)), recordings = array(call.recordings),
     requests = array(call.requests), transferred = call.transferred, resultInfo = call.resultInfo,
     notifications = #call.log }
 end
 
-function Emu:_control(req, method, path, body)
+function Emulator:_control(req, method, path, body)
   if path == "/emulator/stats" then
     collectgarbage()
     local repeats = 0
@@ -119,4 +119,4 @@ function Emu:_control(req, method, path, body)
   self:_error(req, 404, "itemNotFound", "Unknown emulator endpoint.")
 end
 
-return Emu
+return Emulator

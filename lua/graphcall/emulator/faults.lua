@@ -1,7 +1,7 @@
 --- The emulator's faults: rules a scenario (or `POST /emulator/faults`) adds, matched against
 -- requests and notifications, and what a request fault does.
 -- @module graphcall.emulator.faults
-local Emu = {}
+local Emulator = {}
 
 -- ---- faults -----------------------------------------------------------------------------
 
@@ -19,7 +19,7 @@ local Emu = {}
 -- "participants", "contentSharing", and a rule matches a label or its prefix.
 -- Both take `times` (how often it fires; 1 by default, 0 = always) and `skip` (matches to
 -- let pass first).
-function Emu:add_fault(rule)
+function Emulator:add_fault(rule)
   local r = {}
   for k, v in pairs(rule) do r[k] = v end
   r.times = r.times or 1
@@ -32,7 +32,7 @@ local function label_matches(label, p)
   return label == p or label:sub(1, #p + 1) == p .. ":"
 end
 
-function Emu:_fault(kind, subject, action)
+function Emulator:_fault(kind, subject, action)
   for _, r in ipairs(self.faults) do
     local hit
     if kind == "request" and r.request then
@@ -53,7 +53,7 @@ function Emu:_fault(kind, subject, action)
 end
 
 -- A request fault: answer with an error status, answer late, or drop the connection.
-function Emu:_apply_fault(req, f, proceed)
+function Emulator:_apply_fault(req, f, proceed)
   if f.reset then return req:reset() end
   if f.status then
     local h = {}
@@ -69,4 +69,4 @@ function Emu:_apply_fault(req, f, proceed)
   proceed()
 end
 
-return Emu
+return Emulator

@@ -9,13 +9,13 @@ local array, typed, result_info, null = U.array, U.typed, U.result_info, U.null
 local alive, call_url, op_view, identity_key = U.alive, U.call_url, U.op_view, U.identity_key
 local participant = U.participant
 
-local Emu = {}
+local Emulator = {}
 
 -- ---- Graph: calls -------------------------------------------------------------------------
 
 local function opt(v) if v == nil then return null end return v end
 
-function Emu:_call_object(call)
+function Emulator:_call_object(call)
   local r = call.request or {}
   local source = r.source
   if type(source) ~= "table" then
@@ -45,15 +45,15 @@ end
 
 -- Whether established comes before establishing: as the scenario says, else (documented
 -- realism) now and then, as Graph's create-call page warns.
-function Emu:_swap(...)
+function Emulator:_swap(...)
   for _, v in ipairs { ... } do if v ~= nil then return v end end
   return self:_chance(0.25)
 end
 
 -- Calls of an application that have not ended (Graph: 100 at once per app, `capacity`).
-function Emu:_live(appId) return self.liveByApp[appId] or 0 end
+function Emulator:_live(appId) return self.liveByApp[appId] or 0 end
 
-function Emu:_create_call(req, claims, doc)
+function Emulator:_create_call(req, claims, doc)
   local call = self:_new_call {
     direction = "outgoing", callbackUri = doc.callbackUri, appId = claims.appid,
     tenantId = doc.tenantId or claims.tid, request = doc,
@@ -110,7 +110,7 @@ end
 --   of the callback tokens), `caller` (the scripted caller: steps as for peers), `answerBy`
 --   (ms the bot has to answer, 15000)
 -- @return the call
-function Emu:place_incoming(inc)
+function Emulator:place_incoming(inc)
   rules.incoming(inc, "incoming call")
   local sc = self.scenario
   local from = inc.from or { phone = { id = "+14255550199" } }
@@ -154,13 +154,13 @@ local CALL_ACTIONS = {
   updateRecordingStatus = true, changeScreenSharingRole = true, sendDtmfTones = true,
 }
 
-function Emu:_op_reply(req, call, op, status, extra)
+function Emulator:_op_reply(req, call, op, status, extra)
   local body = op_view(op, extra)
   self:_reply(req, status or 200, body, {
     Location = self.url .. "/v1.0/communications/calls/" .. call.id .. "/operations/" .. op.id })
 end
 
-function Emu:_media_op(req, call, kind, body)
+function Emulator:_media_op(req, call, kind, body)
   if not call.serviceMedia then
     return self:_error(req, 400, "BadRequest", kind .. " needs service-hosted media")
   end
@@ -185,7 +185,7 @@ function Emu:_media_op(req, call, kind, body)
   self:_media_next(call)
 end
 
-function Emu:_action(req, call, name, body)
+function Emulator:_action(req, call, name, body)
   local st = call.state
   if name == "answer" or name == "reject" or name == "redirect" then
     if st ~= "incoming" then
@@ -313,7 +313,7 @@ function Emu:_action(req, call, name, body)
   self:_error(req, 400, "BadRequest", "unsupported action " .. name)
 end
 
-function Emu:_invite(req, call, body)
+function Emulator:_invite(req, call, body)
   local op = self:_new_op(call, "invite", body, "Running")
   local parts = array {}
   for i, p in ipairs(body.participants or {}) do parts[i] = p end
@@ -337,7 +337,7 @@ function Emu:_invite(req, call, body)
   end)
 end
 
-function Emu:_participant_action(req, call, pid, name, body)
+function Emulator:_participant_action(req, call, pid, name, body)
   local who
   for _, p in ipairs(call.participants) do if p.id == pid and not p.removed then who = p end end
   if not who then return self:_error(req, 404, "itemNotFound", "Participant not found.") end
@@ -362,7 +362,7 @@ local function tenant_error(self, req)
   return self:_error(req, 403, "7505", "Request authorization tenant mismatch.")
 end
 
-function Emu:_graph(req, method, path, body, claims)
+function Emulator:_graph(req, method, path, body, claims)
   local crid = req:header("client-request-id")
   -- an action carried out: counted by client-request-id, with what it was and on which call
   local count = function(action, callId)
@@ -457,4 +457,4 @@ function Emu:_graph(req, method, path, body, claims)
   self:_error(req, 404, "itemNotFound", "Resource not found.")
 end
 
-return Emu
+return Emulator

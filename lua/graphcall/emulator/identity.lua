@@ -7,17 +7,17 @@ local U = require "graphcall.emulator.util"
 local json, array, unpack, parse_form = U.json, U.array, U.unpack, U.parse_form
 local GRAPH_AUD = U.GRAPH_AUD
 
-local Emu = {}
+local Emulator = {}
 
 -- RSA keys take a while to make; emulators of one process may share theirs (opts.shareKeys)
 local shared = {}
-function Emu:_rsa(name)
+function Emulator:_rsa(name)
   if not self.shareKeys then return core.rsa_key() end
   shared[name] = shared[name] or core.rsa_key()
   return shared[name]
 end
 
-function Emu:_new_keys()
+function Emulator:_new_keys()
   self.tokenKey = self:_rsa("token")
   self.tokenKid = "emu-token-" .. core.uuid():sub(1, 8)
   self.callbackKey = self:_rsa("callback")
@@ -30,7 +30,7 @@ end
 
 --- Rotate the key the callbacks are signed with (the old one leaves the key set): bots must
 -- refetch on the unknown kid.
-function Emu:rotate_keys()
+function Emulator:rotate_keys()
   self.callbackKey = core.rsa_key()
   self.callbackKid = "emu-callback-" .. core.uuid():sub(1, 8)
   self.callbackJwks = '{"keys":[' .. self.callbackKey:jwk(self.callbackKid) .. "]}"
@@ -40,7 +40,7 @@ end
 
 -- ---- identity ---------------------------------------------------------------------------
 
-function Emu:_token(req, tenant, body)
+function Emulator:_token(req, tenant, body)
   local f = parse_form(body)
   local creds = self.scenario.credentials
   if f.grant_type ~= "client_credentials" then
@@ -81,7 +81,7 @@ local ALL_ROLES = { "Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.
 -- The application permissions an admin of `tenant` consented to: all calling ones, unless the
 -- scenario's `consent` says otherwise for that tenant (false: none; a list: those). A token
 -- for `common` or `organizations` carries none (REFERENCE.md section 6: comms-samples #309).
-function Emu:_roles(tenant)
+function Emulator:_roles(tenant)
   local c = self.scenario.consent
   local granted = ALL_ROLES
   if tenant == "common" or tenant == "organizations" then granted = {}
@@ -92,7 +92,7 @@ function Emu:_roles(tenant)
   return out
 end
 
-function Emu:_bearer(req)
+function Emulator:_bearer(req)
   local auth = req:header("Authorization") or ""
   local token = auth:match("^[Bb]earer%s+(%S+)$")
   if not token then return nil end
@@ -118,4 +118,4 @@ function Emu:_bearer(req)
   return nil
 end
 
-return Emu
+return Emulator

@@ -62,8 +62,8 @@ end
 
 -- ---- the emulator -----------------------------------------------------------------------
 
-local Emu = {}
-Emu.__index = Emu
+local Emulator = {}
+Emulator.__index = Emulator
 
 --- A new emulator (not yet listening: `emu:start()`).
 -- @param opts `loop` (a `graphcall.loop`; a new one by default), `host` ("127.0.0.1"),
@@ -108,16 +108,16 @@ function M.new(opts)
     toneCache = {},
     sigCache = {},
     shareKeys = opts.shareKeys,
-  }, Emu)
+  }, Emulator)
   for _, f in ipairs(sc.faults or {}) do self:add_fault(f) end
   return self
 end
 
 --- Emulated milliseconds (real time times the speed).
-function Emu:now() return self.loop:now() * self.speed end
+function Emulator:now() return self.loop:now() * self.speed end
 
 --- Run fn after `ms` emulated milliseconds.
-function Emu:after(ms, fn) return self.loop:timer(ms / self.speed, fn) end
+function Emulator:after(ms, fn) return self.loop:timer(ms / self.speed, fn) end
 
 -- the parts, each a concept of the service (their methods are the emulator's)
 local parts = {}
@@ -129,12 +129,12 @@ parts[#parts + 1] = require "graphcall.emulator.media"
 parts[#parts + 1] = require "graphcall.emulator.graph"
 parts[#parts + 1] = require "graphcall.emulator.control"
 for _, part in ipairs(parts) do
-  for k, v in pairs(part) do Emu[k] = v end
+  for k, v in pairs(part) do Emulator[k] = v end
 end
 
 --- Start listening.
 -- @return the emulator, or nil and an error
-function Emu:start()
+function Emulator:start()
   self:_new_keys()
   self.badKey = self:_rsa("bad")
   local srv, err = self.loop:listen({ host = self.host, port = self.port, cert = self.cert, key = self.key,
@@ -150,7 +150,7 @@ function Emu:start()
 end
 
 --- Stop listening and drop every call.
-function Emu:close()
+function Emulator:close()
   if self.server then self.server:close() end
   self.server = nil
 end
@@ -160,7 +160,7 @@ end
 
 -- A request on a call is kept in the call's record, whatever its answer (refused ones too:
 -- a test proves with it that nothing was sent after the caller hung up).
-function Emu:_record(req, method, gpath)
+function Emulator:_record(req, method, gpath)
   local id, rest = gpath:match("^/communications/calls/([^/]+)(.*)$")
   local call = id and self.calls[id]
   if not call then return end
@@ -172,7 +172,7 @@ function Emu:_record(req, method, gpath)
   self.recording[req] = r
 end
 
-function Emu:_reply(req, status, body, headers)
+function Emulator:_reply(req, status, body, headers)
   local r = self.recording[req]
   if r then
     self.recording[req] = nil
@@ -193,13 +193,13 @@ function Emu:_reply(req, status, body, headers)
   req:respond(status, h, body)
 end
 
-function Emu:_error(req, status, code, message, headers)
+function Emulator:_error(req, status, code, message, headers)
   local body = graph_error(code, message)
   body.error.innerError["client-request-id"] = req:header("client-request-id")
   self:_reply(req, status, body, headers)
 end
 
-function Emu:_handle(req, method, uri, body)
+function Emulator:_handle(req, method, uri, body)
   self.stats.requests = self.stats.requests + 1
   local path = uri:match("^[^?#]*")
   if path:sub(1, 10) == "/emulator/" then return self:_control(req, method, path, body) end
@@ -253,6 +253,6 @@ function Emu:_handle(req, method, uri, body)
 end
 
 --- Run the emulator's loop until it is stopped.
-function Emu:run() self.loop:run() end
+function Emulator:run() self.loop:run() end
 
 return M

@@ -8,7 +8,7 @@ local U = require "graphcall.emulator.util"
 local typed, result_info, alive, call_url = U.typed, U.result_info, U.alive, U.call_url
 local op_view, doc_id, null = U.op_view, U.doc_id, U.null
 
-local Emu = {}
+local Emulator = {}
 
 -- The service's codes for a prompt it cannot fetch or play are not documented: these are the
 -- emulator's own (the status, failed, is the service's).
@@ -26,7 +26,7 @@ local OPTYPE = { playPrompt = "playPromptOperation", recordResponse = "recordOpe
   invite = "inviteParticipantsOperation", startHoldMusic = "startHoldMusicOperation",
   stopHoldMusic = "stopHoldMusicOperation" }
 
-function Emu:_new_op(call, kind, body, status)
+function Emulator:_new_op(call, kind, body, status)
   local op = typed(OPTYPE[kind], { id = core.uuid(), status = status, clientContext = body.clientContext })
   call.ops[op.id] = op
   op.kind = kind
@@ -39,7 +39,7 @@ end
 local DOC_FORM = { playPrompt = true, recordResponse = true, cancelMediaProcessing = true }
 
 -- An operation's completion (or failure) notified, in the form its page documents.
-function Emu:_complete_op(call, op, status, ri, extra)
+function Emulator:_complete_op(call, op, status, ri, extra)
   if op.done then return end
   op.done = true
   op.status = status
@@ -67,8 +67,8 @@ end
 
 -- The prompts of an operation start playing now, one after the other: each is kept in the
 -- call's record with when it starts (what played and what was cut short is read from the
--- operation's end, `Emu:played`).
-function Emu:_playing(call, op, each)
+-- operation's end, `Emulator:played`).
+function Emulator:_playing(call, op, each)
   local at = math.floor(self:now() - call.started)
   for _, p in ipairs(each) do
     call.prompts[#call.prompts + 1] = { uri = p.uri, at = at, ms = p.ms, op = op }
@@ -80,7 +80,7 @@ end
 --- What a call's caller heard, in order: `{uri =, at =, ms =, cutShort =}` for each prompt
 -- that started (`at` in ms since the call began, as its log); a prompt still playing is not
 -- cut short.
-function Emu:played(call)
+function Emulator:played(call)
   local out = {}
   for _, p in ipairs(call.prompts) do
     local op = p.op
@@ -95,7 +95,7 @@ function Emu:played(call)
 end
 
 -- Fetch a prompt and measure it (cached per URI for a minute); cb(ms) or cb(nil, why).
-function Emu:_fetch_prompt(uri, cb)
+function Emulator:_fetch_prompt(uri, cb)
   local c = self.promptCache[uri]
   if c and self.loop:now() - c.at < 60000 then return cb(c.ms, c.err) end
   self.stats.promptsFetched = self.stats.promptsFetched + 1
@@ -115,7 +115,7 @@ end
 
 -- Fetch every prompt of a list, in order; cb(total_ms, nil, {{uri =, ms =}, ...}) or
 -- cb(nil, why).
-function Emu:_measure(prompts, cb)
+function Emulator:_measure(prompts, cb)
   local total, i, each = 0, 0, {}
   local function step()
     i = i + 1
@@ -133,7 +133,7 @@ function Emu:_measure(prompts, cb)
   step()
 end
 
-function Emu:_media_next(call)
+function Emulator:_media_next(call)
   if call.mediaBusy or not alive(call) then return end
   local op = table.remove(call.media, 1)
   if not op then return end
@@ -141,13 +141,13 @@ function Emu:_media_next(call)
   if op.kind == "playPrompt" then self:_run_prompt(call, op) else self:_run_record(call, op) end
 end
 
-function Emu:_media_done(call, op)
+function Emulator:_media_done(call, op)
   if call.mediaBusy == op then call.mediaBusy = nil end
   if op.timer then op.timer:cancel() end
   self:_media_next(call)
 end
 
-function Emu:_run_prompt(call, op)
+function Emulator:_run_prompt(call, op)
   self:_measure(op.prompts, function(ms, why, each)
     if not alive(call) or op.done then return end
     if not ms then
@@ -166,7 +166,7 @@ function Emu:_run_prompt(call, op)
   end)
 end
 
-function Emu:_finish_record(call, rec, reason, code, subcode, message)
+function Emulator:_finish_record(call, rec, reason, code, subcode, message)
   local op = rec.op
   if op.done then return end
   call.recording = nil
@@ -187,7 +187,7 @@ function Emu:_finish_record(call, rec, reason, code, subcode, message)
 end
 
 -- Speech starts (or is already going) while recording.
-function Emu:_speech(call, rec)
+function Emulator:_speech(call, rec)
   if rec.speechFrom or not call.speaking then return end
   rec.speechFrom = self:now()
   rec.heard = true
@@ -204,7 +204,7 @@ function Emu:_speech(call, rec)
   end)
 end
 
-function Emu:_run_record(call, op)
+function Emulator:_run_record(call, op)
   local b = op.body
   local function begin()
     if not alive(call) or op.done then return end
@@ -246,7 +246,7 @@ function Emu:_run_record(call, op)
   end
 end
 
-function Emu:_cancel_media(call)
+function Emulator:_cancel_media(call)
   local ops = {}
   if call.mediaBusy then ops[1] = call.mediaBusy end
   for _, op in ipairs(call.media) do ops[#ops + 1] = op end
@@ -264,4 +264,4 @@ function Emu:_cancel_media(call)
   end
 end
 
-return Emu
+return Emulator

@@ -6,11 +6,11 @@ local U = require "graphcall.emulator.util"
 
 local array, typed, alive, participant = U.array, U.typed, U.alive, U.participant
 
-local Emu = {}
+local Emulator = {}
 
 -- ---- peers ------------------------------------------------------------------------------
 
-function Emu:_peer_script(key)
+function Emulator:_peer_script(key)
   local peers = self.scenario.peers or {}
   return peers[key] or peers.default or {}
 end
@@ -22,7 +22,7 @@ local TONES = { ["0"] = "tone0", ["1"] = "tone1", ["2"] = "tone2", ["3"] = "tone
 -- Events the scripted side reacts to: "established", "prompt", "promptEnd", "record",
 -- "tones" (the bot sent DTMF). A step waits for its `on` event (counted from when the step
 -- began waiting), then `after` ms, then acts.
-function Emu:_peer_event(call, ev)
+function Emulator:_peer_event(call, ev)
   local w = call.peerWait
   if w and (w.on == ev) then
     call.peerWait = nil
@@ -30,7 +30,7 @@ function Emu:_peer_event(call, ev)
   end
 end
 
-function Emu:_peer_next(call)
+function Emulator:_peer_next(call)
   if not alive(call) then return end
   call.peerStep = call.peerStep + 1
   local step = call.peer[call.peerStep]
@@ -42,7 +42,11 @@ function Emu:_peer_next(call)
   end
 end
 
-function Emu:press(call, tones, gap)
+--- The caller presses keys on a call: each heard by the bot as a toneInfo once it subscribed.
+-- @param call the emulator's call
+-- @param tones the keys, a string ("123#")
+-- @param gap ms between two keys (150)
+function Emulator:press(call, tones, gap)
   gap = gap or 150
   local t = 0
   for ch in tostring(tones):gmatch(".") do
@@ -68,7 +72,7 @@ function Emu:press(call, tones, gap)
   return t - gap   -- the last press: the next step starts watching from there
 end
 
-function Emu:_peer_act(call, step)
+function Emulator:_peer_act(call, step)
   if not alive(call) then return end
   local wait = 0
   if step.press then
@@ -99,7 +103,7 @@ function Emu:_peer_act(call, step)
   self:after(wait, function() self:_peer_next(call) end)
 end
 
-function Emu:_start_peer(call, script)
+function Emulator:_start_peer(call, script)
   call.peer = script or {}
   call.peerStep = 0
   self:_peer_next(call)
@@ -107,7 +111,7 @@ end
 
 -- ---- rosters (meetings and group calls) ---------------------------------------------------
 
-function Emu:_roster(call, changed)
+function Emulator:_roster(call, changed)
   if not call.group then return end
   call.rosterSeq = call.rosterSeq + 1
   local data
@@ -129,7 +133,7 @@ function Emu:_roster(call, changed)
   self:_notify(call, { { changeType = "updated", rest = "/participants", data = data } }, "participants")
 end
 
-function Emu:_join(call, who)
+function Emulator:_join(call, who)
   who.id = who.id or core.uuid()
   who.sourceId = tostring(#call.participants + 1)
   call.participants[#call.participants + 1] = who
@@ -137,11 +141,11 @@ function Emu:_join(call, who)
   self:_roster(call, { who })
 end
 
-function Emu:_leave(call, who)
+function Emulator:_leave(call, who)
   if who.removed then return end
   who.removed = true
   self:_log(call, "left", who.name or who.identityId)
   self:_roster(call, { who })
 end
 
-return Emu
+return Emulator

@@ -55,7 +55,10 @@ local function limits(kind, doc)
   end
 end
 
--- Validate a body as the service would: strict JSON, Graph's schema, the documented limits.
+--- Validate a body as the service would: strict JSON, Graph's schema, the documented limits.
+-- @param kind the action ("call" for a new call)
+-- @param body the request's body (text)
+-- @return the decoded body, or nil and the service's message
 function R.validate(kind, body)
   if kind == "keepAlive" then return {} end
   local doc
@@ -74,13 +77,14 @@ function R.validate(kind, body)
   return doc
 end
 
--- The calling roles a token must carry for a call of this kind (REFERENCE.md section 6).
+--- The calling role a token must carry for a new call of this kind (REFERENCE.md section 6).
 function R.role_for(doc)
   if type(doc.meetingInfo) == "table" then return "Calls.JoinGroupCall.All" end
   if type(doc.targets) == "table" and #doc.targets > 1 then return "Calls.InitiateGroupCall.All" end
   return "Calls.Initiate.All"
 end
 
+--- Whether a token's claims carry `role` (nil: any calling role).
 function R.has_role(claims, role)
   for _, r in ipairs(type(claims.roles) == "table" and claims.roles or {}) do
     if r == role or (role == nil and type(r) == "string" and r:match("^Calls%.")) then return true end

@@ -21,8 +21,9 @@ M.PARK = setmetatable({}, { __tostring = function() return "graphcall.ngx.PARK" 
 local Loop = {}
 Loop.__index = Loop
 
---- A loop for this worker. @param opts `log` (default: ngx.log), `http` (options of requests:
--- `verify`, `pool_size`)
+--- A loop for this worker.
+-- @param opts `log` (default: ngx.log), `http` (options of requests:
+--   `verify`, `pool_size`)
 function M.new(opts)
   opts = opts or {}
   local log = opts.log
@@ -33,12 +34,15 @@ function M.new(opts)
   return setmetatable({ log = log, parks = true, http_opts = opts.http or {}, inflight = 0 }, Loop)
 end
 
+--- Milliseconds since the epoch (nginx's clock, updated first); `wall` is the same.
 function Loop:now()
   ngx.update_time()
   return ngx.now() * 1000
 end
 Loop.wall = Loop.now
 
+--- Call fn(...) and log (not raise) what it raises.
+-- @return true if fn returned normally
 function Loop:protect(what, fn, ...)
   local ok, err = xpcall(fn, debug.traceback, ...)
   if not ok then self.log("error", what .. ": " .. tostring(err)) end
@@ -47,6 +51,7 @@ end
 
 local Timer = {}
 Timer.__index = Timer
+--- Stop a timer before it fires (a no-op after).
 function Timer:cancel() self.cancelled = true end
 
 --- Call fn() once, `ms` from now, in a timer context of this worker.
@@ -60,6 +65,7 @@ function Loop:timer(ms, fn)
   return t
 end
 
+--- Call fn() every `ms` milliseconds until the returned timer is cancelled.
 function Loop:every(ms, fn)
   local t = setmetatable({}, Timer)
   local function tick(premature)
@@ -71,6 +77,7 @@ function Loop:every(ms, fn)
   return t
 end
 
+--- Run fn(...) soon, in a timer context of its own.
 function Loop:defer(fn, ...)
   local args = pack(...)
   ngx.timer.at(0, function(premature)
@@ -78,11 +85,13 @@ function Loop:defer(fn, ...)
   end)
 end
 
+--- Start a task: fn(...) in a timer context (a light thread) of its own.
 function Loop:spawn(fn, ...)
   local args = pack(...)
   ngx.timer.at(0, function(premature) if not premature then self:protect("task", fn, unpack(args, 1, args.n)) end end)
 end
 
+--- Always true: in nginx, code that can wait runs where cosockets yield.
 function Loop:in_task() return true end
 
 --- Wait for done(...). A `park` wait that is not done at once yields PARK to whoever resumed
@@ -104,6 +113,7 @@ function Loop:await(start, park)
   return unpack(res, 1, res.n)
 end
 
+--- Pause this light thread for `ms` milliseconds.
 function Loop:sleep(ms) ngx.sleep(ms / 1000) return true end
 
 --- Start a request; cb(res, err) when it ends (in a light thread of this worker).
@@ -161,13 +171,19 @@ function Loop:run_program(argv)
   return self:await(function(done) self:process(argv, done) end)
 end
 
+--- An HTTP request that waits for its answer.
+-- @return res, or nil and err
 function Loop:fetch(opts)
   return self:await(function(done) self:request(opts, done) end)
 end
 
+--- Requests in flight in this worker.
 function Loop:in_flight() return self.inflight end
 
+--- Not in nginx, which runs its own event loop: raises.
 function Loop:run_until() error("graphcall.ngx.loop: nginx runs the loop; nothing to run until", 2) end
+
+--- Nothing to close: nginx owns the machinery.
 function Loop:close() end
 
 return M
