@@ -199,11 +199,14 @@ describe("graphcall in nginx", function()
     assert.is_true(poll(function() return n2.log():find("call full-1", 1, true) ~= nil end, 3000))
   end)
 
-  it("runs examples/openresty as it is, but for where the modules are and the port", function()
+  it("runs the README's nginx.conf (examples/openresty's) as printed, but for where the modules are and the port",
+     function()
     local port = N.free_port()
     local url = "http://127.0.0.1:" .. port
     local root = io.popen("pwd"):read("*l")
-    local conf = H.read("examples/openresty/nginx.conf")
+    local printed = H.read("README.md"):match("\n```nginx\n(.-)```\n")
+    assert.equal(H.read("examples/openresty/nginx.conf"), printed)
+    local conf = printed
       :gsub('lua_package_path "[^"]*";',
             string.format('lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";', root, root))
       :gsub('lua_package_cpath "[^"]*";', string.format('lua_package_cpath "%s/build/luajit/?.so;;";', root))

@@ -5,11 +5,10 @@
 set -e
 tree=$(mktemp -d)
 trap 'rm -rf "$tree"' EXIT
-# luarocks for LuaJIT: Lua 5.1's ABI, luajit's headers, and the installed command wrapped for luajit
-cat > "$tree/luajit-config.lua" <<CONF
-lua_interpreter = "luajit"
-variables = { LUA_BINDIR = "/usr/bin", LUA = "/usr/bin/luajit", LUA_INCDIR = "/usr/include/luajit-2.1" }
-CONF
+# luarocks for LuaJIT: Lua 5.1's ABI, luajit's headers, and the installed command wrapped for
+# luajit: the luajit.lua of the README's Install section, as it prints it
+awk '/^cat > luajit.lua <<.EOF.$/ { on = 1; next } on && /^EOF$/ { exit } on' README.md > "$tree/luajit-config.lua"
+grep -q '^lua_interpreter = "luajit"$' "$tree/luajit-config.lua" || { echo "README: no luajit.lua in Install"; exit 1; }
 LUAROCKS_CONFIG="$tree/luajit-config.lua" luarocks make rockspec/graphcall-dev-1.rockspec --tree "$tree/jit" \
   --lua-version=5.1 --deps-mode=none >/dev/null
 luarocks make rockspec/graphcall-dev-1.rockspec --tree "$tree/54" --lua-version=5.4 --deps-mode=none >/dev/null
