@@ -47,7 +47,7 @@ IOJIT := $(B)/luajit/graphcall/io.so
 PKGS := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-busted \
         luarocks libcurl4-openssl-dev libssl-dev openssl lua-expat clang libclang-rt-14-dev valgrind \
         lua-check lua-ldoc lua-discount lua-argparse lua-filesystem libevent-dev curl espeak-ng sox nginx libnginx-mod-http-lua lua-resty-core \
-        libhiredis-dev redis-server
+        libhiredis-dev redis-server chromium
 
 .PHONY: lint doc fuzz all deps test test-asan demo bench asan valgrind rock-check schema check-schema clean \
         chaos soak bench-cluster

@@ -335,9 +335,42 @@ local TOOK = {
   hangup = { terminating = true, terminated = true },
 }
 
--- An action, in a flow: intent logged, then sent (with the logged client-request-id when a
--- resumed flow sends it again), its answer logged. `send(opts, cb)` does the request.
-function Call:_send_step(name, send)
+-- Text cut to at most n bytes, on a character boundary (the log is JSON: UTF-8 only).
+local function cut(s, n)
+  if #s <= n then return s end
+  s = s:sub(1, n - 3):gsub("[\192-\247][\128-\191]*$", "")
+  return s .. "..."
+end
+
+-- A few words for the trace on what an action plays: each prompt's text (as the flow spoke
+-- it), its file of the prompts folder, or its URI.
+local function prompts_note(bot, spec)
+  local list = type(spec) == "table" and spec.prompts
+  if type(list) ~= "table" then return nil end
+  local names, base = {}, bot.promptBase
+  for _, p in ipairs(list) do
+    local uri = type(p) == "table" and type(p.mediaInfo) == "table" and p.mediaInfo.uri
+    if type(uri) == "string" then
+      local text = bot.spoken and bot.spoken[uri]
+      if text then names[#names + 1] = '"' .. text .. '"'
+      elseif base and uri:sub(1, #base) == base then names[#names + 1] = uri:sub(#base + 1)
+      else names[#names + 1] = uri end
+    end
+  end
+  return #names > 0 and cut(table.concat(names, " + "), 400) or nil
+end
+
+-- In a flow: a line for the trace (what a verb made of the events: the digits collected), in
+-- the log once, when it happens live (a replay finds it there).
+function Call:_note(text)
+  if self.replaying or self.pure or not self:in_flow() then return end
+  self:_log({ k = "note", text = cut(text, 400) })
+end
+
+-- An action, in a flow: intent logged (with `note`, for the trace), then sent (with the logged
+-- client-request-id when a resumed flow sends it again), its answer logged. `send(opts, cb)`
+-- does the request.
+function Call:_send_step(name, send, note)
   local log = self.bot.log
   local v = self:_step(name, function(done, n)
     if self.live_ended or self.gone then return done({ hangup = self.live_ended or true }) end
@@ -356,7 +389,7 @@ function Call:_send_step(name, send)
     end
     if not crid then
       crid = core.uuid()
-      self:_log({ k = "out", n = n, a = name, crid = crid })
+      self:_log({ k = "out", n = n, a = name, crid = crid, d = note })
       return go()
     end
     -- the intent is logged, its answer is not: the process died in between (the window)
@@ -453,7 +486,7 @@ function Call:request(name, spec)
     end
     if name == "invite" then return client:invite(self.id, spec, o, answered) end
     return client:action(self.id, name, spec, o, answered)
-  end)
+  end, prompts_note(self.bot, spec))
 end
 
 --- True for the end (completed or failed) of `op`, an operation a request gave: by its id in

@@ -454,9 +454,12 @@ function Call:collect(o)
     end
     if digits == "" then
       last = "noInput"
+      self:_note("collect: no digits")
     elseif #digits < min or (o.valid and not digits:match("^" .. o.valid .. "$")) then
       last = "noMatch"
+      self:_note("collect: " .. digits .. ", no match")
     else
+      self:_note("collected " .. digits)
       return digits
     end
   end

@@ -63,8 +63,10 @@ function M.rows(entries)
     if e.k == "ev" then
       rows[#rows + 1] = { t = t, dir = "in", text = M.describe(e.ev) }
     elseif e.k == "out" then
-      local text = e.a .. "  (client-request-id " .. tostring(e.crid):sub(1, 8) .. ")"
+      local text = e.a .. (e.d and (" " .. e.d) or "") .. "  (client-request-id " .. tostring(e.crid):sub(1, 8) .. ")"
       rows[#rows + 1] = { t = t, dir = "out", text = text }
+    elseif e.k == "note" then
+      rows[#rows + 1] = { t = t, dir = "flow", text = tostring(e.text) }
     elseif e.k == "step" and e.w and e.w ~= "wait" and e.w ~= "now" and e.w ~= "random" and e.w ~= "download" then
       rows[#rows + 1] = { t = t, dir = "answer", text = e.w .. ": " .. answer(e.v) }
     elseif e.k == "step" and e.w == "wait" and e.v.timeout then
@@ -97,49 +99,114 @@ local function esc(s)
   return (tostring(s):gsub("[&<>\"]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;" }))
 end
 
+-- Text in lines of at most `width` bytes, at spaces; a longer word (a file name) is broken,
+-- never inside a character.
+local function wrap(text, width)
+  local lines, line = {}, ""
+  local function flush() if line ~= "" then lines[#lines + 1] = line line = "" end end
+  for word in tostring(text):gmatch("%S+") do
+    while #word > width do
+      flush()
+      local n = width
+      while n > 1 and word:byte(n + 1) and word:byte(n + 1) >= 0x80 and word:byte(n + 1) < 0xC0 do n = n - 1 end
+      lines[#lines + 1] = word:sub(1, n)
+      word = word:sub(n + 1)
+    end
+    if line == "" then line = word
+    elseif #line + 1 + #word <= width then line = line .. " " .. word
+    else
+      flush()
+      line = word
+    end
+  end
+  flush()
+  if #lines == 0 then lines[1] = "" end
+  return lines
+end
+
+local LINE = 14      -- px between two lines of a label
+local MIDDLE = 46    -- characters of a label between the two lifelines
+local RIGHT = 32     -- characters of a flow step's label, right of the bot's lifeline
+
+-- The space a pause of `dt` ms takes: none under a second, then growing with its logarithm
+-- (a 5 s silence shows as a gap, an hour does not take the page).
+local function gap(dt)
+  if dt < 1000 then return 0 end
+  return math.min(160, math.floor(36 * math.log(dt / 500) / math.log(2)))
+end
+
+local function tspans(lines, x)
+  local out = {}
+  for i, l in ipairs(lines) do
+    out[i] = string.format('<tspan x="%d"%s>%s</tspan>', x, i > 1 and (' dy="' .. LINE .. '"') or "", esc(l))
+  end
+  return table.concat(out)
+end
+
 --- An SVG sequence chart of a call: the calling service on the left, the bot on the right, one
--- row per step, time down the side.
+-- row per step, time down the side: a pause of a second or more shows as a gap, with its
+-- length. Long labels wrap; the chart scales down to the page's width.
 function M.svg(entries)
   local rows = M.rows(entries)
-  local W, top, step = 860, 56, 26
+  local W, top = 860, 48
   local gx, bx = 250, 610
-  local h = top + #rows * step + 24
-  local out = { string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
-    .. 'font-family="sans-serif" font-size="12">', W, h),
+  local body, y, prev = {}, top, nil
+  for _, r in ipairs(rows) do
+    local g = prev and gap(r.t - prev) or 0
+    if g > 0 then
+      body[#body + 1] = string.format('<rect x="0" y="%d" width="%d" height="%d" fill="#f3f3f3"/>', y, W, g - 6)
+      body[#body + 1] = string.format('<text x="8" y="%d" fill="#999" font-style="italic">%.1f s later</text>',
+        y + math.floor(g / 2), (r.t - prev) / 1000)
+      y = y + g
+    end
+    prev = r.t
+    local color = ({ ["in"] = "#1f5fa8", out = "#2a7d2a", answer = "#777", flow = "#a05a00" })[r.dir]
+    if r.dir == "flow" then
+      local lines = wrap(r.text, RIGHT)
+      local cy = y + 6
+      body[#body + 1] = string.format('<text x="8" y="%d" fill="#666">%.3f s</text>', cy + 4, r.t / 1000)
+      body[#body + 1] = string.format('<circle cx="%d" cy="%d" r="4" fill="%s"/>', bx, cy, color)
+      body[#body + 1] = string.format('<text x="%d" y="%d" fill="%s">%s</text>', bx + 10, cy + 4, color,
+        tspans(lines, bx + 10))
+      y = y + #lines * LINE + 10
+    else
+      local lines = wrap(r.text, MIDDLE)
+      local ay = y + #lines * LINE + 2
+      local x1, x2 = gx, bx
+      if r.dir == "out" then x1, x2 = bx, gx end
+      body[#body + 1] = string.format('<text x="8" y="%d" fill="#666">%.3f s</text>', ay + 4, r.t / 1000)
+      body[#body + 1] = string.format('<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>',
+        (gx + bx) / 2, y + LINE - 2, color, tspans(lines, (gx + bx) / 2))
+      body[#body + 1] = string.format('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" %s marker-end="url(#a)"/>',
+        x1, ay, x2 + (x2 > x1 and -2 or 2), ay, color, r.dir == "answer" and 'stroke-dasharray="4,3"' or "")
+      y = ay + 12
+    end
+  end
+  local h = y + 16
+  local out = { string.format('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="100%%" '
+    .. 'style="max-width:%dpx;height:auto" font-family="sans-serif" font-size="12">', W, h, W),
     '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
     .. '<path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker></defs>',
     string.format('<text x="%d" y="20" text-anchor="middle" font-weight="bold">Graph calling service</text>', gx),
     string.format('<text x="%d" y="20" text-anchor="middle" font-weight="bold">bot (flow)</text>', bx),
     string.format('<line x1="%d" y1="30" x2="%d" y2="%d" stroke="#999"/>', gx, gx, h - 10),
     string.format('<line x1="%d" y1="30" x2="%d" y2="%d" stroke="#999"/>', bx, bx, h - 10) }
-  for i, r in ipairs(rows) do
-    local y = top + (i - 1) * step
-    out[#out + 1] = string.format('<text x="8" y="%d" fill="#666">%.3f s</text>', y + 4, r.t / 1000)
-    local color = ({ ["in"] = "#1f5fa8", out = "#2a7d2a", answer = "#777", flow = "#a05a00" })[r.dir]
-    if r.dir == "flow" then
-      out[#out + 1] = string.format('<circle cx="%d" cy="%d" r="4" fill="%s"/>', bx, y, color)
-      out[#out + 1] = string.format('<text x="%d" y="%d" fill="%s">%s</text>', bx + 10, y + 4, color, esc(r.text))
-    else
-      local x1, x2 = gx, bx
-      if r.dir == "out" then x1, x2 = bx, gx end
-      out[#out + 1] = string.format('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" %s marker-end="url(#a)"/>',
-        x1, y, x2 + (x2 > x1 and -2 or 2), y, color, r.dir == "answer" and 'stroke-dasharray="4,3"' or "")
-      out[#out + 1] = string.format('<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>',
-        (gx + bx) / 2, y - 4, color, esc(r.text))
-    end
-  end
+  for _, b in ipairs(body) do out[#out + 1] = b end
   out[#out + 1] = "</svg>"
   return table.concat(out, "\n")
 end
 
 --- A whole page for a set of calls: {{id =, entries =}, ...}.
 function M.html(calls, title)
-  local parts = { "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>" .. esc(title or "graphcall trace")
+  local parts = { '<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="viewport" '
+    .. 'content="width=device-width, initial-scale=1"><title>' .. esc(title or "graphcall trace")
     .. "</title><style>body{font-family:sans-serif;margin:24px;color:#222}h2{font-size:16px;margin-top:32px}"
-    .. "pre{background:#f6f6f6;padding:12px;font-size:12px;overflow:auto}.k{color:#666}</style></head><body>",
+    .. "pre{background:#f6f6f6;padding:12px;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere}"
+    .. ".k{color:#666}</style></head><body>",
     "<h1>" .. esc(title or "graphcall trace") .. "</h1>",
     "<p class=\"k\">Blue: notifications from the service. Green: requests from the bot. Grey, dashed: "
-    .. "their answers. Orange: the flow's own steps (start, timeouts, end).</p>" }
+    .. "their answers. Orange: the flow's own steps (start, digits collected, timeouts, end). A grey band is a "
+    .. "pause of a second or more.</p>" }
   for _, c in ipairs(calls) do
     local rows = M.rows(c.entries)
     local last = rows[#rows]
