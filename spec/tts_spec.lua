@@ -120,9 +120,12 @@ describe("text to speech", function()
 
   it("has graphcall.core's spawn and reap for nginx: no shell, never blocking, the output in a file", function()
     local core = require "graphcall.core"
-    local out = ROOT .. "/spawn out"
-    local pid = assert(core.spawn({ "sh", "-c", 'sleep 0.2; echo "$0 said it"; exit 4', "it's me" }, out))
-    assert.is_nil(core.reap(pid))                    -- running: the caller sleeps and asks again
+    local out, flag = ROOT .. "/spawn out", ROOT .. "/spawn go"
+    os.remove(flag)
+    local pid = assert(core.spawn({ "sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.01; done; echo "$0 said it"; exit 4',
+                                    "it's me", flag }, out))
+    assert.is_nil(core.reap(pid))                    -- running (until the flag): the caller asks again later
+    assert(io.open(flag, "w")):close()
     local status
     for _ = 1, 500 do
       status = core.reap(pid)

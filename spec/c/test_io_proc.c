@@ -3,6 +3,8 @@
  * it runs (killed and reaped), and the loop going on while one runs. Run under valgrind and
  * ASan too. */
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,12 +16,11 @@
 
 static gc_loop *loop;
 
-static gc_proc_item *next_item(int *steps) {
+static gc_proc_item *next_item(void) {
   for (int i = 0; i < 500; i++) {
     gc_io_item *it = gc_loop_pop(loop);
     if (it) return (gc_proc_item *)(void *)it;
     gc_loop_step(loop, 10);
-    if (steps) (*steps)++;
   }
   return NULL;
 }
@@ -32,7 +33,7 @@ static void test_output_and_status(void) {
   gc_proc *p = gc_proc_spawn(loop, argv, 11, err, sizeof err);
   CHECK(p != NULL);
   CHECK(gc_proc_running(p));
-  gc_proc_item *it = next_item(NULL);
+  gc_proc_item *it = next_item();
   CHECK(it && it->item.kind == GC_IO_PROC && it->id == 11 && it->status == 3);
   CHECK(it && it->len == 7 && memcmp(it->output, "out err", 7) == 0);
   CHECK(!gc_proc_running(p));
@@ -44,7 +45,7 @@ static void test_arguments_as_they_are(void) {
   char *argv[] = { "printf", "%s|%s", "it's \"quoted\"", "$HOME `x`", NULL };
   char err[128] = "";
   gc_proc *p = gc_proc_spawn(loop, argv, 12, err, sizeof err);
-  gc_proc_item *it = next_item(NULL);
+  gc_proc_item *it = next_item();
   const char *want = "it's \"quoted\"|$HOME `x`";
   CHECK(it && it->status == 0 && it->len == strlen(want) && memcmp(it->output, want, it->len) == 0);
   drop(it);
@@ -58,7 +59,7 @@ static void test_not_found(void) {
   if (p) {
     /* under valgrind, posix_spawn cannot report a failed exec: the child exits 127, as a
      * shell's would */
-    gc_proc_item *it = next_item(NULL);
+    gc_proc_item *it = next_item();
     CHECK(it && it->id == 13 && it->status == 127);
     drop(it);
     gc_proc_free(p);
@@ -72,7 +73,7 @@ static void test_signal(void) {
   char *argv[] = { "sh", "-c", "kill -9 $$", NULL };
   char err[128] = "";
   gc_proc *p = gc_proc_spawn(loop, argv, 14, err, sizeof err);
-  gc_proc_item *it = next_item(NULL);
+  gc_proc_item *it = next_item();
   CHECK(it && it->status == 128 + 9);
   drop(it);
   gc_proc_free(p);
@@ -82,22 +83,37 @@ static void test_output_limit(void) {
   char *argv[] = { "head", "-c", "100000", "/dev/zero", NULL };
   char err[128] = "";
   gc_proc *p = gc_proc_spawn(loop, argv, 15, err, sizeof err);
-  gc_proc_item *it = next_item(NULL);
+  gc_proc_item *it = next_item();
   CHECK(it && it->status == 0 && it->len == GC_PROC_KEEP);   /* read to the end, kept to the limit */
   drop(it);
   gc_proc_free(p);
 }
 
 static void test_loop_goes_on(void) {
-  char *argv[] = { "sleep", "0.2", NULL };
+  /* the child ends only once a file exists that this thread makes after stepping the loop:
+   * were a step blocked on the child, it would never return */
+  char flag[] = "/tmp/gc-proc-flag-XXXXXX";
+  int fd = mkstemp(flag);
+  CHECK(fd >= 0);
+  close(fd);
+  unlink(flag);
+  char script[160];
+  snprintf(script, sizeof script, "while [ ! -e '%s' ]; do sleep 0.01; done", flag);
+  char *argv[] = { "sh", "-c", script, NULL };
   char err[128] = "";
   gc_proc *p = gc_proc_spawn(loop, argv, 16, err, sizeof err);
-  int steps = 0;
-  gc_proc_item *it = next_item(&steps);
-  CHECK(it && it->status == 0);
-  CHECK(steps >= 5);   /* 10 ms steps returned while it slept: nothing blocked on it */
+  CHECK(p != NULL);
+  for (int i = 0; i < 5; i++) gc_loop_step(loop, 10);
+  CHECK(gc_loop_pop(loop) == NULL);    /* the steps returned; the child still runs */
+  CHECK(gc_proc_running(p));
+  fd = open(flag, O_CREAT | O_WRONLY, 0600);
+  CHECK(fd >= 0);
+  close(fd);
+  gc_proc_item *it = next_item();
+  CHECK(it && it->id == 16 && it->status == 0);
   drop(it);
   gc_proc_free(p);
+  unlink(flag);
 }
 
 static void test_freed_while_running(void) {
