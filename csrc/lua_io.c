@@ -13,6 +13,7 @@
 #include "compat.h"
 #include "http_client.h"
 #include "http_server.h"
+#include "lua_argv.h"
 #include "ioloop.h"
 #include "proc.h"
 #include "tcp.h"
@@ -241,25 +242,13 @@ static int proc_close(lua_State *L) {
   return 0;
 }
 
-#define MAX_ARGS 64
-
 /* loop:process({program, arg, ...}, id) -> process | nil, err; its end comes from loop:pop()
  * as "process", id, status, output. No shell: the strings are the arguments as they are. */
 static int loop_process(lua_State *L) {
   gc_loop *l = check_loop(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  char *argv[GC_MAX_ARGS + 1];
+  gc_l_check_argv(L, 2, argv);
   uint64_t id = (uint64_t)luaL_checkinteger(L, 3);
-  size_t n = gc_rawlen(L, 2);
-  if (n == 0) return luaL_argerror(L, 2, "a program to run");
-  if (n > MAX_ARGS) return luaL_argerror(L, 2, "too many arguments");
-  char *argv[MAX_ARGS + 1];
-  for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, 2, (lua_Integer)i + 1);
-    if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 2, "arguments are strings");
-    argv[i] = (char *)lua_tostring(L, -1);   /* the table holds the string meanwhile */
-    lua_pop(L, 1);
-  }
-  argv[n] = NULL;
   proc_ud *u = gc_newuserdata_uv(L, sizeof *u);
   memset(u, 0, sizeof *u);
   gc_setmetatable(L, PROC_MT);

@@ -1,29 +1,17 @@
 /* lua_spawn.c: graphcall.core.spawn and reap, for nginx (graphcall.ngx.loop): a worker starts
  * a program and polls for its end between light-thread sleeps, never blocking. Standalone
  * bots use the loop's child processes (graphcall.io) instead. */
-#include <string.h>
 
 #include "lua_glue.h"
 #include "launch.h"
-
-#define MAX_ARGS 64
+#include "lua_argv.h"
 
 /* core.spawn({program, arg, ...}, outpath) -> pid | nil, err: output (stdout and stderr) to
  * the file outpath */
 int gc_l_spawn(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  char *argv[GC_MAX_ARGS + 1];
+  gc_l_check_argv(L, 1, argv);
   const char *out = luaL_checkstring(L, 2);
-  size_t n = gc_rawlen(L, 1);
-  if (n == 0) return luaL_argerror(L, 1, "a program to run");
-  if (n > MAX_ARGS) return luaL_argerror(L, 1, "too many arguments");
-  char *argv[MAX_ARGS + 1];
-  for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, 1, (lua_Integer)i + 1);
-    if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 1, "arguments are strings");
-    argv[i] = (char *)lua_tostring(L, -1);   /* the table holds the string meanwhile */
-    lua_pop(L, 1);
-  }
-  argv[n] = NULL;
   pid_t pid;
   char err[256];
   if (gc_spawn(argv, -1, out, &pid, err, sizeof err) != 0) return gc_l_push_error(L, "spawn", err, NULL);
