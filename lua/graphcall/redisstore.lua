@@ -245,10 +245,11 @@ end
 function Store:expire(id, seconds)
   local ms = math.floor((seconds or self.ttl) * 1000)
   for _, p in ipairs(PARTS) do must(self, "PEXPIRE", key(id, p), ms) end
-  must(self, "SREM", "gc:calls", id)
   must(self, "ZREM", "gc:due", id)
   must(self, "ZREM", "gc:ka", id)
   must(self, "ZREM", "gc:inbox", id)
+  -- last: once the call has left the list of calls, nothing is due for it any more
+  must(self, "SREM", "gc:calls", id)
 end
 
 --- The tracker's state of each call, as `graphcall.tracker` wants a store (the `seen` set is
