@@ -3,6 +3,7 @@
  * OpenResty one (cosockets) feed the same reader. Replies become Lua values: status and
  * bulk strings as strings, integers as integers, nil as graphcall.null, arrays as tables;
  * an error reply is an error value, {err = message} inside an array. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,11 @@
 #define READER_MT "graphcall.resp.reader"
 #define MAX_ARGS 4096
 #define MAX_BUF ((size_t)64 << 20)   /* bytes of unread input a reader may hold */
+/* What one reply may announce. hiredis 0.14 allocates an array for the count in its header
+ * before any element arrives (`*399999999` is a 3.2 GB calloc), so the count is refused in
+ * the reply-object hook, summed over the reply's nested arrays; a bulk string is bounded by
+ * MAX_BUF (its bytes must have arrived before hiredis makes it). */
+#define MAX_ELEMENTS (1 << 20)
 
 /* core.resp_command(arg, ...) -> the command's bytes; numbers are written as Lua does */
 int gc_l_resp_command(lua_State *L) {
@@ -35,7 +41,25 @@ int gc_l_resp_command(lua_State *L) {
   return 1;
 }
 
-typedef struct { redisReader *r; } reader_ud;
+typedef struct {
+  redisReader *r;
+  redisReplyObjectFunctions fn;              /* hiredis's own, with the array hook bounded */
+  const redisReplyObjectFunctions *base;
+  long long elements;                        /* announced so far by the reply being read */
+  char refused[96];                          /* why the hook refused, for the error */
+} reader_ud;
+
+static void *create_array(const redisReadTask *task, int elements) {
+  reader_ud *u = task->privdata;
+  if (!task->parent) u->elements = 0;        /* a new reply */
+  if (elements > 0) u->elements += elements;
+  if (elements > MAX_ELEMENTS || u->elements > MAX_ELEMENTS) {
+    snprintf(u->refused, sizeof u->refused,
+             "a reply announcing more than %d elements", MAX_ELEMENTS);
+    return NULL;                             /* hiredis stops with an error, allocates nothing */
+  }
+  return u->base->createArray(task, elements);
+}
 
 static reader_ud *check_reader(lua_State *L) {
   reader_ud *u = luaL_checkudata(L, 1, READER_MT);
@@ -97,7 +121,7 @@ static int reader_get(lua_State *L) {
   reader_ud *u = check_reader(L);
   void *reply = NULL;
   if (redisReaderGetReply(u->r, &reply) != REDIS_OK)
-    return luaL_error(L, "Redis protocol error: %s", u->r->errstr);
+    return luaL_error(L, "Redis protocol error: %s", u->refused[0] ? u->refused : u->r->errstr);
   if (!reply) {
     lua_pushboolean(L, 0);
     return 1;
@@ -121,10 +145,17 @@ static int reader_get(lua_State *L) {
 int gc_l_resp_reader(lua_State *L) {
   reader_ud *u = lua_newuserdata(L, sizeof *u);
   u->r = NULL;
+  u->elements = 0;
+  u->refused[0] = '\0';
   luaL_getmetatable(L, READER_MT);
   lua_setmetatable(L, -2);
   u->r = redisReaderCreate();
   if (!u->r) return luaL_error(L, "out of memory");
+  u->base = u->r->fn;                        /* hiredis's defaults, static in the library */
+  u->fn = *u->base;
+  u->fn.createArray = create_array;
+  u->r->fn = &u->fn;                         /* a userdata never moves: the pointer stays good */
+  u->r->privdata = u;
   return 1;
 }
 

@@ -39,6 +39,31 @@ describe("graphcall.redis", function()
     assert.has_error(function() core.resp_command("SET", {}) end)
   end)
 
+  it("refuses a reply that announces more elements than it may hold, before allocating them", function()
+    local function refused(bytes)
+      local rd = core.resp_reader()
+      rd:feed(bytes)
+      local ok, err = pcall(rd.get, rd)
+      return not ok and tostring(err)
+    end
+    -- found by fuzz_resp: hiredis 0.14 would calloc 8.9 GB for this header
+    assert.matches("Redis protocol error: a reply announcing more than 1048576 elements",
+      refused("*1111111115\r\n-E\r\n-E\r\n+\r\n"), 1, true)
+    assert.matches("more than 1048576 elements", refused("*399999999\r\n"), 1, true)
+    -- nested arrays count together: the outer one's element and the inner one's 2^20
+    assert.matches("more than 1048576 elements", refused("*1\r\n*1048576\r\n"), 1, true)
+    -- the budget is per reply: two large replies in a row both pass
+    local rd = core.resp_reader()
+    local n = 600000
+    local big = "*" .. n .. "\r\n" .. string.rep(":1\r\n", n)
+    rd:feed(big .. big)
+    for _ = 1, 2 do
+      local ok, v = rd:get()
+      assert.is_true(ok)
+      assert.equal(n, #v)
+    end
+  end)
+
   it("runs commands on the loop and waits for their answers", function()
     assert.equal("OK", r:call("SET", "greeting", "hello"))
     assert.equal("hello", r:call("GET", "greeting"))
