@@ -44,7 +44,7 @@ IO54  := $(B)/lua5.4/graphcall/io.so
 IOJIT := $(B)/luajit/graphcall/io.so
 
 # Debian packages the targets need; `make deps` installs them when run as root.
-PKGS := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-busted \
+PKGS := prometheus build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson lua-busted \
         luarocks libcurl4-openssl-dev libssl-dev openssl lua-expat clang libclang-rt-14-dev valgrind \
         lua-check lua-ldoc lua-discount lua-argparse lua-filesystem libevent-dev curl espeak-ng sox nginx libnginx-mod-http-lua lua-resty-core \
         libhiredis-dev redis-server chromium

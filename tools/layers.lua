@@ -7,7 +7,7 @@
 --                                             lua/graphcall, "." by default)
 
 local LAYERS = {
-  { name = "wire", "graphcall.core", "graphcall.wire", "graphcall.strict", "graphcall.response",
+  { name = "wire", "graphcall.core", "graphcall.wire", "graphcall.strict", "graphcall.response", "graphcall.metrics",
     "graphcall.flat", "graphcall.tracker", "graphcall.jwt", "graphcall.wav" },
   { name = "I/O", "graphcall.io", "graphcall.loop", "graphcall.files", "graphcall.client",
     "graphcall.listener", "graphcall.redis", "graphcall.ngx.loop", "graphcall.ngx.http" },

@@ -34,6 +34,7 @@ local wire = require "graphcall.wire"
 local callmod = require "graphcall.call"
 local runtime = require "graphcall.runtime"
 local listener_mod = require "graphcall.listener"
+local metrics_mod = require "graphcall.metrics"
 require "graphcall.ivr"   -- the flow verbs, methods of every call
 
 local M = {}
@@ -48,7 +49,7 @@ M.Operation = callmod.Operation
 --- An event as the log keeps it (`graphcall.call.compact`).
 M.compact = callmod.compact
 
-local OPTIONS = { "client", "listen", "listener", "callbackUri", "promptBase", "store", "prompts",
+local OPTIONS = { "client", "listen", "listener", "callbackUri", "promptBase", "store", "prompts", "metrics",
   "recordings", "voice", "speak", "keepAlive", "waitLimit", "verify", "verifier", "onStop", "log", "shared",
   "lease", "sweep", "host" }
 local LISTEN = { "host", "port", "cert", "key", "path", "maxBody", "timeout" }
@@ -80,7 +81,8 @@ M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminat
 --   renewed meanwhile: 1.5, so a node's calls go on elsewhere within about 2 s of its death),
 --   `sweep` (ms between sweeps for deadlines and keepAlive, 250), `host` (how the host
 --   runs things, for `graphcall.runtime`: `go`, `now`, `sleep`, `every`, `timer`, `where`;
---   the bot's loop by default)
+--   the bot's loop by default), `metrics` (a `graphcall.metrics`; the client's by default,
+--   so its requests are counted with the rest)
 -- @return the bot, or nil and an error
 function M.new(opts)
   strict.options(opts, OPTIONS, "bot", { "client" })
@@ -104,6 +106,7 @@ function M.new(opts)
     recordDir = opts.recordings or (opts.prompts and (opts.prompts .. "/../recordings")) or nil,
     sweepEvery = opts.sweep or 250,
     stats = { calls = 0, flows = 0, resumed = 0, failedFlows = 0, finished = 0, lost = 0 },
+    metrics = opts.metrics or client.metrics,
     mediaLengths = {},   -- prompt URI -> ms it plays (for the waits on a prompt's end)
     spoken = {},         -- prompt URI -> the text spoken into it (tests and traces say what played)
   }, Bot)
@@ -149,7 +152,8 @@ function M.new(opts)
       verify = opts.verify,
       files = opts.prompts,
       on_event = function(ev, claims) self:_event(ev, claims) end,
-      log = self.log,
+      on_request = function(req, method, uri) self:_serve(req, method, uri) end,
+      log = self.log, metrics = self.metrics,
     }
     if not listener then return nil, lerr end
   end
@@ -157,6 +161,84 @@ function M.new(opts)
   self.callbackUri = opts.callbackUri or listener:url()
   self.promptBase = opts.promptBase or listener:url("/prompts/")
   return self
+end
+
+-- ---- what an operator reads: /metrics, /healthz, /readyz -----------------------------------
+
+--- How many calls are live (not ended): as the store counts them when it can (Redis), else
+-- as this process has them.
+function Bot:live_count()
+  local store = self.store
+  if store.live_count then return store:live_count() end
+  local n = 0
+  if self.runtime.keep then
+    for _, c in pairs(self.calls) do
+      if not (c.finished or c.live_ended or c.ended or c.pure) then n = n + 1 end
+    end
+    return n
+  end
+  local backend = self.runtime.store
+  for _, id in ipairs(store:calls()) do
+    local hd = backend:head(id)
+    if hd and not hd.ended then n = n + 1 end
+  end
+  return n
+end
+
+--- The metrics as Prometheus scrapes them (`graphcall.metrics`), the live calls counted now.
+function Bot:render_metrics()
+  local ok, live = pcall(self.live_count, self)
+  return self.metrics:render { calls_live = ok and live or 0, version = wire._VERSION:match("%d.*$") }
+end
+
+--- Whether this bot can take calls: a token for its tenant, the callback signing keys and
+-- the store, each tried now (a token or keys not fetched yet are fetched). In a task.
+-- @return true or false, and {token =, keys =, store =}: true, or what is wrong
+function Bot:readiness()
+  local client, loop = self.client, self.loop
+  local checks = {}
+  local token, terr = client:token(client.tenantId)
+  checks.token = token and true or tostring(terr and terr.message or terr)
+  local v = self.listener and self.listener.verifier
+  if v and v.refresh and not v.jwt then
+    loop:await(function(done) v:refresh(done) end)
+  end
+  checks.keys = (not v or v.jwt ~= nil or v.refresh == nil) and true or "the callback keys are not fetched"
+  local store = self.store
+  local ok, e = pcall(function() if store.ping then assert(store:ping()) else store:calls() end end)
+  checks.store = ok and true or tostring(type(e) == "table" and e.message or e)
+  local ready = true
+  for _, c in pairs(checks) do if c ~= true then ready = false end end
+  return ready, checks
+end
+
+local PLAIN = { ["Content-Type"] = "text/plain; charset=utf-8" }
+
+-- Requests to the listener other than callbacks and prompts.
+function Bot:_serve(req, method, uri)
+  local path = uri:match("^[^?#]*")
+  if method ~= "GET" and method ~= "HEAD" then
+    if path == "/metrics" or path == "/healthz" or path == "/readyz" then return req:respond(405, { Allow = "GET" }) end
+    return req:respond(404)
+  end
+  if path == "/metrics" then
+    return req:respond(200, { ["Content-Type"] = metrics_mod.CONTENT_TYPE }, self:render_metrics())
+  elseif path == "/healthz" then
+    return req:respond(200, PLAIN, "ok\n")
+  elseif path == "/readyz" then
+    req:keep()
+    self.loop:spawn(function()
+      local ok, ready, checks = pcall(self.readiness, self)
+      if not ok then ready, checks = false, { error = tostring(ready) } end
+      local out = {}
+      for _, k in ipairs { "token", "keys", "store", "error" } do
+        if checks[k] ~= nil then out[#out + 1] = k .. ": " .. (checks[k] == true and "ok" or checks[k]) end
+      end
+      req:respond(ready and 200 or 503, PLAIN, table.concat(out, "\n") .. "\n")
+    end)
+    return
+  end
+  return req:respond(404)
 end
 
 --- Call fn(call, ev) on an event: "incoming", "established", "tone", "roster", "operation",

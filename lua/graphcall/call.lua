@@ -505,6 +505,7 @@ local ends = M.ends
 function Call:_lost(what, answer)
   local bot = self.bot
   bot.stats.lost = (bot.stats.lost or 0) + 1
+  bot.metrics:inc("lost")
   bot.log("warn", string.format("call %s: %s never came; the service says %s", self.id, what, answer))
 end
 
@@ -624,6 +625,7 @@ function Call:_start_flow(name, resumed)
   end
   local bot = self.bot
   bot.stats.flows = bot.stats.flows + 1
+  if not resumed and not self.pure then bot.metrics:inc("flows_started") end
   return self:_flow_body(fn)
 end
 
@@ -636,6 +638,7 @@ function Call:_flow_body(fn)
     if not ok and type(e) == "table" and e.store then error(e, 0) end
     if not ok then
       bot.stats.failedFlows = bot.stats.failedFlows + 1
+      if not self.pure then bot.metrics:inc("flows_failed") end
       bot.log("error", string.format("call %s: flow failed: %s", self.id, tostring(e)))
       if bot.onFlowError then bot.onFlowError(self, e) end
     end
@@ -656,6 +659,7 @@ function Call:_flow_body(fn)
     end
     self.finished = true
     bot.stats.finished = bot.stats.finished + 1
+    bot.metrics:inc("flows_ended")
   end
 end
 

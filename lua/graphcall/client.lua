@@ -34,6 +34,7 @@ local core = require "graphcall.core"
 local strict = require "graphcall.strict"
 local response = require "graphcall.response"
 local jwt = require "graphcall.jwt"
+local metrics_mod = require "graphcall.metrics"
 
 local M = {}
 
@@ -88,7 +89,8 @@ local Client = {}
 Client.__index = Client
 
 local OPTIONS = { "tenantId", "clientId", "clientSecret", "authority", "graphUrl", "openidUrl", "caFile", "loop",
-  "timeout", "connectTimeout", "retries", "backoff", "maxBackoff", "maxRetryAfter", "refreshBefore", "log", "random" }
+  "metrics", "timeout", "connectTimeout", "retries", "backoff", "maxBackoff", "maxRetryAfter", "refreshBefore", "log",
+  "random" }
 
 --- A client.
 -- @param opts `tenantId`, `clientId`, `clientSecret` (required); `authority`
@@ -97,7 +99,8 @@ local OPTIONS = { "tenantId", "clientId", "clientSecret", "authority", "graphUrl
 --   default), `timeout` (ms per attempt, 30000), `connectTimeout` (ms, 10000), `retries`
 --   (3), `backoff` (first delay in ms, 500), `maxBackoff` (30000), `maxRetryAfter` (seconds
 --   of Retry-After worth waiting, 120), `refreshBefore` (seconds before expiry a token is
---   renewed, 300), `log`
+--   renewed, 300), `log`, `metrics` (a `graphcall.metrics` its requests are counted in; its
+--   own by default)
 -- @return the client; raises on missing credentials (a programming error)
 function M.new(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'client' (table expected)", 2) end
@@ -129,6 +132,7 @@ function M.new(opts)
     maxRetryAfter = opts.maxRetryAfter or 120,
     refreshBefore = opts.refreshBefore or 300,
     log = opts.log or loop.log,
+    metrics = opts.metrics or metrics_mod.new(),
     tokens = {},
     random = opts.random or math.random,
   }, Client)
@@ -185,8 +189,13 @@ function Client:_send(req, cb)
   local crid = req.clientRequestId or core.uuid()
   local attempt, refreshed = 0, false
   local try
+  local started = self.loop:now()
   local function finish(res, err)
     local meta = { attempts = attempt, clientRequestId = crid }
+    local kind = req.kind or req.method
+    local outcome = not res and "error" or res.status >= 500 and "5xx" or res.status >= 400 and "4xx" or "ok"
+    self.metrics:inc("actions", 1, kind, outcome)
+    self.metrics:observe("action_seconds", (self.loop:now() - started) / 1000, kind)
     if res then
       meta.status = res.status
       meta.requestId = res:header("request-id")
@@ -255,7 +264,7 @@ function Client:_fetch_token(tenant)
   if t.refreshing then return end
   t.refreshing = true
   self:_send({
-    method = "POST", auth = false, idempotent = true,
+    method = "POST", auth = false, idempotent = true, kind = "token",
     url = self.authority .. "/" .. escape(tenant) .. "/oauth2/v2.0/token",
     headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
     body = form { { "client_id", self.clientId }, { "scope", M.SCOPE },
@@ -351,13 +360,30 @@ local function remember(self, id, tenant)
   self.ncallTenants = self.ncallTenants + 1
 end
 
+--- What a request to Graph is called in metrics and logs: its action ("playPrompt",
+-- "createCall", "hangup", "invite", "deleteParticipant"), or "get" for a read.
+-- @param method the HTTP method
+-- @param path the path under the Graph URL
+function M.action_of(method, path)
+  if method == "GET" then return "get" end
+  local rest = path:match("^/communications/calls(.*)$")
+  if not rest then return method end
+  if rest == "" then return "createCall" end
+  local tail = rest:match("^/[^/]+(.*)$") or ""
+  if tail == "" then return method == "DELETE" and "hangup" or method end
+  if tail:match("^/participants/[^/]+$") then
+    return method == "DELETE" and "deleteParticipant" or (tail == "/participants/invite" and "invite" or method)
+  end
+  return tail:match("([^/]+)$") or method
+end
+
 function Client:_graph(method, path, body, opts, cb)
   local tenant = opts.tenant
   if tenant == nil then
     local id = path:match("^/communications/calls/([^/]+)")
     tenant = id and self.callTenants[id]
   end
-  self:_send({ method = method, url = self.graphUrl .. path, body = body,
+  self:_send({ method = method, url = self.graphUrl .. path, body = body, kind = M.action_of(method, path),
                idempotent = opts.idempotent, auth = tenant, clientRequestId = opts.clientRequestId },
     function(res, err, meta)
       if err then return cb(nil, err, meta) end
@@ -552,12 +578,13 @@ function Verifier:refresh(cb)
     self.waiters = {}
     for _, w in ipairs(ws) do w(ok, err) end
   end
-  client:_send({ method = "GET", url = client.openidUrl, auth = false, idempotent = true }, function(res, err)
+  client:_send({ method = "GET", url = client.openidUrl, auth = false, idempotent = true, kind = "keys" },
+    function(res, err)
     if err then return done(nil, err) end
     local doc = core.decode(res.body)
     local uri = type(doc) == "table" and doc.jwks_uri
     if type(uri) ~= "string" then return done(nil, fail("jwks", "the OpenID document has no jwks_uri")) end
-    client:_send({ method = "GET", url = uri, auth = false, idempotent = true }, function(kres, kerr)
+    client:_send({ method = "GET", url = uri, auth = false, idempotent = true, kind = "keys" }, function(kres, kerr)
       if kerr then return done(nil, kerr) end
       local ok, jerr
       self.jwksText = kres.body

@@ -19,6 +19,7 @@ local core = require "graphcall.core"
 local wire = require "graphcall.wire"
 local strict = require "graphcall.strict"
 local tracker_mod = require "graphcall.tracker"
+local metrics_mod = require "graphcall.metrics"
 
 local M = {}
 
@@ -28,7 +29,7 @@ Listener.__index = Listener
 local JSON = { ["Content-Type"] = "application/json" }
 
 local OPTIONS = { "loop", "host", "port", "path", "cert", "key", "maxBody", "timeout", "verifier", "verify", "tracker",
-  "accept", "on_event", "on_request", "parse", "log", "files", "filesPrefix" }
+  "accept", "on_event", "on_request", "parse", "log", "files", "filesPrefix", "metrics" }
 
 --- Start listening.
 -- @param opts `loop` (required), `host` ("127.0.0.1"), `port` (0: a free one), `path`
@@ -41,7 +42,8 @@ local OPTIONS = { "loop", "host", "port", "path", "cert", "key", "maxBody", "tim
 --   (bytes, 1 MiB), `timeout` (ms a client may stall, 10000), `parse` (options of
 --   `parse_notifications`), `log`, `accept(events, claims, answer)` (instead of the tracker
 --   and `on_event`: takes a verified body's events and calls answer(status) when it has
---   kept them; the request is answered then)
+--   kept them; the request is answered then), `metrics` (a `graphcall.metrics` to count
+--   callbacks received and refused in; its own by default; events are a bot's to count)
 -- @return the listener, or nil and an error
 function M.new(opts)
   if type(opts) ~= "table" or not opts.loop then error("bad argument #1 to 'listener' (loop is required)", 2) end
@@ -59,6 +61,7 @@ function M.new(opts)
     on_request = opts.on_request,
     parse_opts = opts.parse,
     log = opts.log or opts.loop.log,
+    metrics = opts.metrics or metrics_mod.new(),
     stats = { received = 0, rejected = 0, malformed = 0, events = 0, dispatched = 0, dropped = 0, failed = 0 },
   }, Listener)
   local srv, err = self.loop:listen({
@@ -112,6 +115,7 @@ function Listener:_accept(req, body, claims)
   end
   if not events then
     self.stats.malformed = self.stats.malformed + 1
+    self.metrics:inc("refused", 1, "400")
     self.log("warn", "callback body refused: " .. tostring(err.message))
     req:respond(400, JSON, '{"error":{"code":"BadRequest","message":"not a commsNotifications body"}}')
     return
@@ -119,7 +123,10 @@ function Listener:_accept(req, body, claims)
   self.stats.events = self.stats.events + #events
   if self.accept then   -- answered once the events are kept (several nodes, graphcall.runtime)
     req:keep()
-    return self.accept(events, claims, function(status) req:respond(status) end)
+    return self.accept(events, claims, function(status)
+      if status >= 400 then self.metrics:inc("refused", 1, tostring(status)) end
+      req:respond(status)
+    end)
   end
   req:respond(202)
   self.loop:defer(self._dispatch, self, events, claims)   -- after the 202 is on its way
@@ -127,6 +134,7 @@ end
 
 function Listener:_reject(req, err)
   self.stats.rejected = self.stats.rejected + 1
+  self.metrics:inc("refused", 1, "403")
   self.log("warn", "callback refused (403): " .. tostring(err and err.code) .. ": " .. tostring(err and err.message))
   req:respond(403)
 end
@@ -139,6 +147,7 @@ function Listener:_handle(req, method, uri, body)
   end
   if method ~= "POST" then return req:respond(405, { Allow = "POST" }) end
   self.stats.received = self.stats.received + 1
+  self.metrics:inc("received")
   local v = self.verifier
   if not v then return self:_accept(req, body, nil) end
   local auth = req:header("Authorization")

@@ -233,6 +233,12 @@ function Store:calls()
   return v
 end
 
+--- How many calls are live: in the list of calls (an ended one leaves it).
+function Store:live_count() return must(self, "SCARD", "gc:calls") end
+
+--- Whether Redis answers (raises when it does not, as every command of the store).
+function Store:ping() return must(self, "PING") == "PONG" end
+
 local PARTS = { "log", "st", "trk", "hd", "in" }
 
 --- Forget a call now (its log, state, tracker, head and inbox).

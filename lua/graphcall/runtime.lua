@@ -215,6 +215,7 @@ function Runtime:_take(call, e, ev, started, ended)
   end
   call:_input(e)
   self.stats.events = self.stats.events + 1
+  bot.metrics:inc("dispatched")
   if e.kind == "call" and e.state == "established" and not store:ka_at(id) then
     store:set_ka(id, self.now() + bot.keepAliveEvery)
   end
@@ -259,6 +260,7 @@ function Runtime:_event(item)
     local ok, why = bot.tracker:accept(ev)
     if not ok then
       self.stats.duplicates = self.stats.duplicates + 1
+      bot.metrics:inc("duplicates")
       self.log("debug", "call " .. id .. ": " .. tostring(ev.kind) .. " notification dropped (" .. tostring(why) .. ")")
       return
     end
@@ -288,11 +290,15 @@ function Runtime:_due(id, force)
     -- the process that ran the call died mid-step: this one carries it on
     local gap = math.floor(self.now() - (at - 0.5 - self.lease * 1000 - M.GRACE))
     self.stats.takeovers = self.stats.takeovers + 1
+    self.bot.metrics:inc("takeovers")
     self.log("warn", string.format("call %s: carried on %d ms after its process was last alive (failover)", id, gap))
   end
   local call, started, ended = self:fresh(id, true)
   if started and not ended then
-    if not call.co then self.stats.resumed = self.stats.resumed + 1 end
+    if not call.co then
+      self.stats.resumed = self.stats.resumed + 1
+      self.bot.metrics:inc("resumes")
+    end
     self:_resume(call, started)
   elseif not started and not ended and self.bot.flows.main and call.events[1]
          and call.events[1].incoming then   -- an incoming call whose flow did not get to start
@@ -348,6 +354,7 @@ function Runtime:_entry(id, text)
   e.callId = nil
   if not ok then
     self.stats.duplicates = self.stats.duplicates + 1
+    bot.metrics:inc("duplicates")
     self.log("debug", "call " .. id .. ": " .. tostring(e.kind) .. " notification dropped (" .. tostring(why) .. ")")
     return store:drop_first(id)
   end
@@ -365,6 +372,7 @@ function Runtime:_inbox(id, item)
     local since = self.store:inbox_since(id)
     if since then
       self.stats.takeovers = self.stats.takeovers + 1
+      self.bot.metrics:inc("takeovers")
       self.log("warn", string.format("call %s: carried on %d ms after its process was last alive (failover)",
         id, math.floor(self.now() - since)))
     end
@@ -454,6 +462,7 @@ function Runtime:_drain(id)
       q[i], i, give_up, pause = false, i + 1, nil, 50
     else
       -- the store refused: let go, wait, take the lease again, go on from where the item got to
+      self.bot.metrics:inc("store_errors")
       give_up = give_up or (self.now() + self.retryFor)
       pcall(release)
       release = nil
@@ -522,6 +531,7 @@ function Runtime:accept(events, claims)
       while true do
         local ok, err = pcall(self.store.push, self.store, id, text, now)
         if ok then break end
+        self.bot.metrics:inc("store_errors")
         if self.now() >= give_up then
           self.log("error", "call " .. id .. ": cannot keep the notification: " .. tostring(err))
           return nil, err

@@ -1,0 +1,182 @@
+-- Metrics in Prometheus's text format: the text itself (checked by Debian's promtool), a node
+-- of `graphcall run` serving /metrics, /healthz and /readyz while a call runs, and a real
+-- Prometheus server on loopback scraping it.
+local E = require "emu"
+local N = require "ngx_helper"
+local metrics = require "graphcall.metrics"
+local graphcall = require "graphcall"
+
+local LUA_PATH = "./lua/?.lua;./lua/?/init.lua;;"
+local CPATH = os.getenv("LUA_CPATH") or ("./build/" .. E.lua .. "/?.so;;")
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function read(path)
+  local f = io.open(path)
+  if not f then return "" end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+-- promtool's verdict on a text: its output and whether it passed
+local function promtool(text)
+  local dir = E.tmpdir()
+  write(dir .. "/m.txt", text)
+  local out = E.sh("promtool check metrics < " .. dir .. "/m.txt 2>&1; echo \"exit $?\"")
+  os.execute("rm -rf " .. dir)
+  return out, out:match("exit (%d+)\n?$") == "0"
+end
+
+-- the value of a series in a scraped text (nil when absent)
+local function value(text, series)
+  for line in text:gmatch("[^\n]+") do
+    local name, v = line:match("^(.+) (%S+)$")
+    if name == series then return tonumber(v) end
+  end
+end
+
+describe("metrics", function()
+  it("renders counters, labelled series and a histogram as promtool wants them", function()
+    local m = metrics.new()
+    m:inc("received", 3)
+    m:inc("refused", 1, "403")
+    m:inc("refused", 2, "400")
+    m:inc("actions", 1, "playPrompt", "ok")
+    m:inc("actions", 1, 'odd "name"\\', "4xx")
+    m:observe("action_seconds", 0.07, "playPrompt")
+    m:observe("action_seconds", 0.3, "playPrompt")
+    m:observe("action_seconds", 42, "playPrompt")
+    local text = m:render { calls_live = 2, version = "0.1.0" }
+    local out, ok = promtool(text)
+    assert.is_true(ok, out .. "\n" .. text)
+    assert.equal(3, value(text, "graphcall_notifications_received_total"))
+    assert.equal(1, value(text, 'graphcall_notifications_refused_total{status="403"}'))
+    assert.equal(2, value(text, 'graphcall_notifications_refused_total{status="400"}'))
+    assert.equal(1, value(text, 'graphcall_actions_total{action="odd \\"name\\"\\\\",outcome="4xx"}'))
+    assert.equal(2, value(text, "graphcall_calls_live"))
+    -- cumulative buckets, +Inf the count, the sum of what was observed
+    assert.equal(0, value(text, 'graphcall_action_duration_seconds_bucket{action="playPrompt",le="0.05"}'))
+    assert.equal(1, value(text, 'graphcall_action_duration_seconds_bucket{action="playPrompt",le="0.1"}'))
+    assert.equal(2, value(text, 'graphcall_action_duration_seconds_bucket{action="playPrompt",le="10"}'))
+    assert.equal(3, value(text, 'graphcall_action_duration_seconds_bucket{action="playPrompt",le="+Inf"}'))
+    assert.equal(3, value(text, 'graphcall_action_duration_seconds_count{action="playPrompt"}'))
+    assert.near(42.37, value(text, 'graphcall_action_duration_seconds_sum{action="playPrompt"}'), 1e-9)
+    -- a series never counted: unlabelled ones read 0, labelled ones are absent
+    assert.equal(0, value(text, "graphcall_flows_failed_total"))
+    assert.is_nil(text:find('status="503"', 1, true))
+  end)
+
+  it("names each request to Graph by its action", function()
+    local c = require "graphcall.client"
+    assert.equal("createCall", c.action_of("POST", "/communications/calls"))
+    assert.equal("playPrompt", c.action_of("POST", "/communications/calls/abc/playPrompt"))
+    assert.equal("hangup", c.action_of("DELETE", "/communications/calls/abc"))
+    assert.equal("invite", c.action_of("POST", "/communications/calls/abc/participants/invite"))
+    assert.equal("deleteParticipant", c.action_of("DELETE", "/communications/calls/abc/participants/p1"))
+    assert.equal("mute", c.action_of("POST", "/communications/calls/abc/participants/p1/mute"))
+    assert.equal("get", c.action_of("GET", "/communications/calls/abc"))
+  end)
+end)
+
+describe("a node's /metrics, /healthz and /readyz", function()
+  local node, dir, port, prom, loop
+
+  local function get(path, base)
+    local res, err = loop:fetch { url = (base or ("http://127.0.0.1:" .. port)) .. path }
+    assert(res, err and err.message)
+    return res
+  end
+
+  setup(function()
+    loop = graphcall.loop { log = false }
+    dir = E.tmpdir()
+    port = N.free_port()
+    -- the IVR example against its own scenario: one caller, who leaves a voicemail
+    node = E.sh(string.format("cd %s >/dev/null; exec env LUA_PATH='%s' LUA_CPATH='%s' %s bin/graphcall run "
+      .. "examples/ivr.lua --emulator --speed 4 --listen 127.0.0.1:%d --prompts %s/prompts >%s/node.log 2>&1 & echo $!",
+      ".", LUA_PATH, CPATH, E.lua, port, dir, dir)):match("%d+")
+    for _ = 1, 500 do
+      if read(dir .. "/node.log"):find("bot listening on", 1, true) then break end
+      os.execute("sleep 0.02")
+    end
+  end)
+
+  teardown(function()
+    if prom then os.execute("kill " .. prom .. " 2>/dev/null") end
+    if node then os.execute("kill " .. node .. " 2>/dev/null") end
+    os.execute("sleep 0.2")
+    if prom then os.execute("kill -9 " .. prom .. " 2>/dev/null") end
+    if node then os.execute("kill -9 " .. node .. " 2>/dev/null") end
+    if dir then os.execute("rm -rf " .. dir) end
+    if loop then loop:close() end
+  end)
+
+  it("counts the call as it runs, in a text promtool passes", function()
+    local text
+    for _ = 1, 600 do   -- the call takes about 3 s at --speed 4; what is waited for is its end
+      text = get("/metrics").body
+      if (value(text, "graphcall_flows_ended_total") or 0) >= 1 then break end
+      os.execute("sleep 0.05")
+    end
+    assert.equal(1, value(text, "graphcall_flows_ended_total"), read(dir .. "/node.log"))
+    local out, ok = promtool(text)
+    assert.is_true(ok, out)
+    assert.equal(1, value(text, "graphcall_flows_started_total"))
+    assert.equal(0, value(text, "graphcall_flows_failed_total"))
+    assert.equal(0, value(text, "graphcall_calls_live"))
+    assert.is_true(value(text, "graphcall_notifications_received_total") >= 4)
+    assert.is_true(value(text, "graphcall_events_dispatched_total") >= 4)
+    assert.equal(1, value(text, 'graphcall_actions_total{action="answer",outcome="ok"}'))
+    assert.equal(1, value(text, 'graphcall_actions_total{action="recordResponse",outcome="ok"}'))
+    assert.is_true(value(text, 'graphcall_actions_total{action="playPrompt",outcome="ok"}') >= 2)
+    assert.is_true(value(text, 'graphcall_actions_total{action="token",outcome="ok"}') >= 1)
+    assert.equal(1, value(text, 'graphcall_action_duration_seconds_count{action="answer"}'))
+    assert.matches('graphcall_build_info{version="[%d.]+', text)
+  end)
+
+  it("says it is alive and ready, and refuses what is not a GET", function()
+    local h = get("/healthz")
+    assert.equal(200, h.status)
+    local r = get("/readyz")
+    assert.equal(200, r.status)
+    assert.equal("token: ok\nkeys: ok\nstore: ok\n", r.body)
+    local res = loop:fetch { method = "POST", url = "http://127.0.0.1:" .. port .. "/metrics", body = "x" }
+    assert.equal(405, res.status)
+  end)
+
+  it("is scraped by a real Prometheus server", function()
+    local pport = N.free_port()
+    write(dir .. "/prometheus.yml", string.format([[
+global: { scrape_interval: 1s, scrape_timeout: 1s }
+scrape_configs:
+  - job_name: graphcall
+    static_configs: [ { targets: ["127.0.0.1:%d"] } ]
+]], port))
+    prom = E.sh(string.format("exec prometheus --config.file=%s/prometheus.yml --storage.tsdb.path=%s/tsdb "
+      .. "--web.listen-address=127.0.0.1:%d >%s/prometheus.log 2>&1 & echo $!", dir, dir, pport, dir)):match("%d+")
+    local cjson = require "cjson"
+    local got
+    for _ = 1, 600 do   -- up to 60 s: the server starts, then scrapes every second
+      local res = loop:fetch { url = string.format("http://127.0.0.1:%d/api/v1/query?query=%s", pport,
+        "graphcall_flows_ended_total") }
+      local doc = res and res.status == 200 and cjson.decode(res.body)
+      local r = doc and doc.data and doc.data.result and doc.data.result[1]
+      if r then
+        got = r
+        break
+      end
+      os.execute("sleep 0.1")
+    end
+    assert.is_table(got, read(dir .. "/prometheus.log"))
+    assert.equal("1", got.value[2])
+    assert.equal("graphcall", got.metric.job)
+    -- and the scrape was healthy
+    local res = loop:fetch { url = string.format("http://127.0.0.1:%d/api/v1/query?query=up", pport) }
+    assert.equal("1", cjson.decode(res.body).data.result[1].value[2])
+  end)
+end)
