@@ -25,7 +25,7 @@ PIC     := -fPIC -fvisibility=hidden
 
 CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c \
             csrc/notify.c csrc/notify_flat.c csrc/jwt.c csrc/jws.c csrc/launch.c
-BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c csrc/lua_resp.c csrc/lua_spawn.c
+BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c csrc/lua_resp.c csrc/lua_spawn.c csrc/lua_files.c
 LIBS     := -lcrypto -lhiredis
 # the I/O half, its own module (graphcall.io): standalone only, OpenResty never loads it
 IO_SRC   := csrc/buf.c csrc/ioloop.c csrc/http_client.c csrc/http_server.c csrc/files.c csrc/tcp.c \

@@ -304,6 +304,8 @@ static const luaL_Reg funcs[] = {
   { "resp_reader", gc_l_resp_reader },
   { "spawn", gc_l_spawn },
   { "reap", gc_l_reap },
+  { "private_file", gc_l_private_file },
+  { "private_dir", gc_l_private_dir },
   { NULL, NULL },
 };
 

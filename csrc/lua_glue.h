@@ -35,6 +35,8 @@ void gc_l_push_str(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
 /* lua_spawn.c */
 int gc_l_spawn(lua_State *L);
 int gc_l_reap(lua_State *L);
+int gc_l_private_file(lua_State *L);
+int gc_l_private_dir(lua_State *L);
 
 /* lua_jwt.c */
 void gc_l_jwt_open(lua_State *L);

@@ -9,36 +9,8 @@ local graphcall = require "graphcall"
 local LUA_PATH = "./lua/?.lua;./lua/?/init.lua;;"
 local CPATH = os.getenv("LUA_CPATH") or ("./build/" .. E.lua .. "/?.so;;")
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
--- promtool's verdict on a text: its output and whether it passed
-local function promtool(text)
-  local dir = E.tmpdir()
-  write(dir .. "/m.txt", text)
-  local out = E.sh("promtool check metrics < " .. dir .. "/m.txt 2>&1; echo \"exit $?\"")
-  os.execute("rm -rf " .. dir)
-  return out, out:match("exit (%d+)\n?$") == "0"
-end
-
--- the value of a series in a scraped text (nil when absent)
-local function value(text, series)
-  for line in text:gmatch("[^\n]+") do
-    local name, v = line:match("^(.+) (%S+)$")
-    if name == series then return tonumber(v) end
-  end
-end
+local P = require "prom_helper"
+local read, promtool, value = P.read, P.promtool, P.value
 
 describe("metrics", function()
   it("renders counters, labelled series and a histogram as promtool wants them", function()
@@ -107,10 +79,9 @@ describe("a node's /metrics, /healthz and /readyz", function()
   end)
 
   teardown(function()
-    if prom then os.execute("kill " .. prom .. " 2>/dev/null") end
+    if prom then prom.stop() end
     if node then os.execute("kill " .. node .. " 2>/dev/null") end
     os.execute("sleep 0.2")
-    if prom then os.execute("kill -9 " .. prom .. " 2>/dev/null") end
     if node then os.execute("kill -9 " .. node .. " 2>/dev/null") end
     if dir then os.execute("rm -rf " .. dir) end
     if loop then loop:close() end
@@ -150,33 +121,11 @@ describe("a node's /metrics, /healthz and /readyz", function()
   end)
 
   it("is scraped by a real Prometheus server", function()
-    local pport = N.free_port()
-    write(dir .. "/prometheus.yml", string.format([[
-global: { scrape_interval: 1s, scrape_timeout: 1s }
-scrape_configs:
-  - job_name: graphcall
-    static_configs: [ { targets: ["127.0.0.1:%d"] } ]
-]], port))
-    prom = E.sh(string.format("exec prometheus --config.file=%s/prometheus.yml --storage.tsdb.path=%s/tsdb "
-      .. "--web.listen-address=127.0.0.1:%d >%s/prometheus.log 2>&1 & echo $!", dir, dir, pport, dir)):match("%d+")
-    local cjson = require "cjson"
-    local got
-    for _ = 1, 600 do   -- up to 60 s: the server starts, then scrapes every second
-      local res = loop:fetch { url = string.format("http://127.0.0.1:%d/api/v1/query?query=%s", pport,
-        "graphcall_flows_ended_total") }
-      local doc = res and res.status == 200 and cjson.decode(res.body)
-      local r = doc and doc.data and doc.data.result and doc.data.result[1]
-      if r then
-        got = r
-        break
-      end
-      os.execute("sleep 0.1")
-    end
-    assert.is_table(got, read(dir .. "/prometheus.log"))
+    prom = P.server(dir, port, loop)
+    local got = prom.wait("graphcall_flows_ended_total")
+    assert.is_table(got, prom.log())
     assert.equal("1", got.value[2])
     assert.equal("graphcall", got.metric.job)
-    -- and the scrape was healthy
-    local res = loop:fetch { url = string.format("http://127.0.0.1:%d/api/v1/query?query=up", pport) }
-    assert.equal("1", cjson.decode(res.body).data.result[1].value[2])
+    assert.equal("1", prom.wait("up").value[2])   -- and the scrape was healthy
   end)
 end)

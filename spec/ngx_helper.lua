@@ -45,6 +45,8 @@ http {
     listen 127.0.0.1:%d reuseport;
     location = /callback { content_by_lua_block { require("graphcall.ngx").handle() } }
     location /prompts/ { alias %s/prompts/; }
+    location = /metrics { content_by_lua_block { require("graphcall.ngx").metrics() } }
+    location = /readyz { content_by_lua_block { require("graphcall.ngx").readyz() } }
     %s
   }
 }

@@ -7,6 +7,7 @@ local graphcall = require "graphcall"
 local E = require "emu"
 local N = require "ngx_helper"
 local H = require "helper"
+local P = require "prom_helper"
 
 local SALES = "+14255550100"
 
@@ -191,12 +192,53 @@ describe("graphcall in nginx", function()
     local res = assert(ctl:fetch { method = "POST", url = url .. "/callback", body = body })
     assert.equal(503, res.status)
     assert.equal("1", res:header("Retry-After"))
-    assert.truthy(n2.log():find("nearly full", 1, true))
+    for _ = 1, 40 do   -- a flood of them: counted, not logged one by one
+      assert.equal(503, assert(ctl:fetch { method = "POST", url = url .. "/callback", body = body }).status)
+    end
+    local said = 0
+    for _ in n2.log():gmatch("nearly full") do said = said + 1 end
+    assert.is_true(said >= 1 and said <= 2, n2.log())          -- once per worker in 10 s
+    local text = assert(ctl:fetch { url = url .. "/metrics" }).body
+    assert.equal(41, P.value(text, 'graphcall_notifications_refused_total{status="503"}'), text)
+    assert.equal(41, P.value(text, "graphcall_notifications_received_total"))
+    assert.is_true(select(2, P.promtool(text)))
     assert.is_nil(n2.log():find("call full-1", 1, true))       -- nothing dispatched
     assert(ctl:fetch { url = url .. "/drain" })
     res = assert(ctl:fetch { method = "POST", url = url .. "/callback", body = body })
     assert.equal(202, res.status)
     assert.is_true(poll(function() return n2.log():find("call full-1", 1, true) ~= nil end, 3000))
+  end)
+
+  it("reads a body nginx spooled to a file (a 20-participant roster, over client_body_buffer_size)", function()
+    local port = N.free_port()
+    local url = "http://127.0.0.1:" .. port
+    local n2 = N.start { port = port, init = init("spec/ngx/silent.lua", url, "verify = false, maxBody = 65536,"),
+      locations = [[
+      location = /spooled { client_body_buffer_size 8k;
+                            content_by_lua_block { require("graphcall.ngx").handle() } }]] }
+    finally(function() n2.stop() end)
+    local doc = H.json_fixture("graph/notify-roster-updated.json")
+    local one = doc.value[1].resourceData[1]
+    local roster = {}
+    for i = 1, 20 do
+      local p = cjson.decode(cjson.encode(one))
+      p.id = string.format("2765eb15-01f8-47c6-b12b-%012d", i)
+      p.info.identity.user.displayName = "Participant " .. i .. " " .. string.rep("x", 400)
+      roster[i] = p
+    end
+    doc.value[1].resourceUrl = "/communications/calls/roster-1/participants"
+    doc.value[1].resourceData = roster
+    local body = cjson.encode(doc)
+    assert.is_true(#body > 12 * 1024)
+    local res = assert(ctl:fetch { method = "POST", url = url .. "/spooled", body = body })
+    assert.equal(202, res.status, n2.log())
+    assert.is_true(poll(function() return n2.log():find("call roster-1", 1, true) ~= nil end, 3000), n2.log())
+    -- over maxBody: 413, counted
+    doc.value[1].resourceData[1].info.identity.user.displayName = string.rep("y", 70000)
+    res = assert(ctl:fetch { method = "POST", url = url .. "/spooled", body = cjson.encode(doc) })
+    assert.equal(413, res.status)
+    local text = assert(ctl:fetch { url = url .. "/metrics" }).body
+    assert.equal(1, P.value(text, 'graphcall_notifications_refused_total{status="413"}'), text)
   end)
 
   it("runs the README's nginx.conf (examples/openresty's) as printed, but for where the modules are and the port",
@@ -231,6 +273,24 @@ describe("graphcall in nginx", function()
     for _, l in ipairs(v.log) do if l.what == "bot hangs up" then bye = true end end
     assert.is_true(bye)
     assert.is_true(poll(function() return n3.log():find("call " .. id .. " ended: ", 1, true) ~= nil end, 3000))
+    -- the operator's locations: ready, and counters summed over the workers, scraped by Prometheus
+    local ready = assert(ctl:fetch { url = url .. "/readyz" })
+    assert.equal(200, ready.status, ready.body)
+    assert.equal("token: ok\nkeys: ok\nstore: ok\n", ready.body)
+    assert.equal(200, assert(ctl:fetch { url = url .. "/healthz" }).status)
+    local text = assert(ctl:fetch { url = url .. "/metrics" }).body
+    assert.is_true(select(2, P.promtool(text)), text)
+    assert.equal(1, P.value(text, "graphcall_flows_started_total"), text)
+    assert.is_true(poll(function()
+      text = assert(ctl:fetch { url = url .. "/metrics" }).body
+      return P.value(text, "graphcall_flows_ended_total") == 1
+    end, 3000), text)
+    assert.is_true(P.value(text, 'graphcall_actions_total{action="playPrompt",outcome="ok"}') >= 3, text)
+    local prom = P.server(dir, port, ctl)
+    finally(function() prom.stop() end)
+    local got = prom.wait("graphcall_flows_ended_total")
+    assert.is_table(got, prom.log())
+    assert.equal("1", got.value[2])
   end)
 end)
 

@@ -8,6 +8,7 @@
 
 local LAYERS = {
   { name = "wire", "graphcall.core", "graphcall.wire", "graphcall.strict", "graphcall.response", "graphcall.metrics",
+    "graphcall.log",
     "graphcall.flat", "graphcall.tracker", "graphcall.jwt", "graphcall.wav" },
   { name = "I/O", "graphcall.io", "graphcall.loop", "graphcall.files", "graphcall.client",
     "graphcall.listener", "graphcall.redis", "graphcall.ngx.loop", "graphcall.ngx.http" },

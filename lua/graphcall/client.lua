@@ -194,8 +194,16 @@ function Client:_send(req, cb)
     local meta = { attempts = attempt, clientRequestId = crid }
     local kind = req.kind or req.method
     local outcome = not res and "error" or res.status >= 500 and "5xx" or res.status >= 400 and "4xx" or "ok"
+    local ms = self.loop:now() - started
     self.metrics:inc("actions", 1, kind, outcome)
-    self.metrics:observe("action_seconds", (self.loop:now() - started) / 1000, kind)
+    self.metrics:observe("action_seconds", ms / 1000, kind)
+    -- every request is logged, with what its answer was (an operator follows a call by its id)
+    local code = err and (err.innerCode or err.graphCode or (not res and err.code)) or nil
+    self.log(outcome == "ok" and "info" or "warn", string.format("%s%s %s%s in %d ms (client-request-id %s)",
+      req.call and ("call " .. req.call .. ": ") or "", kind, res and res.status or "failed",
+      code and (" " .. tostring(code)) or "", math.floor(ms), crid),
+      { call = req.call, action = kind, clientRequestId = crid, status = res and res.status or nil, code = code,
+        ms = math.floor(ms) })
     if res then
       meta.status = res.status
       meta.requestId = res:header("request-id")
@@ -384,6 +392,7 @@ function Client:_graph(method, path, body, opts, cb)
     tenant = id and self.callTenants[id]
   end
   self:_send({ method = method, url = self.graphUrl .. path, body = body, kind = M.action_of(method, path),
+               call = path:match("^/communications/calls/([^/]+)"),
                idempotent = opts.idempotent, auth = tenant, clientRequestId = opts.clientRequestId },
     function(res, err, meta)
       if err then return cb(nil, err, meta) end

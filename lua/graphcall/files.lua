@@ -1,6 +1,8 @@
 --- Folders and files through LuaFileSystem (Debian's lua-filesystem), never a shell: paths with
 -- spaces, quotes or anything else are taken as they are.
 -- @module graphcall.files
+local core = require "graphcall.core"
+
 local M = {}
 
 -- loaded when first needed: a bot in nginx that never touches a folder does without it
@@ -10,7 +12,8 @@ local function lfs()
   return mod
 end
 
---- Make a folder and the folders above it that are missing (as `mkdir -p`).
+--- Make a folder and the folders above it that are missing (as `mkdir -p`), each one made
+-- readable by this user alone (0700: they hold callers' numbers and voices).
 -- @param path the folder
 -- @return true, or nil and why not
 function M.mkdirs(path)
@@ -21,7 +24,7 @@ function M.mkdirs(path)
     sofar = sofar .. part
     local mode = fs.attributes(sofar, "mode")
     if mode == nil then
-      local ok, err = fs.mkdir(sofar)
+      local ok, err = core.private_dir(sofar)
       if not ok and fs.attributes(sofar, "mode") ~= "directory" then   -- (another process made it)
         return nil, string.format("cannot make the folder %s: %s", sofar, tostring(err))
       end

@@ -57,6 +57,7 @@ local function voice_engine(speak)
   if speak == nil then
     return function(text, path, voice, run)
       local raw = path .. ".raw.wav"
+      core.private_file(raw)   -- the caller's words may be in it: the bot's user alone reads it
       local ok, e = pcall(must, run, { "espeak-ng", "-v", voice, "-w", raw, "--", text }, DEBIAN)
       if ok then
         ok, e = pcall(must, run, { "sox", raw, "-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", path },
@@ -105,11 +106,11 @@ function M.speak(dir, text, voice, o)
   end
   -- its own temporary name: other processes (nodes sharing the folder) may speak it at once
   local tmp = path .. "." .. core.uuid() .. ".tmp.wav"
-  local probe, why = io.open(tmp, "wb")
+  -- made private before the program writes it: a file that exists keeps its mode
+  local probe, why = core.private_file(tmp)
   if not probe then
     error(string.format("text-to-speech: the prompts folder %s is not writable (%s)", dir, tostring(why)), 0)
   end
-  probe:close()
   local loop = o.loop
   if not loop then
     own_loop = own_loop or require("graphcall.loop").new { log = false }
@@ -503,6 +504,7 @@ function Call:record(o)
         local made, merr = files.mkdirs(dir)
         if not made then return fin({ err = { code = "download", message = merr } }) end
         local path = dir .. "/" .. self.id .. "-" .. tostring(op.id) .. ".wav"
+        core.private_file(path)   -- a caller's voice: the bot's user alone reads it
         local f = io.open(path, "wb")
         if not f then return fin({ err = { code = "download", message = "cannot write " .. path } }) end
         f:write(res.body)

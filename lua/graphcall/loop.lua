@@ -19,18 +19,19 @@
 -- @module graphcall.loop
 local gio = require "graphcall.io"
 local response = require "graphcall.response"
+local logs = require "graphcall.log"
 
 local M = {}
 
 local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 local unpack = table.unpack or unpack  -- luacheck: ignore 143
 
---- The default logger: one line on stderr, with the time.
+--- The default logger: one line on stderr, with the time to the millisecond
+-- (`graphcall.log`, text format, every level).
 -- @param level "debug", "info", "warn" or "error"
 -- @param msg the text
-function M.stderr_log(level, msg)
-  io.stderr:write(string.format("%s %-5s %s\n", os.date("!%H:%M:%S"), level, msg))
-end
+-- @param fields what the line is about (`graphcall.log`)
+M.stderr_log = logs.new { level = "debug", clock = function() return gio.wall() end }
 
 local Loop = {}
 Loop.__index = Loop

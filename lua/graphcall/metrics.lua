@@ -60,9 +60,12 @@ Metrics.__index = Metrics
 -- Where the numbers live: a table of this process, or an nginx shared dict that every worker
 -- adds to. A series' key is "short|label|label"; the dict also keeps the list of the keys it
 -- has seen (numbered, so rendering needs no walk over the whole dict).
+local SAMPLES = 10000   -- the last observations of a histogram kept in this process, for quantiles
+
 local function local_store()
   local values, keys = {}, {}
   return {
+    samples = {},
     add = function(key, n)
       local v = values[key]
       if v == nil then keys[#keys + 1] = key end
@@ -137,6 +140,38 @@ function Metrics:observe(name, v, ...)
   local k = key(name, ...)
   self.s.add(k .. "|#" .. bucket, 1)
   self.s.add(k .. "|#sum", v)
+  local ring = self.s.samples
+  if ring then
+    local r = ring[name] or { n = 0 }
+    ring[name] = r
+    r.n = r.n + 1
+    r[(r.n - 1) % SAMPLES + 1] = v
+  end
+end
+
+--- A quantile of a histogram's last observations in this process, whatever their labels
+-- (nil when none, or when the counters are in a dict).
+-- @param name the histogram's short name
+-- @param q from 0 to 1 (0.5: the median)
+function Metrics:quantile(name, q)
+  local r = self.s.samples and self.s.samples[name]
+  if not r or r.n == 0 then return nil end
+  local sorted = {}
+  for i = 1, math.min(r.n, SAMPLES) do sorted[i] = r[i] end
+  table.sort(sorted)
+  return sorted[math.max(1, math.ceil(q * #sorted))]
+end
+
+--- The sum of a counter over all its label values (`m:total("actions")`), or over those
+-- whose labels `match(values)` accepts.
+function Metrics:total(name, match)
+  local n = 0
+  for _, k in ipairs(self.s.keys()) do
+    local parts = {}
+    for p in (k .. "|"):gmatch("([^|]*)|") do parts[#parts + 1] = p end
+    if table.remove(parts, 1) == name and (not match or match(parts)) then n = n + (self.s.get(k) or 0) end
+  end
+  return n
 end
 
 --- The value of a series (nil when never counted): `m:get("refused", "403")`.

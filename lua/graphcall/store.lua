@@ -95,6 +95,7 @@ function M.file(dir)
   function self.put(_, id, st)
     states[id] = st
     local tmp = path(id, ".state.tmp")
+    assert(core.private_file(tmp))
     local f = assert(io.open(tmp, "wb"))
     f:write(json(st))
     f:close()
@@ -121,6 +122,7 @@ function M.file(dir)
     l[#l + 1] = entry
     local f = open[id]
     if not f then
+      assert(core.private_file(path(id, ".log")))   -- callers' numbers: the bot's user alone reads it
       f = assert(io.open(path(id, ".log"), "ab"))
       f:setvbuf("no")
       open[id] = f

@@ -7,6 +7,8 @@
 --   trace:write("calls.html")           -- every call the bot has seen
 --   print(trace.text(bot.store:log(callId)))
 -- @module graphcall.trace
+local core = require "graphcall.core"
+
 local M = {}
 
 --- One line for an event (a notification as the bot's log keeps it).
@@ -233,6 +235,7 @@ function Trace:write(path)
   table.sort(ids)
   local calls = {}
   for _, id in ipairs(ids) do calls[#calls + 1] = { id = id, entries = self.bot.store:log(id) } end
+  assert(core.private_file(path))   -- callers' numbers: the bot's user alone reads it
   local f = assert(io.open(path, "w"))
   f:write(M.html(calls, "graphcall trace"))
   f:close()

@@ -38,6 +38,8 @@ local storemod = require "graphcall.store"
 local botmod = require "graphcall.bot"
 local scripts = require "graphcall.script"
 local strict = require "graphcall.strict"
+local metrics_mod = require "graphcall.metrics"
+local logs = require "graphcall.log"
 
 local M = {}
 
@@ -142,6 +144,9 @@ function M.init(o)
   local copts = {}
   for k, v in pairs(o.client or {}) do copts[k] = v end
   copts.loop = loop
+  -- counted in the dict: /metrics of any worker shows the sum over all of them
+  local metrics = metrics_mod.new { dict = dict }
+  copts.metrics = metrics
   local client = client_mod.new(copts)
   shared_tokens(client, dict)
   -- the calls' state: this nginx's shared dict, or Redis shared by several nginx (and nodes)
@@ -154,7 +159,7 @@ function M.init(o)
     store = dictstore.new(dict, o.ttl)
   end
   local stub = { url = function(_, path) return path or o.callbackUri end, close = function() end }
-  local bot = assert(botmod.new { client = client, listener = stub, callbackUri = o.callbackUri,
+  local bot = assert(botmod.new { client = client, listener = stub, callbackUri = o.callbackUri, metrics = metrics,
     promptBase = o.promptBase, prompts = o.prompts, voice = o.voice, speak = o.speak, store = store,
     keepAlive = o.keepAlive,
     waitLimit = o.waitLimit, log = loop.log, lease = o.lease, host = {
@@ -177,7 +182,10 @@ function M.init(o)
   scripts.apply(bot, { flow = o.flow or script.flow, flows = o.flows or script.flows, on = o.on or script.on })
   if o.setup then o.setup(bot) end
   state.bot, state.dict, state.loop, state.opts, state.store = bot, dict, loop, o, store
+  state.metrics = metrics
+  state.say = logs.repeated(loop.log, 10000, function() return ngx.now() * 1000 end)
   state.verifier = o.verify ~= false and shared_keys(client:verifier { minRefetch = o.minRefetch }, dict) or nil
+  stub.verifier = state.verifier   -- what /readyz checks
   state.maxBody = o.maxBody or 1048576
   state.runtime = bot.runtime
   state.reserve = o.reserve or math.min(dict:capacity() / 16, 4 * 1048576)
@@ -206,21 +214,44 @@ local function respond(status, body)
   return ngx.exit(status)
 end
 
+-- A callback refused: counted (the sum over workers is in /metrics)
+local function refuse(status, body)
+  state.metrics:inc("refused", 1, tostring(status))
+  return respond(status, body)
+end
+
+-- The body: in memory, or in the file nginx spooled it to (a body over
+-- client_body_buffer_size), up to maxBody; nil when it is larger.
+local function read_body()
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if body then return #body <= state.maxBody and body or nil end
+  local path = ngx.req.get_body_file()
+  if not path then return "" end
+  local f = io.open(path, "rb")   -- a local file nginx just wrote: the read does not wait on the network
+  if not f then return nil end
+  local size = f:seek("end")
+  if not size or size > state.maxBody then
+    f:close()
+    return nil
+  end
+  f:seek("set")
+  body = f:read("*a")
+  f:close()
+  return body
+end
+
 --- The content handler of the callback location.
 function M.handle()
   if ngx.req.get_method() ~= "POST" then
     ngx.header["Allow"] = "POST"
     return respond(405)
   end
+  state.metrics:inc("received")
   local len = tonumber(ngx.var.http_content_length or "")
-  if len and len > state.maxBody then return respond(413) end
-  ngx.req.read_body()
-  local body = ngx.req.get_body_data()
-  if not body then
-    if ngx.req.get_body_file() then return respond(413) end  -- bigger than client_body_buffer_size
-    body = ""
-  end
-  if #body > state.maxBody then return respond(413) end
+  if len and len > state.maxBody then return refuse(413) end
+  local body = read_body()
+  if not body then return refuse(413) end
   local claims
   local v = state.verifier
   if v then
@@ -232,17 +263,18 @@ function M.handle()
       claims, err = v:verify(ngx.var.http_authorization)
     end
     if not claims then
-      ngx.log(ngx.WARN, "graphcall: callback refused (403): ", err.code, ": ", err.message)
-      return respond(403)
+      state.say("403", "warn", "callback refused (403): " .. tostring(err.code) .. ": " .. tostring(err.message))
+      return refuse(403)
     end
   end
   -- room for what this body will write, or the service is told to come back (nothing of a
   -- notification answered 202 may fail for want of space)
   local dict = state.dict
   if not state.opts.redis and dict:free_space() < state.reserve then
-    ngx.log(ngx.ERR, "graphcall: the shared dict is nearly full (", dict:free_space(), " bytes free); 503")
+    state.say("full", "error", "the shared dict is nearly full (" .. dict:free_space() .. " bytes free); "
+      .. "callbacks answered 503")
     ngx.header["Retry-After"] = "1"
-    return respond(503)
+    return refuse(503)
   end
   local events, perr = wire.parse_notifications(body)
   if not events and wire.legacy(body) then   -- "204, and it comes again in Graph's format"
@@ -250,15 +282,44 @@ function M.handle()
     return respond(204)
   end
   if not events then
-    ngx.log(ngx.WARN, "graphcall: callback body refused: ", perr.message)
-    return respond(400, '{"error":{"code":"BadRequest","message":"not a commsNotifications body"}}')
+    state.say("400", "warn", "callback body refused: " .. tostring(perr.message))
+    return refuse(400, '{"error":{"code":"BadRequest","message":"not a commsNotifications body"}}')
   end
   for _, ev in ipairs(events) do
     if ev.incoming then wire.materialize(ev) end   -- the caller's identity goes into the log
   end
   -- with Redis, the events are in their calls' inboxes before the 202 (nothing accepted is lost)
-  if not state.runtime:accept(events, claims) then return respond(503) end
+  if not state.runtime:accept(events, claims) then return refuse(503) end
   return respond(202)
+end
+
+--- The content handler of a `/metrics` location: the counters of every worker, summed
+-- (Prometheus's text format, `graphcall.metrics`).
+function M.metrics()
+  ngx.header["Content-Type"] = metrics_mod.CONTENT_TYPE
+  ngx.print(state.bot:render_metrics())
+  return ngx.exit(200)
+end
+
+--- The content handler of a `/healthz` location: 200 while the worker answers.
+function M.healthz()
+  ngx.header["Content-Type"] = "text/plain"
+  ngx.print("ok\n")
+  return ngx.exit(200)
+end
+
+--- The content handler of a `/readyz` location: 200 when a token, the callback keys and the
+-- store are at hand (each tried now), else 503; one line each.
+function M.readyz()
+  local ready, checks = state.bot:readiness()
+  local out = {}
+  for _, k in ipairs { "token", "keys", "store" } do
+    out[#out + 1] = k .. ": " .. (checks[k] == true and "ok" or tostring(checks[k]))
+  end
+  ngx.status = ready and 200 or 503
+  ngx.header["Content-Type"] = "text/plain"
+  ngx.print(table.concat(out, "\n"), "\n")
+  return ngx.exit(ngx.status)
 end
 
 return M
