@@ -28,7 +28,7 @@ CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.
 BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c csrc/lua_resp.c csrc/lua_spawn.c csrc/lua_files.c
 LIBS     := -lcrypto -lhiredis
 # the I/O half, its own module (graphcall.io): standalone only, OpenResty never loads it
-IO_SRC   := csrc/buf.c csrc/ioloop.c csrc/http_client.c csrc/http_server.c csrc/files.c csrc/tcp.c \
+IO_SRC   := csrc/buf.c csrc/ioloop.c csrc/http_client.c csrc/http_server.c csrc/http_guard.c csrc/files.c csrc/tcp.c \
             csrc/proc.c csrc/launch.c
 IO_BIND  := csrc/lua_io.c
 IO_LIBS  := -levent -levent_openssl -lcurl -lssl -lcrypto
@@ -93,11 +93,17 @@ $(B)/ctest/%: spec/c/%.c spec/c/ctest.h $(CORE_SRC) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) -Icsrc -o $@ $< $(CORE_SRC) $(LIBS) -lm
 
+# hostile clients for the listener's flood spec (always build/tools: the specs name it)
+FLOOD := build/tools/flood
+$(FLOOD): tools/flood.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -O2 -o $@ $<
+
 # The specs, demo, benchmarks and fuzz corpora read spec/fixtures/, a plain copy of the JSON
 # payloads of ../shared/fixtures: a clone alone is enough.
 FIXTURES := spec/fixtures
 
-test: deps all $(C_TESTS)
+test: deps all $(C_TESTS) $(FLOOD)
 	@rm -rf $(B)/results && mkdir -p $(B)/results
 	@tools/ctests.sh $(B)/results $(C_TESTS)
 	@tools/busted.sh lua5.4 $(B)/lua5.4 $(B)/results/busted-lua5.4.log
@@ -110,7 +116,7 @@ asan: deps
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  test-asan
 
-test-asan: all $(C_TESTS)
+test-asan: all $(C_TESTS) $(FLOOD)
 	@rm -rf $(B)/results && mkdir -p $(B)/results
 	@tools/ctests.sh $(B)/results $(C_TESTS)
 	@PATH="$(CURDIR)/tools/asan-bin:$$PATH" LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \

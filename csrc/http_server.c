@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include "files.h"
+#include "http_guard.h"
 #include "http_server.h"
 
 struct gc_sreq {
@@ -28,6 +29,7 @@ struct gc_server {
   struct evhttp *http;
   struct evhttp_bound_socket *bound;
   SSL_CTX *ssl;
+  gc_guard *guard;                 /* caps, deadlines, accept backoff */
   int rootfd;                      /* files_dir, or -1 */
   char *prefix;
   size_t prefix_len;
@@ -53,6 +55,7 @@ static void serve_file(gc_server *s, struct evhttp_request *req, const char *pat
   struct evkeyvalq *out = evhttp_request_get_output_headers(req);
   if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
     evhttp_add_header(out, "Allow", "GET, HEAD");
+    gc_guard_idle(s->guard, req);
     evhttp_send_error(req, 405, NULL);
     return;
   }
@@ -60,6 +63,7 @@ static void serve_file(gc_server *s, struct evhttp_request *req, const char *pat
   const char *rel = path + s->prefix_len;
   int fd = gc_files_open(s->rootfd, rel, strlen(rel), &st);
   if (fd < 0) {
+    gc_guard_idle(s->guard, req);
     evhttp_send_error(req, HTTP_NOTFOUND, NULL);
     return;
   }
@@ -67,6 +71,7 @@ static void serve_file(gc_server *s, struct evhttp_request *req, const char *pat
   struct evbuffer *body = evbuffer_new();
   if (!body) {
     close(fd);
+    gc_guard_idle(s->guard, req);
     evhttp_send_error(req, HTTP_INTERNAL, NULL);
     return;
   }
@@ -79,9 +84,11 @@ static void serve_file(gc_server *s, struct evhttp_request *req, const char *pat
     }
   } else if (evbuffer_add_file(body, fd, 0, st.st_size) != 0) {  /* takes fd */
     evbuffer_free(body);
+    gc_guard_idle(s->guard, req);
     evhttp_send_error(req, HTTP_INTERNAL, NULL);
     return;
   }
+  gc_guard_idle(s->guard, req);
   evhttp_send_reply(req, HTTP_OK, NULL, body);
   evbuffer_free(body);
 }
@@ -94,12 +101,14 @@ static void on_request(struct evhttp_request *req, void *arg) {
   gc_server *s = arg;
   const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
   if (!path) path = "/";
+  gc_guard_busy(s->guard, req);     /* read whole: no deadline while it is answered */
   if (s->rootfd >= 0 && strncmp(path, s->prefix, s->prefix_len) == 0) {
     serve_file(s, req, path);
     return;
   }
   gc_sreq *r = calloc(1, sizeof *r);
   if (!r) {
+    gc_guard_idle(s->guard, req);
     evhttp_send_error(req, 503, NULL);
     return;
   }
@@ -173,6 +182,7 @@ int gc_sreq_respond(gc_sreq *r, int status, const char *const *headers, size_t n
     b = evbuffer_new();
     if (b) evbuffer_add(b, body, len);
   }
+  if (r->srv) gc_guard_idle(r->srv->guard, r->req);
   evhttp_send_reply(r->req, status, NULL, b);
   if (b) evbuffer_free(b);
   r->req = NULL;
@@ -200,15 +210,6 @@ void gc_sreq_free(gc_sreq *r) {
 
 /* ---- the server ---------------------------------------------------------------------- */
 
-static struct bufferevent *tls_bev(struct event_base *base, void *arg) {
-  SSL *ssl = SSL_new((SSL_CTX *)arg);
-  if (!ssl) return NULL;
-  struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                           BEV_OPT_CLOSE_ON_FREE);
-  if (bev) bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-  return bev;
-}
-
 static SSL_CTX *tls_context(const char *cert, const char *key, const char **err) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) { *err = "TLS: out of memory"; return NULL; }
@@ -234,7 +235,6 @@ gc_server *gc_server_new(gc_loop *l, const gc_server_opts *o, const char **err) 
     if (!o->cert_file || !o->key_file) { *err = "TLS needs both a certificate and a key"; goto fail; }
     s->ssl = tls_context(o->cert_file, o->key_file, err);
     if (!s->ssl) goto fail;
-    evhttp_set_bevcb(s->http, tls_bev, s->ssl);
   }
   if (o->files_dir) {
     s->rootfd = open(o->files_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -257,11 +257,16 @@ gc_server *gc_server_new(gc_loop *l, const gc_server_opts *o, const char **err) 
   s->bound = evhttp_bind_socket_with_handle(s->http, o->host ? o->host : "127.0.0.1",
                                             (ev_uint16_t)o->port);
   if (!s->bound) { *err = "cannot listen on that address and port (in use, or not an address)"; goto fail; }
+  gc_guard_opts g = { o->max_conns, o->max_per_addr, o->deadline_ms };
+  s->guard = gc_guard_new(gc_loop_base(l), s->http, s->bound, s->ssl, &g);
+  if (!s->guard) { *err = "out of memory"; goto fail; }
   return s;
 fail:
   gc_server_free(s);
   return NULL;
 }
+
+void gc_server_stats(const gc_server *s, gc_guard_stats *out) { gc_guard_get_stats(s->guard, out); }
 
 int gc_server_port(const gc_server *s) {
   struct sockaddr_storage ss;
@@ -283,6 +288,7 @@ void gc_server_free(gc_server *s) {
     }
     unlink_pending(r);   /* the request stays with whoever holds it, answered */
   }
+  gc_guard_free(s->guard);          /* first: the connections evhttp_free closes are not counted */
   if (s->http) evhttp_free(s->http);
   if (s->ssl) SSL_CTX_free(s->ssl);
   if (s->rootfd >= 0) close(s->rootfd);

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+#include "http_guard.h"
 #include "ioloop.h"
 
 typedef struct gc_server gc_server;
@@ -22,6 +23,10 @@ typedef struct {
   size_t max_headers;        /* 0 = 16 KiB */
   long timeout_ms;           /* a connection idle this long while reading or writing is
                                 dropped (slow clients); 0 = 10 s */
+  int max_conns;             /* open connections (http_guard.h); 0: half the descriptor limit,
+                                at most 1024 */
+  int max_per_addr;          /* of one client address; 0: a quarter of max_conns */
+  long deadline_ms;          /* a whole request must be read within this; 0 = 10 s */
   const char *files_dir;     /* serve GET/HEAD files_prefix... from this folder */
   const char *files_prefix;  /* e.g. "/prompts/" */
   int tag;                   /* the caller's name for this server, carried by its requests */
@@ -30,6 +35,8 @@ typedef struct {
 /* NULL and *err (static text) on failure: bad address, port in use, unreadable cert/key. */
 gc_server *gc_server_new(gc_loop *l, const gc_server_opts *o, const char **err);
 int gc_server_port(const gc_server *s);
+/* What the guard counted: connections open, accepted, evicted, late, accept errors. */
+void gc_server_stats(const gc_server *s, gc_guard_stats *out);
 /* Stops listening; requests still waiting for an answer get 503. */
 void gc_server_free(gc_server *s);
 

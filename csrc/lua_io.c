@@ -290,8 +290,31 @@ static int server_port(lua_State *L) {
   return 1;
 }
 
+/* server:stats() -> {open=, accepted=, evicted=, late=, accept_errors=, paused=}: what the
+ * connection guard counted (http_guard.h) */
+static int server_stats(lua_State *L) {
+  server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
+  if (!u->s) return luaL_argerror(L, 1, "the server is closed");
+  gc_guard_stats st;
+  gc_server_stats(u->s, &st);
+  lua_createtable(L, 0, 6);
+  lua_pushnumber(L, (lua_Number)st.open);
+  lua_setfield(L, -2, "open");
+  lua_pushnumber(L, (lua_Number)st.accepted);
+  lua_setfield(L, -2, "accepted");
+  lua_pushnumber(L, (lua_Number)st.evicted);
+  lua_setfield(L, -2, "evicted");
+  lua_pushnumber(L, (lua_Number)st.late);
+  lua_setfield(L, -2, "late");
+  lua_pushnumber(L, (lua_Number)st.accept_errors);
+  lua_setfield(L, -2, "accept_errors");
+  lua_pushboolean(L, st.paused);
+  lua_setfield(L, -2, "paused");
+  return 1;
+}
+
 /* loop:listen{host=, port=, cert=, key=, max_body=, max_headers=, timeout=ms, files=dir,
- *   files_prefix=, tag=} -> server | nil, err */
+ *   files_prefix=, tag=, max_conns=, max_per_addr=, deadline=ms} -> server | nil, err */
 static int loop_listen(lua_State *L) {
   gc_loop *l = check_loop(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -304,6 +327,11 @@ static int loop_listen(lua_State *L) {
   o.max_body = (size_t)opt_num(L, 2, "max_body", 0);
   o.max_headers = (size_t)opt_num(L, 2, "max_headers", 0);
   o.timeout_ms = (long)opt_num(L, 2, "timeout", 0);
+  o.max_conns = (int)opt_num(L, 2, "max_conns", 0);
+  o.max_per_addr = (int)opt_num(L, 2, "max_per_addr", 0);
+  o.deadline_ms = (long)opt_num(L, 2, "deadline", 0);
+  if (o.max_conns < 0 || o.max_per_addr < 0 || o.deadline_ms < 0)
+    return luaL_argerror(L, 2, "max_conns, max_per_addr and deadline must not be negative");
   o.files_dir = opt_str(L, 2, "files");
   o.files_prefix = opt_str(L, 2, "files_prefix");
   o.tag = (int)opt_num(L, 2, "tag", 0);
@@ -596,7 +624,8 @@ GC_EXPORT int luaopen_graphcall_io(lua_State *L) {
     { "request", http_request }, { "cancel", http_cancel }, { "in_flight", http_in_flight },
     { "close", http_close }, { NULL, NULL },
   };
-  static const luaL_Reg server_m[] = { { "port", server_port }, { "close", server_close }, { NULL, NULL } };
+  static const luaL_Reg server_m[] = { { "port", server_port }, { "stats", server_stats },
+                                       { "close", server_close }, { NULL, NULL } };
   static const luaL_Reg req_m[] = {
     { "header", req_header }, { "headers", req_headers }, { "peer", req_peer },
     { "pending", req_pending }, { "respond", req_respond }, { "reset", req_reset },

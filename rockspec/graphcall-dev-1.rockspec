@@ -42,7 +42,8 @@ build = {
     -- the I/O half: standalone bots only (OpenResty never loads it)
     ["graphcall.io"] = {
       sources = {
-        "csrc/buf.c", "csrc/ioloop.c", "csrc/http_client.c", "csrc/http_server.c", "csrc/files.c",
+        "csrc/buf.c", "csrc/ioloop.c", "csrc/http_client.c", "csrc/http_server.c", "csrc/http_guard.c",
+        "csrc/files.c",
         "csrc/tcp.c",
         "csrc/proc.c", "csrc/launch.c",
         "csrc/lua_io.c",

@@ -17,6 +17,25 @@ function E.sh(cmd)
   return out
 end
 
+--- Whether a process is alive (and not a zombie).
+function E.alive(pid)
+  local f = io.open("/proc/" .. tostring(pid) .. "/stat")
+  if not f then return false end
+  local stat = f:read("*l") or ""
+  f:close()
+  return not stat:match("^%d+ %b() Z")
+end
+
+-- Emulators not stopped (a spec that failed before it stopped its own) are killed when the
+-- specs' Lua state closes.
+E.running = {}
+local function reap()
+  for pid in pairs(E.running) do os.execute("kill -9 " .. pid .. " 2>/dev/null") end
+end
+local reaper = newproxy and newproxy(true) or setmetatable({}, { __gc = reap })   -- luacheck: ignore 113
+if newproxy then getmetatable(reaper).__gc = reap end   -- luacheck: ignore 113
+E.reaper = reaper
+
 function E.tmpdir()
   return (E.sh("mktemp -d"):gsub("%s+$", ""))
 end
@@ -53,19 +72,32 @@ function E.start(opts)
   if opts.caFile then args[#args + 1] = "--ca-file " .. opts.caFile end
   if opts.quiet ~= false then args[#args + 1] = "--quiet" end
   local log = dir .. "/emulator.log"
-  local cmd = string.format(
-    "sh -c 'echo $$; exec env LUA_PATH=\"%s\" LUA_CPATH=\"%s\" %s bin/graphcall emulate %s 2>%s'",
-    LUA_PATH, CPATH, opts.lua or E.lua, table.concat(args, " "), log)
-  local p = assert(io.popen(cmd, "r"))
-  local pid = p:read("*l")
-  local line = p:read("*l") or ""
+  -- in the background, its first line in a file: a spec that fails before it stops the
+  -- emulator leaves a process behind, never a pipe whose close would wait for it
+  local pid = E.sh(string.format("exec env LUA_PATH=\"%s\" LUA_CPATH=\"%s\" %s bin/graphcall emulate %s "
+    .. ">%s/stdout 2>%s & echo $!", LUA_PATH, CPATH, opts.lua or E.lua, table.concat(args, " "), dir, log))
+    :match("%d+")
+  local line = ""
+  for _ = 1, 1500 do   -- up to 30 s on a loaded machine; it is ready in well under one
+    local f = io.open(dir .. "/stdout")
+    line = f and f:read("*l") or ""
+    if f then f:close() end
+    if line:find("listening on", 1, true) or not E.alive(pid) then break end
+    os.execute("sleep 0.02")
+  end
   local url = line:match("listening on (%S+)")
   local emu = { pid = pid, url = url, dir = dir, log = log }
+  E.running[pid] = true
   function emu.stop()
     if emu.stopped then return end
     emu.stopped = true
     os.execute("kill " .. pid .. " 2>/dev/null")
-    p:close()
+    for _ = 1, 100 do
+      if not E.alive(pid) then break end
+      os.execute("sleep 0.02")
+    end
+    os.execute("kill -9 " .. pid .. " 2>/dev/null")
+    E.running[pid] = nil
     os.execute("rm -rf " .. dir)
   end
   if not url then

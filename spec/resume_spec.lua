@@ -26,8 +26,21 @@ local function start_bot(url, port, store, log, extra)
   local p = assert(io.popen(cmd, "r"))
   local pid = p:read("*l")
   local line = p:read("*l") or ""
-  assert(line:match("listening on"), "the bot did not start: " .. line)
-  return { pid = pid, pipe = p }
+  local bot = { pid = pid, pipe = p }
+  -- idempotent; in a finally: a spec that fails leaves no bot whose pipe would wait for it
+  function bot.kill(signal)
+    if bot.closed then return "" end
+    bot.closed = true
+    os.execute("kill " .. (signal or "-9") .. " " .. pid .. " 2>/dev/null")
+    local rest = p:read("*a")
+    p:close()
+    return rest
+  end
+  if not line:match("listening on") then
+    bot.kill()
+    error("the bot did not start: " .. line)
+  end
+  return bot
 end
 
 describe("a bot killed mid-flow", function()
@@ -35,8 +48,16 @@ describe("a bot killed mid-flow", function()
     local emu = E.start { scenario = { peers = { [SALES] = { answer = 500 } } } }
     local dir = E.tmpdir()
     local port = free_port()
-    local b1 = start_bot(emu.url, port, dir .. "/store", dir .. "/bot.log")
     local ctl = require("graphcall").loop { log = false }
+    local bots = {}
+    finally(function()
+      for _, b in ipairs(bots) do b.kill() end
+      ctl:close()
+      emu.stop()
+      os.execute("rm -rf " .. dir)
+    end)
+    local b1 = start_bot(emu.url, port, dir .. "/store", dir .. "/bot.log")
+    bots[1] = b1
     local function poll(pred, ms)   -- ask again every 50 ms
       for _ = 1, ms / 50 do
         if pred() then return true end
@@ -57,10 +78,10 @@ describe("a bot killed mid-flow", function()
       return #(control("GET", "/emulator/calls/" .. call.id).prompts or {}) >= 1
     end, 10000))
     ctl:sleep(1000)
-    os.execute("kill -9 " .. b1.pid)
-    b1.pipe:close()
+    b1.kill()
 
     local b2 = start_bot(emu.url, port, dir .. "/store", dir .. "/bot.log")
+    bots[2] = b2
 
     local view
     assert.is_true(poll(function()
@@ -76,11 +97,6 @@ describe("a bot killed mid-flow", function()
     local text = f:read("*a")
     f:close()
     assert.truthy(text:find("resuming its flow", 1, true), text)
-    os.execute("kill " .. b2.pid)
-    b2.pipe:close()
-    ctl:close()
-    emu.stop()
-    os.execute("rm -rf " .. dir)
   end)
 end)
 
@@ -90,7 +106,14 @@ describe("SIGTERM", function()
     local dir = E.tmpdir()
     local port = free_port()
     local ctl = require("graphcall").loop { log = false }
-    local b = start_bot(emu.url, port, dir .. "/store", dir .. "/bot.log", "--on-stop hangup")
+    local b
+    finally(function()
+      if b then b.kill() end
+      ctl:close()
+      emu.stop()
+      os.execute("rm -rf " .. dir)
+    end)
+    b = start_bot(emu.url, port, dir .. "/store", dir .. "/bot.log", "--on-stop hangup")
     local res = assert(ctl:fetch { method = "POST", url = emu.url .. "/emulator/incoming", body = cjson.encode {
       webhook = "http://127.0.0.1:" .. port .. "/callback", appId = "graphcall-run", tenantId = "tenant-1" } })
     local id = require("graphcall").decode(res.body).id
@@ -100,9 +123,7 @@ describe("SIGTERM", function()
       view = require("graphcall").decode(assert(ctl:fetch { url = emu.url .. "/emulator/calls/" .. id }).body)
       if #(view.prompts or {}) >= 1 then break end
     end
-    os.execute("kill -TERM " .. b.pid)
-    local rest = b.pipe:read("*a")
-    b.pipe:close()
+    local rest = b.kill("-TERM")
     assert.matches("exit 0", rest)
     for _ = 1, 40 do
       ctl:sleep(50)
@@ -113,8 +134,5 @@ describe("SIGTERM", function()
     local hung = false
     for _, l in ipairs(view.log) do if l.what == "bot hangs up" then hung = true end end
     assert.is_true(hung)
-    ctl:close()
-    emu.stop()
-    os.execute("rm -rf " .. dir)
   end)
 end)

@@ -52,7 +52,8 @@ M.compact = callmod.compact
 local OPTIONS = { "client", "listen", "listener", "callbackUri", "promptBase", "store", "prompts", "metrics",
   "recordings", "voice", "speak", "keepAlive", "waitLimit", "verify", "verifier", "onStop", "log", "shared",
   "lease", "sweep", "host" }
-local LISTEN = { "host", "port", "cert", "key", "path", "maxBody", "timeout" }
+local LISTEN = { "host", "port", "cert", "key", "path", "maxBody", "timeout", "maxConnections", "maxPerAddress",
+  "deadline" }
 --- The events handlers are for (`bot:on`).
 M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminated", "sharing", "state", "event" }
 
@@ -63,7 +64,8 @@ M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminat
 -- replayed from the log (`graphcall.runtime`). Calls placed with `bot:call` start on this
 -- node and go on wherever their events land; a node that dies leaves its calls to the others.
 -- @param opts `client` (a `graphcall.client`; required), `listen` ({host, port, cert, key,
---   path, maxBody, timeout}: the callback listener to start; or `listener`, one made
+--   path, maxBody, timeout, maxConnections, maxPerAddress, deadline}: the callback listener to
+--   start, as `graphcall.listener` takes them; or `listener`, one made
 --   already), `callbackUri` (the public URL of the listener's path, given to Graph; the
 --   listener's own URL by default), `store` (`graphcall.store`; in memory by default; a file
 --   store lets a restarted bot resume its calls), `prompts` (a folder: served under
@@ -146,7 +148,8 @@ function M.new(opts)
     local lerr
     listener, lerr = listener_mod.new {
       loop = loop, host = l.host, port = l.port, cert = l.cert, key = l.key, path = l.path,
-      maxBody = l.maxBody, timeout = l.timeout, accept = accept,
+      maxBody = l.maxBody, timeout = l.timeout, accept = accept, maxConnections = l.maxConnections,
+      maxPerAddress = l.maxPerAddress, deadline = l.deadline,
       tracker = { accept = function() return true end },   -- (the runtime's, under the lease)
       verifier = opts.verify ~= false and (opts.verifier or client:verifier()) or nil,
       verify = opts.verify,
@@ -188,7 +191,14 @@ end
 --- The metrics as Prometheus scrapes them (`graphcall.metrics`), the live calls counted now.
 function Bot:render_metrics()
   local ok, live = pcall(self.live_count, self)
-  return self.metrics:render { calls_live = ok and live or 0, version = wire._VERSION:match("%d.*$") }
+  local g = { calls_live = ok and live or 0, version = wire._VERSION:match("%d.*$") }
+  local srv = self.listener and self.listener.server
+  if srv and srv.stats then
+    local st = srv:stats()
+    g.connections_open, g.accept_errors = st.open, st.accept_errors
+    g.connections_closed = { evicted = st.evicted, late = st.late }
+  end
+  return self.metrics:render(g)
 end
 
 --- Whether this bot can take calls: a token for its tenant, the callback signing keys and

@@ -20,6 +20,7 @@ local wire = require "graphcall.wire"
 local strict = require "graphcall.strict"
 local tracker_mod = require "graphcall.tracker"
 local metrics_mod = require "graphcall.metrics"
+local logs = require "graphcall.log"
 
 local M = {}
 
@@ -29,12 +30,17 @@ Listener.__index = Listener
 local JSON = { ["Content-Type"] = "application/json" }
 
 local OPTIONS = { "loop", "host", "port", "path", "cert", "key", "maxBody", "timeout", "verifier", "verify", "tracker",
-  "accept", "on_event", "on_request", "parse", "log", "files", "filesPrefix", "metrics" }
+  "accept", "on_event", "on_request", "parse", "log", "files", "filesPrefix", "metrics", "maxConnections",
+  "maxPerAddress", "deadline" }
 
 --- Start listening.
 -- @param opts `loop` (required), `host` ("127.0.0.1"), `port` (0: a free one), `path`
 --   ("/callback", where notifications are POSTed; any query string is ignored), `cert` and
---   `key` (serve TLS), `verifier` (from `client:verifier()`, or a `graphcall.jwt` verifier;
+--   `key` (serve TLS), `maxConnections` (open at once: half the descriptor limit, at most
+--   1024), `maxPerAddress` (of one client address: a quarter of maxConnections; over a cap the
+--   oldest waiting connection of the biggest holder is closed), `deadline` (ms a client has to
+--   send a whole request, headers and body, from its connection or its previous answer:
+--   10000; a client that drips is dropped then), `verifier` (from `client:verifier()`, or a `graphcall.jwt` verifier;
 --   required unless `verify = false`, which accepts unsigned callbacks: for tests only),
 --   `tracker` (a `graphcall.tracker`; a new in-memory one by default), `on_event(ev,
 --   claims)` for each event the tracker lets through, `on_request(req, method, uri, body)`
@@ -67,11 +73,31 @@ function M.new(opts)
   local srv, err = self.loop:listen({
     host = opts.host, port = opts.port or 0, cert = opts.cert, key = opts.key,
     max_body = opts.maxBody or 1048576, timeout = opts.timeout,
+    max_conns = opts.maxConnections, max_per_addr = opts.maxPerAddress, deadline = opts.deadline,
     files = opts.files, files_prefix = opts.files and (opts.filesPrefix or "/prompts/") or nil,
   }, function(req, method, uri, body) self:_handle(req, method, uri, body) end)
   if not srv then return nil, err end
   self.server = srv
   self.port = srv:port()
+  -- what the connection guard did, said once, then once per 10 s with a count (a flood must
+  -- not become a flood of log lines)
+  local say = logs.repeated(self.log, 10000, function() return self.loop:now() end)
+  local seen = srv:stats()
+  self.guard = self.loop:every(1000, function()
+    if not self.server then return end
+    local st = self.server:stats()
+    if st.accept_errors > seen.accept_errors then
+      say("accept", "warn", string.format("accept failed %d time(s) (out of descriptors?); accepting paused and "
+        .. "resumed with a backoff", st.accept_errors - seen.accept_errors))
+    end
+    local closed = (st.evicted - seen.evicted) + (st.late - seen.late)
+    if closed > 0 then
+      say("guard", "warn", string.format("%d connection(s) closed: %d over the caps (maxConnections, "
+        .. "maxPerAddress), %d that sent no whole request in time (deadline)", closed, st.evicted - seen.evicted,
+        st.late - seen.late))
+    end
+    seen = st
+  end)
   self.scheme = opts.cert and "https" or "http"
   self.host = opts.host or "127.0.0.1"
   return self
@@ -164,6 +190,8 @@ end
 
 --- Stop listening (requests still unanswered get 503).
 function Listener:close()
+  if self.guard then self.guard:cancel() end
+  self.guard = nil
   if self.server then self.server:close() end
   self.server = nil
 end

@@ -16,8 +16,8 @@ local M = {}
 -- Buckets of the action latency histogram, in seconds.
 M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
 
---- The series: short name -> Prometheus name, type, help, label names. Gauges are given at
--- render time (what they measure is read then, not counted).
+--- The series: short name -> Prometheus name, type, help, label names. Gauges, and the
+-- counters marked `given` (kept elsewhere), are given at render time.
 M.DEFS = {
   { "received", "graphcall_notifications_received_total", "counter",
     "Callback POSTs received on the callback path." },
@@ -45,13 +45,20 @@ M.DEFS = {
     "Calls carried on after the process that held them died." },
   { "store_errors", "graphcall_store_errors_total", "counter",
     "Writes or reads the store refused or could not answer." },
+  { "connections_open", "graphcall_connections_open", "gauge",
+    "Client connections open on the standalone listener now." },
+  { "connections_closed", "graphcall_connections_closed_total", "counter",
+    "Client connections the standalone listener closed: over its caps (evicted) or for want of a whole "
+      .. "request by its deadline (late).", { "reason" }, given = true },
+  { "accept_errors", "graphcall_accept_errors_total", "counter",
+    "Connections the standalone listener could not accept (out of descriptors or memory).", given = true },
   { "info", "graphcall_build_info", "gauge", "1, labelled with the library's version and the interpreter.",
     { "version", "lua" } },
 }
 
 local by_name = {}
 for _, d in ipairs(M.DEFS) do
-  by_name[d[1]] = { name = d[2], type = d[3], help = d[4], labels = d[5] }
+  by_name[d[1]] = { name = d[2], type = d[3], help = d[4], labels = d[5], given = d.given }
 end
 
 local Metrics = {}
@@ -199,7 +206,7 @@ local function number(v)
 end
 
 --- The text Prometheus scrapes (`Content-Type: text/plain; version=0.0.4`).
--- @param gauges the gauges' values now: `{ calls_live = n }`; `info` is filled in
+-- @param gauges the values given now: `{ calls_live = n, connections_closed = { late = n } }`
 -- @return the text
 function Metrics:render(gauges)
   gauges = gauges or {}
@@ -249,6 +256,13 @@ function Metrics:render(gauges)
         out[#out + 1] = d.name .. "_count" .. labels(d.labels, h.values) .. " " .. number(cum)
       end
     elseif d.type == "gauge" then
+      out[#out + 1] = d.name .. " " .. number(gauges[short] or 0)
+    elseif d.given and d.labels then   -- counted elsewhere (the listener's C side): label -> value
+      local list = {}
+      for label, v in pairs(gauges[short] or {}) do list[#list + 1] = { label, v } end
+      table.sort(list, function(a, b) return a[1] < b[1] end)
+      for _, lv in ipairs(list) do out[#out + 1] = d.name .. labels(d.labels, { lv[1] }) .. " " .. number(lv[2]) end
+    elseif d.given then
       out[#out + 1] = d.name .. " " .. number(gauges[short] or 0)
     elseif d.labels then
       local list = series[short] or {}
