@@ -24,8 +24,8 @@ WARN    := -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes
 PIC     := -fPIC -fvisibility=hidden
 
 CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c \
-            csrc/notify.c csrc/notify_flat.c csrc/jwt.c csrc/jws.c csrc/launch.c
-BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c csrc/lua_resp.c csrc/lua_spawn.c csrc/lua_files.c
+            csrc/notify.c csrc/notify_flat.c csrc/jwt.c csrc/jws.c csrc/x509.c csrc/launch.c
+BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c csrc/lua_resp.c csrc/lua_spawn.c csrc/lua_files.c csrc/lua_x509.c
 LIBS     := -lcrypto -lhiredis
 # the I/O half, its own module (graphcall.io): standalone only, OpenResty never loads it
 IO_SRC   := csrc/buf.c csrc/ioloop.c csrc/http_client.c csrc/http_server.c csrc/http_guard.c csrc/files.c csrc/tcp.c \

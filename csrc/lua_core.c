@@ -306,6 +306,11 @@ static const luaL_Reg funcs[] = {
   { "reap", gc_l_reap },
   { "private_file", gc_l_private_file },
   { "private_dir", gc_l_private_dir },
+  { "x509_thumbprints", gc_l_x509_thumbprints },
+  { "x509_key_matches", gc_l_x509_key_matches },
+  { "x509_sign", gc_l_x509_sign },
+  { "x509_verify", gc_l_x509_verify },
+  { "b64url_decode", gc_l_b64url_decode },
   { NULL, NULL },
 };
 

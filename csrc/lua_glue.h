@@ -37,6 +37,11 @@ int gc_l_spawn(lua_State *L);
 int gc_l_reap(lua_State *L);
 int gc_l_private_file(lua_State *L);
 int gc_l_private_dir(lua_State *L);
+int gc_l_x509_thumbprints(lua_State *L);
+int gc_l_x509_key_matches(lua_State *L);
+int gc_l_x509_sign(lua_State *L);
+int gc_l_x509_verify(lua_State *L);
+int gc_l_b64url_decode(lua_State *L);
 
 /* lua_jwt.c */
 void gc_l_jwt_open(lua_State *L);

@@ -71,6 +71,7 @@ function E.start(opts)
   if opts.cert then args[#args + 1] = "--cert " .. opts.cert .. " --key " .. opts.key end
   if opts.caFile then args[#args + 1] = "--ca-file " .. opts.caFile end
   if opts.quiet ~= false then args[#args + 1] = "--quiet" end
+  if opts.args then args[#args + 1] = opts.args end
   local log = dir .. "/emulator.log"
   -- in the background, its first line in a file: a spec that fails before it stops the
   -- emulator leaves a process behind, never a pipe whose close would wait for it

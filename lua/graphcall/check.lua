@@ -8,8 +8,38 @@ local files = require "graphcall.files"
 
 local M = {}
 
---- The environment variables `graphcall run` reads to talk to Graph.
+--- The environment variables `graphcall run` reads to talk to Graph (the secret, or a
+-- certificate and its key: `GRAPHCALL_CLIENT_CERTIFICATE` and `GRAPHCALL_CLIENT_KEY`, PEM files).
 M.ENV = { "GRAPHCALL_TENANT_ID", "GRAPHCALL_CLIENT_ID", "GRAPHCALL_CLIENT_SECRET", "GRAPHCALL_CALLBACK_URI" }
+
+local function read(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+--- The client's credentials from the environment: `{clientSecret =}`, or `{certificate =,
+-- key =}` read from the files `GRAPHCALL_CLIENT_CERTIFICATE` and `GRAPHCALL_CLIENT_KEY` name.
+-- @param getenv (os.getenv)
+-- @return the options for `graphcall.client`, or nil and a problem
+function M.credentials(getenv)
+  getenv = getenv or os.getenv
+  local cert, key = getenv("GRAPHCALL_CLIENT_CERTIFICATE"), getenv("GRAPHCALL_CLIENT_KEY")
+  if (cert or "") == "" and (key or "") == "" then return { clientSecret = getenv("GRAPHCALL_CLIENT_SECRET") } end
+  if (cert or "") == "" or (key or "") == "" then
+    return nil, "GRAPHCALL_CLIENT_CERTIFICATE and GRAPHCALL_CLIENT_KEY go together: the certificate's PEM file "
+      .. "and its key's"
+  end
+  local c, cerr = read(cert)
+  if not c then return nil, "GRAPHCALL_CLIENT_CERTIFICATE: cannot read " .. tostring(cerr) end
+  local k, kerr = read(key)
+  if not k then return nil, "GRAPHCALL_CLIENT_KEY: cannot read " .. tostring(kerr) end
+  local ok, why = core.x509_key_matches(c, k)
+  if not ok then return nil, "GRAPHCALL_CLIENT_CERTIFICATE and GRAPHCALL_CLIENT_KEY: " .. why end
+  return { certificate = c, key = k }
+end
 
 --- The environment variables that are unset or empty.
 -- @param getenv (os.getenv)
@@ -17,9 +47,13 @@ M.ENV = { "GRAPHCALL_TENANT_ID", "GRAPHCALL_CLIENT_ID", "GRAPHCALL_CLIENT_SECRET
 function M.env(getenv)
   getenv = getenv or os.getenv
   local out = {}
+  local certified = (getenv("GRAPHCALL_CLIENT_CERTIFICATE") or "") ~= ""
   for _, k in ipairs(M.ENV) do
     local v = getenv(k)
-    if not v or v == "" then
+    if k == "GRAPHCALL_CLIENT_SECRET" and certified then
+      local _, why = M.credentials(getenv)
+      if why then out[#out + 1] = why end
+    elseif not v or v == "" then
       out[#out + 1] = k .. " is not set: " .. (k == "GRAPHCALL_CALLBACK_URI"
         and "the public https URL Graph posts callbacks to (behind your TLS proxy), ending in /callback"
         or "your app registration's, from the Azure portal")

@@ -35,6 +35,7 @@ local strict = require "graphcall.strict"
 local response = require "graphcall.response"
 local jwt = require "graphcall.jwt"
 local metrics_mod = require "graphcall.metrics"
+local wire = require "graphcall.wire"
 
 local M = {}
 
@@ -90,7 +91,10 @@ Client.__index = Client
 
 local OPTIONS = { "tenantId", "clientId", "clientSecret", "authority", "graphUrl", "openidUrl", "caFile", "loop",
   "metrics", "timeout", "connectTimeout", "retries", "backoff", "maxBackoff", "maxRetryAfter", "refreshBefore", "log",
-  "random" }
+  "random", "certificate", "key", "assertionAlg" }
+
+--- How a client assertion is typed (RFC 7523), as the token endpoint takes it.
+M.ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 --- A client.
 -- @param opts `tenantId`, `clientId`, `clientSecret` (required); `authority`
@@ -100,14 +104,30 @@ local OPTIONS = { "tenantId", "clientId", "clientSecret", "authority", "graphUrl
 --   (3), `backoff` (first delay in ms, 500), `maxBackoff` (30000), `maxRetryAfter` (seconds
 --   of Retry-After worth waiting, 120), `refreshBefore` (seconds before expiry a token is
 --   renewed, 300), `log`, `metrics` (a `graphcall.metrics` its requests are counted in; its
---   own by default)
+--   own by default); instead of `clientSecret`, certificate credentials (what Microsoft
+--   recommends for production apps): `certificate` and `key` (PEM texts: the certificate
+--   registered for the app, and its unencrypted RSA private key), `assertionAlg` ("PS256",
+--   with the SHA-256 thumbprint `x5t#S256`, as current MSAL sends; or "RS256", with `x5t`)
 -- @return the client; raises on missing credentials (a programming error)
 function M.new(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'client' (table expected)", 2) end
   strict.options(opts, OPTIONS, "client")
-  for _, k in ipairs { "tenantId", "clientId", "clientSecret" } do
+  local needed = { "tenantId", "clientId", "clientSecret" }
+  if opts.certificate ~= nil or opts.key ~= nil then needed = { "tenantId", "clientId", "certificate", "key" } end
+  for _, k in ipairs(needed) do
     if type(opts[k]) ~= "string" or opts[k] == "" then
-      error("bad argument #1 to 'client' (" .. k .. " is required)", 2)
+      error("bad argument #1 to 'client' (" .. k .. " is required"
+        .. (k == "clientSecret" and ", or certificate and key" or "") .. ")", 2)
+    end
+  end
+  local thumbprints
+  if opts.certificate then
+    local ok, why = core.x509_key_matches(opts.certificate, opts.key)
+    if not ok then error("bad argument #1 to 'client' (certificate and key: " .. why .. ")", 2) end
+    thumbprints = core.x509_thumbprints(opts.certificate)
+    local alg = opts.assertionAlg
+    if alg ~= nil and alg ~= "PS256" and alg ~= "RS256" then
+      error("bad argument #1 to 'client' (assertionAlg: \"PS256\" or \"RS256\", got " .. tostring(alg) .. ")", 2)
     end
   end
   local loop = opts.loop
@@ -119,6 +139,8 @@ function M.new(opts)
   local self = setmetatable({
     callTenants = {}, ncallTenants = 0,
     tenantId = opts.tenantId, clientId = opts.clientId, secret = opts.clientSecret,
+    certificate = opts.certificate, key = opts.key, thumbprints = thumbprints,
+    assertionAlg = opts.assertionAlg or "PS256",
     authority = (opts.authority or M.AUTHORITY):gsub("/+$", ""),
     graphUrl = (opts.graphUrl or M.GRAPH_URL):gsub("/+$", ""),
     openidUrl = opts.openidUrl or M.OPENID_URL,
@@ -220,9 +242,10 @@ function Client:_send(req, cb)
     local headers = { ["client-request-id"] = crid, Accept = "application/json" }
     for k, v in pairs(req.headers or {}) do headers[k] = v end
     if token then headers.Authorization = "Bearer " .. token end
-    if req.body and not headers["Content-Type"] then headers["Content-Type"] = "application/json" end
+    local body = req.make_body and req.make_body() or req.body   -- (a new assertion each attempt)
+    if body and not headers["Content-Type"] then headers["Content-Type"] = "application/json" end
     local id, rerr = self.loop:request({
-      method = req.method, url = req.url, headers = headers, body = req.body,
+      method = req.method, url = req.url, headers = headers, body = body,
       timeout = self.timeout, connect_timeout = self.connectTimeout, cafile = self.caFile,
       fresh = fresh, once = not req.idempotent,
     }, function(res, err)
@@ -267,16 +290,39 @@ end
 
 -- ---- tokens (REFERENCE.md §6) -----------------------------------------------------------
 
+-- A client assertion for the token endpoint of `url` (Microsoft identity platform,
+-- "certificate credentials"): signed with the certificate's key, good for ten minutes, a jti
+-- of its own each time.
+function Client:_assertion(url)
+  local now = os.time()
+  local header = self.assertionAlg == "RS256"
+    and wire.json { alg = "RS256", typ = "JWT", x5t = self.thumbprints.x5t }
+    or wire.json { alg = "PS256", typ = "JWT", ["x5t#S256"] = self.thumbprints.x5tS256 }
+  local claims = wire.json { aud = url, iss = self.clientId, sub = self.clientId, jti = core.uuid(),
+                             nbf = now, iat = now, exp = now + 600 }
+  return assert(core.x509_sign(self.key, self.assertionAlg, header, claims))
+end
+
 function Client:_fetch_token(tenant)
   local t = self.tokens[tenant]
   if t.refreshing then return end
   t.refreshing = true
+  local url = self.authority .. "/" .. escape(tenant) .. "/oauth2/v2.0/token"
+  local function body()   -- a retry sends a new assertion: a jti is good once
+    local fields = { { "client_id", self.clientId }, { "scope", M.SCOPE } }
+    if self.certificate then
+      fields[#fields + 1] = { "client_assertion_type", M.ASSERTION_TYPE }
+      fields[#fields + 1] = { "client_assertion", self:_assertion(url) }
+    else
+      fields[#fields + 1] = { "client_secret", self.secret }
+    end
+    fields[#fields + 1] = { "grant_type", "client_credentials" }
+    return form(fields)
+  end
   self:_send({
-    method = "POST", auth = false, idempotent = true, kind = "token",
-    url = self.authority .. "/" .. escape(tenant) .. "/oauth2/v2.0/token",
+    method = "POST", auth = false, idempotent = true, kind = "token", url = url,
     headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
-    body = form { { "client_id", self.clientId }, { "scope", M.SCOPE },
-                  { "client_secret", self.secret }, { "grant_type", "client_credentials" } },
+    make_body = body,
   }, function(res, err, meta)
     t.refreshing = false
     local doc = res and core.decode(res.body)

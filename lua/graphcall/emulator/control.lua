@@ -53,6 +53,15 @@ function Emulator:_control(req, method, path, body)
     return self:_reply(req, 200, { token = self:_callback_token({ appId = doc.appId,
       tenantId = doc.tenantId or self.scenario.tenantId or "tenant-1" }) })
   end
+  if path == "/emulator/certificates" and method == "POST" then   -- certificate credentials of an app
+    local doc = core.decode(body ~= "" and body or "{}")
+    if type(doc) ~= "table" or type(doc.appId) ~= "string" or type(doc.certificate) ~= "string" then
+      return self:_error(req, 400, "BadRequest", "appId and certificate (PEM) are required")
+    end
+    local sha1, why = self:register_certificate(doc.appId, doc.certificate)
+    if not sha1 then return self:_error(req, 400, "BadRequest", "certificate: " .. why) end
+    return self:_reply(req, 201, { appId = doc.appId, thumbprint = sha1 })
+  end
   if path == "/emulator/rotate-keys" and method == "POST" then
     return self:_reply(req, 200, { kid = self:rotate_keys() })
   end

@@ -110,6 +110,9 @@ function M.new(opts)
     shareKeys = opts.shareKeys,
   }, Emulator)
   for _, f in ipairs(sc.faults or {}) do self:add_fault(f) end
+  for app, list in pairs(sc.certificates or {}) do
+    for _, pem in ipairs(list) do assert(self:register_certificate(app, pem)) end
+  end
   return self
 end
 

@@ -94,7 +94,8 @@ end
 
 -- ---- scenarios: what a user writes, checked before anything runs ------------------------
 
-local SCENARIO = { "peers", "incoming", "meeting", "faults", "credentials", "consent", "capacity", "loss",
+local SCENARIO = { "peers", "incoming", "meeting", "faults", "credentials", "certificates", "consent", "capacity",
+  "loss",
   "realism", "seed", "speed", "tokenLifetime", "keepAliveTimeout", "latency", "drive", "freshCallbacks",
   "webhookTimeout", "swapEstablished", "webhook", "appId", "tenantId", "caller", "establishDelay" }
 local PEER = { "answer", "outcome", "after", "ringTimeout", "resultInfo", "swapEstablished" }
@@ -176,6 +177,16 @@ function R.scenario(sc, where)
     for i, a in ipairs(m.attendees or {}) do keys(a, ATTENDEE, string.format("%s.meeting.attendees[%d]", where, i)) end
     if m.share ~= nil then keys(m.share, SHARE, where .. ".meeting.share") end
     if m.peer ~= nil then R.script(m.peer, where .. ".meeting.peer") end
+  end
+  for app, list in pairs(sc.certificates or {}) do
+    local at = string.format("%s.certificates[%q]", where, tostring(app))
+    if type(app) ~= "string" or type(list) ~= "table" then
+      strict.fail(at .. ": an app id and a list of PEM certificates")
+    end
+    for i, pem in ipairs(list) do
+      local ok, why = core.x509_thumbprints(type(pem) == "string" and pem or "")
+      if not ok then strict.fail(string.format("%s[%d]: %s", at, i, why)) end
+    end
   end
   if sc.realism ~= nil and sc.realism ~= "documented" and sc.realism ~= "strict" then
     strict.fail(where .. ".realism: \"documented\" or \"strict\", got " .. tostring(sc.realism))
