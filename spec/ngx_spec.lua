@@ -209,10 +209,12 @@ describe("graphcall in nginx", function()
     assert.is_true(poll(function() return n2.log():find("call full-1", 1, true) ~= nil end, 3000))
   end)
 
-  it("reads a body nginx spooled to a file (a 20-participant roster, over client_body_buffer_size)", function()
+  it("reads a body nginx spooled to a file (a 20-participant roster, over client_body_buffer_size), logs JSON",
+     function()
     local port = N.free_port()
     local url = "http://127.0.0.1:" .. port
-    local n2 = N.start { port = port, init = init("spec/ngx/silent.lua", url, "verify = false, maxBody = 65536,"),
+    local n2 = N.start { port = port, init = init("spec/ngx/silent.lua", url,
+      'verify = false, maxBody = 65536, logFormat = "json", node = "ngx-1",'),
       locations = [[
       location = /spooled { client_body_buffer_size 8k;
                             content_by_lua_block { require("graphcall.ngx").handle() } }]] }
@@ -233,6 +235,11 @@ describe("graphcall in nginx", function()
     local res = assert(ctl:fetch { method = "POST", url = url .. "/spooled", body = body })
     assert.equal(202, res.status, n2.log())
     assert.is_true(poll(function() return n2.log():find("call roster-1", 1, true) ~= nil end, 3000), n2.log())
+    -- the handler's log lines as JSON objects (logFormat = "json"), with the call and the node
+    local line = n2.log():match('{"time":"[^\n]-"call":"roster%-1"[^\n]-}')
+    assert.is_string(line, n2.log())
+    assert.matches('"node":"ngx%-1"', line)
+    assert.matches('"level":"info"', line)
     -- over maxBody: 413, counted
     doc.value[1].resourceData[1].info.identity.user.displayName = string.rep("y", 70000)
     res = assert(ctl:fetch { method = "POST", url = url .. "/spooled", body = cjson.encode(doc) })
@@ -286,6 +293,15 @@ describe("graphcall in nginx", function()
       return P.value(text, "graphcall_flows_ended_total") == 1
     end, 3000), text)
     assert.is_true(P.value(text, 'graphcall_actions_total{action="playPrompt",outcome="ok"}') >= 3, text)
+    -- the calls page: the call, ended, and its trace
+    local calls = assert(ctl:fetch { url = url .. "/calls" })
+    assert.equal(200, calls.status)
+    assert.matches("0 live, 1 recent", calls.body, 1, true)
+    assert.truthy(calls.body:find('<a href="calls/' .. id .. '">', 1, true), calls.body)
+    assert.truthy(calls.body:find('class="ended">terminated<', 1, true), calls.body)
+    local one = assert(ctl:fetch { url = url .. "/calls/" .. id })
+    assert.equal(200, one.status)
+    assert.truthy(one.body:find("<h2>call " .. id .. "</h2>", 1, true))
     local prom = P.server(dir, port, ctl)
     finally(function() prom.stop() end)
     local got = prom.wait("graphcall_flows_ended_total")

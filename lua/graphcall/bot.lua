@@ -35,6 +35,7 @@ local callmod = require "graphcall.call"
 local runtime = require "graphcall.runtime"
 local listener_mod = require "graphcall.listener"
 local metrics_mod = require "graphcall.metrics"
+local trace = require "graphcall.trace"
 require "graphcall.ivr"   -- the flow verbs, methods of every call
 
 local M = {}
@@ -49,7 +50,7 @@ M.Operation = callmod.Operation
 --- An event as the log keeps it (`graphcall.call.compact`).
 M.compact = callmod.compact
 
-local OPTIONS = { "client", "listen", "listener", "callbackUri", "promptBase", "store", "prompts", "metrics",
+local OPTIONS = { "client", "listen", "listener", "callbackUri", "promptBase", "store", "prompts", "metrics", "node",
   "recordings", "voice", "speak", "keepAlive", "waitLimit", "verify", "verifier", "onStop", "log", "shared",
   "lease", "sweep", "host" }
 local LISTEN = { "host", "port", "cert", "key", "path", "maxBody", "timeout", "maxConnections", "maxPerAddress",
@@ -84,7 +85,8 @@ M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminat
 --   `sweep` (ms between sweeps for deadlines and keepAlive, 250), `host` (how the host
 --   runs things, for `graphcall.runtime`: `go`, `now`, `sleep`, `every`, `timer`, `where`;
 --   the bot's loop by default), `metrics` (a `graphcall.metrics`; the client's by default,
---   so its requests are counted with the rest)
+--   so its requests are counted with the rest), `node` (this process's name: each request in
+--   a call's log says which node sent it, and the calls page shows it)
 -- @return the bot, or nil and an error
 function M.new(opts)
   strict.options(opts, OPTIONS, "bot", { "client" })
@@ -109,6 +111,7 @@ function M.new(opts)
     sweepEvery = opts.sweep or 250,
     stats = { calls = 0, flows = 0, resumed = 0, failedFlows = 0, finished = 0, lost = 0 },
     metrics = opts.metrics or client.metrics,
+    node = opts.node,
     mediaLengths = {},   -- prompt URI -> ms it plays (for the waits on a prompt's end)
     spoken = {},         -- prompt URI -> the text spoken into it (tests and traces say what played)
   }, Bot)
@@ -222,14 +225,56 @@ function Bot:readiness()
   return ready, checks
 end
 
+--- What the calls page shows: a summary of each live call and of the recent ended ones the
+-- store still has (`graphcall.trace.summary`), at most `limit` (100).
+function Bot:call_summaries(limit)
+  limit = limit or 100
+  local store, now = self.store, self.loop:wall()
+  local out, seen = {}, {}
+  local lists = { store:calls(), store.recent and store:recent() or {} }
+  for _, list in ipairs(lists) do
+    for _, id in ipairs(list) do
+      if not seen[id] and #out < limit then
+        seen[id] = true
+        local entries = store:log(id)
+        if #entries > 0 then out[#out + 1] = trace.summary(id, entries, now) end
+      end
+    end
+  end
+  return out
+end
+
+--- The live calls page (`graphcall.trace.calls_page`), or one call's trace page; nil when
+-- there is no such call.
+-- @param id a call's id, or nil for the list
+function Bot:calls_page(id)
+  if not id then
+    return trace.calls_page(self:call_summaries(), { title = "graphcall: calls" .. (self.node and (" on "
+      .. self.node) or ""), link = function(c) return "calls/" .. c end })
+  end
+  if not id:match("^[%w%-_.]+$") then return nil end
+  local entries = self.store:log(id)
+  if #entries == 0 then return nil end
+  return trace.html({ { id = id, entries = entries } }, "call " .. id)
+end
+
 local PLAIN = { ["Content-Type"] = "text/plain; charset=utf-8" }
+local HTML = { ["Content-Type"] = "text/html; charset=utf-8" }
 
 -- Requests to the listener other than callbacks and prompts.
 function Bot:_serve(req, method, uri)
   local path = uri:match("^[^?#]*")
   if method ~= "GET" and method ~= "HEAD" then
-    if path == "/metrics" or path == "/healthz" or path == "/readyz" then return req:respond(405, { Allow = "GET" }) end
+    if path == "/metrics" or path == "/healthz" or path == "/readyz" or path:match("^/calls") then
+      return req:respond(405, { Allow = "GET" })
+    end
     return req:respond(404)
+  end
+  if path == "/calls" or path:match("^/calls/") then
+    local ok, page = pcall(self.calls_page, self, path:match("^/calls/(.+)$"))
+    if not ok then return req:respond(503, PLAIN, "the store is unreachable\n") end
+    if not page then return req:respond(404, PLAIN, "no such call\n") end
+    return req:respond(200, HTML, page)
   end
   if path == "/metrics" then
     return req:respond(200, { ["Content-Type"] = metrics_mod.CONTENT_TYPE }, self:render_metrics())

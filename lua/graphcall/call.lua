@@ -389,7 +389,7 @@ function Call:_send_step(name, send, note)
     end
     if not crid then
       crid = core.uuid()
-      self:_log({ k = "out", n = n, a = name, crid = crid, d = note })
+      self:_log({ k = "out", n = n, a = name, crid = crid, d = note, at = self.bot.node })
       return go()
     end
     -- the intent is logged, its answer is not: the process died in between (the window)

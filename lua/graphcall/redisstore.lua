@@ -256,7 +256,12 @@ function Store:expire(id, seconds)
   must(self, "ZREM", "gc:inbox", id)
   -- last: once the call has left the list of calls, nothing is due for it any more
   must(self, "SREM", "gc:calls", id)
+  must(self, "LPUSH", "gc:recent", id)   -- the calls page lists the last hundred ended
+  must(self, "LTRIM", "gc:recent", 0, 99)
 end
+
+--- The ids of the calls that ended last (a hundred at most; their logs go after the ttl).
+function Store:recent() return must(self, "LRANGE", "gc:recent", 0, 99) end
 
 --- The tracker's state of each call, as `graphcall.tracker` wants a store (the `seen` set is
 -- its fingerprint ring again, so it is not written). With `defer`, a put is kept back and

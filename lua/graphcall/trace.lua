@@ -221,6 +221,88 @@ function M.html(calls, title)
   return table.concat(parts, "\n")
 end
 
+-- ---- the live calls page ------------------------------------------------------------------
+
+--- What the calls page says of one call, from its log: `{id, direction, state, step, started,
+-- ms, node, ended, events}` (`step`: the last thing the flow did or sent; `ms`: how long it has
+-- lasted, to `now` while live).
+-- @param id the call's id
+-- @param entries its log
+-- @param now ms since the epoch
+function M.summary(id, entries, now)
+  local s = { id = id, events = 0 }
+  local last_t
+  for _, e in ipairs(entries) do
+    s.started = s.started or e.t
+    last_t = e.t or last_t
+    if e.at then s.node = e.at end
+    if e.k == "start" then s.direction = s.direction or e.dir end
+    if e.k == "end" then s.ended = true end
+    if e.k == "ev" then
+      s.events = s.events + 1
+      local ev = e.ev or {}
+      if ev.incoming then s.direction = s.direction or "incoming" end
+      if ev.kind == "call" and ev.state then s.state = ev.state end
+      if ev.kind == "call" and (ev.state == "terminated" or ev.changeType == "deleted") then s.ended = true end
+    end
+  end
+  for _, r in ipairs(M.rows(entries)) do
+    if r.dir == "out" or r.dir == "flow" then s.step = r.text end
+  end
+  s.ms = s.started and math.max(0, (s.ended and last_t or now) - s.started) or 0
+  return s
+end
+
+--- The live calls page: live calls first (longest first), then recent ones; each opens its
+-- trace at `link(id)`. Self-contained (no script, no network); it reloads itself every
+-- `refresh` seconds.
+-- @param calls summaries (`summary`)
+-- @param o optional: `title`, `refresh` (seconds, 2), `link(id)` (the trace's URL: "calls/<id>")
+function M.calls_page(calls, o)
+  o = o or {}
+  local live, recent = {}, {}
+  for _, c in ipairs(calls) do
+    if c.ended then recent[#recent + 1] = c else live[#live + 1] = c end
+  end
+  table.sort(live, function(a, b) return (a.started or 0) < (b.started or 0) end)
+  table.sort(recent, function(a, b) return (a.started or 0) > (b.started or 0) end)
+  local link = o.link or function(id) return "calls/" .. id end
+  local title = o.title or "graphcall: calls"
+  local parts = { '<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="viewport" '
+    .. 'content="width=device-width, initial-scale=1"><meta http-equiv="refresh" content="' .. (o.refresh or 2)
+    .. '"><title>' .. esc(title) .. "</title><style>"
+    .. "body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;width:100%;"
+    .. "font-size:13px}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}"
+    .. "th{background:#f3f3f3}td.step{overflow-wrap:anywhere}td.n{text-align:right;white-space:nowrap}"
+    .. ".live{color:#0a7d32;font-weight:bold}.ended{color:#777}.k{color:#666}"
+    .. "@media (max-width:700px){.wide{display:none}}</style></head><body>",
+    "<h1>" .. esc(title) .. "</h1>",
+    string.format('<p class="k">%d live, %d recent; this page reloads every %d s.</p>', #live, #recent,
+      o.refresh or 2) }
+  local function rows(list, cls)
+    if #list == 0 then return '<p class="k">None.</p>' end
+    local out = { '<table><tr><th>call</th><th>state</th><th>flow step</th><th>duration</th>'
+      .. '<th class="wide">started (UTC)</th><th class="wide">direction</th><th class="wide">node</th>'
+      .. '<th class="wide">events</th></tr>' }
+    for _, c in ipairs(list) do
+      out[#out + 1] = string.format('<tr><td><a href="%s">%s</a></td><td class="%s">%s</td><td class="step">%s</td>'
+        .. '<td class="n">%.1f s</td><td class="wide">%s</td><td class="wide">%s</td><td class="wide">%s</td>'
+        .. '<td class="n wide">%d</td></tr>',
+        esc(link(c.id)), esc(c.id), cls, esc(c.state or "-"), esc(c.step or "-"), (c.ms or 0) / 1000,
+        c.started and os.date("!%H:%M:%S", math.floor(c.started / 1000)) or "-", esc(c.direction or "-"),
+        esc(c.node or "-"), c.events or 0)
+    end
+    out[#out + 1] = "</table>"
+    return table.concat(out, "\n")
+  end
+  parts[#parts + 1] = "<h2>live</h2>"
+  parts[#parts + 1] = rows(live, "live")
+  parts[#parts + 1] = "<h2>recent</h2>"
+  parts[#parts + 1] = rows(recent, "ended")
+  parts[#parts + 1] = "</body></html>\n"
+  return table.concat(parts, "\n")
+end
+
 local Trace = {}
 Trace.__index = Trace
 

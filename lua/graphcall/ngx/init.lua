@@ -112,7 +112,7 @@ local function shared_keys(verifier, dict)
 end
 
 local OPTIONS = { "script", "flow", "flows", "on", "setup", "client", "callbackUri", "promptBase", "prompts",
-  "voice", "speak", "dict",
+  "voice", "speak", "dict", "logFormat", "node",
   "verify", "maxBody", "keepAlive", "waitLimit", "ttl", "sweep", "reserve", "redis", "lease", "http", "minRefetch" }
 
 --- Set up this worker (init_worker_by_lua).
@@ -135,12 +135,16 @@ local OPTIONS = { "script", "flow", "flows", "on", "setup", "client", "callbackU
 --   `redis` ({host =, port =}: keep the calls in Redis, shared with other nginx instances,
 --   instead of the dict); `lease` (seconds a worker holds a call while it runs it, renewed
 --   meanwhile, 1.5: when a worker or an instance dies holding it, the call waits that long, and
---   a quarter second, for another)
+--   a quarter second, for another); `logFormat` ("json": one JSON object a message in the
+--   error log, `graphcall.log`'s fields; "text" by default), `node` (names this nginx in them)
 function M.init(o)
   strict.options(o, OPTIONS, "graphcall.ngx.init")
   local dict = ngx.shared[o.dict or "graphcall"]
   if not dict then error("graphcall.ngx: no lua_shared_dict " .. tostring(o.dict or "graphcall"), 2) end
-  local loop = nloop.new { http = o.http }
+  if o.logFormat ~= nil and o.logFormat ~= "text" and o.logFormat ~= "json" then
+    strict.fail("graphcall.ngx.init: logFormat: \"text\" or \"json\", got " .. tostring(o.logFormat))
+  end
+  local loop = nloop.new { http = o.http, logFormat = o.logFormat, node = o.node }
   local copts = {}
   for k, v in pairs(o.client or {}) do copts[k] = v end
   copts.loop = loop
@@ -160,6 +164,7 @@ function M.init(o)
   end
   local stub = { url = function(_, path) return path or o.callbackUri end, close = function() end }
   local bot = assert(botmod.new { client = client, listener = stub, callbackUri = o.callbackUri, metrics = metrics,
+    node = o.node,
     promptBase = o.promptBase, prompts = o.prompts, voice = o.voice, speak = o.speak, store = store,
     keepAlive = o.keepAlive,
     waitLimit = o.waitLimit, log = loop.log, lease = o.lease, host = {
@@ -298,6 +303,26 @@ end
 function M.metrics()
   ngx.header["Content-Type"] = metrics_mod.CONTENT_TYPE
   ngx.print(state.bot:render_metrics())
+  return ngx.exit(200)
+end
+
+--- The content handler of a `/calls` location (prefix): the live calls page at `/calls`, each
+-- call's trace at `/calls/<id>` (`graphcall.trace.calls_page`).
+function M.calls()
+  local id = ngx.var.uri:match("^/calls/(.+)$")
+  local ok, page = pcall(state.bot.calls_page, state.bot, id)
+  ngx.header["Content-Type"] = ok and page and "text/html; charset=utf-8" or "text/plain"
+  if not ok then
+    ngx.status = 503
+    ngx.print("the store is unreachable\n")
+    return ngx.exit(503)
+  end
+  if not page then
+    ngx.status = 404
+    ngx.print("no such call\n")
+    return ngx.exit(404)
+  end
+  ngx.print(page)
   return ngx.exit(200)
 end
 

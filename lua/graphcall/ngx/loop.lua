@@ -9,6 +9,7 @@
 -- @module graphcall.ngx.loop
 local core = require "graphcall.core"
 local http = require "graphcall.ngx.http"
+local logs = require "graphcall.log"
 
 local M = {}
 
@@ -22,14 +23,23 @@ local Loop = {}
 Loop.__index = Loop
 
 --- A loop for this worker.
--- @param opts `log` (default: ngx.log), `http` (options of requests:
---   `verify`, `pool_size`)
+-- @param opts `log` (default: ngx.log), `logFormat` ("text", or "json": each message one
+--   JSON object, `graphcall.log`'s, in nginx's error log), `node` (names this nginx in JSON
+--   lines), `http` (options of requests: `verify`, `pool_size`)
 function M.new(opts)
   opts = opts or {}
   local log = opts.log
   if not log then
     local levels = { debug = ngx.DEBUG, info = ngx.INFO, warn = ngx.WARN, error = ngx.ERR }
-    log = function(level, msg) ngx.log(levels[level] or ngx.NOTICE, msg) end
+    if opts.logFormat == "json" then
+      local node = opts.node or ("worker " .. tostring(ngx.worker.id()))
+      log = function(level, msg, fields)
+        ngx.update_time()
+        ngx.log(levels[level] or ngx.NOTICE, logs.json_line(ngx.now() * 1000, level, tostring(msg), fields, node))
+      end
+    else
+      log = function(level, msg) ngx.log(levels[level] or ngx.NOTICE, msg) end
+    end
   end
   return setmetatable({ log = log, parks = true, http_opts = opts.http or {}, inflight = 0 }, Loop)
 end
