@@ -124,6 +124,18 @@ describe("graphcall run on three nodes sharing Redis behind a balancer", functio
     assert.is_true(#by["2"].prompts >= 2)                   -- the menu, the beep prompt, thanks
     assert.equal("31234#", by["3"].pressed)
     for _, v in ipairs(calls) do assert.is_true(spread(set, v.id) >= 2, logs(set)) end
+    -- any node's calls page shows the calls of all of them (Redis), with the nodes that acted
+    local page
+    assert.is_true(poll(function()
+      page = assert(ctl:fetch { url = "http://127.0.0.1:" .. set[1].port .. "/calls" }).body
+      for _, v in ipairs(calls) do
+        if not page:find('<a href="calls/' .. v.id .. '">', 1, true) then return false end
+      end
+      return true
+    end, 10000), page)
+    local nodes_named = {}
+    for name in page:gmatch('<td class="wide">([^<]-:%d+)</td>') do nodes_named[name] = true end
+    assert.is_true(next(nodes_named) ~= nil, page)
     no_errors(set)
   end)
 
