@@ -7,17 +7,19 @@ local R = {}
 R.available = os.execute("command -v redis-server >/dev/null") == true
   or os.execute("command -v redis-server >/dev/null") == 0
 
---- Start redis-server (o.appendonly: true for the append-only file). {port, dir, stop(), restart()}
+--- Start redis-server (o.appendonly: true for the append-only file; o.args: more options of
+-- redis-server; o.password: what redis-cli authenticates with). {port, dir, stop(), restart()}
 function R.start(o)
   o = o or {}
   local N = require "ngx_helper"
   local r = { dir = E.tmpdir(), port = o.port or N.free_port() }
+  local cli = "redis-cli -p " .. r.port .. (o.password and (" --no-auth-warning -a '" .. o.password .. "'") or "")
   local function run()
     local out = E.sh(string.format("redis-server --port %d --bind 127.0.0.1 --dir %s --daemonize yes "
-      .. "--pidfile %s/redis.pid --logfile %s/redis.log --save '' --appendonly %s",
-      r.port, r.dir, r.dir, r.dir, o.appendonly and "yes" or "no"))
+      .. "--pidfile %s/redis.pid --logfile %s/redis.log --save '' --appendonly %s %s",
+      r.port, r.dir, r.dir, r.dir, o.appendonly and "yes" or "no", o.args or ""))
     for _ = 1, 100 do
-      if E.sh("redis-cli -p " .. r.port .. " ping 2>&1"):find("PONG", 1, true) then return end
+      if E.sh(cli .. " ping 2>&1"):find("PONG", 1, true) then return end
       os.execute("sleep 0.05")
     end
     error("redis-server did not start: " .. out)
@@ -29,9 +31,9 @@ function R.start(o)
   --- Restart: SIGKILL, or `graceful` (SHUTDOWN: the append-only file is written out first).
   function r.restart(graceful)
     if graceful then
-      E.sh("redis-cli -p " .. r.port .. " shutdown 2>/dev/null")
+      E.sh(cli .. " shutdown 2>/dev/null")
       for _ = 1, 100 do
-        if not E.sh("redis-cli -p " .. r.port .. " ping 2>&1"):find("PONG", 1, true) then break end
+        if not E.sh(cli .. " ping 2>&1"):find("PONG", 1, true) then break end
         os.execute("sleep 0.02")
       end
     else
@@ -40,7 +42,7 @@ function R.start(o)
     run()
   end
   function r.stop()
-    E.sh("redis-cli -p " .. r.port .. " shutdown nosave 2>/dev/null")
+    E.sh(cli .. " shutdown nosave 2>/dev/null")
     os.execute("sleep 0.1")
     os.execute("rm -rf " .. r.dir)
   end

@@ -32,9 +32,32 @@ local function flush_failed(self, err)
   for _, cb in ipairs(q) do self.loop:protect("Redis callback", cb, nil, err) end
 end
 
+-- AUTH first on every connection, when there are credentials: its answer is the first
+-- (a refusal fails what waited behind it; the error never carries the password)
+local function auth_command(self)
+  if not self.password then return nil end
+  if self.user then return core.resp_command("AUTH", self.user, self.password) end
+  return core.resp_command("AUTH", self.password)
+end
+
+local function auth_failed(e)
+  return fail("auth", "Redis refused the credentials: " .. tostring(e))
+end
+
 function Loop:_connect()
   self.reader = core.resp_reader()
   self.queue, self.out, self.open = {}, {}, false
+  local auth = auth_command(self)
+  if auth then
+    self.out[1] = auth
+    self.queue[1] = function(_, e)
+      if e then
+        self.stream:close()
+        flush_failed(self, auth_failed(e.message))
+      end
+    end
+    self.loop.busy = self.loop.busy + 1
+  end
   local stream, err = self.loop:tcp(self.host, self.port, function(ev, data)
     if ev == "open" then
       self.open = true
@@ -42,7 +65,7 @@ function Loop:_connect()
       self.out = {}
     elseif ev == "data" then
       self.reader:feed(data)
-      while true do
+      while self.stream do                   -- (a refused AUTH closed it: the rest is not ours)
         local ok, got, v, e = pcall(self.reader.get, self.reader)
         if not ok then                       -- a protocol error: nothing after it can be trusted
           self.stream:close()
@@ -124,7 +147,9 @@ function Ngx:_call(args)
   local ok, err = sock:connect(self.host, self.port, { pool = self.pool, pool_size = self.pool_size })
   if not ok then return nil, fail("connect", err) end
   local reader = core.resp_reader()
-  ok, err = sock:send(core.resp_command(unpack(args, 1, args.n)))
+  local auth = sock:getreusedtimes() == 0 and auth_command(self)
+  local bytes = core.resp_command(unpack(args, 1, args.n))
+  ok, err = sock:send(auth and (auth .. bytes) or bytes)   -- a pooled connection is authenticated already
   if not ok then
     sock:close()
     return nil, fail("closed", err)
@@ -135,37 +160,86 @@ function Ngx:_call(args)
       sock:close()
       return nil, fail("protocol", tostring(got))
     end
-    if got then
+    if got and auth then                  -- the AUTH answer, before the command's
+      auth = nil
+      if e then
+        sock:close()
+        return nil, auth_failed(e)
+      end
+    elseif got then
       sock:setkeepalive(60000, self.pool_size)
       if e then return nil, fail("redis", e) end
       return v
+    else
+      local data, rerr = sock:receiveany(65536)
+      if not data then
+        sock:close()
+        return nil, fail("closed", rerr)
+      end
+      reader:feed(data)
     end
-    local data, rerr = sock:receiveany(65536)
-    if not data then
-      sock:close()
-      return nil, fail("closed", rerr)
-    end
-    reader:feed(data)
   end
 end
 
 --- Nothing to close: nginx pools its cosockets.
 function Ngx.close() end
 
+local function unescape(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
+
+--- Where a Redis is, from its URL: `redis://[[user]:password@]host[:port][/]` (the user and
+-- password percent-encoded as in any URL).
+-- @return {host =, port =, user =, password =}, or nil and what is wrong (never the password)
+function M.parse_url(url)
+  if type(url) ~= "string" then return nil, "a redis:// URL is a string" end
+  if url:match("^rediss://") then
+    return nil, "rediss:// (TLS) is not supported yet: put a TLS tunnel (stunnel) in front, or use redis://"
+  end
+  local rest = url:match("^redis://(.*)$")
+  if not rest then return nil, "not a redis:// URL (redis://[user:password@]host:port)" end
+  rest = rest:gsub("/%d*$", "")
+  local cred, hostport = rest:match("^(.*)@([^@]*)$")
+  hostport = hostport or rest
+  local out = {}
+  if cred then
+    local user, password = cred:match("^([^:]*):(.*)$")
+    if not user then user, password = "", cred end
+    out.user = user ~= "" and unescape(user) or nil
+    out.password = unescape(password)
+  end
+  local host, port = hostport:match("^%[?([^%]]*)%]?:(%d+)$")
+  if not host then host = hostport:match("^%[?([^%]:]+)%]?$") end
+  if not host or host == "" then return nil, "redis://: no host" end
+  out.host, out.port = host, tonumber(port or 6379)
+  return out
+end
+
 --- A client. In nginx (a phase with cosockets) it uses them; elsewhere it needs `loop`.
--- @param o `host` ("127.0.0.1": a numeric address), `port` (6379), `loop` (standalone),
---   `timeout` (ms, 5000: connecting, and each read or write in nginx), `pool_size` (nginx, 32)
+-- @param o `url` ("redis://[user:password@]host:port"; or the parts:) `host` ("127.0.0.1": a
+--   numeric address), `port` (6379), `user` and `password` (AUTH on each new connection: an
+--   ACL user, or `requirepass`'s password alone), `loop` (standalone), `timeout` (ms, 5000:
+--   connecting, and each read or write in nginx), `pool_size` (nginx, 32)
 -- @return the client
 function M.new(o)
   o = o or {}
-  local c = { host = o.host or "127.0.0.1", port = o.port or 6379, timeout = o.timeout or 5000 }
+  if o.url then
+    local parts, err = M.parse_url(o.url)
+    if not parts then error("graphcall.redis: " .. err, 2) end
+    local merged = {}
+    for k, v in pairs(o) do merged[k] = v end
+    for k, v in pairs(parts) do merged[k] = v end
+    o = merged
+  end
+  local c = { host = o.host or "127.0.0.1", port = o.port or 6379, timeout = o.timeout or 5000,
+              user = o.user, password = o.password }
   if o.loop then
     c.loop = o.loop
     return setmetatable(c, Loop)
   end
   if not (ngx and ngx.socket) then error("graphcall.redis: a loop is needed outside nginx", 2) end
   c.pool_size = o.pool_size or 32
-  c.pool = "graphcall-redis:" .. c.host .. ":" .. c.port
+  -- connections are pooled per credentials: one authenticated as another user is not reused
+  c.pool = "graphcall-redis:" .. c.host .. ":" .. c.port .. ":" .. (c.user or "") .. ":"
+    .. (c.password and core.hash(c.password) or "")
   return setmetatable(c, Ngx)
 end
 

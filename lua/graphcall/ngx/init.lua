@@ -127,13 +127,15 @@ local OPTIONS = { "script", "flow", "flows", "on", "setup", "client", "callbackU
 --   `setup`; `client`
 --   (options of `graphcall.client`); `callbackUri` (the public URL of the handler's location);
 --   `promptBase` (the public URL under which nginx serves `prompts`); `prompts` (the folder);
---   `voice` and `speak` (spoken text, as `graphcall.bot`'s: the program runs with ngx.pipe);
+--   `voice` and `speak` (spoken text, as `graphcall.bot`'s: the program runs as a child
+--   process the worker polls);
 --   `dict` ("graphcall"); `verify` (false: accept unsigned callbacks; tests only); `maxBody`
 --   (bytes, 1 MiB); `keepAlive` (ms, 15 min); `waitLimit`; `ttl` (seconds an ended call's
 --   log is kept, 3600); `sweep` (ms between sweeps, 250); `reserve` (bytes of the dict kept
 --   free: below it callbacks are answered 503 with Retry-After; 1/16 of the dict, at most 4 MiB);
---   `redis` ({host =, port =}: keep the calls in Redis, shared with other nginx instances,
---   instead of the dict); `lease` (seconds a worker holds a call while it runs it, renewed
+--   `redis` ("redis://[user:password@]host:port", or {host =, port =, user =,
+--   password =}: keep the calls in Redis, shared with other nginx instances, instead of the
+--   dict); `lease` (seconds a worker holds a call while it runs it, renewed
 --   meanwhile, 1.5: when a worker or an instance dies holding it, the call waits that long, and
 --   a quarter second, for another); `logFormat` ("json": one JSON object a message in the
 --   error log, `graphcall.log`'s fields; "text" by default), `node` (names this nginx in them)
@@ -156,7 +158,7 @@ function M.init(o)
   -- the calls' state: this nginx's shared dict, or Redis shared by several nginx (and nodes)
   local store
   if o.redis then
-    local r = redis.new(o.redis)
+    local r = redis.new(type(o.redis) == "string" and { url = o.redis } or o.redis)
     store = storemod.redis { redis = r, ttl = o.ttl, clock = ngx.now,
                              sleep = function(ms) ngx.sleep(ms / 1000) end }
   else
