@@ -199,21 +199,32 @@ static int stream_write(lua_State *L) {
   return 1;
 }
 
-/* loop:tcp(host, port, id [, connect_timeout_ms]) -> stream | nil, err; what happens to it
- * comes from loop:pop() as "stream", id, "open" | "data" | "closed", bytes | why */
+/* loop:tcp(host, port, id [, connect_timeout_ms [, {tls = true, cafile =, servername =}]])
+ * -> stream | nil, err; what happens to it comes from loop:pop() as "stream", id, "open" |
+ * "data" | "closed", bytes | why */
 static int loop_tcp(lua_State *L) {
   gc_loop *l = check_loop(L, 1);
   const char *host = luaL_checkstring(L, 2);
   int port = (int)luaL_checkinteger(L, 3);
   uint64_t id = (uint64_t)luaL_checkinteger(L, 4);
   long timeout = (long)luaL_optinteger(L, 5, 0);
+  int tls = 0;
+  gc_tcp_tls topts = { NULL, NULL };
+  if (lua_type(L, 6) == LUA_TTABLE) {
+    lua_getfield(L, 6, "tls");
+    tls = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    topts.cafile = opt_str(L, 6, "cafile");
+    topts.servername = opt_str(L, 6, "servername");
+  }
   stream_ud *u = gc_newuserdata_uv(L, sizeof *u);
   memset(u, 0, sizeof *u);
   gc_setmetatable(L, STREAM_MT);
   lua_pushvalue(L, 1);
   gc_set_uservalue(L, -2);
   const char *err = NULL;
-  u->t = gc_tcp_connect(l, host, port, id, timeout, &err);
+  u->t = tls ? gc_tcp_connect_tls(l, host, port, id, timeout, &topts, &err)
+             : gc_tcp_connect(l, host, port, id, timeout, &err);
   if (!u->t) return fail(L, "connect", err);
   u->l = l;
   if (gc_loop_adopt(l, close_stream, u) != 0) {

@@ -5,8 +5,12 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "tcp.h"
 
@@ -14,7 +18,7 @@ struct gc_tcp {
   gc_loop *l;
   struct bufferevent *bev;   /* NULL once closed */
   uint64_t id;
-  int connected;
+  int connected, tls;
 };
 
 static void drop_item(gc_io_item *it) {
@@ -75,14 +79,51 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
     return shut(t, "");
   }
   if (what & BEV_EVENT_TIMEOUT) return shut(t, t->connected ? "timeout" : "connect timeout");
-  char why[100];
+  char why[160];
+  unsigned long tls_err = t->tls ? bufferevent_get_openssl_error(bev) : 0;
+  if (tls_err) {
+    const char *reason = ERR_reason_error_string(tls_err);
+    snprintf(why, sizeof why, "TLS: %s", reason ? reason : "handshake failed");
+    while (bufferevent_get_openssl_error(bev)) {}
+    ERR_clear_error();
+    return shut(t, why);
+  }
   int e = EVUTIL_SOCKET_ERROR();
   snprintf(why, sizeof why, "%s%s", t->connected ? "" : "connect: ", evutil_socket_error_to_string(e));
   shut(t, why);
 }
 
-gc_tcp *gc_tcp_connect(gc_loop *l, const char *host, int port, uint64_t id, long timeout_ms,
-                       const char **err) {
+/* An OpenSSL client for one connection: TLS 1.2 or later, the peer verified against cafile
+ * (or the system's), and its name, or its address when no name is given. */
+static SSL *client_ssl(const char *host, const gc_tcp_tls *tls, const char **err) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) { *err = "TLS: out of memory"; return NULL; }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  int ok = tls->cafile ? SSL_CTX_load_verify_locations(ctx, tls->cafile, NULL) : SSL_CTX_set_default_verify_paths(ctx);
+  SSL *ssl = ok == 1 ? SSL_new(ctx) : NULL;
+  SSL_CTX_free(ctx);   /* the SSL holds its own reference */
+  if (!ssl) {
+    ERR_clear_error();
+    *err = ok == 1 ? "TLS: out of memory" : "TLS: cannot read the CA file";
+    return NULL;
+  }
+  if (tls->servername) {
+    ok = SSL_set1_host(ssl, tls->servername) == 1 && SSL_set_tlsext_host_name(ssl, tls->servername) == 1;
+  } else {
+    ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
+  }
+  if (!ok) {
+    SSL_free(ssl);
+    ERR_clear_error();
+    *err = "TLS: not a name or an address to verify";
+    return NULL;
+  }
+  return ssl;
+}
+
+static gc_tcp *connect_with(gc_loop *l, const char *host, int port, uint64_t id, long timeout_ms,
+                            const gc_tcp_tls *tls, const char **err) {
   struct sockaddr_storage ss;
   int sslen = (int)sizeof ss;
   char addr[128];
@@ -97,7 +138,16 @@ gc_tcp *gc_tcp_connect(gc_loop *l, const char *host, int port, uint64_t id, long
   if (!t) { *err = "out of memory"; return NULL; }
   t->l = l;
   t->id = id;
-  t->bev = bufferevent_socket_new(gc_loop_base(l), -1, BEV_OPT_CLOSE_ON_FREE);
+  if (tls) {
+    SSL *ssl = client_ssl(host, tls, err);
+    if (!ssl) { free(t); return NULL; }
+    t->tls = 1;
+    t->bev = bufferevent_openssl_socket_new(gc_loop_base(l), -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    if (!t->bev) SSL_free(ssl);
+  } else {
+    t->bev = bufferevent_socket_new(gc_loop_base(l), -1, BEV_OPT_CLOSE_ON_FREE);
+  }
   if (!t->bev) { free(t); *err = "out of memory"; return NULL; }
   bufferevent_setcb(t->bev, read_cb, NULL, event_cb, t);
   struct timeval tv = { (timeout_ms > 0 ? timeout_ms : 10000) / 1000,
@@ -109,6 +159,17 @@ gc_tcp *gc_tcp_connect(gc_loop *l, const char *host, int port, uint64_t id, long
     shut(t, "connect failed");
   }
   return t;
+}
+
+gc_tcp *gc_tcp_connect(gc_loop *l, const char *host, int port, uint64_t id, long timeout_ms,
+                       const char **err) {
+  return connect_with(l, host, port, id, timeout_ms, NULL, err);
+}
+
+gc_tcp *gc_tcp_connect_tls(gc_loop *l, const char *host, int port, uint64_t id, long timeout_ms,
+                           const gc_tcp_tls *tls, const char **err) {
+  static const gc_tcp_tls none = { NULL, NULL };
+  return connect_with(l, host, port, id, timeout_ms, tls ? tls : &none, err);
 }
 
 int gc_tcp_write(gc_tcp *t, const void *p, size_t n) {

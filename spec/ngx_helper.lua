@@ -16,7 +16,8 @@ local function free_port()
 end
 N.free_port = free_port
 
---- Start nginx: o.init (Lua for init_worker, a string), o.locations (extra config), o.workers.
+--- Start nginx: o.init (Lua for init_worker, a string), o.locations (extra config), o.http
+-- (directives of the http block), o.workers.
 function N.start(o)
   local dir = E.tmpdir()
   local port = o.port or free_port()
@@ -38,6 +39,7 @@ http {
   lua_shared_dict graphcall %s;
   client_body_buffer_size 1m;
   client_max_body_size 1m;
+  %s
   init_worker_by_lua_block {
     %s
   }
@@ -50,7 +52,7 @@ http {
     %s
   }
 }
-]], o.workers or 2, dir, dir, o.loglevel or "info", root, root, root, root, o.dict or "32m", o.init or "",
+]], o.workers or 2, dir, dir, o.loglevel or "info", root, root, root, root, o.dict or "32m", o.http or "", o.init or "",
     port, dir, o.locations or "")
   return N.run(conf, { dir = dir, port = port })
 end

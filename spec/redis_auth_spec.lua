@@ -1,6 +1,7 @@
 -- Redis as it is deployed: a password (`requirepass`) or an ACL user and password, given as a
 -- redis:// URL, on the loop and in nginx (cosockets, pooled per credentials), the password in
--- no error and no line of `graphcall check`.
+-- no error and no line of `graphcall check`; and TLS (rediss://, `tls-port`, a CA and a
+-- certificate made by the openssl command line), the server's certificate verified.
 local E = require "emu"
 local R = require "redis_helper"
 local N = require "ngx_helper"
@@ -60,10 +61,9 @@ describe("Redis with AUTH", function()
     assert.same({ host = "10.0.0.5", port = 6380, user = "bot", password = "a:b@c" },
       redismod.parse_url("redis://bot:a%3Ab%40c@10.0.0.5:6380"))
     assert.same({ host = "10.0.0.5", port = 6379, password = "pw" }, redismod.parse_url("redis://:pw@10.0.0.5"))
-    local _, err = redismod.parse_url("rediss://:topsecret@10.0.0.5:6380")
-    assert.matches("TLS", err)
-    assert.is_nil(err:find("topsecret", 1, true))
-    _, err = redismod.parse_url("http://:topsecret@h:1")
+    assert.same({ host = "10.0.0.5", port = 6380, password = "pw", tls = true },
+      redismod.parse_url("rediss://:pw@10.0.0.5:6380"))
+    local _, err = redismod.parse_url("http://:topsecret@h:1")
     assert.is_nil(err:find("topsecret", 1, true))
     local ok, e = pcall(redismod.new, { url = "redis://:topsecret@", loop = loop })
     assert.is_false(ok)
@@ -106,5 +106,80 @@ describe("Redis with AUTH", function()
     local bad = assert(loop:fetch { url = "http://127.0.0.1:" .. port .. "/bad" }).body
     assert.matches("^auth: Redis refused the credentials", bad)
     assert.is_nil(bad:find("nope-nope", 1, true))
+  end)
+
+  describe("over TLS", function()
+    local tls, dir
+
+    setup(function()
+      dir = E.tmpdir()
+      E.sh(string.format("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+        .. "-subj /CN=graphcall-test-ca && openssl req -newkey rsa:2048 -nodes -keyout r.key -out r.csr -subj "
+        .. "/CN=127.0.0.1 && printf 'subjectAltName=IP:127.0.0.1,DNS:redis.test\\n' > ext && openssl x509 -req "
+        .. "-in r.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out r.pem -days 2 -extfile ext && "
+        .. "openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days 2 -subj /CN=other",
+        dir))
+      local port = N.free_port()
+      tls = R.start { port = port, password = SECRET, cli = "--tls --cacert " .. dir .. "/ca.pem",
+        args = string.format("--requirepass %s --port 0 --tls-port %d --tls-cert-file %s/r.pem --tls-key-file "
+          .. "%s/r.key --tls-ca-cert-file %s/ca.pem --tls-auth-clients no", SECRET, port, dir, dir, dir) }
+    end)
+
+    teardown(function()
+      if tls then tls.stop() end
+      if dir then os.execute("rm -rf " .. dir) end
+    end)
+
+    it("talks to a tls-port Redis with the certificate verified, and refuses one it cannot verify", function()
+      local r = redismod.new { url = "rediss://:" .. SECRET .. "@127.0.0.1:" .. tls.port, cafile = dir .. "/ca.pem",
+                               loop = loop }
+      assert.equal("OK", r:call("SET", "t", "over tls"))
+      assert.equal("over tls", r:call("GET", "t"))
+      r:close()
+      local named = redismod.new { url = "rediss://:" .. SECRET .. "@127.0.0.1:" .. tls.port,
+        cafile = dir .. "/ca.pem", servername = "redis.test", loop = loop }
+      assert.equal("over tls", named:call("GET", "t"))
+      named:close()
+      -- another CA, another name: the handshake fails, said as such
+      local other = redismod.new { url = "rediss://:" .. SECRET .. "@127.0.0.1:" .. tls.port,
+                                   cafile = dir .. "/other.pem", loop = loop }
+      local v, err = other:call("GET", "t")
+      assert.is_nil(v)
+      assert.matches("TLS: certificate verify failed", err.message)
+      local wrong = redismod.new { url = "rediss://:" .. SECRET .. "@127.0.0.1:" .. tls.port,
+        cafile = dir .. "/ca.pem", servername = "elsewhere.test", loop = loop }
+      v, err = wrong:call("GET", "t")
+      assert.is_nil(v)
+      assert.matches("TLS: certificate verify failed", err.message)
+      -- plain text to the TLS port: no answer that passes for one
+      local plain = redismod.new { url = "redis://:" .. SECRET .. "@127.0.0.1:" .. tls.port, loop = loop,
+                                   timeout = 1000 }
+      v = plain:call("PING")
+      assert.is_nil(v)
+    end)
+
+    it("graphcall check takes rediss:// with its CA file", function()
+      local emu = E.start {}
+      finally(function() emu.stop() end)
+      local out = E.sh(string.format("env LUA_PATH='%s' LUA_CPATH='%s' timeout 60 %s bin/graphcall check --connect %s "
+        .. "--redis rediss://:%s@127.0.0.1:%d --redis-ca-file %s/ca.pem --prompts %s 2>&1; echo \"exit $?\"",
+        LUA_PATH, CPATH, E.lua, emu.url, SECRET, tls.port, dir, E.tmpdir()))
+      assert.matches("all is well", out)
+    end)
+
+    it("in nginx, over cosockets with nginx's trusted certificates and the certificate's name", function()
+      local port = N.free_port()
+      local n = N.start { port = port, workers = 1,
+        http = string.format("lua_ssl_trusted_certificate %s/ca.pem; lua_ssl_verify_depth 2;", dir),
+        locations = string.format([[
+        location = /get { content_by_lua_block {
+          local r = require("graphcall.redis").new { url = "rediss://:%s@127.0.0.1:%d", servername = "redis.test" }
+          local v, err = r:call("GET", "t")
+          ngx.print(v or (err.code .. ": " .. err.message)) } }]], SECRET, tls.port) }
+      finally(function() n.stop() end)
+      for _ = 1, 2 do
+        assert.equal("over tls", assert(loop:fetch { url = "http://127.0.0.1:" .. port .. "/get" }).body)
+      end
+    end)
   end)
 end)

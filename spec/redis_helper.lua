@@ -8,12 +8,15 @@ R.available = os.execute("command -v redis-server >/dev/null") == true
   or os.execute("command -v redis-server >/dev/null") == 0
 
 --- Start redis-server (o.appendonly: true for the append-only file; o.args: more options of
--- redis-server; o.password: what redis-cli authenticates with). {port, dir, stop(), restart()}
+-- redis-server; o.password: what redis-cli authenticates with; o.cli: more options of
+-- redis-cli, for TLS). {port, dir, cli, stop(), restart()}
 function R.start(o)
   o = o or {}
   local N = require "ngx_helper"
   local r = { dir = E.tmpdir(), port = o.port or N.free_port() }
   local cli = "redis-cli -p " .. r.port .. (o.password and (" --no-auth-warning -a '" .. o.password .. "'") or "")
+    .. (o.cli and (" " .. o.cli) or "")
+  r.cli = cli
   local function run()
     local out = E.sh(string.format("redis-server --port %d --bind 127.0.0.1 --dir %s --daemonize yes "
       .. "--pidfile %s/redis.pid --logfile %s/redis.log --save '' --appendonly %s %s",

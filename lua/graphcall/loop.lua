@@ -473,13 +473,15 @@ end
 --- Open a TCP stream (for protocols other than HTTP: Redis). on_event("open"), then
 -- on_event("data", bytes) as bytes arrive, and on_event("closed", why) once ("" when the
 -- peer closed in order). The host is a numeric address or "localhost": a name lookup would
--- block the loop.
+-- block the loop. `tls` ({tls = true, cafile =, servername =}) opens it over TLS, the server's
+-- certificate verified (its chain against `cafile` or the system's CAs, and `servername` or
+-- the address); "open" comes after the handshake.
 -- @return the stream (`stream:write(bytes)` -> true | nil, err; `stream:close()`: no
 --   "closed" event follows), or nil and an error
-function Loop:tcp(host, port, on_event, connect_timeout)
+function Loop:tcp(host, port, on_event, connect_timeout, tls)
   self.nstreams = self.nstreams + 1
   local id = self.nstreams
-  local s, err = self.io:tcp(host, port, id, connect_timeout)
+  local s, err = self.io:tcp(host, port, id, connect_timeout, tls)
   if not s then return nil, err end
   self.streams[id] = on_event
   return setmetatable({ s = s, loop = self, id = id }, Stream)

@@ -82,7 +82,7 @@ function Loop:_connect()
     else
       flush_failed(self, fail("closed", data ~= "" and data or "the connection closed"))
     end
-  end, self.timeout)
+  end, self.timeout, self.tls and { tls = true, cafile = self.cafile, servername = self.servername } or nil)
   if not stream then return nil, err end
   self.stream = stream
   return true
@@ -146,8 +146,16 @@ function Ngx:_call(args)
   sock:settimeouts(self.timeout, self.timeout, self.timeout)
   local ok, err = sock:connect(self.host, self.port, { pool = self.pool, pool_size = self.pool_size })
   if not ok then return nil, fail("connect", err) end
+  local fresh = sock:getreusedtimes() == 0
+  if fresh and self.tls then   -- verified against nginx's lua_ssl_trusted_certificate
+    ok, err = sock:sslhandshake(nil, self.servername or self.host, true)
+    if not ok then
+      sock:close()
+      return nil, fail("closed", "TLS: " .. tostring(err))
+    end
+  end
   local reader = core.resp_reader()
-  local auth = sock:getreusedtimes() == 0 and auth_command(self)
+  local auth = fresh and auth_command(self)
   local bytes = core.resp_command(unpack(args, 1, args.n))
   ok, err = sock:send(auth and (auth .. bytes) or bytes)   -- a pooled connection is authenticated already
   if not ok then
@@ -187,19 +195,17 @@ function Ngx.close() end
 local function unescape(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
 
 --- Where a Redis is, from its URL: `redis://[[user]:password@]host[:port][/]` (the user and
--- password percent-encoded as in any URL).
--- @return {host =, port =, user =, password =}, or nil and what is wrong (never the password)
+-- password percent-encoded as in any URL), or `rediss://...` for TLS.
+-- @return {host =, port =, user =, password =, tls =}, or nil and what is wrong (never the
+--   password)
 function M.parse_url(url)
   if type(url) ~= "string" then return nil, "a redis:// URL is a string" end
-  if url:match("^rediss://") then
-    return nil, "rediss:// (TLS) is not supported yet: put a TLS tunnel (stunnel) in front, or use redis://"
-  end
-  local rest = url:match("^redis://(.*)$")
-  if not rest then return nil, "not a redis:// URL (redis://[user:password@]host:port)" end
+  local scheme, rest = url:match("^(rediss?)://(.*)$")
+  if not rest then return nil, "not a redis:// or rediss:// URL (redis://[user:password@]host:port)" end
   rest = rest:gsub("/%d*$", "")
   local cred, hostport = rest:match("^(.*)@([^@]*)$")
   hostport = hostport or rest
-  local out = {}
+  local out = { tls = scheme == "rediss" or nil }
   if cred then
     local user, password = cred:match("^([^:]*):(.*)$")
     if not user then user, password = "", cred end
@@ -216,7 +222,11 @@ end
 --- A client. In nginx (a phase with cosockets) it uses them; elsewhere it needs `loop`.
 -- @param o `url` ("redis://[user:password@]host:port"; or the parts:) `host` ("127.0.0.1": a
 --   numeric address), `port` (6379), `user` and `password` (AUTH on each new connection: an
---   ACL user, or `requirepass`'s password alone), `loop` (standalone), `timeout` (ms, 5000:
+--   ACL user, or `requirepass`'s password alone), `tls` (true: TLS, the server's certificate
+--   verified), `cafile` (the CA bundle it must chain to, standalone; in nginx,
+--   `lua_ssl_trusted_certificate`), `servername` (the name its certificate must carry, when the
+--   host is an address; the address by default, which nginx cannot check: give the name
+--   there), `loop` (standalone), `timeout` (ms, 5000:
 --   connecting, and each read or write in nginx), `pool_size` (nginx, 32)
 -- @return the client
 function M.new(o)
@@ -230,7 +240,7 @@ function M.new(o)
     o = merged
   end
   local c = { host = o.host or "127.0.0.1", port = o.port or 6379, timeout = o.timeout or 5000,
-              user = o.user, password = o.password }
+              user = o.user, password = o.password, tls = o.tls, cafile = o.cafile, servername = o.servername }
   if o.loop then
     c.loop = o.loop
     return setmetatable(c, Loop)
@@ -238,7 +248,7 @@ function M.new(o)
   if not (ngx and ngx.socket) then error("graphcall.redis: a loop is needed outside nginx", 2) end
   c.pool_size = o.pool_size or 32
   -- connections are pooled per credentials: one authenticated as another user is not reused
-  c.pool = "graphcall-redis:" .. c.host .. ":" .. c.port .. ":" .. (c.user or "") .. ":"
+  c.pool = "graphcall-redis:" .. (c.tls and "tls:" or "") .. c.host .. ":" .. c.port .. ":" .. (c.user or "") .. ":"
     .. (c.password and core.hash(c.password) or "")
   return setmetatable(c, Ngx)
 end
