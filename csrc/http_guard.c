@@ -37,6 +37,7 @@ struct gc_guard {
   struct event *sweep, *kick, *resume;
   long backoff_ms;
   int held;                    /* tracked connections, closing ones too: the descriptors in use */
+  int placed;                  /* open ones whose address is known: what the caps count */
   int full;                    /* accepting paused at the ceiling (1.5 x max_conns) */
   gc_guard_stats st;
 };
@@ -98,6 +99,7 @@ static void drop(gc_guard *g, conn *c) {
   if (fd >= 0) shutdown(fd, SHUT_RDWR);
   c->dropped = 1;
   g->st.open--;
+  if (c->known) g->placed--;
 }
 
 static void peer_of(conn *c) {
@@ -135,7 +137,9 @@ static void enforce(gc_guard *g, conn *fresh) {
     drop(g, fresh);
     return;
   }
-  if (g->st.open > g->max_conns) {
+  /* the connections of this turn not placed yet are not counted: each is placed (or closed
+   * over its address's cap) in turn, so a burst of newcomers never evicts the ones before */
+  if (g->placed > g->max_conns) {
     int most = 0;
     for (size_t i = 0; i < g->nslots; i++) {     /* quadratic, but only over the cap */
       conn *c = g->slots[i];
@@ -176,6 +180,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
     bufferevent_getcb(c->bev, &rd, &wr, &ev, &cbarg);
     if (!rd && !wr && !ev) {                     /* evhttp let it go: the last reference is ours */
       if (!c->dropped) g->st.open--;
+      if (!c->dropped && c->known) g->placed--;
       g->held--;
       bufferevent_decref(c->bev);
       free(c);
@@ -184,7 +189,10 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
     }
     if (!c->known && !c->dropped) {
       peer_of(c);
-      if (c->known) enforce(g, c);
+      if (c->known) {
+        g->placed++;
+        enforce(g, c);
+      }
     }
     if (!c->busy && !c->dropped && now - c->since > g->deadline_ms) {
       g->st.late++;
