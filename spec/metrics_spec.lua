@@ -129,3 +129,42 @@ describe("a node's /metrics, /healthz and /readyz", function()
     assert.equal("1", prom.wait("up").value[2])   -- and the scrape was healthy
   end)
 end)
+
+describe("graphcall run --log-format json", function()
+  it("writes one JSON object a line: time to the ms, level, node, call, action, client-request-id", function()
+    local dir = E.tmpdir()
+    finally(function() os.execute("rm -rf " .. dir) end)
+    local out = E.sh(string.format("env LUA_PATH='%s' LUA_CPATH='%s' timeout 120 %s bin/graphcall run examples/ivr.lua "
+      .. "--emulator --speed 4 --calls 1 --prompts %s/prompts --log-format json --node bot-7 2>&1 >/dev/null; "
+      .. "echo \"exit $?\"", LUA_PATH, CPATH, E.lua, dir))
+    assert.matches("exit 0\n?$", out)
+    local cjson = require "cjson"
+    local lines, actions, events, last = 0, {}, 0, nil
+    for line in out:gmatch("[^\n]+") do
+      if not line:match("^exit") then
+        local ok, v = pcall(cjson.decode, line)
+        assert.is_true(ok and type(v) == "table", "not a JSON object: " .. line)
+        assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", v.time)
+        assert.equal("bot-7", v.node)
+        assert.is_string(v.level)
+        assert.is_string(v.msg)
+        if v.action then
+          actions[v.action] = v
+          assert.matches("^%x+%-", v.clientRequestId)
+          assert.is_number(v.ms)
+        end
+        if v.event then
+          assert.is_string(v.call)
+          if v.flow == "main" then events = events + 1 end   -- (the incoming call comes before its flow)
+        end
+        lines, last = lines + 1, v
+      end
+    end
+    assert.is_true(lines > 10, out)
+    assert.equal(202, actions.answer.status)
+    assert.is_string(actions.answer.call)
+    assert.equal(200, actions.recordResponse.status)
+    assert.is_true(events >= 4, out)
+    assert.matches("^graphcall: 1 flow%(s%) started, 1 ended, 0 failed; %d+ request%(s%)", last.msg)
+  end)
+end)
