@@ -269,7 +269,12 @@ describe("graphcall in nginx", function()
       "GRAPHCALL_CALLBACK_URI=" .. url .. "/callback", "GRAPHCALL_GRAPH_URL=" .. emu.url .. "/v1.0",
       "GRAPHCALL_AUTHORITY=" .. emu.url, "GRAPHCALL_OPENID_URL=" .. emu.url .. "/v1/.well-known/OpenIdConfiguration",
     }, " ") })
-    finally(function() n3.stop() end)
+    local prom
+    -- (busted keeps one finally per test: everything this test started is stopped here)
+    finally(function()
+      if prom then prom.stop() end
+      n3.stop()
+    end)
     local id = control("POST", "/emulator/incoming", cjson.encode { webhook = url .. "/callback",
       appId = "app-1", tenantId = "tenant-1", caller = { { on = "prompt", after = 800, press = "2" } } }).id
     local v
@@ -302,8 +307,7 @@ describe("graphcall in nginx", function()
     local one = assert(ctl:fetch { url = url .. "/calls/" .. id })
     assert.equal(200, one.status)
     assert.truthy(one.body:find("<h2>call " .. id .. "</h2>", 1, true))
-    local prom = P.server(dir, port, ctl)
-    finally(function() prom.stop() end)
+    prom = P.server(dir, port, ctl)
     local got = prom.wait("graphcall_flows_ended_total")
     assert.is_table(got, prom.log())
     assert.equal("1", got.value[2])
