@@ -14,6 +14,15 @@ function H.read(path)
   return s
 end
 
+--- A file's text, or "" when it is not there (yet): for polling what a process writes.
+function H.read_if(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 function H.fixture(rel) return H.read(H.fixtures .. "/" .. rel) end
 function H.json_fixture(rel) return cjson.decode(H.fixture(rel)) end
 

@@ -8,13 +8,7 @@ local C = {}
 local LUA_PATH = "./lua/?.lua;./lua/?/init.lua;;"
 local CPATH = os.getenv("LUA_CPATH") or ("./build/" .. (jit and "luajit" or "lua5.4") .. "/?.so;;")
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local read = require("helper").read_if
 
 --- Options `--name value` of a command line into `o` (its defaults say which names exist;
 -- numbers where the default is one); a bad one prints `usage` and exits 2.

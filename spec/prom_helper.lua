@@ -10,13 +10,8 @@ local function write(path, text)
   f:close()
 end
 
-function P.read(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+--- A file's text, or "" when it is not there yet (`helper.read_if`).
+P.read = require("helper").read_if
 
 --- promtool's verdict on a text: its output, and true when it passed.
 function P.promtool(text)
