@@ -26,10 +26,13 @@ local prompts = E.tmpdir()
 
 local function rcli(args) return E.sh("redis-cli -p " .. redis.port .. " " .. args) end
 
+-- commands Redis ran (scripts' own included) and the microseconds it spent on them
 local function commands()
-  local n = 0
-  for c in rcli("info commandstats"):gmatch("calls=(%d+)") do n = n + tonumber(c) end
-  return n
+  local n, us = 0, 0
+  for c, u in rcli("info commandstats"):gmatch("calls=(%d+),usec=(%d+)") do
+    n, us = n + tonumber(c), us + tonumber(u)
+  end
+  return n, us
 end
 
 local function load(url)
@@ -48,9 +51,10 @@ local function run(n, shared)
                         prompts = prompts, port = ports[i], lease = 5, args = "--quiet", noredis = not shared }
   end
   rcli("config resetstat")
-  local before = commands()
+  local before, us0 = commands()
   local r, raw = load(lb.url .. "/callback")
-  r.commands = (commands() - before) / math.max(1, r.sent)
+  local after, us1 = commands()
+  r.commands, r.us = (after - before) / math.max(1, r.sent), (us1 - us0) / math.max(1, r.sent)
   for _, node in ipairs(nodes) do node.remove() end
   lb.stop()
   if r.errors ~= 0 then io.stderr:write(raw, "\n") end
@@ -67,8 +71,8 @@ for n = 1, 3 do
   local r = run(n, true)
   bad = bad + r.errors
   print(string.format("  %d node%s on Redis                   %8.0f notifications/s  p50 %s p99 %s  errors %d  "
-    .. "(%.2f of the baseline; %.1f Redis commands per notification)", n, n > 1 and "s" or " ", r.rate, r.p50, r.p99,
-    r.errors, r.rate / base.rate, r.commands))
+    .. "(%.2f of the baseline; %.1f Redis commands, %.0f us of Redis per notification)", n, n > 1 and "s" or " ",
+    r.rate, r.p50, r.p99, r.errors, r.rate / base.rate, r.commands, r.us))
 end
 
 -- ---- a resume against the log's length --------------------------------------------------------
@@ -122,6 +126,71 @@ print(string.format("    each entry more: %.2f us (between %d and %d entries); t
   .. "and the deadline", (b.ms - a.ms) * 1000 / (b.len - a.len), a.len, b.len))
 rc:close()
 loop:close()
+
+-- ---- the IVR on three nodes: commands and round trips per notification ----------------------
+-- Redis's MONITOR shows each command a client sent (a round trip: nothing here is pipelined) and
+-- each command a script or function ran ("lua"); events are what the calls' logs hold.
+local IVR_CALLS = tonumber(os.getenv("BENCH_IVR_CALLS") or "30")
+local function ivr_round()
+  local emu2 = E.start { scenario = C.scenario(), speed = 4 }
+  rcli("flushall")
+  local ps = {}
+  for i = 1, 3 do ps[i] = N.free_port() end
+  local lb = C.balancer(ps)
+  local nodes = {}
+  os.execute("mkdir -p build/prompts")   -- (the specs' folder: what is spoken once is cached)
+  for i = 1, 3 do
+    nodes[i] = C.node { script = "examples/ivr.lua", emu = emu2.url, redis = redis.port, public = lb.url,
+                        prompts = "build/prompts", port = ps[i], args = "--quiet" }
+  end
+  local mon = E.tmpdir() .. "/monitor"
+  local monpid = E.sh(string.format("redis-cli -p %d monitor > %s 2>&1 & echo $!", redis.port, mon)):match("%d+")
+  local callers = {
+    { { on = "prompt", after = 1500, press = "1" } },
+    { { on = "prompt", after = 1500, press = "2" }, { on = "record", after = 300, speak = 3000 } },
+    { { on = "prompt", after = 1500, press = "3" }, { on = "prompt", after = 500, press = "1234#" } },
+  }
+  local cjson = require "cjson"
+  for i = 1, IVR_CALLS do
+    assert(ctl:fetch { method = "POST", url = emu2.url .. "/emulator/incoming", body = cjson.encode {
+      webhook = lb.url .. "/callback", appId = "graphcall-run", tenantId = "tenant-1",
+      caller = callers[(i - 1) % 3 + 1] } })
+  end
+  -- done when every call has ended and left the list of live calls
+  local done = false
+  for _ = 1, 1200 do
+    local listed = graphcall.decode(assert(ctl:fetch { url = emu2.url .. "/emulator/calls" }).body).calls
+    local ended = 0
+    for _, v in ipairs(listed) do if v.state == "terminated" then ended = ended + 1 end end
+    if ended >= IVR_CALLS and tonumber(rcli("scard gc:calls"):match("%d+")) == 0 then
+      done = true
+      break
+    end
+    ctl:sleep(100)
+  end
+  os.execute("kill " .. monpid)
+  if os.getenv("BENCH_KEEP_MONITOR") then os.execute("cp " .. mon .. " /tmp/monitor.txt") end
+  local sent, inner, events = 0, 0, 0
+  for line in io.lines(mon) do
+    local who, cmd = line:match('^%d+%.%d+ %[%d+ ([^%]]+)%] "(%w+)"')
+    if who == "lua" then inner = inner + 1
+    elseif cmd and not ({ scard = true, SCARD = true, monitor = true, MONITOR = true })[cmd] then sent = sent + 1 end
+  end
+  local keys = E.sh(string.format("redis-cli -p %d --scan --pattern 'gc:{*}:log'", redis.port))
+  for k in keys:gmatch("[^\n]+") do
+    events = events + tonumber(E.sh(string.format("redis-cli -p %d lrange '%s' 0 -1 | grep -c '\"k\":\"ev\"'",
+      redis.port, k)):match("%d+") or 0)
+  end
+  for _, n in ipairs(nodes) do n.remove() end
+  lb.stop()
+  emu2.stop()
+  return { done = done, events = events, rt = sent / math.max(1, events), cmds = (sent + inner) / math.max(1, events) }
+end
+local ivr = ivr_round()
+print(string.format("  the IVR on 3 nodes (%d calls: sales, voicemail, PIN): %.1f Redis commands and %.1f round trips "
+  .. "per notification (%d events)%s", IVR_CALLS, ivr.cmds, ivr.rt, ivr.events, ivr.done and "" or "; NOT ALL ENDED"))
+if not ivr.done then bad = bad + 1 end
+
 ctl:close()
 redis.stop()
 emu.stop()

@@ -189,7 +189,7 @@ describe("graphcall.store.redis", function()
     assert.is_true((tracker:accept(tone(3))))
     assert.is_true((tracker:accept(tone(2))))
     assert.is_false((tracker:accept(tone(2))))
-    local text = r:call("GET", "gc:{call-2}:trk")
+    local text = r:call("HGET", "gc:{call-2}:hd", "trk")
     assert.is_nil(text:find('"seen"', 1, true))
   end)
 
@@ -240,11 +240,11 @@ describe("graphcall.store.redis", function()
     assert.same({ id }, store:inbox_due(1500))            -- since the first push
     assert.equal(2, #store:inbox(id))
     t:put(id, { ring = {}, tones = {}, state = "established" })
-    assert.equal(graphcall.null, r:call("GET", "gc:{call-in}:trk"))   -- kept back for the append
+    assert.equal(graphcall.null, r:call("HGET", "gc:{call-in}:hd", "trk"))   -- kept back for the append
     store:take_with_next(id)
     store:append(id, { k = "ev", ev = { kind = "call", state = "established" } })
     assert.equal(1, #store:inbox(id))
-    assert.truthy(r:call("GET", "gc:{call-in}:trk"):find("established", 1, true))
+    assert.truthy(r:call("HGET", "gc:{call-in}:hd", "trk"):find("established", 1, true))
     store:drop_first(id)                                  -- the second was a duplicate
     assert.same({}, store:inbox(id))
     assert.equal(1, #store:log(id))
@@ -254,6 +254,74 @@ describe("graphcall.store.redis", function()
     store:inbox_done(id, 4500)                            -- one came meanwhile: it stays due
     assert.same({ id }, store:inbox_due(5000))
     release()
+  end)
+
+  -- the commands Redis ran since `before` (scripts' and functions' own included)
+  local function ran(before)
+    local n = 0
+    for c in r:call("INFO", "commandstats"):gmatch("calls=(%d+)") do n = n + tonumber(c) end
+    return n - (before or 0) - 1      -- (this INFO itself)
+  end
+
+  it("takes a notification's event in one call to Redis: the tracker's verdict, the log, the head", function()
+    local id = "call-ing"
+    local o = { tid = "t1", now = 1000, lease = 1500, keepAlive = 60000, watchdog = 2750.5 }
+    local function tone(seq, fp)
+      return { kind = "call", state = "established", fingerprint = fp, toneInfo = { tone = "tone1", sequenceId = seq } }
+    end
+    assert.same({ state = "established" }, store:ingest(id, tone(1, 4503599627370497), o))
+    local before = ran()
+    local r2 = store:ingest(id, tone(2, 4503599627370499), o)
+    assert.same({ state = "established" }, r2)
+    assert.is_true(ran(before) <= 6, ran(before))                     -- FCALL and 4 or 5 commands in it
+    assert.same({ dup = "duplicate" }, store:ingest(id, tone(2, 4503599627370499), o))   -- the same text again
+    assert.same({ dup = "duplicate" }, store:ingest(id, tone(2, 17), o))                 -- the same tone
+    local log = store:log(id)
+    assert.equal(2, #log)
+    assert.equal(2, log[2].ev.toneInfo.sequenceId)
+    assert.equal(4503599627370499, log[2].ev.fingerprint)                               -- exact, 53 bits
+    assert.equal(1000, log[2].t)
+    assert.equal("established", store:head(id).state)
+    assert.same({ id }, (function()
+      local listed = {}
+      for _, c in ipairs(store:calls()) do if c == id then listed[#listed + 1] = c end end
+      return listed
+    end)())
+    assert.equal(61000, store:ka_at(id))                              -- established: keepAlive from now on
+    -- a call with a flow: the lease, the watchdog deadline and the log come back with it
+    store:append(id, { k = "start", flow = "main", dir = "incoming", tenant = "t1" })
+    local r3 = store:ingest(id, tone(3, 21), o)
+    assert.is_true(r3.drive)
+    assert.equal(4, #r3.entries)
+    assert.equal(2750.5, store:due_at(id))
+    assert.truthy(r:call("GET", "gc:{call-ing}:lease"))
+    -- held: by this store (its event is in the log, the lease stays), then by another (the inbox)
+    assert.same({ drive = true, mine = true }, store:ingest(id, tone(4, 22), o))
+    local other = require("graphcall.store").redis { redis = redis.new { port = srv.port, loop = loop } }
+    assert.same({ queued = true }, other:ingest(id, tone(5, 23), o))
+    assert.equal(5, #store:log(id))
+    assert.equal(1, #store:inbox(id))
+    store:park(id, 9000, true)                                        -- the flow waits till 9000; let go
+    assert.equal(graphcall.null, r:call("GET", "gc:{call-ing}:lease"))
+    assert.equal(9000, store:due_at(id))
+  end)
+
+  it("keeps a flow's steps back until its next intent or its park, and writes them in order", function()
+    local id = "call-def"
+    store:lock(id, 5)
+    store:defer(id)
+    store:append(id, { k = "start", flow = "main", dir = "incoming", tenant = "t1" })
+    store:append(id, { k = "step", n = 1, w = "now", v = { t = 5 } })
+    assert.equal(0, r:call("LLEN", "gc:{call-def}:log"))             -- nothing outside depends on them yet
+    store:append(id, { k = "out", n = 2, a = "answer", crid = "c1" })  -- an intent: it and all before it
+    assert.equal(3, r:call("LLEN", "gc:{call-def}:log"))
+    assert.equal("main", store:head(id).flow)                          -- the start's head came with it
+    store:append(id, { k = "step", n = 2, w = "answer", v = { res = true } })
+    store:park(id, nil, true)
+    local kinds = {}
+    for _, e in ipairs(store:log(id)) do kinds[#kinds + 1] = e.k end
+    assert.same({ "start", "step", "out", "step" }, kinds)
+    assert.equal(graphcall.null, r:call("GET", "gc:{call-def}:lease"))
   end)
 
   it("lets go of a call whose flow ended in a process that died before it could", function()

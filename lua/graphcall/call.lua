@@ -169,9 +169,9 @@ end
 
 -- An event (as the log keeps it, `compact`) into the call's log and its events; an
 -- operation started outside a flow completes on it. The flow's wait is given it by its driver
--- (`wake`).
-function Call:_input(e)
-  self:_log({ k = "ev", ev = e })
+-- (`wake`). `logged`: the store has it in the log already (`graphcall.redisstore`'s ingest).
+function Call:_input(e, logged)
+  if not logged then self:_log({ k = "ev", ev = e }) end
   self:_seen(e)
   if e.kind == "operation" then
     local op = self.ops[e.operationId]

@@ -4,9 +4,16 @@
 --
 -- Keys carry the call id as a hash tag, so all of a call's keys live in one slot (Redis
 -- Cluster): `gc:{id}:log` (a list of JSON entries), `gc:{id}:st` (the bot's state),
--- `gc:{id}:trk` (the tracker's), `gc:{id}:hd` (a hash: flow, dir, tenant, state, ended),
--- `gc:{id}:lease` and `gc:{id}:fence`. Three keys are not per call: `gc:calls` (calls with a
--- log), `gc:due` and `gc:ka` (sorted sets of deadlines and keepAlive times).
+-- `gc:{id}:hd` (a hash: flow, dir, tenant, state, ended, the tracker's state `trk`, `x` when
+-- the keys' time to live was last extended), `gc:{id}:in` (the inbox), `gc:{id}:lease` and
+-- `gc:{id}:fence`. Keys not per call: `gc:calls` (calls with a log), `gc:due` and `gc:ka`
+-- (sorted sets of deadlines and keepAlive times), `gc:inbox` (calls whose inbox waits),
+-- `gc:recent` (calls that ended last).
+--
+-- **One round trip per notification.** `ingest` runs the tracker (`graphcall.tracker`, the
+-- same source, inside Redis), the log's append, the head and, for a call whose flow is to go
+-- on, the lease, in one script: a notification of a call without a flow costs one round trip
+-- and about five commands.
 --
 -- **Fencing.** `lock(id)` takes the call's lease and a fencing token (a counter that only
 -- grows). Every write made under it runs as a script that checks the lease still holds that
@@ -29,24 +36,56 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 ]]
 
--- KEYS: lease, log, head, tracker state, inbox; ARGV: token, entry, ms to keep, tracker state
--- to write (or ""), "1" to take the inbox's first entry, then the head's fields
-local APPEND = FENCE .. [[
-local n = redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[3]) end
-if ARGV[5] == '1' then redis.call('LPOP', KEYS[5]) end
-if #ARGV > 5 then
-  redis.call('HSET', KEYS[3], unpack(ARGV, 6))
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+-- entries sent as one argument, "\n" between them (JSON text has no raw newline)
+local LINES = [[
+local function lines(text)
+  local out, i = {}, 1
+  while true do
+    local j = string.find(text, '\n', i, true)
+    out[#out + 1] = string.sub(text, i, (j or 0) - 1)
+    if not j then return out end
+    i = j + 1
+  end
 end
+]]
+
+-- A write of the call's flow under its lease: entries, the tracker's state, the inbox entry
+-- they came from, the head, the deadline and the lease itself, each when given. KEYS lease,
+-- log, head, inbox, gc:due, gc:calls; ARGV token, entries (JSON, "\n" between them; "" for
+-- none), ms to keep, tracker state (or ""), "1" to take the inbox's first entry, the deadline
+-- ("" leave it, "-" clear it), the call's id, "1" to let go of the lease, then the head's
+-- fields. The keys' time to live is set with the log's first entry (then kept by `ingest`).
+local WRITE = FENCE .. LINES .. [[
+local set = {}
+if ARGV[4] ~= '' then set[1], set[2] = 'trk', ARGV[4] end
+for k = 9, #ARGV do set[#set + 1] = ARGV[k] end
+if #set > 0 then redis.call('HSET', KEYS[3], unpack(set)) end
+local n = 0
+if ARGV[2] ~= '' then
+  local entries = lines(ARGV[2])
+  n = redis.call('RPUSH', KEYS[2], unpack(entries))
+  if n == #entries then
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    redis.call('PEXPIRE', KEYS[3], ARGV[3])
+    redis.call('SADD', KEYS[6], ARGV[7])
+  end
+end
+if ARGV[5] == '1' then redis.call('LPOP', KEYS[4]) end
+if ARGV[6] == '-' then redis.call('ZREM', KEYS[5], ARGV[7])
+elseif ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], ARGV[6], ARGV[7]) end
+if ARGV[8] == '1' then redis.call('DEL', KEYS[1]) end
 return n
 ]]
 
--- an inbox entry dropped (a duplicate): KEYS lease, tracker state, inbox; ARGV token, ms, state
+-- an inbox entry dropped (a duplicate): KEYS lease, head, inbox; ARGV token, tracker state
 local DROP = FENCE .. [[
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'trk', ARGV[2]) end
 return redis.call('LPOP', KEYS[3])
+]]
+
+-- the tracker's state, written on its own (an operation the bot started): KEYS lease, head
+local SETTRK = FENCE .. [[
+return redis.call('HSET', KEYS[2], 'trk', ARGV[2])
 ]]
 
 local SET = FENCE .. [[
@@ -128,7 +167,8 @@ function M.new(o)
   local ttl = o.ttl or 3600
   return setmetatable({ redis = o.redis, ttl = ttl, keepMs = math.floor((o.keep or ttl * 4) * 1000),
                         tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or os.time,
-                        pendingTrk = {}, popNext = {} }, Store)
+                        pendingTrk = {}, popNext = {}, held = {}, serial = 0,
+                        prefix = core.uuid():sub(1, 8) .. ":" }, Store)
 end
 
 --- The flow's state of a call (a table), or nil.
@@ -153,15 +193,208 @@ local function head_fields(entry)
   end
 end
 
---- Add an entry to a call's log, under its lease, with its head, its tracker state and the
--- inbox entry it came from in the same write (all or none).
-function Store:append(id, entry)
-  -- with the tracker's state kept back for it (tracker{defer}) and the inbox entry it came from
+-- Entries a flow logs while it runs that nothing outside depends on yet (its start, steps,
+-- notes) wait and go with the next one that must be written (an action's intent, before the
+-- action is sent) or with the flow's park: one write where there were several. If the process
+-- dies first, the replay does them again (the call's watchdog deadline brings it back).
+local DEFER = { start = true, step = true, note = true }
+
+-- entries waiting: {texts..., head = {field = value}} (what they change in the head)
+local function hold(held, entry)
+  held[#held + 1] = json(entry)
+  local f = { head_fields(entry) }
+  for i = 1, #f, 2 do held.head[f[i]] = f[i + 1] end
+end
+
+local function head_list(held)
+  local out = {}
+  for k, v in pairs(held.head) do out[#out + 1], out[#out + 2] = k, v end
+  return out
+end
+
+-- what waits, written (with the tracker's state kept back for it, tracker{defer}, and the
+-- inbox entry it came from), and the deadline ("" leave it, "-" clear it) and the lease
+local function write(self, id, held, due, last)
   local trk, pop = self.pendingTrk[id] or "", self.popNext[id] and "1" or ""
-  local n = fenced(self, id, APPEND, { key(id, "log"), key(id, "hd"), key(id, "trk"), key(id, "in") },
-                   json(entry), self.keepMs, trk, pop, head_fields(entry))
+  fenced(self, id, WRITE, { key(id, "log"), key(id, "hd"), key(id, "in"), "gc:due", "gc:calls" },
+         table.concat(held, "\n"), self.keepMs, trk, pop, due or "", id, last and "1" or "", unpack(head_list(held)))
   self.pendingTrk[id], self.popNext[id] = nil, nil
-  if n == 1 then must(self, "SADD", "gc:calls", id) end
+  if last then self.tokens[id] = nil end
+end
+
+--- Add an entry to a call's log, under its lease, with its head, its tracker state and the
+-- inbox entry it came from in the same write (all or none). While the call's flow runs
+-- (`defer`), its start, steps and notes wait for the next entry or the park.
+function Store:append(id, entry)
+  local held = self.held[id]
+  if held and DEFER[entry.k] then return hold(held, entry) end
+  self.held[id] = held and { head = {} } or nil
+  held = held or { head = {} }
+  hold(held, entry)
+  write(self, id, held)
+end
+
+--- From now until the park (or `flush`), the call's start, steps and notes wait to be written
+-- with what follows.
+function Store:defer(id) self.held[id] = self.held[id] or { head = {} } end
+
+--- Forget what waits (`defer`): the flow's run was cut; a replay logs it again.
+function Store:discard(id) self.held[id] = nil end
+
+--- Write what waits (`defer`), and stop waiting.
+function Store:flush(id)
+  local held = self.held[id]
+  self.held[id] = nil
+  if held and #held > 0 then write(self, id, held) end
+end
+
+--- The flow parked (or is done with a step): what waits (`defer`) written and the call's
+-- deadline set (`at`, ms) or cleared, in one write; with `last`, the lease let go with it.
+function Store:park(id, at, last)
+  local held = self.held[id] or { head = {} }
+  self.held[id] = nil
+  write(self, id, held, at and string.format("%.1f", at) or "-", last)
+end
+
+-- a notification's event: tracker, log, head, keepAlive time and, for a call whose flow goes
+-- on (or starts) here, the lease and the watchdog deadline, in one script. KEYS lease, log,
+-- head, inbox, gc:due, gc:ka, gc:inbox, gc:calls; ARGV the event (JSON), the inbox entry, the
+-- call's id, a token for the lease, lease ms, ms to keep, now (ms), "1" if an incoming call
+-- starts a flow, keepAlive ms ("0": none), the watchdog deadline, the token of the lease this
+-- node holds on the call ("" for none)
+local INGEST_BODY = [[
+local id, keep, now = ARGV[3], tonumber(ARGV[6]), tonumber(ARGV[7])
+-- held by another node, or entries wait: after them (a lease held by this node is `mine`)
+local mine = ARGV[11] ~= '' and redis.call('GET', KEYS[1]) == ARGV[11]
+if (mine and redis.call('EXISTS', KEYS[4]) == 1) or (not mine and redis.call('EXISTS', KEYS[1], KEYS[4]) > 0) then
+  redis.call('RPUSH', KEYS[4], ARGV[2])
+  redis.call('PEXPIRE', KEYS[4], keep)
+  redis.call('ZADD', KEYS[7], 'NX', now, id)
+  return {'queued'}
+end
+local h = redis.call('HMGET', KEYS[3], 'flow', 'ended', 'dir', 'tenant', 'state', 'trk', 'x')
+local text = h[6] or nil
+local tr = tracker.new { store = tracker.text_store(function() return text end,
+  function(_, t) text = t end, cjson.encode, cjson.decode) }
+local e = cjson.decode(ARGV[1])
+e.callId = id
+local ok, why = tr:accept(e)
+if not ok then
+  redis.call('HSET', KEYS[3], 'trk', text)
+  return {'dup', why}
+end
+local flags, etext = '', ARGV[1]
+if e.gap ~= nil or e.staleState ~= nil or e.sameState ~= nil then
+  flags = cjson.encode({ gap = e.gap, staleState = e.staleState, sameState = e.sameState })
+  etext = string.sub(etext, 1, -2) .. ',' .. string.sub(flags, 2)
+end
+local n = redis.call('RPUSH', KEYS[2], '{"k":"ev","t":' .. ARGV[7] .. ',"ev":' .. etext .. '}')
+local state = h[5]
+local set = { 'trk', text }
+if e.kind == 'call' and e.state then
+  state = e.state
+  set[3], set[4] = 'state', state
+end
+local x = tonumber(h[7])
+local extend = n == 1 or not x or now - x > keep / 2
+if extend then set[#set + 1], set[#set + 2] = 'x', ARGV[7] end
+redis.call('HSET', KEYS[3], unpack(set))
+if extend then
+  redis.call('PEXPIRE', KEYS[2], keep)
+  redis.call('PEXPIRE', KEYS[3], keep)
+end
+if n == 1 then redis.call('SADD', KEYS[8], id) end
+if ARGV[9] ~= '0' and e.state == 'established' and h[5] ~= 'established' then
+  redis.call('ZADD', KEYS[6], 'NX', now + tonumber(ARGV[9]), id)
+end
+local flow, ended = h[1], h[2] == '1'
+if not ended and (flow or (ARGV[8] == '1' and e.incoming)) then
+  if mine then return { 'mine', flags } end
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+  redis.call('ZADD', KEYS[5], ARGV[10], id)
+  return { 'drive', flags, redis.call('LRANGE', KEYS[2], 0, -1) }
+end
+return { 'logged', flags, h[3] or '', h[4] or '', state or '', ended and '1' or '' }
+]]
+
+-- A Redis function (Redis 7): graphcall.tracker's own source runs in it (Redis's Lua 5.1 and
+-- its cjson), built once when the library is loaded, not at every call as a script would.
+-- The names carry a hash of the source, so two versions of graphcall can share a server.
+local ingest_lib
+local function ingest_library()
+  if ingest_lib then return ingest_lib end
+  local path = assert(package.searchpath("graphcall.tracker", package.path), "graphcall.tracker: not found")
+  local f = assert(io.open(path, "rb"))
+  local src = f:read("*a")
+  f:close()
+  local hash = core.hash(src .. INGEST_BODY)
+  ingest_lib = { name = "gc_ingest_" .. hash, text = "#!lua name=graphcall_" .. hash
+    .. "\nlocal tracker = (function()\n" .. src .. "\nend)()\nredis.register_function('gc_ingest_" .. hash
+    .. "', function(KEYS, ARGV)\n" .. INGEST_BODY .. "\nend)\n" }
+  return ingest_lib
+end
+
+-- FCALL, the library loaded first where the server does not have it (a new server, one that
+-- restarted without its data, another node of a cluster)
+local function fcall(self, lib, nkeys, ...)
+  local v, err = self.redis:call("FCALL", lib.name, nkeys, ...)
+  if v ~= nil or not (err and err.message and err.message:find("Function not found", 1, true)) then
+    return v, err
+  end
+  local ok, lerr = self.redis:call("FUNCTION", "LOAD", lib.text)
+  if not ok and not (lerr and lerr.message and lerr.message:find("already exists", 1, true)) then
+    return nil, lerr
+  end
+  return self.redis:call("FCALL", lib.name, nkeys, ...)
+end
+
+--- Take a notification's event of a call in one script: the tracker's verdict, the entry in
+-- the log, the head and keepAlive time, and for a call whose flow goes on (or an incoming
+-- call that starts one here) the call's lease, its watchdog deadline and its log.
+-- @param id the call's id
+-- @param e the event as the log keeps it (`graphcall.call.compact`)
+-- @param o `tid` (the tenant of the notification's token), `now` (ms), `lease`
+--   (ms), `flow` (true: an incoming call starts a flow), `keepAlive` (ms, or nil), `watchdog`
+--   (the deadline that brings the call back if this process dies while it runs the flow)
+-- @return `{queued = true}` (the call is held: the event waits in its inbox), `{dup = why}`,
+--   `{drive = true, flags =, entries =}` (the lease is this store's: `release` lets it go),
+--   `{drive = true, mine = true, flags =}` (the event is in; the lease was this store's already),
+--   `{flags =, dir =, tenant =, state =, ended =}` (the head once the event is in); `flags` are
+--   what the tracker marked on the event (`gap`, `staleState`, `sameState`), or nil
+function Store:ingest(id, e, o)
+  self.serial = self.serial + 1
+  local token = self.prefix .. self.serial
+  local etext = json(e)
+  local inbox = '{"e":' .. etext .. (o.tid and (',"tid":' .. json(o.tid)) or "") .. "}"
+  local r, err = fcall(self, ingest_library(), 8, key(id, "lease"), key(id, "log"), key(id, "hd"), key(id, "in"),
+    "gc:due", "gc:ka", "gc:inbox", "gc:calls", etext, inbox, id, token, math.floor(o.lease),
+    self.keepMs, math.floor(o.now), o.flow and "1" or "", o.keepAlive and math.floor(o.keepAlive) or "0",
+    string.format("%.1f", o.watchdog), self.tokens[id] or "")
+  if r == nil and err then error(store_error("store", "Redis: " .. tostring(err.message or err.code)), 0) end
+  local what = r[1]
+  if what == "queued" then return { queued = true } end
+  if what == "dup" then return { dup = r[2] } end
+  if what == "mine" then return { drive = true, mine = true, flags = r[2] ~= "" and core.decode(r[2]) or nil } end
+  local flags = r[2] ~= "" and core.decode(r[2]) or nil
+  if what == "drive" then
+    self.tokens[id] = token
+    local entries = {}
+    for _, line in ipairs(r[3]) do
+      local v = core.decode(line)
+      if type(v) == "table" then entries[#entries + 1] = v end
+    end
+    return { drive = true, flags = flags, entries = entries }
+  end
+  return { flags = flags, dir = r[3] ~= "" and r[3] or nil, tenant = r[4] ~= "" and r[4] or nil,
+           state = r[5] ~= "" and r[5] or nil, ended = r[6] == "1" or nil }
+end
+
+--- Let go of the lease this store holds on the call (`ingest`'s or `lock`'s).
+function Store:release(id)
+  local t = self.tokens[id]
+  if not t then return end
+  self.tokens[id] = nil
+  script(self, UNLOCK, 1, key(id, "lease"), t)
 end
 
 -- ---- the inbox: notifications accepted (answered 202) and not yet in the log ----------------
@@ -184,7 +417,7 @@ function Store:take_with_next(id) self.popNext[id] = true end
 
 --- Drop the inbox's first entry (a duplicate), with the tracker's state kept back.
 function Store:drop_first(id)
-  fenced(self, id, DROP, { key(id, "trk"), key(id, "in") }, self.keepMs, self.pendingTrk[id] or "")
+  fenced(self, id, DROP, { key(id, "hd"), key(id, "in") }, self.pendingTrk[id] or "")
   self.pendingTrk[id], self.popNext[id] = nil, nil
 end
 
@@ -239,25 +472,35 @@ function Store:live_count() return must(self, "SCARD", "gc:calls") end
 --- Whether Redis answers (raises when it does not, as every command of the store).
 function Store:ping() return must(self, "PING") == "PONG" end
 
-local PARTS = { "log", "st", "trk", "hd", "in" }
+local PARTS = { "log", "st", "hd", "in" }
 
 --- Forget a call now (its log, state, tracker, head and inbox).
 function Store:drop(id)
+  self.held[id] = nil
   for _, p in ipairs(PARTS) do must(self, "DEL", key(id, p)) end
   must(self, "SREM", "gc:calls", id)
 end
 
 --- An ended call: its keys go after `seconds` (the store's ttl).
+-- KEYS the call's parts (PARTS), gc:due, gc:ka, gc:inbox, gc:calls, gc:recent; ARGV ms, id
+local EXPIRE = [[
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+redis.call('ZREM', KEYS[5], ARGV[2])
+redis.call('ZREM', KEYS[6], ARGV[2])
+redis.call('ZREM', KEYS[7], ARGV[2])
+redis.call('SREM', KEYS[8], ARGV[2])
+redis.call('LPUSH', KEYS[9], ARGV[2])   -- the calls page lists the last hundred ended
+return redis.call('LTRIM', KEYS[9], 0, 99)
+]]
+
+--- An ended call: its keys go after `seconds` (the store's ttl); it leaves the list of calls,
+-- the deadlines and keepAlive times, and joins the calls that ended last (one script).
 function Store:expire(id, seconds)
+  self:flush(id)
   local ms = math.floor((seconds or self.ttl) * 1000)
-  for _, p in ipairs(PARTS) do must(self, "PEXPIRE", key(id, p), ms) end
-  must(self, "ZREM", "gc:due", id)
-  must(self, "ZREM", "gc:ka", id)
-  must(self, "ZREM", "gc:inbox", id)
-  -- last: once the call has left the list of calls, nothing is due for it any more
-  must(self, "SREM", "gc:calls", id)
-  must(self, "LPUSH", "gc:recent", id)   -- the calls page lists the last hundred ended
-  must(self, "LTRIM", "gc:recent", 0, 99)
+  local v, err = script(self, EXPIRE, 9, key(id, "log"), key(id, "st"), key(id, "hd"), key(id, "in"),
+                        "gc:due", "gc:ka", "gc:inbox", "gc:calls", "gc:recent", ms, id)
+  if v == nil and err then error(store_error("store", "Redis: " .. tostring(err.message or err.code)), 0) end
 end
 
 --- The ids of the calls that ended last (a hundred at most; their logs go after the ttl).
@@ -268,11 +511,11 @@ function Store:recent() return must(self, "LRANGE", "gc:recent", 0, 99) end
 -- written by the next `append` or `drop_first` of the call, in the same script.
 function Store:tracker(defer)
   return tracker.text_store(function(id)
-    local v = must(self, "GET", key(id, "trk"))
+    local v = must(self, "HGET", key(id, "hd"), "trk")
     return type(v) == "string" and v or nil
   end, function(id, text)
     if defer then self.pendingTrk[id] = text return end
-    fenced(self, id, SET, key(id, "trk"), text, self.keepMs)
+    fenced(self, id, SETTRK, key(id, "hd"), text)
   end, json, core.decode)
 end
 

@@ -76,7 +76,7 @@ function M.new(o)
     bot = o.bot, store = o.store, lease = o.lease or M.LEASE, go = o.go, now = o.now, sleep = o.sleep,
     every = o.every, timer = o.timer, where = o.where, retryFor = o.retryFor or 60000,
     lockWait = o.lockWait or 30, acceptWait = o.acceptWait or 2000, keep = o.keep or false,
-    queues = {}, driving = {}, timers = {}, log = o.bot.log,
+    queues = {}, driving = {}, timers = {}, parking = {}, log = o.bot.log,
     inboxed = o.store.push ~= nil and o.inbox ~= false,
     stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0, takeovers = 0 },
   }, Runtime)
@@ -98,16 +98,21 @@ function Runtime:fresh(id, full)
                                         state = hd and hd.state })
     return call, nil, hd and hd.ended
   end
-  local entries = store:log(id)
+  return self:_from_log(id, store:log(id))
+end
+
+-- A fresh call object as its log says.
+-- @return the call, its start entry (if it has a flow), true if its flow has ended
+function Runtime:_from_log(id, entries)
   local started, ended
   for _, e in ipairs(entries) do
     if e.k == "start" then started = e end
     if e.k == "end" then ended = true end
   end
-  local call = callmod.new(bot, id, { direction = started and started.dir,
-                                      tenantId = started and started.tenant,
-                                      created = started and started.created,
-                                      started = started })   -- (a call kept here knows its flow)
+  local call = callmod.new(self.bot, id, { direction = started and started.dir,
+                                           tenantId = started and started.tenant,
+                                           created = started and started.created,
+                                           started = started })   -- (a call kept here knows its flow)
   call:_load(entries)
   return call, started, ended
 end
@@ -161,10 +166,10 @@ end
 --- Drive a call's flow: replay (or wake the flow kept here, without a `body`), then live until
 -- it waits; write down where it waits. Raises what the store raised when the flow could not
 -- go on (the item is retried).
-function Runtime:drive(call, body)
+function Runtime:drive(call, body, watched)
   local store, id = self.store, call.id
   -- if this process dies in the middle, the call is due once its lease has run out
-  self:_watchdog(id)
+  if not watched then self:_watchdog(id) end
   -- one timer of this process renews the leases of the calls it is running, and their watchdogs
   if not self.renewer and self.every and store.renew then
     self.renewer = self.every(self.lease * 1000 / 3, function()
@@ -175,9 +180,12 @@ function Runtime:drive(call, body)
     end)
   end
   self.driving[id] = true
+  if store.defer then store:defer(id) end   -- steps go with the next intent, or the park
   local how, e = run_body(self, call, body)
   self.driving[id] = nil
   if how == "aborted" then
+    if store.defer then store:discard(id) end
+    self.parking[id] = nil
     self:_forget(id)   -- what the flow was is in the log; a retry replays it
     if M.store_error(e) then error(e, 0) end
     self.log("error", "call " .. id .. ": the flow's driver failed: " .. tostring(e))
@@ -189,11 +197,13 @@ function Runtime:drive(call, body)
     self:_alarm(id)
     store:expire(id)
   elseif how == "parked" and w and w.deadline then
-    store:set_due(id, w.deadline)
+    -- (a store that parks writes it with what the flow logged and, when nothing else is
+    -- queued on the call, the lease's release: `_drain`)
+    if store.park then self.parking[id] = w.deadline else store:set_due(id, w.deadline) end
     self:_alarm(id, w.deadline)
   else
     self:_alarm(id)
-    store:clear_due(id)
+    if store.park then self.parking[id] = false else store:clear_due(id) end
   end
   return how
 end
@@ -214,11 +224,17 @@ function Runtime:_take(call, e, ev, started, ended)
     self:_watchdog(id)   -- from the append on, the flow must not be lost with this process
   end
   call:_input(e)
-  self.stats.events = self.stats.events + 1
-  bot.metrics:inc("dispatched")
   if e.kind == "call" and e.state == "established" and not store:ka_at(id) then
     store:set_ka(id, self.now() + bot.keepAliveEvery)
   end
+  self:_taken(call, e, ev)
+end
+
+-- An event in the log: counted, to the handlers, said.
+function Runtime:_taken(call, e, ev)
+  local bot, id = self.bot, call.id
+  self.stats.events = self.stats.events + 1
+  bot.metrics:inc("dispatched")
   bot:_emit(callmod.event_name(e), call, ev)
   if self.where then
     self.log("info", string.format("call %s: %s (%s)", id, trace.describe(e), self.where()))
@@ -226,9 +242,9 @@ function Runtime:_take(call, e, ev, started, ended)
 end
 
 -- The flow of a call that has one: woken where it is kept, else replayed from the log.
-function Runtime:_resume(call, started)
-  if call.co then return self:drive(call) end
-  return self:drive(call, self:_body(call, started.flow, true))
+function Runtime:_resume(call, started, watched)
+  if call.co then return self:drive(call, nil, watched) end
+  return self:drive(call, self:_body(call, started.flow, true), watched)
 end
 
 -- A flow's body, the call keeping what it started as (for a kept call's next event).
@@ -239,13 +255,13 @@ function Runtime:_body(call, flow, resumed)
 end
 
 -- Then the flow: on with the new event, or started by an incoming call.
-function Runtime:_go_on(call, started, ended, incoming)
+function Runtime:_go_on(call, started, ended, incoming, watched)
   local bot = self.bot
   if not ended then
-    if started then return self:_resume(call, started) end
+    if started then return self:_resume(call, started, watched) end
     if incoming and bot.flows.main then
       local body = self:_body(call, "main")
-      if body then return self:drive(call, body) end
+      if body then return self:drive(call, body, watched) end
     end
   end
   if not self.keep then bot.calls[call.id] = nil end
@@ -391,7 +407,30 @@ function Runtime:_inbox(id, item)
   self.store:inbox_done(id, self.now())
 end
 
+-- An event the store took in one go (`ingest`: tracker, log, head): to the handlers, then the
+-- flow, whose lease the ingest took. A retry (the store refused a write of the flow) goes on
+-- from the log.
+function Runtime:_logged(id, item)
+  if item.emitted then return self:_due(id, true) end
+  local bot, r, e = self.bot, item.logged, item.e
+  local call, started, ended
+  if r.drive then   -- the log as it is now: the event is in it (and what came since, when mine)
+    call, started, ended = self:_from_log(id, r.entries or self.store:log(id))
+    r.entries = nil
+  else
+    call, ended = callmod.new(bot, id, { direction = r.dir, tenantId = r.tenant, state = r.state }), r.ended
+    call:_input(e, true)
+  end
+  call.tenantId = call.tenantId or e.tenantId or item.tid
+  if e.incoming then call.direction = "incoming" end
+  item.emitted = true
+  self:_taken(call, e, e)
+  if r.drive then return self:_go_on(call, started, ended, e.incoming, not r.mine) end
+  if not self.keep then bot.calls[id] = nil end
+end
+
 function Runtime:_item(id, item)
+  if item.logged then return self:_logged(id, item) end
   if item.kick then return self:_inbox(id, item) end
   if item.ev then return self:_event(item) end
   if item.due then return self:_due(id) end
@@ -443,7 +482,10 @@ function Runtime:_drain(id)
   local q = self.queues[id]
   local i, release, give_up, pause = 1, nil, nil, 50
   while q[i] do
-    if not release then
+    local got = q[i].logged
+    if not release and got and got.drive and not got.mine and not q[i].letGo then   -- the ingest took it
+      release = function() self.store:release(id) end
+    elseif not release and not (got and not got.drive) then   -- (handlers alone need no lease)
       local err
       release, err = take(self, id, give_up or (self.now() + self.retryFor))
       if not release then
@@ -457,6 +499,13 @@ function Runtime:_drain(id)
     if q[i].kick then q.kick = false end     -- a kick queued from now on is a new one
     if q[i].due then q.due = false end
     local ok, e = xpcall(self._item, keep_tables, self, id, q[i])
+    local at = self.parking[id]
+    self.parking[id] = nil
+    if ok and at ~= nil then   -- the flow parked: its deadline, and the lease if nothing else is queued
+      local last = release ~= nil and not q[i + 1]
+      ok, e = xpcall(self.store.park, keep_tables, self.store, id, at or nil, last)
+      if ok and last then release = nil end
+    end
     if ok or not M.store_error(e) then
       if not ok then self.log("error", "call " .. id .. ": " .. tostring(e)) end
       q[i], i, give_up, pause = false, i + 1, nil, 50
@@ -464,8 +513,8 @@ function Runtime:_drain(id)
       -- the store refused: let go, wait, take the lease again, go on from where the item got to
       self.bot.metrics:inc("store_errors")
       give_up = give_up or (self.now() + self.retryFor)
-      pcall(release)
-      release = nil
+      if release then pcall(release) end
+      release, q[i].letGo = nil, true
       if self.now() >= give_up then
         self.stats.dropped = self.stats.dropped + 1
         self.log("error", "call " .. id .. ": given up after retrying for " .. self.retryFor .. " ms: " .. tostring(e))
@@ -519,6 +568,7 @@ local json = wire.json
 --   it, which the service's retry brings again and the tracker drops)
 function Runtime:accept(events, claims)
   if not self.inboxed then return self:dispatch(events, claims) end
+  if self.store.ingest then return self:_ingest(events, claims) end
   local now = math.floor(self.now())
   local tid = claims and claims.tid
   for _, ev in ipairs(events) do
@@ -545,6 +595,56 @@ function Runtime:accept(events, claims)
     if ev.callId then
       local ok, err = self:enqueue(ev.callId, { kick = true })
       if not ok then self.log("warn", "call " .. ev.callId .. ": " .. tostring(err) .. "; the sweeper will take it") end
+    end
+  end
+  return true
+end
+
+-- A store refusing a write a moment (Redis restarting) is waited for, within what the service
+-- waits for an answer. fn() raises what the store raised.
+local function patiently(self, id, fn)
+  local give_up, pause = self.now() + self.acceptWait, 20
+  while true do
+    local ok, r = pcall(fn)
+    if ok then return r end
+    self.bot.metrics:inc("store_errors")
+    if self.now() >= give_up then
+      self.log("error", "call " .. id .. ": cannot keep the notification: " .. tostring(r))
+      return nil, r
+    end
+    self.sleep(pause)
+    pause = math.min(pause * 2, 200)
+  end
+end
+
+-- Each event into its call's log in one write (`ingest`); what is news goes to the handlers
+-- and the flow from the queue, what waits for a lease held elsewhere in the call's inbox.
+function Runtime:_ingest(events, claims)
+  local bot, store = self.bot, self.store
+  local tid = claims and claims.tid
+  for _, ev in ipairs(events) do
+    local id = ev.callId
+    if id then
+      local e = callmod.compact(ev)
+      local o = { tid = tid, now = self.now(), lease = self.lease * 1000, flow = bot.flows.main ~= nil,
+                  keepAlive = bot.keepAliveEvery, watchdog = watchdog_at(self) }
+      local r, err = patiently(self, id, function() return store:ingest(id, e, o) end)
+      if not r then return nil, err end
+      local item
+      if r.dup then
+        self.stats.duplicates = self.stats.duplicates + 1
+        bot.metrics:inc("duplicates")
+        self.log("debug", string.format("call %s: %s notification dropped (%s)", id, tostring(e.kind),
+          tostring(r.dup)))
+      elseif r.queued then
+        item = { kick = true }   -- (the sweeper takes it if this process cannot)
+      else
+        for k, v in pairs(r.flags or {}) do e[k] = v end
+        item = { logged = r, e = e, tid = tid }
+      end
+      local ok, qerr = true, nil
+      if item then ok, qerr = self:enqueue(id, item) end
+      if not ok then self.log("warn", "call " .. id .. ": " .. tostring(qerr) .. "; the sweeper will take it") end
     end
   end
   return true

@@ -43,8 +43,7 @@ function M.memory_store()
 end
 
 --- A store that keeps each state as text (JSON) in `get(id) -> text` / `put(id, text)` (the
--- shared dict, Redis): states are written without their `seen` set, which is the fingerprint
--- ring again (half the text to write and read for every event), and rebuilt when read.
+-- shared dict, Redis).
 -- @param get fn(id) -> the state's text, or nil
 -- @param put fn(id, text)
 -- @param encode fn(state) -> text
@@ -55,19 +54,9 @@ function M.text_store(get, put, encode, decode)
     get = function(_, id)
       local text = get(id)
       local st = text and decode(text)
-      if type(st) ~= "table" then return nil end
-      st.seen = {}
-      for _, fp in ipairs(st.ring) do st.seen[fp] = true end
-      return st
+      return type(st) == "table" and st or nil
     end,
-    put = function(_, id, st)
-      local seen = st.seen
-      st.seen = nil
-      local ok, text = pcall(encode, st)
-      st.seen = seen
-      if not ok then error(text, 2) end
-      put(id, text)
-    end,
+    put = function(_, id, st) put(id, encode(st)) end,
   }
 end
 
@@ -80,8 +69,11 @@ function M.new(opts)
   return setmetatable({ store = opts.store or M.memory_store(), dedup = opts.dedup or DEDUP }, Tracker)
 end
 
+-- The state is flat, so that it is small as JSON and cheap to read and write for every event
+-- (Redis runs this module on it): the fingerprints remembered are one string (" fp fp ... "),
+-- the tones one string of TONES "0"/"1", for the sequenceIds up to the newest.
 local function new_state()
-  return { seen = {}, ring = {}, ringpos = 0, tones = {}, roster = {}, ops = {}, contexts = {} }
+  return { ring = " ", ringn = 0, tones = string.rep("0", TONES), roster = {}, ops = {}, contexts = {} }
 end
 
 -- Sets keyed by numbers use their decimal text: a store that writes the state as JSON would
@@ -89,17 +81,50 @@ end
 -- would read them back as strings. "%.0f" is exact to 2^53 on Lua 5.4 and LuaJIT alike.
 local function key(n) return string.format("%.0f", n) end
 
--- Remember a fingerprint; true if it was already there. O(1): a ring plus a set.
+-- A state written by an earlier version (a ring and a set of tones as tables), made flat.
+local function flatten(st)
+  if type(st.ring) == "table" then
+    local fps = {}
+    for _, fp in ipairs(st.ring) do fps[#fps + 1] = fp end
+    st.ring, st.ringn, st.ringpos, st.seen = " " .. table.concat(fps, " ") .. (#fps > 0 and " " or ""), #fps, nil, nil
+  end
+  if type(st.tones) == "table" then
+    local bits, max = {}, st.maxTone
+    for i = 1, TONES do
+      bits[i] = (max and st.tones[key(max - TONES + i)]) and "1" or "0"
+    end
+    st.tones, st.ntones = table.concat(bits), nil
+  end
+  return st
+end
+
+-- Remember a fingerprint; true if it was already there.
 local function seen_before(self, st, fp)
   if not fp then return false end
   local k = key(fp)
-  if st.seen[k] then return true end
-  local pos = st.ringpos % self.dedup + 1
-  local old = st.ring[pos]
-  if old then st.seen[old] = nil end
-  st.ring[pos] = k
-  st.ringpos = pos
-  st.seen[k] = true
+  if st.ring:find(" " .. k .. " ", 1, true) then return true end
+  local ring = st.ring .. k .. " "
+  if st.ringn >= self.dedup then ring = ring:sub((ring:find(" ", 2, true))) else st.ringn = st.ringn + 1 end
+  st.ring = ring
+  return false
+end
+
+-- Remember a tone's sequenceId; true if it came before (or is too far behind the newest to
+-- tell: a repeat whose record was let go).
+local function tone_before(st, seq)
+  local max, bits = st.maxTone, st.tones
+  if max == nil or seq > max then
+    local shift = max and seq - max or TONES
+    if shift >= TONES then bits = string.rep("0", TONES - 1) .. "1"
+    else bits = bits:sub(shift + 1) .. string.rep("0", shift - 1) .. "1" end
+    st.tones, st.maxTone = bits, seq
+    return false
+  end
+  local back = max - seq
+  if back >= TONES then return true end
+  local pos = TONES - back
+  if bits:sub(pos, pos) == "1" then return true end
+  st.tones = bits:sub(1, pos - 1) .. "1" .. bits:sub(pos + 1)
   return false
 end
 
@@ -109,20 +134,7 @@ local function apply_call(st, ev)
   if st.state == "terminated" then return false, "final" end
   local tone = ev.toneInfo
   if tone and tone.sequenceId ~= nil then
-    local seq = tone.sequenceId
-    local k = key(seq)
-    -- a tone far behind the newest is a repeat whose record was let go
-    if st.tones[k] or (st.maxTone and seq <= st.maxTone - TONES) then return false, "duplicate" end
-    st.tones[k] = true
-    st.ntones = (st.ntones or 0) + 1
-    if st.maxTone == nil or seq > st.maxTone then st.maxTone = seq end
-    if st.ntones > 2 * TONES then     -- keep the set to the last TONES sequence ids
-      local n = 0
-      for tk in pairs(st.tones) do
-        if tonumber(tk) <= st.maxTone - TONES then st.tones[tk] = nil else n = n + 1 end
-      end
-      st.ntones = n
-    end
+    if tone_before(st, tone.sequenceId) then return false, "duplicate" end
   end
   if state then
     local cur, new = PHASE[st.state], PHASE[state]
@@ -197,13 +209,16 @@ end
 function Tracker:accept(ev)
   local id = ev.callId
   if not id then return true end  -- nothing to track it by
-  local st = self.store:get(id) or new_state()
+  local st = self.store:get(id)
+  st = st and flatten(st) or new_state()
   -- A full roster is the whole state, and the same roster can come back (A, B, A when
   -- someone joins and leaves): it repeats only if it is the roster applied last.
   local full_roster = ev.kind == "participants" and not ev.delta
   if full_roster then
-    if ev.fingerprint and ev.fingerprint == st.rosterFp then return false, "duplicate" end
-    st.rosterFp = ev.fingerprint
+    -- (kept as its decimal text: a JSON writer with 14 digits, Redis's, would round it)
+    local fp = ev.fingerprint and key(ev.fingerprint)
+    if fp and fp == st.rosterFp then return false, "duplicate" end
+    st.rosterFp = fp
   elseif seen_before(self, st, ev.fingerprint) then
     self.store:put(id, st)
     return false, "duplicate"
@@ -231,7 +246,8 @@ end
 --- Register an operation the bot started (from the action's 200 answer), so its completion is
 -- matched by id or clientContext; a synchronous completed/failed status closes it at once.
 function Tracker:expect(callId, op)
-  local st = self.store:get(callId) or new_state()
+  local st = self.store:get(callId)
+  st = st and flatten(st) or new_state()
   local rec = { id = op.id, clientContext = op.clientContext, status = op.status, operationType = op.operationType }
   if op.id then st.ops[op.id] = rec end
   if op.clientContext and op.id then st.contexts[op.clientContext] = op.id end
