@@ -301,7 +301,7 @@ describe("graphcall.store.redis", function()
     assert.same({ queued = true }, other:ingest(id, tone(5, 23), o))
     assert.equal(5, #store:log(id))
     assert.equal(1, #store:inbox(id))
-    store:park(id, 9000, true)                                        -- the flow waits till 9000; let go
+    assert.is_true(store:park(id, 9000, true))     -- the flow waits till 9000; let go: an event waits in the inbox
     assert.equal(graphcall.null, r:call("GET", "gc:{call-ing}:lease"))
     assert.equal(9000, store:due_at(id))
   end)

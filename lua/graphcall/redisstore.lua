@@ -73,8 +73,11 @@ end
 if ARGV[5] == '1' then redis.call('LPOP', KEYS[4]) end
 if ARGV[6] == '-' then redis.call('ZREM', KEYS[5], ARGV[7])
 elseif ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], ARGV[6], ARGV[7]) end
-if ARGV[8] == '1' then redis.call('DEL', KEYS[1]) end
-return n
+if ARGV[8] == '1' then
+  redis.call('DEL', KEYS[1])
+  return redis.call('EXISTS', KEYS[4])
+end
+return 0
 ]]
 
 -- an inbox entry dropped (a duplicate): KEYS lease, head, inbox; ARGV token, tracker state
@@ -105,9 +108,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 ]]
 
+-- KEYS lease, inbox: 1 when entries wait in the inbox (for whoever takes the lease next)
 local UNLOCK = [[
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return redis.call('EXISTS', KEYS[2])
 ]]
 
 local function key(id, what) return "gc:{" .. id .. "}:" .. what end
@@ -216,10 +220,11 @@ end
 -- inbox entry it came from), and the deadline ("" leave it, "-" clear it) and the lease
 local function write(self, id, held, due, last)
   local trk, pop = self.pendingTrk[id] or "", self.popNext[id] and "1" or ""
-  fenced(self, id, WRITE, { key(id, "log"), key(id, "hd"), key(id, "in"), "gc:due", "gc:calls" },
+  local waiting = fenced(self, id, WRITE, { key(id, "log"), key(id, "hd"), key(id, "in"), "gc:due", "gc:calls" },
          table.concat(held, "\n"), self.keepMs, trk, pop, due or "", id, last and "1" or "", unpack(head_list(held)))
   self.pendingTrk[id], self.popNext[id] = nil, nil
   if last then self.tokens[id] = nil end
+  return waiting == 1
 end
 
 --- Add an entry to a call's log, under its lease, with its head, its tracker state and the
@@ -250,10 +255,11 @@ end
 
 --- The flow parked (or is done with a step): what waits (`defer`) written and the call's
 -- deadline set (`at`, ms) or cleared, in one write; with `last`, the lease let go with it.
+-- @return true when `last` and events wait in the call's inbox
 function Store:park(id, at, last)
   local held = self.held[id] or { head = {} }
   self.held[id] = nil
-  write(self, id, held, at and string.format("%.1f", at) or "-", last)
+  return write(self, id, held, at and string.format("%.1f", at) or "-", last)
 end
 
 -- a notification's event: tracker, log, head, keepAlive time and, for a call whose flow goes
@@ -390,11 +396,12 @@ function Store:ingest(id, e, o)
 end
 
 --- Let go of the lease this store holds on the call (`ingest`'s or `lock`'s).
+-- @return true when events wait in the call's inbox (whoever lets go takes them next)
 function Store:release(id)
   local t = self.tokens[id]
   if not t then return end
   self.tokens[id] = nil
-  script(self, UNLOCK, 1, key(id, "lease"), t)
+  return script(self, UNLOCK, 2, key(id, "lease"), key(id, "in"), t) == 1
 end
 
 -- ---- the inbox: notifications accepted (answered 202) and not yet in the log ----------------
@@ -529,9 +536,9 @@ function Store:lock(id, ttl, wait)
                      self.keepMs)
     if t and t ~= core.null then         -- a Lua false from the script is a nil reply
       self.tokens[id] = tostring(t)
-      return function()
+      return function()   -- (true when events wait in the inbox)
         if self.tokens[id] == tostring(t) then self.tokens[id] = nil end
-        script(self, UNLOCK, 1, key(id, "lease"), tostring(t))
+        return script(self, UNLOCK, 2, key(id, "lease"), key(id, "in"), tostring(t)) == 1
       end, t
     end
     if self.clock() >= deadline or not self.sleep then return nil, "timeout" end

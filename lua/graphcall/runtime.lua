@@ -480,11 +480,11 @@ end
 -- Everything queued on the call, under one lease.
 function Runtime:_drain(id)
   local q = self.queues[id]
-  local i, release, give_up, pause = 1, nil, nil, 50
+  local i, release, give_up, pause, waiting = 1, nil, nil, 50, nil
   while q[i] do
     local got = q[i].logged
     if not release and got and got.drive and not got.mine and not q[i].letGo then   -- the ingest took it
-      release = function() self.store:release(id) end
+      release = function() return self.store:release(id) end
     elseif not release and not (got and not got.drive) then   -- (handlers alone need no lease)
       local err
       release, err = take(self, id, give_up or (self.now() + self.retryFor))
@@ -504,7 +504,7 @@ function Runtime:_drain(id)
     if ok and at ~= nil then   -- the flow parked: its deadline, and the lease if nothing else is queued
       local last = release ~= nil and not q[i + 1]
       ok, e = xpcall(self.store.park, keep_tables, self.store, id, at or nil, last)
-      if ok and last then release = nil end
+      if ok and last then release, waiting = nil, e end
     end
     if ok or not M.store_error(e) then
       if not ok then self.log("error", "call " .. id .. ": " .. tostring(e)) end
@@ -533,7 +533,12 @@ function Runtime:_drain(id)
     end
   end
   self.queues[id] = nil
-  if release then pcall(release) end
+  if release then
+    local ok, w = pcall(release)
+    waiting = ok and w
+  end
+  -- events another node put in the inbox while this one held the call: taken now
+  if waiting == true then self:enqueue(id, { kick = true }) end
 end
 
 --- Queue an item on a call: `{ev =, claims =}`, `{kick = true}` (take the inbox), `{due =
@@ -636,9 +641,8 @@ function Runtime:_ingest(events, claims)
         bot.metrics:inc("duplicates")
         self.log("debug", string.format("call %s: %s notification dropped (%s)", id, tostring(e.kind),
           tostring(r.dup)))
-      elseif r.queued then
-        item = { kick = true }   -- (the sweeper takes it if this process cannot)
-      else
+      elseif not r.queued then   -- (queued: the node holding the call takes it when it lets go;
+        -- the sweeper, if that node died)
         for k, v in pairs(r.flags or {}) do e[k] = v end
         item = { logged = r, e = e, tid = tid }
       end
@@ -699,7 +703,10 @@ function Runtime:_sweep()
     release = ok and release or nil
     local due = release and (store:ka_at(id) or math.huge) <= now
     if due then store:set_ka(id, now + bot.keepAliveEvery) end
-    if release then pcall(release) end
+    if release then
+      local rok, waiting = pcall(release)
+      if rok and waiting == true then self:enqueue(id, { kick = true }) end
+    end
     if due then
       bot.client:keepAlive(id, function(fine, err)
         if fine or not err or err.status ~= 404 then return end
