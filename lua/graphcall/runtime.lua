@@ -14,13 +14,19 @@
 -- next event lands. Either way the log is the truth: a kept flow is only a cache of what a
 -- replay would rebuild (a process started again on a file store replays its live calls).
 --
--- **The inbox.** On a store that has one (`graphcall.store.redis`), `accept` writes each
--- event of a notification to its call's inbox in the store *before* the 202 is answered, and
--- the drain takes the inbox in order, each entry leaving it in the same script that appends
--- it to the log (with the tracker's state). So a notification answered 202 is dispatched once,
--- even when the process that answered dies the next moment: the sweeper of another process
--- finds the inbox left behind. Handlers then get the event as the log keeps it
--- (`graphcall.bot.compact`).
+-- **One write per event.** On a store that can (`graphcall.store.redis`'s `ingest`), `accept`
+-- puts each event of a notification into its call's log *before* the 202 is answered, with
+-- the tracker's verdict, the head and, for a call whose flow goes on, the lease, in one write:
+-- handlers and the flow then run from the call's queue. While the flow runs, its start, steps
+-- and notes wait for its next action's intent or its park (`defer`), and the park writes them
+-- with the deadline and the lease's release.
+--
+-- **The inbox.** An event of a call another process holds goes to the call's inbox in the
+-- store (before the 202 too); the holder takes it when it lets go, each entry leaving the inbox
+-- in the same script that appends it to the log (with the tracker's state). So a notification
+-- answered 202 is dispatched once, even when the process that answered dies the next moment:
+-- the sweeper of another process finds the inbox left behind. Handlers then get the event as
+-- the log keeps it (`graphcall.bot.compact`).
 --
 -- **Faults.** While a flow runs, its lease is renewed, and from before the append of an event
 -- the flow will take until it waits again the call carries a deadline one lease ahead: if the
