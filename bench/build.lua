@@ -12,5 +12,6 @@ local best_b, best_c = util.compare(function() return graphcall.build("call", sp
                                     function() return cjson.encode(spec) end, 0.4)
 local lua = util.lua
 print(string.format(
-  "build ex05 (%s): graphcall.build %.0f req/s (%.1f MB/s, validated), cjson.encode %.0f req/s; ratio %.2fx",
+  "build ex05 (%s; " .. util.loadavg()
+  .. "): graphcall.build %.0f req/s (%.1f MB/s, validated), cjson.encode %.0f req/s; ratio %.2fx",
   lua, best_b, best_b * bytes / 1e6, best_c, best_b / best_c))

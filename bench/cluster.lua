@@ -64,8 +64,8 @@ local function run(n, shared)
   return r
 end
 
-print(string.format("cluster (%s, wrk %d threads, %d connections, %d s each; %d cores)", util.lua, THREADS, CONNS,
-  SECONDS, tonumber(E.sh("nproc")) or 0))
+print(string.format("cluster (%s, wrk %d threads, %d connections, %d s each; %d cores; %s)", util.lua, THREADS, CONNS,
+  SECONDS, tonumber(E.sh("nproc")) or 0, util.loadavg()))
 local base = run(1, false)
 print(string.format("  1 node, calls in memory (baseline)  %8.0f notifications/s  p50 %s p99 %s  errors %d",
   base.rate, base.p50, base.p99, base.errors))

@@ -15,6 +15,7 @@ for _, case in ipairs {
   assert(graphcall.decode(text))
   local g, c = util.compare(function() return graphcall.decode(text) end,
                             function() return cjson.decode(text) end, 0.3)
-  print(string.format("decode %s, %d bytes (%s): graphcall %.1f MB/s, cjson %.1f MB/s; ratio %.2fx",
+  print(string.format("decode %s, %d bytes (%s; " .. util.loadavg()
+    .. "): graphcall %.1f MB/s, cjson %.1f MB/s; ratio %.2fx",
     name, #text, lua, g * #text / 1e6, c * #text / 1e6, g / c))
 end

@@ -106,9 +106,18 @@ for _, c in pairs(bot.calls) do
     if e.k == "step" and e.w == "download" and e.v.path then recorded = recorded + 1 end
   end
 end
-print(string.format("flows (%s): %d calls at once through the IVR flow: %d flows finished, %d recordings "
-  .. "downloaded, %d flows failed, %d still live, %d never reached the bot; %.1f s wall, %.1f s CPU (%.2f ms a call)",
-  util.lua, N, done, recorded, failed, live, N - done - live, wall, cpu, 1000 * cpu / N))
+-- a call counts by its end as its caller expects it (the emulator's view: the caller pressed 2,
+-- left one message, and the call is over), not by whether its flow raised
+local expected = 0
+local listed = graphcall.decode(assert(loop:fetch { url = url .. "/emulator/calls", timeout = 60000 }).body)
+for _, v in ipairs(listed.calls or {}) do
+  if v.state == "terminated" and v.pressed == "2" and #(v.recordings or {}) == 1 then expected = expected + 1 end
+end
+print(string.format("flows (%s; %s): %d calls at once through the IVR flow: %d at the end their caller expects "
+  .. "(%d flows finished, %d recordings downloaded, %d flows failed, %d still live, %d never reached the bot); "
+  .. "%.1f s wall, %.1f s CPU (%.2f ms a call)%s", util.lua, util.loadavg(), N, expected, done, recorded, failed, live,
+  N - done - live, wall, cpu, 1000 * cpu / N, expected == N and "" or string.format("; FAILED: %d calls did not "
+  .. "reach their end", N - expected)))
 if peak and peak.live > 0 then
   print(string.format("flows (%s): Lua heap per live call %.1f KB (%d calls live, log included; %.0f KB -> %.0f KB)",
     util.lua, (peak.kb - base) / peak.live, peak.live, base, peak.kb))
@@ -135,3 +144,4 @@ os.execute("kill " .. pid)
 p:close()
 os.remove(sc)
 os.execute("rm -rf build/bench-recordings")
+if expected ~= N then os.exit(1) end

@@ -81,7 +81,8 @@ local function create_calls(latency, seq_n, par_n)
     seq, par = math.max(seq, a), math.max(par, b)
     e1, e2 = e1 + ea, e2 + eb
   end
-  print(string.format("create-call (%s, %s): 1,000 in flight %.0f/s, sequential blocking %.0f/s; "
+  print(string.format("create-call (%s, %s; " .. util.loadavg()
+    .. "): 1,000 in flight %.0f/s, sequential blocking %.0f/s; "
     .. "ratio %.2fx; errors %d", util.lua, latency and (latency .. " ms from the emulator") or "loopback",
     par, seq, par / seq, e1 + e2))
   stop()

@@ -12,6 +12,16 @@ local APP = "11111111-2222-3333-4444-555555555555"
 local SECONDS = tonumber(os.getenv("BENCH_SECONDS") or "3")
 
 local loop = graphcall.loop { log = false }
+-- the bare baseline serves from a process of its own: under LuaJIT, traces the listener's
+-- rounds compiled in the same process could slow it down (its rate fell to a fifth in some
+-- runs of `make bench`, for ratios over 200%)
+if arg[1] == "--bare" then
+  local bare = assert(loop:listen({ port = 0 }, function(req) req:respond(202) end))
+  io.write("http://127.0.0.1:", bare:port(), "/callback\n")
+  io.flush()
+  loop:run()
+  return
+end
 local key = core.rsa_key()
 local token = key:sign(cjson.encode { alg = "RS256", typ = "JWT", kid = "k1" }, cjson.encode {
   aud = APP, iss = "https://api.botframework.com", nbf = os.time() - 60, exp = os.time() + 3600, tid = "t" })
@@ -23,7 +33,9 @@ local listener = assert(graphcall.listener { loop = loop, verifier = verifier,
 -- the same without the verified-token cache: every notification pays for RS256
 local uncached = assert(graphcall.listener { loop = loop, on_event = function() events = events + 1 end,
   verifier = assert(jwt.new { appId = APP, jwks = '{"keys":[' .. key:jwk("k1") .. "]}", cache = 0 }) })
-local bare = assert(loop:listen({ port = 0 }, function(req) req:respond(202) end))
+local bare_proc = assert(io.popen(string.format("sh -c 'echo $$; exec %s bench/listener.lua --bare'",
+  arg[-1] or "lua5.4")))
+local bare_pid, bare_url = bare_proc:read("*l"), bare_proc:read("*l")
 
 -- run wrk in the background while the loop serves; parse what it printed
 local function wrk(url)
@@ -44,19 +56,22 @@ local function wrk(url)
   return util.wrk_result(text)
 end
 
-local best, errs = {}, {}
-for _ = 1, 2 do  -- alternating, best of two
-  for name, url in pairs { listener = listener:url(), uncached = uncached:url(),
-                           bare = "http://127.0.0.1:" .. bare:port() .. "/callback" } do
-    local r = wrk(url)
-    if not best[name] or r.rate > best[name].rate then best[name] = r end
-    errs[name] = (errs[name] or 0) + r.errors   -- over every round, not only the best
-  end
-end
-local l, u, b = best.listener, best.uncached, best.bare
-print(string.format("listener (%s): %.0f signed notifications/s (p50 %s, p90 %s, p99 %s), bare 202 %.0f/s "
-  .. "(p50 %s, p99 %s); ratio %.0f%%; errors %d (bare %d); %d events dispatched",
-  util.lua, l.rate, l.p50, l.p90, l.p99, b.rate, b.p50, b.p99, 100 * l.rate / b.rate, errs.listener, errs.bare, events))
-print(string.format("listener (%s) verifying RS256 on every notification (no token cache): %.0f/s "
-  .. "(p50 %s, p99 %s); ratio %.0f%%; errors %d", util.lua, u.rate, u.p50, u.p99, 100 * u.rate / b.rate, errs.uncached))
+-- rounds alternating between the three until the bare baseline holds still (util.rounds)
+local urls = { listener = listener:url(), uncached = uncached:url(),
+               bare = bare_url }
+local errs = {}
+local res, stable = util.rounds({ "listener", "uncached", "bare" }, "bare", function(name)
+  local r = wrk(urls[name])
+  errs[name] = (errs[name] or 0) + r.errors   -- over every round
+  return r
+end)
+local l, u, b = res.listener, res.uncached, res.bare
+print(string.format("listener (%s; %s): %.0f signed notifications/s (median; rounds %.0f-%.0f; best round's p50 %s, "
+  .. "p99 %s), bare 202 %.0f/s (rounds %.0f-%.0f); ratio %s; errors %d (bare %d); %d events dispatched",
+  util.lua, util.loadavg(), l.median, l.lo, l.hi, l.best.p50, l.best.p99, b.median, b.lo, b.hi,
+  util.ratio(l, b, stable), errs.listener, errs.bare, events))
+print(string.format("listener (%s) verifying RS256 on every notification (no token cache): %.0f/s (median); "
+  .. "ratio %s; errors %d", util.lua, u.median, util.ratio(u, b, stable), errs.uncached))
 loop:close()
+os.execute("kill " .. bare_pid)
+bare_proc:close()

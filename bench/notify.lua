@@ -89,7 +89,7 @@ for _, case in ipairs {
   assert(a[1].kind == b[1].kind and a[1].callId == b[1].callId)
   local g, c = util.compare(function() return graphcall.parse_notifications(body) end,
                             function() return baseline(body) end, 0.3)
-  print(string.format("ingest %s, %d bytes (%s): graphcall %.0f events/s %.1f MB/s, "
+  print(string.format("ingest %s, %d bytes (%s; " .. util.loadavg() .. "): graphcall %.0f events/s %.1f MB/s, "
     .. "cjson+Lua %.0f events/s %.1f MB/s; ratio %.2fx",
     name, #body, lua, g, g * #body / 1e6, c, c * #body / 1e6, g / c))
   if jit then

@@ -1,6 +1,7 @@
 -- bench/util.lua: what the benchmarks share: the fixtures, and a rate measured in batches
 -- sized so the clock is read about once a millisecond, not once a call.
 local M = {}
+local unpack = table.unpack or unpack   -- luacheck: ignore 143
 
 M.fixtures = os.getenv("GRAPHCALL_FIXTURES") or "spec/fixtures"
 M.lua = jit and jit.version or _VERSION
@@ -40,6 +41,72 @@ function M.compare(a, b, seconds)
     rb = math.max(rb, M.rate(b, seconds))
   end
   return ra, rb
+end
+
+--- The load average (1, 5, 15 minutes) as /proc/loadavg says, for a benchmark's first line:
+-- a figure taken on a busy machine says so.
+function M.loadavg()
+  local f = io.open("/proc/loadavg")
+  local text = f and f:read("*l") or ""
+  if f then f:close() end
+  local a, b, c = text:match("^(%S+) (%S+) (%S+)")
+  return string.format("load average %s %s %s", a or "?", b or "?", c or "?")
+end
+
+local function median(xs)
+  local s = {}
+  for i, x in ipairs(xs) do s[i] = x end
+  table.sort(s)
+  local n = #s
+  if n == 0 then return 0 end
+  if n % 2 == 1 then return s[(n + 1) / 2] end
+  return (s[n / 2] + s[n / 2 + 1]) / 2
+end
+M.median = median
+
+--- Rounds of measurements, alternating between `names` (the baseline among them), at least
+-- `min` (3) and until the baseline's last round is within 20% of the one before it (at most
+-- `max`, 6). `run(name)` returns {rate =, ...}.
+-- @return per name {rates = {...}, median =, lo =, hi =, best = the best round's result}, and
+--   whether the baseline was stable (a ratio to it is printed only then)
+function M.rounds(names, baseline, run, min, max)
+  min, max = min or 3, max or 6
+  local out = {}
+  for _, name in ipairs(names) do out[name] = { rates = {} } end
+  local stable, n
+  n = 0
+  repeat
+    n = n + 1
+    for _, name in ipairs(names) do
+      local r = run(name)
+      local o = out[name]
+      o.rates[#o.rates + 1] = r.rate
+      if not o.best or r.rate > o.best.rate then o.best = r end
+    end
+    local b = out[baseline].rates
+    stable = #b >= 2 and math.abs(b[#b] - b[#b - 1]) <= 0.2 * b[#b - 1]
+  until n >= max or (n >= min and stable)
+  for _, name in ipairs(names) do
+    local o = out[name]
+    o.median, o.lo, o.hi = median(o.rates), math.min(unpack(o.rates)), math.max(unpack(o.rates))
+  end
+  return out, stable
+end
+
+--- "NN% (median of N rounds, spread lo-hi%)" of a against b, or why there is no ratio.
+function M.ratio(a, b, stable)
+  if not stable then
+    return string.format("no ratio: the baseline moved more than 20%% between its last rounds (%s)",
+      table.concat((function()
+        local t = {}
+        for i, r in ipairs(b.rates) do t[i] = string.format("%.0f", r) end
+        return t
+      end)(), ", "))
+  end
+  local rs = {}
+  for i = 1, #a.rates do rs[i] = a.rates[i] / b.rates[i] end
+  return string.format("%.0f%% (median of %d rounds, each against the baseline of its round: %.0f-%.0f%%)",
+    100 * median(rs), #rs, 100 * math.min(unpack(rs)), 100 * math.max(unpack(rs)))
 end
 
 --- What wrk printed (with bench/wrk-notify.lua's `not202` line): rate, requests sent,

@@ -169,6 +169,40 @@ describe("graphcall in nginx", function()
     assert.is_true(bye)
   end)
 
+  it("finds deadlines and keepAlive times by their index, without walking the dict", function()
+    local port = N.free_port()
+    local url = "http://127.0.0.1:" .. port
+    local n2 = N.start { port = port, init = init("spec/ngx/silent.lua", url, "verify = false,"),
+      http = "lua_shared_dict ix 1m;", locations = [[
+      location = /index { content_by_lua_block {
+        local real, walks = ngx.shared.ix, 0      -- (a dict of its own: the workers sweep theirs)
+        -- the dict, counting the walks over all its keys
+        local dict = setmetatable({ get_keys = function(_, n) walks = walks + 1 return real:get_keys(n) end }, {
+          __index = function(_, k) return function(_, ...) return real[k](real, ...) end end })
+        local st = require("graphcall.ngx.store").new(dict)
+        local now = ngx.now() * 1000
+        local out = {}
+        local function say(list) table.sort(list) out[#out + 1] = table.concat(list, ",") end
+        say(st:due(now))                          -- no cursor yet: one walk, which sets it
+        st:set_due("ix-a", now + 100)
+        st:set_due("ix-b", now + 100)
+        st:set_due("ix-b", now + 100000)          -- moved later: not due at +500
+        st:set_due("ix-c", now + 100)
+        st:clear_due("ix-c")                      -- gone
+        for i = 1, 500 do st:set_due("ix-far-" .. i, now + 3600000) end
+        st:set_ka("ix-k", now + 200)
+        say(st:due(now + 500))
+        say(st:due(now + 600))                    -- nothing twice
+        say(st:ka_due(now))                       -- (the keepAlive index's first sweep walks once)
+        say(st:ka_due(now + 300))
+        say(st:due(now + 100050))                 -- (a deadline may be found up to a slot, 50 ms, late)
+        out[#out + 1] = "walks " .. walks
+        ngx.print(table.concat(out, "|")) } }]] }
+    finally(function() n2.stop() end)
+    local body = assert(ctl:fetch { url = url .. "/index" }).body
+    assert.equal("|ix-a|||ix-k|ix-b|walks 2", body, n2.log())
+  end)
+
   it("answers 503 with Retry-After when the shared dict is nearly full, and 202 once there is room", function()
     local port = N.free_port()
     local url = "http://127.0.0.1:" .. port

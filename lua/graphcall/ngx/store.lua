@@ -118,6 +118,13 @@ function M.new(dict, ttl)
     return tracker.text_store(function(id) return dict:get("trk:" .. id) end,
                               function(id, text) put(dict, "trk:" .. id, text, keep) end, json, core.decode)
   end
+  -- Deadlines and keepAlive times: `due:<id>` / `ka:<id>` hold them (the truth), and an index
+  -- finds the ones that are due without walking the dict: a list per SLOT ms (`dq:<slot>`,
+  -- `kq:<slot>`) that each set appends the call to, taken whole by the first sweep after its
+  -- slot has passed (an entry whose time has moved or gone since is skipped). A sweep costs
+  -- what is due, not what is stored. A full walk happens when the index has no cursor (a
+  -- fresh dict) and every `FULL` seconds, in case a worker died holding entries it had taken.
+  local SLOT, FULL = 50, 300
   local function scan(prefix, now)
     local out = {}
     for _, k in ipairs(dict:get_keys(0)) do
@@ -127,14 +134,50 @@ function M.new(dict, ttl)
     end
     return out
   end
-  function s.set_due(_, id, at) put(dict, "due:" .. id, at, keep) end
+  local function index(q, id, at)
+    local ok, err = dict:rpush(q .. math.ceil(at / SLOT), id)
+    if not ok then
+      error(setmetatable({ code = "store", store = true, path = "", message = "the shared dict is full ("
+        .. tostring(err) .. "), cannot index " .. id }, core.error_mt), 0)
+    end
+  end
+  local function due_from(q, prefix, now)
+    local cursor, last = q .. "next", dict:get(q .. "full")
+    local from, to = dict:get(cursor), math.floor(now / SLOT)
+    local out, seen = {}, {}
+    for slot = from or to + 1, to do
+      local k = q .. slot
+      while true do
+        local id = dict:lpop(k)
+        if not id then break end
+        local at = not seen[id] and dict:get(prefix .. id)
+        if at and at <= now then
+          seen[id] = true
+          out[#out + 1] = id
+        end
+      end
+    end
+    if not from or to + 1 > from then dict:safe_set(cursor, to + 1) end
+    if not from or not last or now - last > FULL * 1000 then
+      dict:safe_set(q .. "full", now)
+      return scan(prefix, now)
+    end
+    return out
+  end
+  function s.set_due(_, id, at)
+    put(dict, "due:" .. id, at, keep)
+    index("dq:", id, at)
+  end
   function s.clear_due(_, id) dict:delete("due:" .. id) end
   function s.due_at(_, id) return dict:get("due:" .. id) end
-  function s.due(_, now) return scan("due:", now) end
-  function s.set_ka(_, id, at) put(dict, "ka:" .. id, at, 0) end
+  function s.due(_, now) return due_from("dq:", "due:", now) end
+  function s.set_ka(_, id, at)
+    put(dict, "ka:" .. id, at, 0)
+    index("kq:", id, at)
+  end
   function s.clear_ka(_, id) dict:delete("ka:" .. id) end
   function s.ka_at(_, id) return dict:get("ka:" .. id) end
-  function s.ka_due(_, now) return scan("ka:", now) end
+  function s.ka_due(_, now) return due_from("kq:", "ka:", now) end
   return s
 end
 
