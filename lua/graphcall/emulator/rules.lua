@@ -97,7 +97,7 @@ end
 local SCENARIO = { "peers", "incoming", "meeting", "faults", "credentials", "certificates", "consent", "capacity",
   "loss",
   "realism", "seed", "speed", "tokenLifetime", "keepAliveTimeout", "latency", "drive", "freshCallbacks",
-  "webhookTimeout", "swapEstablished", "webhook", "appId", "tenantId", "caller", "establishDelay" }
+  "webhookTimeout", "swapEstablished", "webhook", "appId", "tenantId", "caller", "establishDelay", "load" }
 local PEER = { "answer", "outcome", "after", "ringTimeout", "resultInfo", "swapEstablished" }
 local STEP = { "on", "after", "press", "interDigit", "speak", "hold", "hangup" }
 local EVENTS = { "established", "prompt", "promptEnd", "record", "tones", "transferring", "now" }
@@ -106,6 +106,9 @@ local INCOMING = { "after", "webhook", "appId", "tenantId", "from", "to", "calle
 local MEETING = { "attendees", "share", "peer" }
 local ATTENDEE = { "name", "id", "join", "leave" }
 local SHARE = { "start", "stop", "update" }
+local LOAD = { "webhook", "appId", "tenantId", "answerBy", "callers" }
+local KIND = { "name", "weight", "from", "caller", "expect" }
+local EXPECT = { "pressed", "transferred", "recordings", "prompts", "answered", "hangup" }
 local FAULT = { "request", "notification", "status", "retryAfter", "delay", "reset", "drop", "duplicate",
   "reorder", "hold", "badSignature", "legacy", "times", "skip", "code", "message" }
 
@@ -162,6 +165,25 @@ function R.fault(f, where)
   end
 end
 
+--- The callers of a load test (`graphcall emulate --load`): each kind's name, weight, caller
+-- script and what its call must come to (`expect`).
+function R.load(l, where)
+  keys(l, LOAD, where)
+  if type(l.callers) ~= "table" or #l.callers == 0 then
+    strict.fail(where .. ".callers: a list of kinds of caller ({name =, caller = {steps}, expect = {...}})")
+  end
+  for i, k in ipairs(l.callers) do
+    local at = string.format("%s.callers[%d]", where, i)
+    keys(k, KIND, at)
+    if type(k.name) ~= "string" then strict.fail(at .. ".name: a name for this kind of caller") end
+    if k.weight ~= nil and (type(k.weight) ~= "number" or k.weight < 1 or k.weight % 1 ~= 0) then
+      strict.fail(at .. ".weight: a whole number, 1 or more (got " .. tostring(k.weight) .. ")")
+    end
+    if k.caller ~= nil then R.script(k.caller, at .. ".caller") end
+    if k.expect ~= nil then keys(k.expect, EXPECT, at .. ".expect") end
+  end
+end
+
 --- A whole scenario: every key known, every script, step, incoming call and fault checked;
 -- raises at the user's line with the place of the mistake.
 function R.scenario(sc, where)
@@ -170,6 +192,7 @@ function R.scenario(sc, where)
   for k, p in pairs(sc.peers or {}) do R.script(p, string.format("%s.peers[%q]", where, tostring(k))) end
   for i, inc in ipairs(sc.incoming or {}) do R.incoming(inc, string.format("%s.incoming[%d]", where, i)) end
   if sc.caller ~= nil then R.script(sc.caller, where .. ".caller") end
+  if sc.load ~= nil then R.load(sc.load, where .. ".load") end
   for i, f in ipairs(sc.faults or {}) do R.fault(f, string.format("%s.faults[%d]", where, i)) end
   local m = sc.meeting
   if m ~= nil then
