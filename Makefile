@@ -3,6 +3,7 @@
 #   make test     C unit tests + busted specs under lua5.4 and luajit
 #   make demo     example (a), the IVR menu, against the local emulator with a scripted caller
 #   make bench    request building, JSON, notification ingest, HTTP client and listener, flows,
+#                 10,000 calls in real time (emulate --load),
 #                 graphcall in nginx; each against a baseline in the same run
 #   make bench-cluster  notifications/s with 1, 2 and 3 nodes on one Redis; a resume's cost
 #   make chaos    the chaos run on three nodes (CHAOS_SECONDS), under lua5.4 and luajit
@@ -210,6 +211,9 @@ bench: deps all $(B)/bench/json_parse
 	@for lua in lua5.4 luajit; do \
 	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; done
+	@for lua in lua5.4 luajit; do \
+	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/load.lua || exit 1; done
 	@LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" LUA_CPATH="./$(B)/luajit/?.so;;" \
 	  luajit bench/ngx.lua
 
