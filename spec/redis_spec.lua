@@ -282,6 +282,9 @@ describe("graphcall.store.redis", function()
     assert.equal(4503599627370499, log[2].ev.fingerprint)                               -- exact, 53 bits
     assert.equal(1000, log[2].t)
     assert.equal("established", store:head(id).state)
+    -- the tracker's fingerprints beside its state, not in its JSON (what Redis decodes every event)
+    assert.truthy(r:call("HGET", "gc:{call-ing}:hd", "fp"):find(" 4503599627370499 ", 1, true))
+    assert.is_nil(r:call("HGET", "gc:{call-ing}:hd", "trk"):find('"ring"', 1, true))
     assert.same({ id }, (function()
       local listed = {}
       for _, c in ipairs(store:calls()) do if c == id then listed[#listed + 1] = c end end

@@ -243,6 +243,17 @@ describe("tracker with a store that keeps the state as JSON", function()
     end
   end)
 
+  it("keeps the fingerprints apart from the JSON when the store splits them, and reads them back", function()
+    local texts, rings = {}, {}
+    local t2 = tracker.new { store = tracker.text_store(function(id) return texts[id], rings[id] end,
+      function(id, text, ring) texts[id], rings[id] = text, ring end, cjson.encode, cjson.decode, true) }
+    local ev = call_event("c9", "established", { n = 1 })
+    assert.is_true((t2:accept(ev)))
+    assert.is_nil(texts.c9:find('"ring"', 1, true))
+    assert.truthy(rings.c9:find(string.format(" %.0f ", ev.fingerprint), 1, true))
+    assert.is_false((t2:accept(call_event("c9", "established", { n = 1 }))))
+  end)
+
   it("drops a repeated notification after its fingerprint went through JSON", function()
     local ev = call_event("c2", "established", { n = 1 })
     assert.is_true((t:accept(ev)))

@@ -80,14 +80,17 @@ end
 return 0
 ]]
 
--- an inbox entry dropped (a duplicate): KEYS lease, head, inbox; ARGV token, tracker state
+-- an inbox entry dropped (a duplicate): KEYS lease, head, inbox; ARGV token, tracker state,
+-- its fingerprints (each "" for none)
 local DROP = FENCE .. [[
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'trk', ARGV[2]) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'fp', ARGV[3]) end
 return redis.call('LPOP', KEYS[3])
 ]]
 
 -- the tracker's state, written on its own (an operation the bot started): KEYS lease, head
 local SETTRK = FENCE .. [[
+if ARGV[3] ~= '' then return redis.call('HSET', KEYS[2], 'trk', ARGV[2], 'fp', ARGV[3]) end
 return redis.call('HSET', KEYS[2], 'trk', ARGV[2])
 ]]
 
@@ -171,7 +174,7 @@ function M.new(o)
   local ttl = o.ttl or 3600
   return setmetatable({ redis = o.redis, ttl = ttl, keepMs = math.floor((o.keep or ttl * 4) * 1000),
                         tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or os.time,
-                        pendingTrk = {}, popNext = {}, held = {}, serial = 0,
+                        pendingTrk = {}, pendingFp = {}, popNext = {}, held = {}, serial = 0,
                         prefix = core.uuid():sub(1, 8) .. ":" }, Store)
 end
 
@@ -220,9 +223,11 @@ end
 -- inbox entry it came from), and the deadline ("" leave it, "-" clear it) and the lease
 local function write(self, id, held, due, last)
   local trk, pop = self.pendingTrk[id] or "", self.popNext[id] and "1" or ""
+  local fields = head_list(held)
+  if self.pendingFp[id] then fields[#fields + 1], fields[#fields + 2] = "fp", self.pendingFp[id] end
   local waiting = fenced(self, id, WRITE, { key(id, "log"), key(id, "hd"), key(id, "in"), "gc:due", "gc:calls" },
-         table.concat(held, "\n"), self.keepMs, trk, pop, due or "", id, last and "1" or "", unpack(head_list(held)))
-  self.pendingTrk[id], self.popNext[id] = nil, nil
+         table.concat(held, "\n"), self.keepMs, trk, pop, due or "", id, last and "1" or "", unpack(fields))
+  self.pendingTrk[id], self.pendingFp[id], self.popNext[id] = nil, nil, nil
   if last then self.tokens[id] = nil end
   return waiting == 1
 end
@@ -278,15 +283,15 @@ if (mine and redis.call('EXISTS', KEYS[4]) == 1) or (not mine and redis.call('EX
   redis.call('ZADD', KEYS[7], 'NX', now, id)
   return {'queued'}
 end
-local h = redis.call('HMGET', KEYS[3], 'flow', 'ended', 'dir', 'tenant', 'state', 'trk', 'x')
-local text = h[6] or nil
-local tr = tracker.new { store = tracker.text_store(function() return text end,
-  function(_, t) text = t end, cjson.encode, cjson.decode) }
+local h = redis.call('HMGET', KEYS[3], 'flow', 'ended', 'dir', 'tenant', 'state', 'trk', 'x', 'fp')
+local text, ring = h[6] or nil, h[8] or nil
+local tr = tracker.new { store = tracker.text_store(function() return text, ring end,
+  function(_, t, r) text, ring = t, r end, cjson.encode, cjson.decode, true) }
 local e = cjson.decode(ARGV[1])
 e.callId = id
 local ok, why = tr:accept(e)
 if not ok then
-  redis.call('HSET', KEYS[3], 'trk', text)
+  if ring then redis.call('HSET', KEYS[3], 'trk', text, 'fp', ring) else redis.call('HSET', KEYS[3], 'trk', text) end
   return {'dup', why}
 end
 local flags, etext = '', ARGV[1]
@@ -297,9 +302,10 @@ end
 local n = redis.call('RPUSH', KEYS[2], '{"k":"ev","t":' .. ARGV[7] .. ',"ev":' .. etext .. '}')
 local state = h[5]
 local set = { 'trk', text }
+if ring then set[3], set[4] = 'fp', ring end
 if e.kind == 'call' and e.state then
   state = e.state
-  set[3], set[4] = 'state', state
+  set[#set + 1], set[#set + 2] = 'state', state
 end
 local x = tonumber(h[7])
 local extend = n == 1 or not x or now - x > keep / 2
@@ -424,8 +430,8 @@ function Store:take_with_next(id) self.popNext[id] = true end
 
 --- Drop the inbox's first entry (a duplicate), with the tracker's state kept back.
 function Store:drop_first(id)
-  fenced(self, id, DROP, { key(id, "hd"), key(id, "in") }, self.pendingTrk[id] or "")
-  self.pendingTrk[id], self.popNext[id] = nil, nil
+  fenced(self, id, DROP, { key(id, "hd"), key(id, "in") }, self.pendingTrk[id] or "", self.pendingFp[id] or "")
+  self.pendingTrk[id], self.pendingFp[id], self.popNext[id] = nil, nil, nil
 end
 
 --- The inbox is empty (under the lease): forget it, unless an entry came meanwhile.
@@ -513,17 +519,21 @@ end
 --- The ids of the calls that ended last (a hundred at most; their logs go after the ttl).
 function Store:recent() return must(self, "LRANGE", "gc:recent", 0, 99) end
 
---- The tracker's state of each call, as `graphcall.tracker` wants a store (the `seen` set is
--- its fingerprint ring again, so it is not written). With `defer`, a put is kept back and
--- written by the next `append` or `drop_first` of the call, in the same script.
+--- The tracker's state of each call, as `graphcall.tracker` wants a store: the head's `trk`
+-- (JSON) and `fp` (its fingerprints, apart: `tracker.text_store`'s split). With `defer`, a put
+-- is kept back and written by the next `append` or `drop_first` of the call, in the same script.
 function Store:tracker(defer)
   return tracker.text_store(function(id)
-    local v = must(self, "HGET", key(id, "hd"), "trk")
-    return type(v) == "string" and v or nil
-  end, function(id, text)
-    if defer then self.pendingTrk[id] = text return end
-    fenced(self, id, SETTRK, key(id, "hd"), text)
-  end, json, core.decode)
+    local v = must(self, "HMGET", key(id, "hd"), "trk", "fp")
+    local text, ring = v and v[1], v and v[2]
+    return type(text) == "string" and text or nil, type(ring) == "string" and ring or nil
+  end, function(id, text, ring)
+    if defer then
+      self.pendingTrk[id], self.pendingFp[id] = text, ring
+      return
+    end
+    fenced(self, id, SETTRK, key(id, "hd"), text, ring or "")
+  end, json, core.decode, true)
 end
 
 --- Take the call's lease for `ttl` seconds, waiting up to `wait` seconds for it.

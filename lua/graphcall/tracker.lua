@@ -43,20 +43,33 @@ function M.memory_store()
 end
 
 --- A store that keeps each state as text (JSON) in `get(id) -> text` / `put(id, text)` (the
--- shared dict, Redis).
--- @param get fn(id) -> the state's text, or nil
--- @param put fn(id, text)
+-- shared dict, Redis). With `split`, the fingerprints remembered (a string, most of the state)
+-- are kept beside the text rather than in it: `get(id) -> text, ring`, `put(id, text, ring)`,
+-- so the JSON to decode and encode for every event is a few hundred bytes.
+-- @param get fn(id) -> the state's text (and its ring, with split), or nil
+-- @param put fn(id, text[, ring])
 -- @param encode fn(state) -> text
 -- @param decode fn(text) -> state
+-- @param split keep the ring apart
 -- @return a store for `tracker.new`
-function M.text_store(get, put, encode, decode)
+function M.text_store(get, put, encode, decode, split)
   return {
     get = function(_, id)
-      local text = get(id)
+      local text, ring = get(id)
       local st = text and decode(text)
-      return type(st) == "table" and st or nil
+      if type(st) ~= "table" then return nil end
+      if split and type(ring) == "string" then st.ring = ring end
+      return st
     end,
-    put = function(_, id, st) put(id, encode(st)) end,
+    put = function(_, id, st)
+      local ring = st.ring
+      if not (split and type(ring) == "string") then return put(id, encode(st)) end
+      st.ring = nil
+      local ok, text = pcall(encode, st)
+      st.ring = ring
+      if not ok then error(text, 2) end
+      put(id, text, ring)
+    end,
   }
 end
 
