@@ -703,6 +703,10 @@ function Runtime:_sweep()
       self:enqueue(id, { kick = true, swept = true })
     end
   end
+  -- keepAlive times are far apart (15 minutes): looked for every quarter of that, 5 s at most
+  local kaEvery = math.min(5000, bot.keepAliveEvery / 4)
+  if now - (self.kaSwept or 0) < kaEvery then return end
+  self.kaSwept = now
   for _, id in ipairs(store:ka_due(now)) do
     -- whoever moves the time on under the call's lease sends it
     local ok, release = pcall(store.lock, store, id, self.lease, 0.01)
