@@ -137,6 +137,9 @@ lint: deps
 	luacheck -q lua spec bench examples tools bin/graphcall
 	lua5.4 tools/layers.lua
 	lua5.4 tools/undocumented.lua $$(find lua -name '*.lua' | sort)
+	@# every module is in the rockspec, or the installed rock lacks it
+	@for f in $$(find lua -name '*.lua' | sort); do grep -q "\"$$f\"" rockspec/graphcall-dev-1.rockspec || \
+	  { echo "lint: $$f is not in rockspec/graphcall-dev-1.rockspec"; exit 1; }; done
 
 # ldoc exits 0 on warnings; any warning it prints fails the target (Markdown by lua-discount)
 doc: deps

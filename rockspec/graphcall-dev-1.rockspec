@@ -64,6 +64,7 @@ build = {
     ["graphcall.emulator.faults"] = "lua/graphcall/emulator/faults.lua",
     ["graphcall.emulator.graph"] = "lua/graphcall/emulator/graph.lua",
     ["graphcall.emulator.identity"] = "lua/graphcall/emulator/identity.lua",
+    ["graphcall.emulator.load"] = "lua/graphcall/emulator/load.lua",
     ["graphcall.emulator.media"] = "lua/graphcall/emulator/media.lua",
     ["graphcall.emulator.peers"] = "lua/graphcall/emulator/peers.lua",
     ["graphcall.emulator.rules"] = "lua/graphcall/emulator/rules.lua",

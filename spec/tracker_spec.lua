@@ -246,7 +246,7 @@ describe("tracker with a store that keeps the state as JSON", function()
   it("keeps the fingerprints apart from the JSON when the store splits them, and reads them back", function()
     local texts, rings = {}, {}
     local t2 = tracker.new { store = tracker.text_store(function(id) return texts[id], rings[id] end,
-      function(id, text, ring) texts[id], rings[id] = text, ring end, cjson.encode, cjson.decode, true) }
+      function(id, body, ring) texts[id], rings[id] = body, ring end, cjson.encode, cjson.decode, true) }
     local ev = call_event("c9", "established", { n = 1 })
     assert.is_true((t2:accept(ev)))
     assert.is_nil(texts.c9:find('"ring"', 1, true))
