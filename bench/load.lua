@@ -20,12 +20,7 @@ local emu = E.start { args = string.format("--load %g --duration %g --webhook %s
 os.execute("mkdir -p build/prompts")
 local bot = C.node { script = "examples/ivr.lua", emu = emu.url, public = "http://127.0.0.1:" .. port,
                      prompts = "build/prompts", port = port, noredis = true, args = "--quiet" }
-local function read(path)
-  local f = io.open(path)
-  local text = f and f:read("*a") or ""
-  if f then f:close() end
-  return text
-end
+local read = require("helper").read_if   -- ("" for a file not there)
 local function cpu(pid)   -- seconds of CPU the process has used
   local stat = read("/proc/" .. pid .. "/stat"):gsub("^.-%) ", "")
   local f = {}

@@ -4,17 +4,11 @@
 local E = require "emu"
 local C = require "nodes_helper"
 local N = require "ngx_helper"
+local read = require("helper").read_if   -- ("" for a file not there)
 
 local SALES = "+14255550100"
 
 describe("graphcall emulate --load", function()
-  local function read(path)
-    local f = io.open(path)
-    local text = f and f:read("*a") or ""
-    if f then f:close() end
-    return text
-  end
-
   it("drives a bot with callers at a rate and says what each kind's calls came to", function()
     local port = N.free_port()
     local webhook = "http://127.0.0.1:" .. port .. "/callback"

@@ -572,45 +572,6 @@ end
 
 local json = wire.json
 
---- Take the events of a notification body that is to be answered 202: with an inbox, each
--- is in its call's inbox in the store when this returns true (answer 202 then); without,
--- they are queued in this process (`dispatch`).
--- @return true, or nil and an error (answer 503: nothing of the body was taken, or part of
---   it, which the service's retry brings again and the tracker drops)
-function Runtime:accept(events, claims)
-  if not self.inboxed then return self:dispatch(events, claims) end
-  if self.store.ingest then return self:_ingest(events, claims) end
-  local now = math.floor(self.now())
-  local tid = claims and claims.tid
-  for _, ev in ipairs(events) do
-    local id = ev.callId
-    if id then
-      local text = json { e = callmod.compact(ev), tid = tid }
-      -- a store that is away a moment (Redis restarting) is waited for, within what the
-      -- service waits for an answer
-      local give_up, pause = self.now() + self.acceptWait, 20
-      while true do
-        local ok, err = pcall(self.store.push, self.store, id, text, now)
-        if ok then break end
-        self.bot.metrics:inc("store_errors")
-        if self.now() >= give_up then
-          self.log("error", "call " .. id .. ": cannot keep the notification: " .. tostring(err))
-          return nil, err
-        end
-        self.sleep(pause)
-        pause = math.min(pause * 2, 200)
-      end
-    end
-  end
-  for _, ev in ipairs(events) do
-    if ev.callId then
-      local ok, err = self:enqueue(ev.callId, { kick = true })
-      if not ok then self.log("warn", "call " .. ev.callId .. ": " .. tostring(err) .. "; the sweeper will take it") end
-    end
-  end
-  return true
-end
-
 -- A store refusing a write a moment (Redis restarting) is waited for, within what the service
 -- waits for an answer. fn() raises what the store raised.
 local function patiently(self, id, fn)
@@ -626,6 +587,36 @@ local function patiently(self, id, fn)
     self.sleep(pause)
     pause = math.min(pause * 2, 200)
   end
+end
+
+--- Take the events of a notification body that is to be answered 202: with an inbox, each
+-- is in its call's inbox in the store when this returns true (answer 202 then); without,
+-- they are queued in this process (`dispatch`).
+-- @return true, or nil and an error (answer 503: nothing of the body was taken, or part of
+--   it, which the service's retry brings again and the tracker drops)
+function Runtime:accept(events, claims)
+  if not self.inboxed then return self:dispatch(events, claims) end
+  if self.store.ingest then return self:_ingest(events, claims) end
+  local now = math.floor(self.now())
+  local tid = claims and claims.tid
+  for _, ev in ipairs(events) do
+    local id = ev.callId
+    if id then
+      local text = json { e = callmod.compact(ev), tid = tid }
+      local ok, err = patiently(self, id, function()
+        self.store:push(id, text, now)
+        return true
+      end)
+      if not ok then return nil, err end
+    end
+  end
+  for _, ev in ipairs(events) do
+    if ev.callId then
+      local ok, err = self:enqueue(ev.callId, { kick = true })
+      if not ok then self.log("warn", "call " .. ev.callId .. ": " .. tostring(err) .. "; the sweeper will take it") end
+    end
+  end
+  return true
 end
 
 -- Each event into its call's log in one write (`ingest`); what is news goes to the handlers
