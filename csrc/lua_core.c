@@ -302,6 +302,7 @@ static const luaL_Reg funcs[] = {
   { "hash", l_hash },
   { "resp_command", gc_l_resp_command },
   { "resp_reader", gc_l_resp_reader },
+  { "resp_slot", gc_l_resp_slot },
   { "spawn", gc_l_spawn },
   { "reap", gc_l_reap },
   { "private_file", gc_l_private_file },

@@ -56,6 +56,7 @@ void gc_l_notify_open(lua_State *L);
 void gc_l_resp_open(lua_State *L);
 int gc_l_resp_command(lua_State *L);
 int gc_l_resp_reader(lua_State *L);
+int gc_l_resp_slot(lua_State *L);
 
 int gc_l_parse_notifications(lua_State *L);
 int gc_l_materialize(lua_State *L);

@@ -141,6 +141,35 @@ static int reader_get(lua_State *L) {
   return 2;
 }
 
+/* Redis Cluster's key slot: CRC16 (XMODEM) of the key, or of its hash tag (what is between
+ * the first '{' and the next '}', when that is not empty), modulo 16384 */
+static unsigned crc16(const unsigned char *p, size_t n) {
+  unsigned crc = 0;
+  while (n--) {
+    crc ^= (unsigned)*p++ << 8;
+    for (int i = 0; i < 8; i++) crc = (crc & 0x8000) ? ((crc << 1) ^ 0x1021) : (crc << 1);
+  }
+  return crc & 0xffff;
+}
+
+static unsigned key_slot(const char *key, size_t len) {
+  const char *open = memchr(key, '{', len);
+  if (open) {
+    size_t rest = len - (size_t)(open - key) - 1;
+    const char *close = memchr(open + 1, '}', rest);
+    if (close && close > open + 1) return crc16((const unsigned char *)open + 1, (size_t)(close - open - 1)) & 16383;
+  }
+  return crc16((const unsigned char *)key, len) & 16383;
+}
+
+/* core.resp_slot(key) -> the key's slot in a Redis Cluster (0..16383) */
+int gc_l_resp_slot(lua_State *L) {
+  size_t len;
+  const char *key = luaL_checklstring(L, 1, &len);
+  lua_pushinteger(L, (lua_Integer)key_slot(key, len));
+  return 1;
+}
+
 /* core.resp_reader() -> a reader */
 int gc_l_resp_reader(lua_State *L) {
   reader_ud *u = lua_newuserdata(L, sizeof *u);

@@ -53,4 +53,91 @@ function R.start(o)
   return r
 end
 
+--- A Redis Cluster: `o.masters` (3) masters with a replica each, `cluster-node-timeout`
+-- `o.timeout` ms (1000), formed with `redis-cli --cluster create`; `o.args` more options of
+-- every node. {seeds ("host:port,..."), nodes = {{port, cli, role(), kill(), start()}},
+-- cli (redis-cli -c on the first node), wait_ok(), stop()}
+function R.cluster(o)
+  o = o or {}
+  local N = require "ngx_helper"
+  local c = { nodes = {} }
+  local addrs = {}
+  for i = 1, (o.masters or 3) * 2 do
+    local n = { dir = E.tmpdir(), port = N.free_port(), bus = N.free_port() }
+    n.cli = "redis-cli -p " .. n.port .. (o.cli and (" " .. o.cli) or "")
+    function n.start()
+      local out = E.sh(string.format("redis-server --port %d --cluster-port %d --bind 127.0.0.1 --dir %s "
+        .. "--daemonize yes --pidfile %s/redis.pid --logfile %s/redis.log --save '' --appendonly no "
+        .. "--cluster-enabled yes --cluster-config-file %s/nodes.conf --cluster-node-timeout %d "
+        .. "--repl-diskless-sync-delay 0 %s",
+        n.port, n.bus, n.dir, n.dir, n.dir, n.dir, o.timeout or 1000, o.args or ""))
+      for _ = 1, 100 do
+        if E.sh(n.cli .. " ping 2>&1"):find("PONG", 1, true) then return end
+        os.execute("sleep 0.05")
+      end
+      error("redis-server (cluster node) did not start: " .. out)
+    end
+    function n.kill()
+      E.sh("kill -9 $(cat " .. n.dir .. "/redis.pid) 2>/dev/null")
+      os.execute("sleep 0.1")
+    end
+    function n.role()
+      return (E.sh(n.cli .. " role 2>&1"):match("^(%a+)"))
+    end
+    n.start()
+    c.nodes[i] = n
+    addrs[i] = "127.0.0.1:" .. n.port
+  end
+  c.seeds = table.concat(addrs, ",")
+  c.cli = "redis-cli -c -p " .. c.nodes[1].port .. (o.cli and (" " .. o.cli) or "")
+  local out = E.sh("redis-cli " .. (o.cli or "") .. " --cluster create " .. table.concat(addrs, " ")
+    .. " --cluster-replicas 1 --cluster-yes")
+  if not out:find("All 16384 slots covered", 1, true) then error("redis-cli --cluster create: " .. out) end
+  --- Wait until every live node says the cluster is ok and every live replica has synced.
+  function c.wait_ok(seconds)
+    for _ = 1, (seconds or 20) * 20 do
+      local fine = true
+      for _, n in ipairs(c.nodes) do
+        local info = E.sh(n.cli .. " cluster info 2>&1")
+        if not info:find("Could not connect", 1, true) then
+          -- a replica that never synced cannot take over: wait for its link too
+          local repl = E.sh(n.cli .. " info replication 2>&1")
+          if not info:find("cluster_state:ok", 1, true)
+            or (repl:find("role:slave", 1, true) and not repl:find("master_link_status:up", 1, true)) then
+            fine = false
+          end
+        end
+      end
+      if fine then return true end
+      os.execute("sleep 0.05")
+    end
+    error("the cluster did not come to cluster_state:ok")
+  end
+  --- The node that is master of a key's slot now.
+  function c.master_of(key)
+    local slot = tonumber(E.sh(c.nodes[1].cli .. " cluster keyslot '" .. key .. "'"):match("%d+"))
+    for line in E.sh(c.nodes[1].cli .. " cluster nodes 2>&1"):gmatch("[^\n]+") do
+      local port, flags, ranges = line:match("^%S+ [%d.]+:(%d+)@%d+ (%S+) %S+ %S+ %S+ %S+ %S+(.*)$")
+      if port and flags:find("master", 1, true) and not flags:find("fail", 1, true) then
+        for a, b in ranges:gmatch("(%d+)%-(%d+)") do
+          if slot >= tonumber(a) and slot <= tonumber(b) then
+            for _, n in ipairs(c.nodes) do
+              if n.port == tonumber(port) then return n, slot end
+            end
+          end
+        end
+      end
+    end
+  end
+  function c.stop()
+    for _, n in ipairs(c.nodes) do
+      E.sh(n.cli .. " shutdown nosave 2>/dev/null")
+    end
+    os.execute("sleep 0.1")
+    for _, n in ipairs(c.nodes) do os.execute("rm -rf " .. n.dir) end
+  end
+  c.wait_ok()
+  return c
+end
+
 return R

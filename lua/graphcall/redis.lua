@@ -11,6 +11,12 @@
 -- inside one is `{err = message}`). An error reply gives nil and `{code = "redis", message}`;
 -- a lost connection `{code = "closed"}` for every command that had not been answered (a write
 -- among them may or may not have been applied).
+--
+-- A Redis Cluster (`cluster =`): the slot map from `CLUSTER SLOTS`, a connection (a pool in
+-- nginx) per node, each command sent to the master of its key's slot (`core.resp_slot`),
+-- `MOVED` and `ASK` followed, and a failover waited out: a master that refuses connections,
+-- `CLUSTERDOWN` or `TRYAGAIN` make the command go again once the map is read again, within
+-- `failover` ms. A command cut off after it went is never sent twice.
 -- @module graphcall.redis
 local core = require "graphcall.core"
 
@@ -29,7 +35,9 @@ local function flush_failed(self, err)
   local q = self.queue
   self.queue, self.stream, self.open = {}, nil, false
   self.loop.busy = self.loop.busy - #q
-  for _, cb in ipairs(q) do self.loop:protect("Redis callback", cb, nil, err) end
+  for _, cb in ipairs(q) do
+    if cb then self.loop:protect("Redis callback", cb, nil, err) end
+  end
 end
 
 -- AUTH first on every connection, when there are credentials: its answer is the first
@@ -79,8 +87,8 @@ function Loop:_connect()
           else self.loop:protect("Redis callback", cb, v) end
         end
       end
-    else
-      flush_failed(self, fail("closed", data ~= "" and data or "the connection closed"))
+    else   -- closed before it opened: nothing was sent (a failover's dead master refuses)
+      flush_failed(self, fail(self.open and "closed" or "connect", data ~= "" and data or "the connection closed"))
     end
   end, self.timeout, self.tls and { tls = true, cafile = self.cafile, servername = self.servername } or nil)
   if not stream then return nil, err end
@@ -88,10 +96,14 @@ function Loop:_connect()
   return true
 end
 
-function Loop:_send(args, cb)
+function Loop:_send(args, cb, asking)
+  if asking then self:_send({ n = 1, "ASKING" }, false) end   -- the same connection, just before
   if not self.stream then
     local ok, err = self:_connect()
-    if not ok then return cb(nil, fail("connect", err.message or tostring(err))) end
+    if not ok then
+      if cb then cb(nil, fail("connect", err.message or tostring(err))) end
+      return
+    end
   end
   local bytes = core.resp_command(unpack(args, 1, args.n))
   self.queue[#self.queue + 1] = cb
@@ -141,7 +153,9 @@ function Ngx:call(...)
   return v, err
 end
 
-function Ngx:_call(args)
+function Ngx:_send(args, cb, asking) return cb(self:_call(args, asking)) end
+
+function Ngx:_call(args, asking)
   local sock = ngx.socket.tcp()
   sock:settimeouts(self.timeout, self.timeout, self.timeout)
   local ok, err = sock:connect(self.host, self.port, { pool = self.pool, pool_size = self.pool_size })
@@ -157,6 +171,7 @@ function Ngx:_call(args)
   local reader = core.resp_reader()
   local auth = fresh and auth_command(self)
   local bytes = core.resp_command(unpack(args, 1, args.n))
+  if asking then bytes = core.resp_command("ASKING") .. bytes end
   ok, err = sock:send(auth and (auth .. bytes) or bytes)   -- a pooled connection is authenticated already
   if not ok then
     sock:close()
@@ -174,6 +189,8 @@ function Ngx:_call(args)
         sock:close()
         return nil, auth_failed(e)
       end
+    elseif got and asking then            -- ASKING's OK
+      asking = nil
     elseif got then
       sock:setkeepalive(60000, self.pool_size)
       if e then return nil, fail("redis", e) end
@@ -191,6 +208,193 @@ end
 
 --- Nothing to close: nginx pools its cosockets.
 function Ngx.close() end
+
+
+-- ---- Redis Cluster: a client per node, commands sent where their key's slot lives ---------
+
+local Cluster = {}
+Cluster.__index = Cluster
+
+-- commands without a key go to any node; SCRIPT LOAD and FUNCTION LOAD to every master (a
+-- script is run where its keys live, and a replica that takes over must have it too: loading
+-- it again where it is missing is the caller's NOSCRIPT path, as on one server)
+local KEYLESS = { PING = true, INFO = true, CLUSTER = true, SCRIPT = true, FUNCTION = true,
+                  COMMAND = true, TIME = true, DBSIZE = true, WAIT = true }
+local EVALS = { EVAL = true, EVALSHA = true, EVAL_RO = true, EVALSHA_RO = true, FCALL = true, FCALL_RO = true }
+
+local function command_key(args)
+  local name = tostring(args[1]):upper()
+  if EVALS[name] then return (tonumber(args[3]) or 0) > 0 and args[4] or nil, name end
+  if KEYLESS[name] then return nil, name end
+  return args[2], name
+end
+
+-- answers that mean "not here, not now": nothing was done, the command may go again
+local function redirect(err)
+  if not (err and err.code == "redis" and err.message) then return nil end
+  local m = err.message
+  local slot, addr = m:match("^MOVED (%d+) (%S+)")
+  if slot then return "moved", tonumber(slot), addr end
+  slot, addr = m:match("^ASK (%d+) (%S+)")
+  if slot then return "ask", tonumber(slot), addr end
+  if m:find("^TRYAGAIN") or m:find("^CLUSTERDOWN") or m:find("^LOADING") or m:find("^MASTERDOWN") then
+    return "again"
+  end
+end
+
+local function split_addr(addr)
+  local host, port = addr:match("^%[?([^%]]*)%]?:(%d+)$")
+  return host, tonumber(port)
+end
+
+function Cluster:_node(addr)
+  local node = self.nodes[addr]
+  if node then return node end
+  local host, port = split_addr(addr)
+  node = self.make(host, port)
+  self.nodes[addr] = node
+  return node
+end
+
+-- after `ms`: fn() (a timer of the loop; in nginx the light thread sleeps)
+function Cluster:_later(ms, fn)
+  if self.loop then return self.loop:timer(ms, fn) end
+  ngx.sleep(ms / 1000)
+  return fn()
+end
+
+-- CLUSTER SLOTS from the first node that answers (the known masters, then the seeds)
+function Cluster:_refresh(done)
+  if self.refreshing then
+    self.refreshing[#self.refreshing + 1] = done
+    return
+  end
+  self.refreshing = { done }
+  local tried, order = {}, {}
+  for _, addr in ipairs(self.masters or {}) do order[#order + 1] = addr end
+  for _, addr in ipairs(self.seeds) do order[#order + 1] = addr end
+  local i, lastErr = 0, nil
+  local function finish(err)
+    local waiting = self.refreshing
+    self.refreshing = nil
+    for _, cb in ipairs(waiting) do cb(err) end
+  end
+  local function try()
+    i = i + 1
+    while order[i] and tried[order[i]] do i = i + 1 end
+    local addr = order[i]
+    if not addr then return finish(lastErr or fail("connect", "no node of the cluster answered")) end
+    tried[addr] = true
+    self:_node(addr):_send({ n = 2, "CLUSTER", "SLOTS" }, function(v, err)
+      if type(v) ~= "table" or #v == 0 then
+        lastErr = err or fail("redis", "CLUSTER SLOTS: no slots (is the cluster formed?)")
+        return try()
+      end
+      local slots, masters, seen = {}, {}, {}
+      local host = split_addr(addr)
+      for _, range in ipairs(v) do
+        local m = range[3]
+        local mhost = (m[1] == "" or m[1] == "?") and host or m[1]
+        local maddr = mhost .. ":" .. m[2]
+        for slot = range[1], range[2] do slots[slot + 1] = maddr end
+        if not seen[maddr] then seen[maddr], masters[#masters + 1] = true, maddr end
+      end
+      self.slots, self.masters = slots, masters
+      self.refreshes = self.refreshes + 1
+      finish(nil)
+    end)
+  end
+  try()
+end
+
+-- The slot map, then the command on the node its key's slot is on (any node without a key),
+-- following MOVED and ASK, and waiting out a failover or a migration (TRYAGAIN, CLUSTERDOWN, a
+-- master that refuses connections) for up to `failover` ms. A command cut off after it went
+-- (`closed`) is not sent again: it may have been done.
+function Cluster:_send(args, cb, state)
+  state = state or { tries = 0, since = nil }
+  if not self.slots then
+    return self:_refresh(function(err)
+      if err then return cb(nil, err) end
+      return self:_send(args, cb, state)
+    end)
+  end
+  local key, name = command_key(args)
+  if (name == "SCRIPT" or name == "FUNCTION") and tostring(args[2]):upper() == "LOAD" then
+    return self:_everywhere(args, cb)
+  end
+  local addr = state.ask or (key and self.slots[core.resp_slot(key) + 1]) or self.masters[1]
+  local asking = state.ask ~= nil
+  state.ask = nil
+  self:_node(addr):_send(args, function(v, err)
+    if err == nil then return cb(v) end
+    local how, slot, to = redirect(err)
+    if not how and err.code ~= "connect" then
+      if err.code == "closed" then self:_refresh(function() end) end   -- the map for the next one
+      return cb(nil, err)
+    end
+    state.tries = state.tries + 1
+    local now = self.clock()
+    state.since = state.since or now
+    if (how == "moved" or how == "ask") and state.tries > 16 then return cb(nil, err) end   -- a loop
+    if (now - state.since) * 1000 > self.failover then return cb(nil, err) end
+    if how == "moved" then
+      self.slots[slot + 1] = to
+      self:_refresh(function() end)
+      return self:_send(args, cb, state)
+    elseif how == "ask" then
+      state.ask = to
+      return self:_send(args, cb, state)
+    end
+    -- a failover under way (refused, CLUSTERDOWN) or a slot moving (TRYAGAIN): again, later
+    self:_later(math.min(25 * state.tries, 200), function()
+      if how == "again" and not err.message:find("^CLUSTERDOWN") then return self:_send(args, cb, state) end
+      self:_refresh(function() self:_send(args, cb, state) end)
+    end)
+  end, asking)
+end
+
+-- a command for every master (loading a script): the first error, or the first answer
+function Cluster:_everywhere(args, cb)
+  local left, firstErr, answer = #self.masters, nil, nil
+  for _, addr in ipairs(self.masters) do
+    self:_node(addr):_send(args, function(v, err)
+      if err and not firstErr then firstErr = err end
+      if v ~= nil and answer == nil then answer = v end
+      left = left - 1
+      if left == 0 then
+        if firstErr and answer == nil then return cb(nil, firstErr) end
+        return cb(answer)
+      end
+    end)
+  end
+end
+
+--- Run a command on the node that has its key (`graphcall.redis`'s `call`).
+function Cluster:call(...)
+  local n = select("#", ...)
+  local last = select(n, ...)
+  if type(last) == "function" then return self:_send({ n = n - 1, ... }, last) end
+  local args = { n = n, ... }
+  if self.loop then return self.loop:await(function(done) self:_send(args, done) end) end
+  local v, err
+  self:_send(args, function(a, b) v, err = a, b end)
+  return v, err
+end
+
+--- The address ("host:port") of the master that holds a key's slot (after the first command).
+function Cluster:node_of(key) return self.slots and self.slots[core.resp_slot(key) + 1] end
+
+--- A client of the node that holds a key's slot now (for a command about that node, `INFO`).
+function Cluster:on(key)
+  if not self.slots then self:call("PING") end
+  return self:_node(self:node_of(key) or self.masters[1])
+end
+
+--- Close every node's connection.
+function Cluster:close()
+  for _, node in pairs(self.nodes) do node:close() end
+end
 
 local function unescape(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
 
@@ -219,6 +423,55 @@ function M.parse_url(url)
   return out
 end
 
+-- the seeds of a cluster: "redis://...,redis://..." or "host:port,host:port", or a list of them
+local function cluster_seeds(spec, o)
+  local list = {}
+  if type(spec) == "string" then
+    for item in spec:gmatch("[^,%s]+") do list[#list + 1] = item end
+  elseif type(spec) == "table" then
+    for _, item in ipairs(spec) do list[#list + 1] = item end
+  end
+  if #list == 0 then error("graphcall.redis: cluster: no node given (host:port,... or redis://...,...)", 3) end
+  local seeds = {}
+  for _, item in ipairs(list) do
+    local parts, err
+    if type(item) == "string" and item:match("^rediss?://") then
+      parts, err = M.parse_url(item)
+      if not parts then error("graphcall.redis: cluster: " .. err, 3) end
+    elseif type(item) == "string" then
+      local host, port = split_addr(item)
+      if not host then error("graphcall.redis: cluster: " .. item .. " is not host:port", 3) end
+      parts = { host = host, port = port }
+    else
+      parts = item
+    end
+    -- the first node that gives credentials or TLS gives them for all
+    for _, k in ipairs { "user", "password", "tls" } do
+      if o[k] == nil and parts[k] ~= nil then o[k] = parts[k] end
+    end
+    seeds[#seeds + 1] = (parts.host or "127.0.0.1") .. ":" .. (parts.port or 6379)
+  end
+  return seeds
+end
+
+local function new_cluster(o, c)
+  local seeds = cluster_seeds(o.cluster, o)
+  c.user, c.password, c.tls = o.user, o.password, o.tls
+  local cl = setmetatable({ seeds = seeds, nodes = {}, loop = o.loop, cluster = true, refreshes = 0,
+                            failover = o.failover or 10000,
+                            clock = o.loop and function() return o.loop:now() / 1000 end or ngx.now }, Cluster)
+  function cl.make(host, port)
+    local n = {}
+    for k, v in pairs(c) do n[k] = v end
+    n.host, n.port = host, port
+    if o.loop then return setmetatable(n, Loop) end
+    n.pool = "graphcall-redis:" .. (n.tls and "tls:" or "") .. host .. ":" .. port .. ":" .. (n.user or "") .. ":"
+      .. (n.password and core.hash(n.password) or "")
+    return setmetatable(n, Ngx)
+  end
+  return cl
+end
+
 --- A client. In nginx (a phase with cosockets) it uses them; elsewhere it needs `loop`.
 -- @param o `url` ("redis://[user:password@]host:port"; or the parts:) `host` ("127.0.0.1": a
 --   numeric address), `port` (6379), `user` and `password` (AUTH on each new connection: an
@@ -227,11 +480,18 @@ end
 --   `lua_ssl_trusted_certificate`), `servername` (the name its certificate must carry, when the
 --   host is an address; the address by default, which nginx cannot check: give the name
 --   there), `loop` (standalone), `timeout` (ms, 5000:
---   connecting, and each read or write in nginx), `pool_size` (nginx, 32)
--- @return the client
+--   connecting, and each read or write in nginx), `pool_size` (nginx, 32); for a Redis
+--   Cluster, `cluster` (its nodes, or some of them: "redis://[user:password@]host:port,...",
+--   "host:port,...", or a list; the first with credentials or rediss:// gives them for all)
+--   and `failover` (ms a command waits out a failover or a slot's migration, 10000)
+-- @return the client (`client.cluster` is true for a cluster)
 function M.new(o)
   o = o or {}
-  if o.url then
+  if o.cluster then
+    local copy = {}
+    for k, v in pairs(o) do copy[k] = v end
+    o = copy
+  elseif o.url then
     local parts, err = M.parse_url(o.url)
     if not parts then error("graphcall.redis: " .. err, 2) end
     local merged = {}
@@ -241,12 +501,10 @@ function M.new(o)
   end
   local c = { host = o.host or "127.0.0.1", port = o.port or 6379, timeout = o.timeout or 5000,
               user = o.user, password = o.password, tls = o.tls, cafile = o.cafile, servername = o.servername }
-  if o.loop then
-    c.loop = o.loop
-    return setmetatable(c, Loop)
-  end
-  if not (ngx and ngx.socket) then error("graphcall.redis: a loop is needed outside nginx", 2) end
-  c.pool_size = o.pool_size or 32
+  if not o.loop and not (ngx and ngx.socket) then error("graphcall.redis: a loop is needed outside nginx", 2) end
+  if o.loop then c.loop = o.loop else c.pool_size = o.pool_size or 32 end
+  if o.cluster then return new_cluster(o, c) end
+  if o.loop then return setmetatable(c, Loop) end
   -- connections are pooled per credentials: one authenticated as another user is not reused
   c.pool = "graphcall-redis:" .. (c.tls and "tls:" or "") .. c.host .. ":" .. c.port .. ":" .. (c.user or "") .. ":"
     .. (c.password and core.hash(c.password) or "")

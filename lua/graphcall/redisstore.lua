@@ -117,7 +117,49 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return redis.call('EXISTS', KEYS[2])
 ]]
 
-local function key(id, what) return "gc:{" .. id .. "}:" .. what end
+-- Keys. One bucket (one server): `gc:{id}:what` and the shared `gc:what`. Buckets (a
+-- cluster): the call's keys and its bucket's shared keys carry the bucket's hash tag, so a
+-- script that touches both stays in one slot: `gc:{tag}:id:what` and `gc:{tag}:what`.
+local function key(self, id, what)
+  if self.buckets == 1 then return "gc:{" .. id .. "}:" .. what end
+  return "gc:{" .. self.tags[self:bucket(id) + 1] .. "}:" .. id .. ":" .. what
+end
+
+-- a shared key of the call's bucket
+local function shared(self, id, what)
+  if self.buckets == 1 then return "gc:" .. what end
+  return "gc:{" .. self.tags[self:bucket(id) + 1] .. "}:" .. what
+end
+
+-- a shared key of bucket b (0-based)
+local function bucket_key(self, b, what)
+  if self.buckets == 1 then return "gc:" .. what end
+  return "gc:{" .. self.tags[b + 1] .. "}:" .. what
+end
+
+-- The buckets' hash tags, one in each 1/n of the slots: with a cluster's slots split evenly
+-- over its masters, so are the buckets (and the calls).
+local tag_cache = {}
+local function bucket_tags(n)
+  if tag_cache[n] then return tag_cache[n] end
+  local tags = {}
+  for b = 0, n - 1 do
+    local j = 0
+    while math.floor(core.resp_slot("b" .. b .. "." .. j) * n / 16384) ~= b do j = j + 1 end
+    tags[b + 1] = "b" .. b .. "." .. j
+  end
+  tag_cache[n] = tags
+  return tags
+end
+
+--- The Redis key of a call's part (`log`, `st`, `hd`, `in`, `lease`, `fence`).
+function Store:key(id, what) return key(self, id, what) end
+
+--- The Redis key of a shared set (`calls`, `due`, `ka`, `inbox`, `recent`) the call is in.
+function Store:shared_key(id, what) return shared(self, id, what) end
+
+--- The bucket of a call (0-based): its id's slot, spread over the buckets.
+function Store:bucket(id) return math.floor(core.resp_slot(id) * self.buckets / 16384) end
 
 --- What a store raises when it cannot do a write or a read: `{code = "store", message}`, or
 -- `{code = "fenced"}` when the call's lease is held by another node. The runtime retries the
@@ -151,7 +193,7 @@ end
 local unpack = table.unpack or unpack   -- luacheck: ignore 143
 local function fenced(self, id, src, keys, ...)
   if type(keys) ~= "table" then keys = { keys } end
-  local args = { key(id, "lease") }
+  local args = { key(self, id, "lease") }
   for i, k in ipairs(keys) do args[i + 1] = k end
   args[#args + 1] = self.tokens[id] or ""
   local extra = table.pack and table.pack(...) or { n = select("#", ...), ... }
@@ -168,24 +210,60 @@ end
 --- A store on a `graphcall.redis` client.
 -- @param o `redis` (a client), `ttl` (seconds an ended call's keys are kept, 3600), `keep`
 --   (seconds a live call's keys are kept without a write, 4 * ttl), `sleep` (fn(ms), for
---   waiting on a lease: the loop's or ngx.sleep), `clock` (seconds, for that wait: os.time)
+--   waiting on a lease: the loop's or ngx.sleep), `clock` (seconds, for that wait: os.time),
+--   `buckets` (how many buckets the calls are spread over: 1 on one server, 64 on a cluster;
+--   every node of a deployment must use the same), `sweepLease` (ms a node holds a bucket's
+--   sweep without renewing it, 3000)
 function M.new(o)
   assert(o and o.redis, "graphcall.store.redis: a graphcall.redis client (redis =)")
   local ttl = o.ttl or 3600
+  local buckets = o.buckets or (o.redis.cluster and 64 or 1)
+  if type(buckets) ~= "number" or buckets ~= math.floor(buckets) or buckets < 1 or buckets > 1024 then
+    error("graphcall.store.redis: buckets: a whole number from 1 to 1024, not " .. tostring(o.buckets), 2)
+  end
   return setmetatable({ redis = o.redis, ttl = ttl, keepMs = math.floor((o.keep or ttl * 4) * 1000),
                         tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or os.time,
                         pendingTrk = {}, pendingFp = {}, popNext = {}, held = {}, serial = 0,
+                        buckets = buckets, tags = buckets > 1 and bucket_tags(buckets) or nil,
+                        sweeping = {}, sweepLease = o.sweepLease or 3000,
                         prefix = core.uuid():sub(1, 8) .. ":" }, Store)
+end
+
+-- a command on every bucket (fn(b) gives it), sent at once; the answers in bucket order
+local function each_bucket(self, fn, buckets)
+  local list = buckets
+  if not list then
+    list = {}
+    for b = 0, self.buckets - 1 do list[#list + 1] = b end
+  end
+  local out, left, failed = {}, #list, nil
+  if left == 0 then return out end
+  local function collect(done)
+    for i, b in ipairs(list) do
+      local args = table.pack and table.pack(fn(b)) or { n = select("#", fn(b)), fn(b) }
+      args[args.n + 1] = function(v, err)
+        if v == nil and err then failed = failed or err end
+        out[i] = v
+        left = left - 1
+        if left == 0 and done then done() end
+      end
+      self.redis:call(unpack(args, 1, args.n + 1))
+    end
+  end
+  local loop = self.redis.loop
+  if loop then loop:await(collect) else collect() end
+  if failed then error(store_error("store", "Redis: " .. tostring(failed.message or failed.code)), 0) end
+  return out
 end
 
 --- The flow's state of a call (a table), or nil.
 function Store:get(id)
-  local v = must(self, "GET", key(id, "st"))
+  local v = must(self, "GET", key(self, id, "st"))
   return type(v) == "string" and core.decode(v) or nil
 end
 
 --- Keep the flow's state of a call, under its lease (fenced: refused when another holds it).
-function Store:put(id, st) fenced(self, id, SET, key(id, "st"), json(st), self.keepMs) end
+function Store:put(id, st) fenced(self, id, SET, key(self, id, "st"), json(st), self.keepMs) end
 
 -- what an entry changes in the head: flow, direction and tenant at the start, the call's
 -- state from its events, ended at the end
@@ -225,7 +303,8 @@ local function write(self, id, held, due, last)
   local trk, pop = self.pendingTrk[id] or "", self.popNext[id] and "1" or ""
   local fields = head_list(held)
   if self.pendingFp[id] then fields[#fields + 1], fields[#fields + 2] = "fp", self.pendingFp[id] end
-  local waiting = fenced(self, id, WRITE, { key(id, "log"), key(id, "hd"), key(id, "in"), "gc:due", "gc:calls" },
+  local waiting = fenced(self, id, WRITE, { key(self, id, "log"), key(self, id, "hd"), key(self, id, "in"),
+                                        shared(self, id, "due"), shared(self, id, "calls") },
          table.concat(held, "\n"), self.keepMs, trk, pop, due or "", id, last and "1" or "", unpack(fields))
   self.pendingTrk[id], self.pendingFp[id], self.popNext[id] = nil, nil, nil
   if last then self.tokens[id] = nil end
@@ -378,8 +457,9 @@ function Store:ingest(id, e, o)
   local token = self.prefix .. self.serial
   local etext = json(e)
   local inbox = '{"e":' .. etext .. (o.tid and (',"tid":' .. json(o.tid)) or "") .. "}"
-  local r, err = fcall(self, ingest_library(), 8, key(id, "lease"), key(id, "log"), key(id, "hd"), key(id, "in"),
-    "gc:due", "gc:ka", "gc:inbox", "gc:calls", etext, inbox, id, token, math.floor(o.lease),
+  local r, err = fcall(self, ingest_library(), 8, key(self, id, "lease"), key(self, id, "log"), key(self, id, "hd"),
+    key(self, id, "in"), shared(self, id, "due"), shared(self, id, "ka"), shared(self, id, "inbox"),
+    shared(self, id, "calls"), etext, inbox, id, token, math.floor(o.lease),
     self.keepMs, math.floor(o.now), o.flow and "1" or "", o.keepAlive and math.floor(o.keepAlive) or "0",
     string.format("%.1f", o.watchdog), self.tokens[id] or "")
   if r == nil and err then error(store_error("store", "Redis: " .. tostring(err.message or err.code)), 0) end
@@ -407,7 +487,7 @@ function Store:release(id)
   local t = self.tokens[id]
   if not t then return end
   self.tokens[id] = nil
-  return script(self, UNLOCK, 2, key(id, "lease"), key(id, "in"), t) == 1
+  return script(self, UNLOCK, 2, key(self, id, "lease"), key(self, id, "in"), t) == 1
 end
 
 -- ---- the inbox: notifications accepted (answered 202) and not yet in the log ----------------
@@ -415,13 +495,13 @@ end
 --- Keep an accepted notification's event (JSON text) in the call's inbox, before the 202: a
 -- node that dies after answering leaves it to the others (`gc:inbox` says since when).
 function Store:push(id, text, now)
-  must(self, "RPUSH", key(id, "in"), text)
-  must(self, "ZADD", "gc:inbox", "NX", now or math.floor(self.clock() * 1000), id)
+  must(self, "RPUSH", key(self, id, "in"), text)
+  must(self, "ZADD", shared(self, id, "inbox"), "NX", now or math.floor(self.clock() * 1000), id)
 end
 
 --- The call's inbox, oldest first (JSON texts).
 function Store:inbox(id)
-  local v = must(self, "LRANGE", key(id, "in"), 0, -1)
+  local v = must(self, "LRANGE", key(self, id, "in"), 0, -1)
   return type(v) == "table" and v or {}
 end
 
@@ -430,29 +510,30 @@ function Store:take_with_next(id) self.popNext[id] = true end
 
 --- Drop the inbox's first entry (a duplicate), with the tracker's state kept back.
 function Store:drop_first(id)
-  fenced(self, id, DROP, { key(id, "hd"), key(id, "in") }, self.pendingTrk[id] or "", self.pendingFp[id] or "")
+  fenced(self, id, DROP, { key(self, id, "hd"), key(self, id, "in") }, self.pendingTrk[id] or "",
+         self.pendingFp[id] or "")
   self.pendingTrk[id], self.pendingFp[id], self.popNext[id] = nil, nil, nil
 end
 
 --- The inbox is empty (under the lease): forget it, unless an entry came meanwhile.
 function Store:inbox_done(id, now)
-  must(self, "ZREM", "gc:inbox", id)
-  if (must(self, "LLEN", key(id, "in")) or 0) > 0 then
-    must(self, "ZADD", "gc:inbox", now or math.floor(self.clock() * 1000), id)
+  must(self, "ZREM", shared(self, id, "inbox"), id)
+  if (must(self, "LLEN", key(self, id, "in")) or 0) > 0 then
+    must(self, "ZADD", shared(self, id, "inbox"), now or math.floor(self.clock() * 1000), id)
   end
 end
 
 --- Since when (ms) the call's inbox has entries nobody took, or nil.
-function Store:inbox_since(id) return tonumber((must(self, "ZSCORE", "gc:inbox", id))) end
+function Store:inbox_since(id) return tonumber((must(self, "ZSCORE", shared(self, id, "inbox"), id))) end
 
 --- Calls with inbox entries since before `before` (ms): left by a node that died.
 function Store:inbox_due(before)
-  return must(self, "ZRANGEBYSCORE", "gc:inbox", "-inf", before, "LIMIT", 0, 100)
+  return self:_ranged("inbox", before)
 end
 
 --- The call's head: {flow, dir, tenant, state, ended} as its log says, or nil.
 function Store:head(id)
-  local v = must(self, "HGETALL", key(id, "hd"))
+  local v = must(self, "HGETALL", key(self, id, "hd"))
   if type(v) ~= "table" or #v == 0 then return nil end
   local h = {}
   for i = 1, #v, 2 do h[v[i]] = v[i + 1] end
@@ -465,7 +546,7 @@ end
 --- A call's log, its entries in order.
 function Store:log(id)
   local out = {}
-  for _, line in ipairs(must(self, "LRANGE", key(id, "log"), 0, -1)) do
+  for _, line in ipairs(must(self, "LRANGE", key(self, id, "log"), 0, -1)) do
     local e = core.decode(line)
     if type(e) == "table" then out[#out + 1] = e end
   end
@@ -474,13 +555,20 @@ end
 
 --- The ids of the calls the store has, sorted.
 function Store:calls()
-  local v = must(self, "SMEMBERS", "gc:calls")
+  local v = {}
+  for _, ids in ipairs(each_bucket(self, function(b) return "SMEMBERS", bucket_key(self, b, "calls") end)) do
+    for _, id in ipairs(ids) do v[#v + 1] = id end
+  end
   table.sort(v)
   return v
 end
 
 --- How many calls are live: in the list of calls (an ended one leaves it).
-function Store:live_count() return must(self, "SCARD", "gc:calls") end
+function Store:live_count()
+  local n = 0
+  for _, c in ipairs(each_bucket(self, function(b) return "SCARD", bucket_key(self, b, "calls") end)) do n = n + c end
+  return n
+end
 
 --- Whether Redis answers (raises when it does not, as every command of the store).
 function Store:ping() return must(self, "PING") == "PONG" end
@@ -490,18 +578,23 @@ local PARTS = { "log", "st", "hd", "in" }
 --- Forget a call now (its log, state, tracker, head and inbox).
 function Store:drop(id)
   self.held[id] = nil
-  for _, p in ipairs(PARTS) do must(self, "DEL", key(id, p)) end
-  must(self, "SREM", "gc:calls", id)
+  for _, p in ipairs(PARTS) do must(self, "DEL", key(self, id, p)) end
+  must(self, "SREM", shared(self, id, "calls"), id)
 end
 
 --- An ended call: its keys go after `seconds` (the store's ttl).
--- KEYS the call's parts (PARTS), gc:due, gc:ka, gc:inbox, gc:calls, gc:recent; ARGV ms, id
+-- KEYS the call's parts (PARTS), gc:due, gc:ka, gc:inbox, gc:calls, gc:recent; ARGV ms, id,
+-- now (ms; buckets only)
 local EXPIRE = [[
 for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 redis.call('ZREM', KEYS[5], ARGV[2])
 redis.call('ZREM', KEYS[6], ARGV[2])
 redis.call('ZREM', KEYS[7], ARGV[2])
 redis.call('SREM', KEYS[8], ARGV[2])
+if ARGV[3] ~= '' then   -- buckets: a sorted set by when, so the calls page can merge them
+  redis.call('ZADD', KEYS[9], ARGV[3], ARGV[2])
+  return redis.call('ZREMRANGEBYRANK', KEYS[9], 0, -101)
+end
 redis.call('LPUSH', KEYS[9], ARGV[2])   -- the calls page lists the last hundred ended
 return redis.call('LTRIM', KEYS[9], 0, 99)
 ]]
@@ -511,20 +604,35 @@ return redis.call('LTRIM', KEYS[9], 0, 99)
 function Store:expire(id, seconds)
   self:flush(id)
   local ms = math.floor((seconds or self.ttl) * 1000)
-  local v, err = script(self, EXPIRE, 9, key(id, "log"), key(id, "st"), key(id, "hd"), key(id, "in"),
-                        "gc:due", "gc:ka", "gc:inbox", "gc:calls", "gc:recent", ms, id)
+  local v, err = script(self, EXPIRE, 9, key(self, id, "log"), key(self, id, "st"), key(self, id, "hd"),
+                        key(self, id, "in"),
+                        shared(self, id, "due"), shared(self, id, "ka"), shared(self, id, "inbox"),
+                        shared(self, id, "calls"), shared(self, id, "recent"), ms, id,
+                        self.buckets > 1 and math.floor(self.clock() * 1000) or "")
   if v == nil and err then error(store_error("store", "Redis: " .. tostring(err.message or err.code)), 0) end
 end
 
 --- The ids of the calls that ended last (a hundred at most; their logs go after the ttl).
-function Store:recent() return must(self, "LRANGE", "gc:recent", 0, 99) end
+function Store:recent()
+  if self.buckets == 1 then return must(self, "LRANGE", "gc:recent", 0, 99) end
+  local all = {}
+  local lists = each_bucket(self, function(b)
+    return "ZREVRANGE", bucket_key(self, b, "recent"), 0, 99, "WITHSCORES" end)
+  for _, v in ipairs(lists) do
+    for i = 1, #v, 2 do all[#all + 1] = { id = v[i], at = tonumber(v[i + 1]) } end
+  end
+  table.sort(all, function(a, b) return a.at > b.at end)
+  local out = {}
+  for i = 1, math.min(100, #all) do out[i] = all[i].id end
+  return out
+end
 
 --- The tracker's state of each call, as `graphcall.tracker` wants a store: the head's `trk`
 -- (JSON) and `fp` (its fingerprints, apart: `tracker.text_store`'s split). With `defer`, a put
 -- is kept back and written by the next `append` or `drop_first` of the call, in the same script.
 function Store:tracker(defer)
   return tracker.text_store(function(id)
-    local v = must(self, "HMGET", key(id, "hd"), "trk", "fp")
+    local v = must(self, "HMGET", key(self, id, "hd"), "trk", "fp")
     local text, ring = v and v[1], v and v[2]
     return type(text) == "string" and text or nil, type(ring) == "string" and ring or nil
   end, function(id, text, ring)
@@ -532,7 +640,7 @@ function Store:tracker(defer)
       self.pendingTrk[id], self.pendingFp[id] = text, ring
       return
     end
-    fenced(self, id, SETTRK, key(id, "hd"), text, ring or "")
+    fenced(self, id, SETTRK, key(self, id, "hd"), text, ring or "")
   end, json, core.decode, true)
 end
 
@@ -542,13 +650,13 @@ function Store:lock(id, ttl, wait)
   local deadline = self.clock() + (wait or 10)
   local pause = 2
   while true do
-    local t = script(self, LOCK, 2, key(id, "lease"), key(id, "fence"), math.floor((ttl or 30) * 1000),
+    local t = script(self, LOCK, 2, key(self, id, "lease"), key(self, id, "fence"), math.floor((ttl or 30) * 1000),
                      self.keepMs)
     if t and t ~= core.null then         -- a Lua false from the script is a nil reply
       self.tokens[id] = tostring(t)
       return function()   -- (true when events wait in the inbox)
         if self.tokens[id] == tostring(t) then self.tokens[id] = nil end
-        return script(self, UNLOCK, 2, key(id, "lease"), key(id, "in"), tostring(t)) == 1
+        return script(self, UNLOCK, 2, key(self, id, "lease"), key(self, id, "in"), tostring(t)) == 1
       end, t
     end
     if self.clock() >= deadline or not self.sleep then return nil, "timeout" end
@@ -562,7 +670,7 @@ end
 function Store:renew(id, ttl)
   local t = self.tokens[id]
   if not t then return false end
-  local v = script(self, RENEW, 1, key(id, "lease"), t, math.floor((ttl or 30) * 1000))
+  local v = script(self, RENEW, 1, key(self, id, "lease"), t, math.floor((ttl or 30) * 1000))
   return v == 1
 end
 
@@ -570,20 +678,135 @@ end
 
 --- Set when a call's flow is due (a deadline's half millisecond is meaningful: the
 -- runtime's watchdogs).
-function Store:set_due(id, at) must(self, "ZADD", "gc:due", string.format("%.1f", at), id) end
+function Store:set_due(id, at) must(self, "ZADD", shared(self, id, "due"), string.format("%.1f", at), id) end
 --- The call's flow waits for no deadline any more.
-function Store:clear_due(id) must(self, "ZREM", "gc:due", id) end
+function Store:clear_due(id) must(self, "ZREM", shared(self, id, "due"), id) end
 --- Calls whose flows are due at `now` (at most 100).
-function Store:due(now) return must(self, "ZRANGEBYSCORE", "gc:due", "-inf", now, "LIMIT", 0, 100) end
+function Store:due(now) return self:_ranged("due", now) end
 --- Set when a call's next keepAlive is due.
-function Store:set_ka(id, at) must(self, "ZADD", "gc:ka", at, id) end
+function Store:set_ka(id, at) must(self, "ZADD", shared(self, id, "ka"), at, id) end
 --- The call needs no keepAlive any more.
-function Store:clear_ka(id) must(self, "ZREM", "gc:ka", id) end
+function Store:clear_ka(id) must(self, "ZREM", shared(self, id, "ka"), id) end
 --- Calls whose keepAlive is due at `now` (at most 100).
-function Store:ka_due(now) return must(self, "ZRANGEBYSCORE", "gc:ka", "-inf", now, "LIMIT", 0, 100) end
+function Store:ka_due(now) return self:_ranged("ka", now) end
 --- When a call's next keepAlive is due, or nil.
-function Store:ka_at(id) return tonumber((must(self, "ZSCORE", "gc:ka", id))) end
+function Store:ka_at(id) return tonumber((must(self, "ZSCORE", shared(self, id, "ka"), id))) end
 --- When a call's flow is due, or nil.
-function Store:due_at(id) return tonumber((must(self, "ZSCORE", "gc:due", id))) end
+function Store:due_at(id) return tonumber((must(self, "ZSCORE", shared(self, id, "due"), id))) end
+
+
+-- calls of a sorted set (due, ka, inbox) up to `upto`, from every bucket (100 at most each)
+function Store:_ranged(what, upto)
+  local out = {}
+  for _, ids in ipairs(each_bucket(self, function(b)
+    return "ZRANGEBYSCORE", bucket_key(self, b, what), "-inf", upto, "LIMIT", 0, 100 end)) do
+    for _, id in ipairs(ids) do out[#out + 1] = id end
+  end
+  return out
+end
+
+-- ---- sweeping buckets: each swept by the node that holds its lease -------------------------
+
+-- KEYS the bucket's sweeper lease, due, inbox, ka; ARGV this node, lease ms, now, inbox entries
+-- older than this ("" none), keepAlive times up to this ("" none). The lease taken when free.
+local SWEEP = [[
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return { holder } end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local none = {}
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3], 'LIMIT', 0, 100)
+local inbox = ARGV[4] ~= '' and redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[4], 'LIMIT', 0, 100) or none
+local ka = ARGV[5] ~= '' and redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[5], 'LIMIT', 0, 100) or none
+return { ARGV[1], due, inbox, ka }
+]]
+
+-- KEYS gc:nodes; ARGV this node, now, ms a node stays without a word: how many nodes sweep
+local NODES = [[
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2] - ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[3] * 2)
+return redis.call('ZCARD', KEYS[1])
+]]
+
+local RELEASE = [[
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+]]
+
+--- What a sweep finds: flows due at `now`, inboxes nobody took since `inboxBefore`, keepAlive
+-- times due at `kaNow` (each nil: not looked for). One server: every node looks at all of it
+-- (a call's lease keeps one at a time on a call). Buckets: each bucket is swept by the node
+-- that holds its lease (one script a bucket: the lease and what is due), the buckets shared
+-- out among the nodes alive (`gc:nodes`, renewed every second): a node takes free ones up to
+-- its share and lets go of those beyond it, and a dead node's come free when its leases run out.
+-- @return {due = ids, inbox = ids, ka = ids}
+function Store:sweep(now, inboxBefore, kaNow)
+  now = math.floor(now)
+  if self.buckets == 1 then
+    return { due = self:due(now), inbox = inboxBefore and self:inbox_due(inboxBefore) or {},
+             ka = kaNow and self:ka_due(kaNow) or {} }
+  end
+  if not self.nodesAt or now - self.nodesAt >= 1000 then
+    self.nodesAt = now
+    local n = script(self, NODES, 1, "gc:nodes", self.prefix, now, self.sweepLease)
+    self.share = math.ceil(self.buckets / math.max(1, tonumber(n) or 1))
+  end
+  local list = {}
+  for b in pairs(self.sweeping) do list[#list + 1] = b end
+  table.sort(list)
+  while #list > self.share do   -- beyond its share (a node came): the last ones let go
+    local b = table.remove(list)
+    self.sweeping[b] = nil
+    script(self, RELEASE, 1, bucket_key(self, b, "sweeper"), self.prefix)
+  end
+  -- below it: others tried in turn, taken when free (when none was, not again for 2 s)
+  local want = (self.probeAfter or 0) <= now and self.share - #list or 0
+  local held, tried = #list, 0
+  while want > 0 and tried < self.buckets do
+    self.probe = ((self.probe or -1) + 1) % self.buckets
+    tried = tried + 1
+    if not self.sweeping[self.probe] then
+      list[#list + 1] = self.probe
+      want = want - 1
+    end
+  end
+  if not self.shas[SWEEP] then self.shas[SWEEP] = must(self, "SCRIPT", "LOAD", SWEEP) end
+  local sha = self.shas[SWEEP]
+  local ok, answers = pcall(each_bucket, self, function(b)
+    return "EVALSHA", sha, 4, bucket_key(self, b, "sweeper"), bucket_key(self, b, "due"),
+      bucket_key(self, b, "inbox"), bucket_key(self, b, "ka"), self.prefix, self.sweepLease, now,
+      inboxBefore and math.floor(inboxBefore) or "", kaNow and math.floor(kaNow) or ""
+  end, list)
+  if not ok then
+    if tostring(answers.message):find("NOSCRIPT", 1, true) then self.shas[SWEEP] = nil end   -- a new master
+    error(answers, 0)
+  end
+  local out = { due = {}, inbox = {}, ka = {} }
+  for i, b in ipairs(list) do
+    local r = answers[i]
+    if type(r) == "table" and r[1] == self.prefix then
+      self.sweeping[b] = true
+      for k, name in ipairs { "due", "inbox", "ka" } do
+        for _, id in ipairs(r[k + 1]) do out[name][#out[name] + 1] = id end
+      end
+    else
+      self.sweeping[b] = nil
+    end
+  end
+  if #list > held then   -- probes went out: none free means the others hold the rest
+    local took = 0
+    for i = held + 1, #list do if self.sweeping[list[i]] then took = took + 1 end end
+    self.probeAfter = took == 0 and now + 2000 or nil
+  end
+  return out
+end
+
+--- The buckets this node sweeps (0-based, sorted).
+function Store:swept()
+  local list = {}
+  for b in pairs(self.sweeping) do list[#list + 1] = b end
+  table.sort(list)
+  return list
+end
 
 return M

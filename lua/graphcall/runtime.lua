@@ -688,17 +688,23 @@ end
 function Runtime:_sweep()
   local store, bot = self.store, self.bot
   local now = self.now()
-  for _, id in ipairs(store:due(now)) do self:enqueue(id, { due = true }) end
-  if self.inboxed then   -- inboxes that nobody took: the process that accepted them died
-    for _, id in ipairs(store:inbox_due(now - self.lease * 1000 - M.GRACE)) do
-      self:enqueue(id, { kick = true, swept = true })
-    end
-  end
   -- keepAlive times are far apart (15 minutes): looked for every quarter of that, 5 s at most
   local kaEvery = math.min(5000, bot.keepAliveEvery / 4)
-  if now - (self.kaSwept or 0) < kaEvery then return end
+  local kaNow = now - (self.kaSwept or 0) >= kaEvery and now or nil
+  -- inboxes that nobody took: the process that accepted them died
+  local inboxBefore = self.inboxed and now - self.lease * 1000 - M.GRACE or nil
+  local found
+  if store.sweep then   -- (a store in buckets says which are this process's to sweep)
+    found = store:sweep(now, inboxBefore, kaNow)
+  else
+    found = { due = store:due(now), inbox = inboxBefore and store:inbox_due(inboxBefore) or {},
+              ka = kaNow and store:ka_due(now) or {} }
+  end
+  for _, id in ipairs(found.due) do self:enqueue(id, { due = true }) end
+  for _, id in ipairs(found.inbox) do self:enqueue(id, { kick = true, swept = true }) end
+  if not kaNow then return end
   self.kaSwept = now
-  for _, id in ipairs(store:ka_due(now)) do
+  for _, id in ipairs(found.ka) do
     -- whoever moves the time on under the call's lease sends it
     local ok, release = pcall(store.lock, store, id, self.lease, 0.01)
     release = ok and release or nil
