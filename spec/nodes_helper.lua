@@ -88,7 +88,8 @@ http {
 ]], dir, dir, table.concat(servers, " "), table.concat(servers, " "), port), { dir = dir, port = port })
 end
 
---- A node: `graphcall run script --redis` on its own port. o: script, redis (port), emu
+--- A node: `graphcall run script --redis` on its own port. o: script, redis (port), cluster
+-- (a Redis Cluster's seeds: `--redis-cluster`), emu
 -- (url), public (the balancer's URL), prompts (a folder shared by the nodes), lease,
 -- port, args (more options), noredis (calls in the node's memory: no --redis).
 -- {port, pid, log(), kill(), start(), stop(), remove()}
@@ -99,7 +100,8 @@ function C.node(o)
     local cmd = string.format("exec env LUA_PATH='%s' LUA_CPATH='%s' %s bin/graphcall run %s --connect %s "
       .. "--listen 127.0.0.1:%d %s --public %s --prompts %s %s",
       LUA_PATH, CPATH, o.lua or E.lua, o.script, o.emu, node.port,
-      o.noredis and "" or string.format("--redis 127.0.0.1:%d%s", o.redis, o.lease and (" --lease " .. o.lease) or ""),
+      o.noredis and "" or (o.cluster and ("--redis-cluster " .. o.cluster) or ("--redis 127.0.0.1:" .. o.redis))
+        .. (o.lease and (" --lease " .. o.lease) or ""),
       o.public, o.prompts, o.args or "")
     node.pid = E.sh(string.format("%s >>%s 2>&1 & echo $!", cmd, node.logfile)):match("%d+")
     for _ = 1, 200 do

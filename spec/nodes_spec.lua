@@ -1,4 +1,5 @@
--- Three bot nodes (`graphcall run --redis`, each its own process) on one real redis-server,
+-- Three bot nodes (`graphcall run --redis`, each its own process) on one real redis-server
+-- (and on a real Redis Cluster),
 -- behind Debian's nginx as a round-robin balancer: the emulator calls through the balancer,
 -- every example flow runs to its end with its events spread over the nodes.
 local cjson = require "cjson"
@@ -10,13 +11,16 @@ local C = require "nodes_helper"
 local SALES = "+14255550100"
 
 
-describe("graphcall run on three nodes sharing Redis behind a balancer", function()
+-- on one redis-server, and on a Redis Cluster (3 masters, 3 replicas: `--redis-cluster`)
+for _, on in ipairs { "one redis-server", "a Redis Cluster" } do
+local cluster = on == "a Redis Cluster"
+describe("graphcall run on three nodes sharing " .. on .. " behind a balancer", function()
   local emu, redis, lb, ctl, prompts, ports = nil, nil, nil, nil, nil, {}
   local nodes = {}
 
   setup(function()
     emu = E.start { scenario = C.scenario(), speed = 2 }
-    redis = R.start()
+    redis = cluster and R.cluster() or R.start()
     -- the folder the other specs speak into: what is spoken once is cached there (and under
     -- AddressSanitizer's LD_PRELOAD, which the nodes inherit, espeak-ng does not run)
     prompts = "build/prompts"
@@ -48,10 +52,10 @@ describe("graphcall run on three nodes sharing Redis behind a balancer", functio
   end
 
   local function start_nodes(script)
-    E.sh("redis-cli -p " .. redis.port .. " flushall")   -- what an earlier test left does not run here
+    redis.flushall()                                -- what an earlier test left does not run here
     for i = 1, 3 do
-      nodes[#nodes + 1] = C.node { script = script, emu = emu.url, redis = redis.port, public = lb.url,
-                                   prompts = prompts, port = ports[i] }
+      nodes[#nodes + 1] = C.node { script = script, emu = emu.url, redis = redis.port, cluster = redis.seeds,
+                                   public = lb.url, prompts = prompts, port = ports[i] }
     end
     return { nodes[#nodes - 2], nodes[#nodes - 1], nodes[#nodes] }
   end
@@ -170,3 +174,4 @@ describe("graphcall run on three nodes sharing Redis behind a balancer", functio
     end)
   end
 end)
+end

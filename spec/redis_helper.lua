@@ -44,6 +44,7 @@ function R.start(o)
     end
     run()
   end
+  function r.flushall() E.sh(cli .. " flushall") end
   function r.stop()
     E.sh(cli .. " shutdown nosave 2>/dev/null")
     os.execute("sleep 0.1")
@@ -81,6 +82,7 @@ function R.cluster(o)
       E.sh("kill -9 $(cat " .. n.dir .. "/redis.pid) 2>/dev/null")
       os.execute("sleep 0.1")
     end
+    function n.id() return (E.sh(n.cli .. " cluster myid 2>&1"):match("%x+")) end
     function n.role()
       return (E.sh(n.cli .. " role 2>&1"):match("^(%a+)"))
     end
@@ -127,6 +129,12 @@ function R.cluster(o)
           end
         end
       end
+    end
+  end
+  --- Every key gone, on every master.
+  function c.flushall()
+    for _, n in ipairs(c.nodes) do
+      if n.role() == "master" then E.sh(n.cli .. " flushall") end
     end
   end
   function c.stop()

@@ -138,6 +138,117 @@ describe("graphcall.redis", function()
   end)
 end)
 
+describe("graphcall.redis on a cluster", function()
+  local c, loop, r
+  local E = require "emu"
+
+  setup(function()
+    c = R.cluster()
+    loop = graphcall.loop { log = false }
+    r = redis.new { cluster = c.seeds, loop = loop }
+  end)
+
+  teardown(function()
+    if r then r:close() end
+    if loop then loop:close() end
+    if c then c.stop() end
+  end)
+
+  it("sends each command to the master of its key's slot, scripts too", function()
+    for i = 1, 30 do assert.equal("OK", r:call("SET", "key" .. i, i)) end
+    local where = {}
+    for i = 1, 30 do
+      assert.equal(tostring(i), r:call("GET", "key" .. i))
+      local n, slot = c.master_of("key" .. i)
+      assert.equal(slot, core.resp_slot("key" .. i))
+      assert.equal("127.0.0.1:" .. n.port, r:node_of("key" .. i))
+      where[n.port] = true
+    end
+    local masters = 0
+    for _ in pairs(where) do masters = masters + 1 end
+    assert.equal(3, masters)                              -- thirty keys: all three masters
+    assert.equal(0, r.moved)                              -- the map was right: no redirection
+    assert.equal("7", r:call("EVAL", "return redis.call('GET', KEYS[1])", 1, "key7"))
+    -- a script loaded on every master: EVALSHA runs wherever its key is
+    local sha = r:call("SCRIPT", "LOAD", "return redis.call('INCR', KEYS[1])")
+    for i = 1, 30 do assert.equal(i + 1, r:call("EVALSHA", sha, 1, "key" .. i)) end
+    -- keys of two slots in one script: Redis refuses, the error says so
+    local _, err = r:call("EVAL", "return 1", 2, "key1", "key2")
+    assert.matches("CROSSSLOT", err.message)
+  end)
+
+  it("follows ASK while a slot migrates and MOVED once it has, and reads the map again", function()
+    local from, slot = c.master_of("mig")
+    local to
+    for _, n in ipairs(c.nodes) do
+      if n ~= from and n.role() == "master" then to = n break end
+    end
+    assert.equal("OK", r:call("SET", "mig", "before"))
+    -- the slot half-way: "mig" moved, a new key of the slot not on the old master yet
+    E.sh(to.cli .. " cluster setslot " .. slot .. " importing " .. from.id())
+    E.sh(from.cli .. " cluster setslot " .. slot .. " migrating " .. to.id())
+    E.sh(from.cli .. " migrate 127.0.0.1 " .. to.port .. " '' 0 5000 keys mig")
+    assert.equal("before", r:call("GET", "mig"))
+    assert.equal(1, r.asked)
+    assert.equal("OK", r:call("SET", "{mig}new", "during"))   -- not on the old master: ASK
+    assert.equal(2, r.asked)
+    assert.equal(0, r.moved)
+    -- the slot is the new master's: the old one says MOVED, the client learns the map
+    for _, n in ipairs(c.nodes) do
+      if n.role() == "master" then E.sh(n.cli .. " cluster setslot " .. slot .. " node " .. to.id()) end
+    end
+    assert.equal("during", r:call("GET", "{mig}new"))
+    assert.is_true(r.moved >= 1)
+    assert.equal("127.0.0.1:" .. to.port, r:node_of("mig"))
+    local moved = r.moved
+    assert.equal("before", r:call("GET", "mig"))
+    assert.equal(moved, r.moved)                          -- learnt: straight to the new master
+  end)
+
+  it("waits out a failover: a master killed, its replica takes over, the write goes there", function()
+    assert.equal("OK", r:call("SET", "fo", "1"))
+    loop:sleep(200)                                        -- replicated
+    local master = c.master_of("fo")
+    master.kill()
+    local t0 = loop:now()
+    -- the first command may be cut off (it went to the dead master); none is sent twice
+    local v, err
+    for _ = 1, 3 do
+      v, err = r:call("INCR", "fo")
+      if v then break end
+      assert.truthy(err.code == "closed" or err.code == "connect", err.code)
+    end
+    assert.equal(2, v)
+    assert.is_true(loop:now() - t0 < 10000)
+    assert.is_true(r.refreshes >= 2)
+    assert.not_equal("127.0.0.1:" .. master.port, r:node_of("fo"))
+    master.start()                                         -- back, as a replica
+    c.wait_ok()
+    assert.equal("slave", master.role())
+    assert.equal("2", r:call("GET", "fo"))
+  end)
+
+  it("runs inside nginx on cosockets, a pool per node", function()
+    local port = N.free_port()
+    local n = N.start { port = port, workers = 1, locations = string.format([[
+      location = /r { content_by_lua_block {
+        local r = require("graphcall.redis").new { cluster = %q }
+        local out = { sets = 0 }
+        for i = 1, 30 do if r:call("SET", "ngx" .. i, i) == "OK" then out.sets = out.sets + 1 end end
+        out.get = r:call("GET", "ngx17")
+        out.nodes = 0
+        for _ in pairs(r.nodes) do out.nodes = out.nodes + 1 end
+        ngx.print(require("cjson").encode(out)) } }]], c.seeds) }
+    local res = assert(loop:fetch { url = "http://127.0.0.1:" .. port .. "/r" })
+    n.stop()
+    assert.equal(200, res.status, res.body)
+    local out = cjson.decode(res.body)
+    assert.same({ sets = 30, get = "17", nodes = out.nodes }, out)
+    assert.is_true(out.nodes >= 3)
+    assert.equal("17", r:call("GET", "ngx17"))
+  end)
+end)
+
 -- every store spec on one server and on a cluster (3 masters, 3 replicas; the calls in buckets)
 for _, on in ipairs { "one server", "a cluster" } do
 describe("graphcall.store.redis on " .. on, function()

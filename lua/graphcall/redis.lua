@@ -16,7 +16,8 @@
 -- nginx) per node, each command sent to the master of its key's slot (`core.resp_slot`),
 -- `MOVED` and `ASK` followed, and a failover waited out: a master that refuses connections,
 -- `CLUSTERDOWN` or `TRYAGAIN` make the command go again once the map is read again, within
--- `failover` ms. A command cut off after it went is never sent twice.
+-- `failover` ms. A command cut off after it went is never sent twice. `client.moved`,
+-- `client.asked` and `client.refreshes` count the redirections and the map's readings.
 -- @module graphcall.redis
 local core = require "graphcall.core"
 
@@ -339,10 +340,12 @@ function Cluster:_send(args, cb, state)
     if (how == "moved" or how == "ask") and state.tries > 16 then return cb(nil, err) end   -- a loop
     if (now - state.since) * 1000 > self.failover then return cb(nil, err) end
     if how == "moved" then
+      self.moved = self.moved + 1
       self.slots[slot + 1] = to
       self:_refresh(function() end)
       return self:_send(args, cb, state)
     elseif how == "ask" then
+      self.asked = self.asked + 1
       state.ask = to
       return self:_send(args, cb, state)
     end
@@ -457,7 +460,7 @@ end
 local function new_cluster(o, c)
   local seeds = cluster_seeds(o.cluster, o)
   c.user, c.password, c.tls = o.user, o.password, o.tls
-  local cl = setmetatable({ seeds = seeds, nodes = {}, loop = o.loop, cluster = true, refreshes = 0,
+  local cl = setmetatable({ seeds = seeds, nodes = {}, loop = o.loop, cluster = true, refreshes = 0, moved = 0, asked = 0,
                             failover = o.failover or 10000,
                             clock = o.loop and function() return o.loop:now() / 1000 end or ngx.now }, Cluster)
   function cl.make(host, port)
