@@ -1,7 +1,7 @@
--- Several nginx instances sharing calls in one real redis-server, behind Debian's nginx as a
--- round-robin load balancer, all on loopback: the emulator's callbacks for one call reach
--- both instances; the IVR example runs to its end, and so do the calls the other examples
--- place (started by a request to one instance).
+-- Several nginx instances sharing calls in one real redis-server (and in a Redis Cluster),
+-- behind Debian's nginx as a round-robin load balancer, all on loopback: the emulator's
+-- callbacks for one call reach both instances; the IVR example runs to its end, and so do the
+-- calls the other examples place (started by a request to one instance).
 local cjson = require "cjson"
 local graphcall = require "graphcall"
 local E = require "emu"
@@ -11,14 +11,19 @@ local C = require "nodes_helper"
 
 local SALES = "+14255550100"
 
-describe("graphcall on several nginx instances sharing Redis", function()
+-- on one redis-server, and on a Redis Cluster (3 masters, 3 replicas)
+for _, on in ipairs { "one redis-server", "a Redis Cluster" } do
+local cluster = on == "a Redis Cluster"
+describe("graphcall on several nginx instances sharing " .. on, function()
   local emu, redis, nodes, lb, ctl, prompts = nil, nil, {}, nil, nil, nil
 
   setup(function()
     local sc = C.scenario()
     sc.peers[SALES] = { answer = 500 }
     emu = E.start { scenario = sc, speed = 2 }
-    redis = R.start()
+    redis = cluster and R.cluster() or R.start()
+    local where = cluster and string.format("{ cluster = %q }", redis.seeds)
+      or string.format("{ port = %d }", redis.port)
     prompts = E.tmpdir()
     -- the balancer's port first: the instances give Graph its URL
     local lbport = N.free_port()
@@ -26,11 +31,11 @@ describe("graphcall on several nginx instances sharing Redis", function()
     for i = 1, 2 do
       nodes[i] = N.start { loglevel = "info", init = string.format([[
         require("graphcall.ngx").init {
-          script = "spec/cluster_flows.lua", redis = { port = %d }, sweep = 200, lease = 3,
+          script = "spec/cluster_flows.lua", redis = %s, sweep = 200, lease = 3,
           client = { tenantId = "tenant-1", clientId = "app-1", clientSecret = "s", authority = %q,
                      graphUrl = %q, openidUrl = %q },
           callbackUri = %q, promptBase = %q, prompts = %q, minRefetch = 0,
-        }]], redis.port, emu.url, emu.url .. "/v1.0", emu.url .. "/v1/.well-known/OpenIdConfiguration",
+        }]], where, emu.url, emu.url .. "/v1.0", emu.url .. "/v1/.well-known/OpenIdConfiguration",
         url .. "/callback", url .. "/prompts/", prompts),
         -- an example's start(bot), run in this instance: its calls get the example's flow by name
         locations = [[
@@ -158,3 +163,4 @@ describe("graphcall on several nginx instances sharing Redis", function()
     end
   end)
 end)
+end

@@ -135,7 +135,8 @@ local OPTIONS = { "script", "flow", "flows", "on", "setup", "client", "callbackU
 --   free: below it callbacks are answered 503 with Retry-After; 1/16 of the dict, at most 4 MiB);
 --   `redis` ("redis://[user:password@]host:port", or {host =, port =, user =,
 --   password =}: keep the calls in Redis, shared with other nginx instances, instead of the
---   dict); `lease` (seconds a worker holds a call while it runs it, renewed
+--   dict; a Redis Cluster: "redis://host:port,redis://host:port,..." or {cluster = ...},
+--   `graphcall.redis`'s options); `lease` (seconds a worker holds a call while it runs it, renewed
 --   meanwhile, 1.5: when a worker or an instance dies holding it, the call waits that long, and
 --   a quarter second, for another); `logFormat` ("json": one JSON object a message in the
 --   error log, `graphcall.log`'s fields; "text" by default), `node` (names this nginx in them)
@@ -158,7 +159,10 @@ function M.init(o)
   -- the calls' state: this nginx's shared dict, or Redis shared by several nginx (and nodes)
   local store
   if o.redis then
-    local r = redis.new(type(o.redis) == "string" and { url = o.redis } or o.redis)
+    -- a list of URLs (a comma between them) is a Redis Cluster's nodes
+    local ro = o.redis
+    if type(ro) == "string" then ro = ro:find(",", 1, true) and { cluster = ro } or { url = ro } end
+    local r = redis.new(ro)
     store = storemod.redis { redis = r, ttl = o.ttl, clock = ngx.now,
                              sleep = function(ms) ngx.sleep(ms / 1000) end }
   else
