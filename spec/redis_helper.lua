@@ -78,6 +78,7 @@ function R.cluster(o)
       end
       error("redis-server (cluster node) did not start: " .. out)
     end
+    function n.signal(sig) E.sh("kill -" .. sig .. " $(cat " .. n.dir .. "/redis.pid) 2>/dev/null") end
     function n.kill()
       E.sh("kill -9 $(cat " .. n.dir .. "/redis.pid) 2>/dev/null")
       os.execute("sleep 0.1")
@@ -127,6 +128,18 @@ function R.cluster(o)
               if n.port == tonumber(port) then return n, slot end
             end
           end
+        end
+      end
+    end
+  end
+  --- The replica of a master (a node of c.nodes), or nil.
+  function c.replica_of(master)
+    local id = master.id()
+    for line in E.sh(c.nodes[1].cli .. " cluster nodes 2>&1"):gmatch("[^\n]+") do
+      local port, flags, of = line:match("^%S+ [%d.]+:(%d+)@%d+ (%S+) (%S+)")
+      if port and flags:find("slave", 1, true) and of == id then
+        for _, n in ipairs(c.nodes) do
+          if n.port == tonumber(port) then return n end
         end
       end
     end

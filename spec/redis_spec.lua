@@ -387,10 +387,12 @@ describe("graphcall.store.redis on " .. on, function()
   end)
 
   -- the commands Redis ran since `before` (scripts' and functions' own included), on the
-  -- node of the call's keys
+  -- node of the call's keys; not the replicas' REPLCONF ACK, nor WAIT (on a cluster, apart)
   local function ran(id, before)
     local n = 0
-    for c in node(id):call("INFO", "commandstats"):gmatch("calls=(%d+)") do n = n + tonumber(c) end
+    for name, c in node(id):call("INFO", "commandstats"):gmatch("cmdstat_([%w|]+):calls=(%d+)") do
+      if name ~= "replconf" and name ~= "wait" then n = n + tonumber(c) end
+    end
     return n - (before or 0) - 1      -- (this INFO itself)
   end
 
@@ -504,6 +506,72 @@ describe("graphcall.store.redis on " .. on, function()
     bot:close()
     r2:close()
     own.stop()
+  end)
+
+  it("has a replica acknowledge an event before it counts as taken (WAIT), and goes on without one", function()
+    if not cluster then return end   -- (one server has no replica here)
+    local id = "call-wait"
+    local o = { tid = "t1", now = 1000, lease = 1500, watchdog = 2000 }
+    local ev = { kind = "call", state = "establishing" }
+    local waits = function()
+      return tonumber(node(id):call("INFO", "commandstats"):match("cmdstat_wait:calls=(%d+)") or 0)
+    end
+    assert.equal(1, store.replicas)                        -- on a cluster, by default
+    local before = waits()
+    store:ingest(id, ev, o)
+    assert.equal(before + 1, waits())                      -- the FCALL and a WAIT behind it
+    assert.equal(0, store.unreplicated)
+    -- the replica stops answering: the wait gives up after replicaTimeout, counts it, and for
+    -- 5 s that master's writes go on without waiting (each would hold the connection)
+    local replica = srv.replica_of((srv.master_of(K(id, "log"))))
+    replica.signal("STOP")
+    finally(function() replica.signal("CONT") end)
+    local t0 = loop:now()
+    store:ingest(id, { kind = "call", state = "established" }, o)
+    local took = loop:now() - t0
+    assert.is_true(took >= 400, took)
+    assert.equal(1, store.unreplicated)
+    t0 = loop:now()
+    store:ingest(id, { kind = "call", state = "established", toneInfo = { tone = "tone1", sequenceId = 1 } }, o)
+    assert.is_true(loop:now() - t0 < 400)
+    assert.equal(2, store.unreplicated)
+    replica.signal("CONT")
+    assert.equal(3, #store:log(id))
+  end)
+
+  it("shares the buckets' sweeps out among the nodes, and takes a dead node's over", function()
+    if not cluster then return end   -- (one server: every node sweeps all, as before)
+    local storemod = require("graphcall.store")
+    local s1 = storemod.redis { redis = new_client(), sweepLease = 300 }
+    local s2 = storemod.redis { redis = new_client(), sweepLease = 300 }
+    -- (what the other specs' sweeps left: their leases and the registry of nodes)
+    for _, tag in ipairs(store.tags) do r:call("DEL", "gc:{" .. tag .. "}:sweeper") end
+    r:call("DEL", "gc:nodes")
+    s1:sweep(1000)
+    assert.equal(64, #s1:swept())                         -- alone: all of them
+    s2:sweep(1000)
+    assert.equal(0, #s2:swept())                          -- all held; it waits its turn
+    s1:sweep(2000)                                        -- it learns of the other: half let go
+    assert.equal(32, #s1:swept())
+    s2:sweep(3000)
+    assert.equal(32, #s2:swept())
+    local mine = {}
+    for _, b in ipairs(s1:swept()) do mine[b] = true end
+    for _, b in ipairs(s2:swept()) do assert.is_nil(mine[b]) end
+    -- a flow due in a bucket of the second: only the second brings it back
+    local id
+    for i = 1, 100 do
+      id = "due-" .. i
+      if not mine[s1:bucket(id)] then break end
+    end
+    s1:set_due(id, 2500)
+    assert.same({}, s1:sweep(3500).due)
+    assert.same({ id }, s2:sweep(3500).due)
+    s2:clear_due(id)
+    -- the second stops (dies): its leases run out, the registry forgets it, the first takes all
+    loop:sleep(400)
+    s1:sweep(10000)
+    assert.equal(64, #s1:swept())
   end)
 
   it("keeps deadlines and keepAlive times in sorted sets", function()

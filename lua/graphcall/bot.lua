@@ -118,6 +118,7 @@ function M.new(opts)
   -- what the runtime needs of a store (lease, deadlines, keepAlive times, head): a store of
   -- this process alone gets them in this process's memory
   local backend = store.lock and store or storemod.single(store)
+  if store.unreplicated and store.metrics == nil then store.metrics = self.metrics end   -- (Redis: WAIT)
   local shared = opts.shared
   if shared == nil then shared = store.lock ~= nil end
   -- the tracker's state is the backend's, read and written under the call's lease (with an

@@ -45,6 +45,9 @@ M.DEFS = {
     "Calls carried on after the process that held them died." },
   { "store_errors", "graphcall_store_errors_total", "counter",
     "Writes or reads the store refused or could not answer." },
+  { "unreplicated", "graphcall_redis_unreplicated_total", "counter",
+    "Writes graphcall waits to see on a replica (a notification's event, a flow's intents) that no replica "
+      .. "acknowledged in time (a master without a replica in sync): a failover then may lose them." },
   { "connections_open", "graphcall_connections_open", "gauge",
     "Client connections open on the standalone listener now." },
   { "connections_closed", "graphcall_connections_closed_total", "counter",

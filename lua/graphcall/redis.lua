@@ -117,6 +117,18 @@ function Loop:_send(args, cb, asking)
   end
 end
 
+-- commands one after the other on the connection: cb({{value, err}, ...}) once all answered
+function Loop:_sendmany(list, cb, asking)
+  local results, left = {}, #list
+  for i, args in ipairs(list) do
+    self:_send(args, function(v, err)
+      results[i] = { v, err }
+      left = left - 1
+      if left == 0 then cb(results) end
+    end, asking and i == 1)
+  end
+end
+
 --- Run a command: `redis:call(name, arg, ...)` waits for its answer; with a function last,
 -- it is called with (value) or (nil, err) instead.
 -- @return the answer, or nil and an error
@@ -128,6 +140,15 @@ function Loop:call(...)
   end
   local args = { n = n, ... }
   return self.loop:await(function(done) self:_send(args, done) end)
+end
+
+--- Run commands one after the other on one connection, sent at once: `redis:pipeline({{"SET",
+-- "k", "v"}, {"WAIT", 1, 100}})` (a command that needs the connection of the one before, as
+-- WAIT does). On a cluster they go where the first one's key is.
+-- @return their answers, `{{value, err}, ...}`
+function Loop:pipeline(list)
+  for _, args in ipairs(list) do args.n = args.n or #args end
+  return self.loop:await(function(done) self:_sendmany(list, done) end)
 end
 
 --- Close the connection (commands not answered get `closed`).
@@ -156,7 +177,9 @@ end
 
 function Ngx:_send(args, cb, asking) return cb(self:_call(args, asking)) end
 
-function Ngx:_call(args, asking)
+-- commands sent at once on a pooled connection (ASKING before the first, when asked); their
+-- answers {{value, err}, ...}, or nil and an error for all (not connected, cut off)
+function Ngx:_exchange(list, asking)
   local sock = ngx.socket.tcp()
   sock:settimeouts(self.timeout, self.timeout, self.timeout)
   local ok, err = sock:connect(self.host, self.port, { pool = self.pool, pool_size = self.pool_size })
@@ -170,21 +193,23 @@ function Ngx:_call(args, asking)
     end
   end
   local reader = core.resp_reader()
-  local auth = fresh and auth_command(self)
-  local bytes = core.resp_command(unpack(args, 1, args.n))
-  if asking then bytes = core.resp_command("ASKING") .. bytes end
-  ok, err = sock:send(auth and (auth .. bytes) or bytes)   -- a pooled connection is authenticated already
+  local auth = fresh and auth_command(self)   -- a pooled connection is authenticated already
+  local parts = { auth or nil }
+  if asking then parts[#parts + 1] = core.resp_command("ASKING") end
+  for _, args in ipairs(list) do parts[#parts + 1] = core.resp_command(unpack(args, 1, args.n)) end
+  ok, err = sock:send(table.concat(parts))
   if not ok then
     sock:close()
     return nil, fail("closed", err)
   end
-  while true do
+  local results = {}
+  while #results < #list do
     local pok, got, v, e = pcall(reader.get, reader)
     if not pok then
       sock:close()
       return nil, fail("protocol", tostring(got))
     end
-    if got and auth then                  -- the AUTH answer, before the command's
+    if got and auth then                  -- the AUTH answer, before the commands'
       auth = nil
       if e then
         sock:close()
@@ -193,9 +218,7 @@ function Ngx:_call(args, asking)
     elseif got and asking then            -- ASKING's OK
       asking = nil
     elseif got then
-      sock:setkeepalive(60000, self.pool_size)
-      if e then return nil, fail("redis", e) end
-      return v
+      results[#results + 1] = e and { nil, fail("redis", e) } or { v }
     else
       local data, rerr = sock:receiveany(65536)
       if not data then
@@ -205,6 +228,31 @@ function Ngx:_call(args, asking)
       reader:feed(data)
     end
   end
+  sock:setkeepalive(60000, self.pool_size)
+  return results
+end
+
+function Ngx:_call(args, asking)
+  local results, err = self:_exchange({ args }, asking)
+  if not results then return nil, err end
+  return results[1][1], results[1][2]
+end
+
+function Ngx:_sendmany(list, cb, asking)
+  local results, err = self:_exchange(list, asking)
+  if not results then
+    results = {}
+    for i = 1, #list do results[i] = { nil, err } end
+  end
+  return cb(results)
+end
+
+--- (nginx) Commands sent at once on one pooled connection (`Loop:pipeline`).
+function Ngx:pipeline(list)
+  for _, args in ipairs(list) do args.n = args.n or #args end
+  local out
+  self:_sendmany(list, function(results) out = results end)
+  return out
 end
 
 --- Nothing to close: nginx pools its cosockets.
@@ -316,29 +364,38 @@ function Cluster:_send(args, cb, state)
   state = state or { tries = 0, since = nil }
   if not self.slots then
     return self:_refresh(function(err)
-      if err then return cb(nil, err) end
+      if err then
+        if args.many then return cb({ { nil, err } }) end
+        return cb(nil, err)
+      end
       return self:_send(args, cb, state)
     end)
   end
-  local key, name = command_key(args)
-  if (name == "SCRIPT" or name == "FUNCTION") and tostring(args[2]):upper() == "LOAD" then
+  local first = args.many and args.many[1] or args
+  local key, name = command_key(first)
+  if not args.many and (name == "SCRIPT" or name == "FUNCTION") and tostring(args[2]):upper() == "LOAD" then
     return self:_everywhere(args, cb)
   end
   local addr = state.ask or (key and self.slots[core.resp_slot(key) + 1]) or self.masters[1]
   local asking = state.ask ~= nil
   state.ask = nil
-  self:_node(addr):_send(args, function(v, err)
-    if err == nil then return cb(v) end
+  -- (a pipeline: its first command says where it goes, and whether it goes again)
+  local function finish(v, err, results)
+    if results then return cb(results) end
+    return cb(v, err)
+  end
+  local function answered(v, err, results)
+    if err == nil then return finish(v, nil, results) end
     local how, slot, to = redirect(err)
     if not how and err.code ~= "connect" then
       if err.code == "closed" then self:_refresh(function() end) end   -- the map for the next one
-      return cb(nil, err)
+      return finish(nil, err, results)
     end
     state.tries = state.tries + 1
     local now = self.clock()
     state.since = state.since or now
-    if (how == "moved" or how == "ask") and state.tries > 16 then return cb(nil, err) end   -- a loop
-    if (now - state.since) * 1000 > self.failover then return cb(nil, err) end
+    if (how == "moved" or how == "ask") and state.tries > 16 then return finish(nil, err, results) end
+    if (now - state.since) * 1000 > self.failover then return finish(nil, err, results) end
     if how == "moved" then
       self.moved = self.moved + 1
       self.slots[slot + 1] = to
@@ -354,7 +411,13 @@ function Cluster:_send(args, cb, state)
       if how == "again" and not err.message:find("^CLUSTERDOWN") then return self:_send(args, cb, state) end
       self:_refresh(function() self:_send(args, cb, state) end)
     end)
-  end, asking)
+  end
+  if args.many then
+    return self:_node(addr):_sendmany(args.many, function(results)
+      return answered(results[1][1], results[1][2], results)
+    end, asking)
+  end
+  self:_node(addr):_send(args, answered, asking)
 end
 
 -- a command for every master (loading a script): the first error, or the first answer
@@ -383,6 +446,16 @@ function Cluster:call(...)
   local v, err
   self:_send(args, function(a, b) v, err = a, b end)
   return v, err
+end
+
+--- Commands sent at once to the master of the first one's key (`Loop:pipeline`).
+function Cluster:pipeline(list)
+  for _, args in ipairs(list) do args.n = args.n or #args end
+  local job = { many = list }
+  if self.loop then return self.loop:await(function(done) self:_send(job, done) end) end
+  local out
+  self:_send(job, function(results) out = results end)
+  return out
 end
 
 --- The address ("host:port") of the master that holds a key's slot (after the first command).
@@ -460,7 +533,8 @@ end
 local function new_cluster(o, c)
   local seeds = cluster_seeds(o.cluster, o)
   c.user, c.password, c.tls = o.user, o.password, o.tls
-  local cl = setmetatable({ seeds = seeds, nodes = {}, loop = o.loop, cluster = true, refreshes = 0, moved = 0, asked = 0,
+  local cl = setmetatable({ seeds = seeds, nodes = {}, loop = o.loop, cluster = true,
+                            refreshes = 0, moved = 0, asked = 0,
                             failover = o.failover or 10000,
                             clock = o.loop and function() return o.loop:now() / 1000 end or ngx.now }, Cluster)
   function cl.make(host, port)

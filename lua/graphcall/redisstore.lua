@@ -178,27 +178,58 @@ local function must(self, ...)
   return v
 end
 
--- a script, loaded once per client (EVALSHA, and EVAL when the server lost it)
-local function script(self, src, nkeys, ...)
+local unpack = table.unpack or unpack   -- luacheck: ignore 143
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+
+-- A write, and with `ack` (and the store's `replicas`) a WAIT behind it on its connection:
+-- acknowledged by that many replicas before it counts as done. When they do not within
+-- `replicaTimeout` ms (no replica in sync), the write counts as unreplicated and that master's
+-- writes are not waited for during 5 s (a WAIT holds its connection: each one timing out would
+-- hold every write behind it).
+local function send(self, ack, ...)
+  if not ack or self.replicas == 0 then return self.redis:call(...) end
+  local now = self.clock() * 1000
+  local node = self.redis.node_of and self.redis:node_of((select(4, ...))) or ""
+  if (self.noWait[node] or 0) > now then
+    self:_unreplicated()
+    return self.redis:call(...)
+  end
+  local results = self.redis:pipeline({ pack(...), { n = 3, "WAIT", self.replicas, self.replicaTimeout } })
+  local v, err = results[1][1], results[1][2]
+  if err == nil and (tonumber(results[2][1]) or 0) < self.replicas then
+    self:_unreplicated()
+    self.noWait[node] = now + 5000
+  end
+  return v, err
+end
+
+function Store:_unreplicated()
+  self.unreplicated = self.unreplicated + 1
+  if self.metrics then self.metrics:inc("unreplicated") end
+end
+
+-- a script, loaded once per client (EVALSHA, and EVAL when the server lost it); `ack`: `send`'s
+local function eval(self, ack, src, nkeys, ...)
   local sha = self.shas[src]
   if sha then
-    local v, err = self.redis:call("EVALSHA", sha, nkeys, ...)
+    local v, err = send(self, ack, "EVALSHA", sha, nkeys, ...)
     if v ~= nil or not (err and err.message and err.message:find("^NOSCRIPT")) then return v, err end
   end
   self.shas[src] = must(self, "SCRIPT", "LOAD", src)
-  return self.redis:call("EVALSHA", self.shas[src], nkeys, ...)
+  return send(self, ack, "EVALSHA", self.shas[src], nkeys, ...)
 end
 
--- keys: the keys written (a key or a list); the lease is always KEYS[1]
-local unpack = table.unpack or unpack   -- luacheck: ignore 143
-local function fenced(self, id, src, keys, ...)
+local function script(self, src, nkeys, ...) return eval(self, false, src, nkeys, ...) end
+
+-- keys: the keys written (a key or a list); the lease is always KEYS[1]; `ack`: `send`'s
+local function fenced(self, ack, id, src, keys, ...)
   if type(keys) ~= "table" then keys = { keys } end
   local args = { key(self, id, "lease") }
   for i, k in ipairs(keys) do args[i + 1] = k end
   args[#args + 1] = self.tokens[id] or ""
-  local extra = table.pack and table.pack(...) or { n = select("#", ...), ... }
+  local extra = pack(...)
   for i = 1, extra.n do args[#args + 1] = extra[i] end
-  local v, err = script(self, src, 1 + #keys, unpack(args))
+  local v, err = eval(self, ack, src, 1 + #keys, unpack(args))
   if v == nil and err then
     local msg = tostring(err.message or err.code)
     if msg:find("^FENCED") then error(store_error("fenced", "call " .. id .. ": fenced: " .. msg), 0) end
@@ -213,7 +244,10 @@ end
 --   waiting on a lease: the loop's or ngx.sleep), `clock` (seconds, for that wait: os.time),
 --   `buckets` (how many buckets the calls are spread over: 1 on one server, 64 on a cluster;
 --   every node of a deployment must use the same), `sweepLease` (ms a node holds a bucket's
---   sweep without renewing it, 3000)
+--   sweep without renewing it, 3000), `replicas` (how many replicas must acknowledge a
+--   notification's event and a flow's intents before graphcall goes on, `WAIT`: 1 on a
+--   cluster, 0 otherwise), `replicaTimeout` (ms that wait lasts at most, 500), `metrics` (a
+--   `graphcall.metrics`: unreplicated writes counted; the bot's, given by `graphcall.bot`)
 function M.new(o)
   assert(o and o.redis, "graphcall.store.redis: a graphcall.redis client (redis =)")
   local ttl = o.ttl or 3600
@@ -226,6 +260,8 @@ function M.new(o)
                         pendingTrk = {}, pendingFp = {}, popNext = {}, held = {}, serial = 0,
                         buckets = buckets, tags = buckets > 1 and bucket_tags(buckets) or nil,
                         sweeping = {}, sweepLease = o.sweepLease or 3000,
+                        replicas = o.replicas or (o.redis.cluster and 1 or 0), replicaTimeout = o.replicaTimeout or 500,
+                        noWait = {}, unreplicated = 0, metrics = o.metrics,
                         prefix = core.uuid():sub(1, 8) .. ":" }, Store)
 end
 
@@ -263,7 +299,7 @@ function Store:get(id)
 end
 
 --- Keep the flow's state of a call, under its lease (fenced: refused when another holds it).
-function Store:put(id, st) fenced(self, id, SET, key(self, id, "st"), json(st), self.keepMs) end
+function Store:put(id, st) fenced(self, false, id, SET, key(self, id, "st"), json(st), self.keepMs) end
 
 -- what an entry changes in the head: flow, direction and tenant at the start, the call's
 -- state from its events, ended at the end
@@ -303,7 +339,7 @@ local function write(self, id, held, due, last)
   local trk, pop = self.pendingTrk[id] or "", self.popNext[id] and "1" or ""
   local fields = head_list(held)
   if self.pendingFp[id] then fields[#fields + 1], fields[#fields + 2] = "fp", self.pendingFp[id] end
-  local waiting = fenced(self, id, WRITE, { key(self, id, "log"), key(self, id, "hd"), key(self, id, "in"),
+  local waiting = fenced(self, #held > 0, id, WRITE, { key(self, id, "log"), key(self, id, "hd"), key(self, id, "in"),
                                         shared(self, id, "due"), shared(self, id, "calls") },
          table.concat(held, "\n"), self.keepMs, trk, pop, due or "", id, last and "1" or "", unpack(fields))
   self.pendingTrk[id], self.pendingFp[id], self.popNext[id] = nil, nil, nil
@@ -427,8 +463,8 @@ end
 
 -- FCALL, the library loaded first where the server does not have it (a new server, one that
 -- restarted without its data, another node of a cluster)
-local function fcall(self, lib, nkeys, ...)
-  local v, err = self.redis:call("FCALL", lib.name, nkeys, ...)
+local function fcall(self, ack, lib, nkeys, ...)
+  local v, err = send(self, ack, "FCALL", lib.name, nkeys, ...)
   if v ~= nil or not (err and err.message and err.message:find("Function not found", 1, true)) then
     return v, err
   end
@@ -436,7 +472,7 @@ local function fcall(self, lib, nkeys, ...)
   if not ok and not (lerr and lerr.message and lerr.message:find("already exists", 1, true)) then
     return nil, lerr
   end
-  return self.redis:call("FCALL", lib.name, nkeys, ...)
+  return send(self, ack, "FCALL", lib.name, nkeys, ...)
 end
 
 --- Take a notification's event of a call in one script: the tracker's verdict, the entry in
@@ -457,8 +493,9 @@ function Store:ingest(id, e, o)
   local token = self.prefix .. self.serial
   local etext = json(e)
   local inbox = '{"e":' .. etext .. (o.tid and (',"tid":' .. json(o.tid)) or "") .. "}"
-  local r, err = fcall(self, ingest_library(), 8, key(self, id, "lease"), key(self, id, "log"), key(self, id, "hd"),
-    key(self, id, "in"), shared(self, id, "due"), shared(self, id, "ka"), shared(self, id, "inbox"),
+  local r, err = fcall(self, true, ingest_library(), 8, key(self, id, "lease"), key(self, id, "log"),
+    key(self, id, "hd"), key(self, id, "in"), shared(self, id, "due"), shared(self, id, "ka"),
+    shared(self, id, "inbox"),
     shared(self, id, "calls"), etext, inbox, id, token, math.floor(o.lease),
     self.keepMs, math.floor(o.now), o.flow and "1" or "", o.keepAlive and math.floor(o.keepAlive) or "0",
     string.format("%.1f", o.watchdog), self.tokens[id] or "")
@@ -510,7 +547,7 @@ function Store:take_with_next(id) self.popNext[id] = true end
 
 --- Drop the inbox's first entry (a duplicate), with the tracker's state kept back.
 function Store:drop_first(id)
-  fenced(self, id, DROP, { key(self, id, "hd"), key(self, id, "in") }, self.pendingTrk[id] or "",
+  fenced(self, false, id, DROP, { key(self, id, "hd"), key(self, id, "in") }, self.pendingTrk[id] or "",
          self.pendingFp[id] or "")
   self.pendingTrk[id], self.pendingFp[id], self.popNext[id] = nil, nil, nil
 end
@@ -640,7 +677,7 @@ function Store:tracker(defer)
       self.pendingTrk[id], self.pendingFp[id] = text, ring
       return
     end
-    fenced(self, id, SETTRK, key(self, id, "hd"), text, ring or "")
+    fenced(self, false, id, SETTRK, key(self, id, "hd"), text, ring or "")
   end, json, core.decode, true)
 end
 
@@ -748,7 +785,7 @@ function Store:sweep(now, inboxBefore, kaNow)
   end
   if not self.nodesAt or now - self.nodesAt >= 1000 then
     self.nodesAt = now
-    local n = script(self, NODES, 1, "gc:nodes", self.prefix, now, self.sweepLease)
+    local n = script(self, NODES, 1, "gc:nodes", self.prefix, now, math.max(3000, self.sweepLease))
     self.share = math.ceil(self.buckets / math.max(1, tonumber(n) or 1))
   end
   local list = {}
