@@ -167,6 +167,36 @@ describe("Redis with AUTH", function()
       assert.matches("all is well", out)
     end)
 
+    it("keeps calls in a Redis Cluster over TLS with a password, its nodes found from one URL", function()
+      local c = R.cluster { tls = dir, password = SECRET, cli = "--tls --cacert " .. dir .. "/ca.pem" }
+      finally(function() c.stop() end)
+      local first = c.seeds:match("^[^,]+")
+      local r = redismod.new { cluster = "rediss://:" .. SECRET .. "@" .. first, cafile = dir .. "/ca.pem",
+                               loop = loop }
+      local store = require("graphcall.store").redis { redis = r }
+      local ids = {}
+      for i = 1, 12 do
+        ids[i] = "tls-call-" .. i
+        store:ingest(ids[i], { kind = "call", state = "establishing" }, { now = 1000, lease = 1500, watchdog = 2000 })
+      end
+      local calls = store:calls()
+      assert.equal(12, #calls)
+      local masters = {}
+      for _, id in ipairs(ids) do masters[r:node_of(store:key(id, "log"))] = true end
+      local n = 0
+      for addr in pairs(masters) do
+        n = n + 1
+        assert.truthy(c.seeds:find(addr, 1, true))       -- the nodes it found: the cluster's, over TLS
+      end
+      assert.is_true(n >= 2)
+      assert.equal(0, store.unreplicated)                 -- replicas acknowledged, over TLS too
+      r:close()
+      local wrong = redismod.new { cluster = "rediss://:not-it@" .. first, cafile = dir .. "/ca.pem", loop = loop }
+      local v, err = wrong:call("GET", "x")
+      assert.is_nil(v)
+      assert.is_nil(tostring(err.message):find("not-it", 1, true))
+    end)
+
     it("in nginx, over cosockets with nginx's trusted certificates and the certificate's name", function()
       local port = N.free_port()
       local n = N.start { port = port, workers = 1,

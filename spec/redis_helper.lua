@@ -56,8 +56,10 @@ end
 
 --- A Redis Cluster: `o.masters` (3) masters with a replica each, `cluster-node-timeout`
 -- `o.timeout` ms (1000), formed with `redis-cli --cluster create`; `o.args` more options of
--- every node. {seeds ("host:port,..."), nodes = {{port, cli, role(), kill(), start()}},
--- cli (redis-cli -c on the first node), wait_ok(), stop()}
+-- every node, `o.password` (requirepass and masterauth), `o.tls` (a folder with ca.pem, r.pem
+-- and r.key: TLS only, the bus and replication too) with `o.cli` (redis-cli's TLS options).
+-- {seeds ("host:port,..."), nodes = {{port, cli, role(), kill(), start()}}, cli (redis-cli -c
+-- on the first node), wait_ok(), stop()}
 function R.cluster(o)
   o = o or {}
   local N = require "ngx_helper"
@@ -66,12 +68,18 @@ function R.cluster(o)
   for i = 1, (o.masters or 3) * 2 do
     local n = { dir = E.tmpdir(), port = N.free_port(), bus = N.free_port() }
     n.cli = "redis-cli -p " .. n.port .. (o.cli and (" " .. o.cli) or "")
+      .. (o.password and (" --no-auth-warning -a " .. o.password) or "")
+    -- TLS (o.tls: the folder of ca.pem, r.pem, r.key): clients, replication and the bus
+    local listen = o.tls and string.format("--port 0 --tls-port %d --tls-cluster yes --tls-replication yes "
+      .. "--tls-cert-file %s/r.pem --tls-key-file %s/r.key --tls-ca-cert-file %s/ca.pem --tls-auth-clients no",
+      n.port, o.tls, o.tls, o.tls) or ("--port " .. n.port)
+    local auth = o.password and ("--requirepass " .. o.password .. " --masterauth " .. o.password) or ""
     function n.start()
-      local out = E.sh(string.format("redis-server --port %d --cluster-port %d --bind 127.0.0.1 --dir %s "
+      local out = E.sh(string.format("redis-server %s %s --cluster-port %d --bind 127.0.0.1 --dir %s "
         .. "--daemonize yes --pidfile %s/redis.pid --logfile %s/redis.log --save '' --appendonly no "
         .. "--cluster-enabled yes --cluster-config-file %s/nodes.conf --cluster-node-timeout %d "
         .. "--repl-diskless-sync-delay 0 %s",
-        n.port, n.bus, n.dir, n.dir, n.dir, n.dir, o.timeout or 1000, o.args or ""))
+        listen, auth, n.bus, n.dir, n.dir, n.dir, n.dir, o.timeout or 1000, o.args or ""))
       for _ = 1, 100 do
         if E.sh(n.cli .. " ping 2>&1"):find("PONG", 1, true) then return end
         os.execute("sleep 0.05")
@@ -92,8 +100,9 @@ function R.cluster(o)
     addrs[i] = "127.0.0.1:" .. n.port
   end
   c.seeds = table.concat(addrs, ",")
-  c.cli = "redis-cli -c -p " .. c.nodes[1].port .. (o.cli and (" " .. o.cli) or "")
-  local out = E.sh("redis-cli " .. (o.cli or "") .. " --cluster create " .. table.concat(addrs, " ")
+  local opts = (o.cli or "") .. (o.password and (" --no-auth-warning -a " .. o.password) or "")
+  c.cli = "redis-cli -c -p " .. c.nodes[1].port .. " " .. opts
+  local out = E.sh("redis-cli " .. opts .. " --cluster create " .. table.concat(addrs, " ")
     .. " --cluster-replicas 1 --cluster-yes")
   if not out:find("All 16384 slots covered", 1, true) then error("redis-cli --cluster create: " .. out) end
   --- Wait until every live node says the cluster is ok and every live replica has synced.
