@@ -143,6 +143,43 @@ describe("graphcall run on three nodes sharing " .. on .. " behind a balancer", 
     no_errors(set)
   end)
 
+  it("carries a call on while its slot moves to another master, then all its master's slots", function()
+    if not cluster then return end
+    local set = start_nodes("examples/ivr.lua")
+    finally(function() stop_nodes(set) end)
+    local before = known()
+    control("POST", "/emulator/incoming", cjson.encode { webhook = lb.url .. "/callback",
+      appId = "graphcall-run", tenantId = "tenant-1",
+      caller = { { on = "prompt", after = 1500, press = "2" }, { on = "record", after = 300, speak = 8000 } } })
+    local id
+    assert.is_true(poll(function()
+      for cid, v in pairs(known()) do
+        if not before[cid] and v.state == "established" then id = cid end
+      end
+      return id ~= nil
+    end, 10000))
+    -- where its keys are: the bucket's slot (the store's own layout)
+    local layout = require("graphcall.redisstore").new { redis = { cluster = true } }
+    local from, slot = redis.master_of(layout:key(id, "log"))
+    local to
+    for _, n in ipairs(redis.nodes) do
+      if n ~= from and n.role() == "master" then to = n break end
+    end
+    -- its slot moved mid-call (ASK and TRYAGAIN meanwhile), then the rest of that master's
+    -- slots by redis-cli --cluster reshard
+    redis.move_slot(slot, to, 300)
+    assert.equal(to, (redis.master_of(layout:key(id, "log"))))
+    local out = E.sh(string.format("redis-cli --cluster reshard 127.0.0.1:%d --cluster-from %s --cluster-to %s "
+      .. "--cluster-slots %d --cluster-yes 2>&1", from.port, from.id(), to.id(), redis.slot_count(from)))
+    assert.equal(0, redis.slot_count(from), out)
+    local calls, seen = new_calls(before, 1)
+    assert.is_truthy(calls, cjson.encode(seen) .. logs(set))
+    assert.equal("2", calls[1].pressed)
+    assert.is_true(#calls[1].prompts >= 2, cjson.encode(calls[1]))
+    assert.equal(1, #calls[1].recordings, cjson.encode(calls[1]))
+    no_errors(set)
+  end)
+
   for _, ex in ipairs { "notify", "group", "meeting" } do
     it("runs examples/" .. ex .. ".lua: a call placed by each node, carried by all", function()
       local before = known()

@@ -128,18 +128,29 @@ function R.cluster(o)
   --- The node that is master of a key's slot now.
   function c.master_of(key)
     local slot = tonumber(E.sh(c.nodes[1].cli .. " cluster keyslot '" .. key .. "'"):match("%d+"))
-    for line in E.sh(c.nodes[1].cli .. " cluster nodes 2>&1"):gmatch("[^\n]+") do
-      local port, flags, ranges = line:match("^%S+ [%d.]+:(%d+)@%d+ (%S+) %S+ %S+ %S+ %S+ %S+(.*)$")
-      if port and flags:find("master", 1, true) and not flags:find("fail", 1, true) then
-        for a, b in ranges:gmatch("(%d+)%-(%d+)") do
-          if slot >= tonumber(a) and slot <= tonumber(b) then
-            for _, n in ipairs(c.nodes) do
-              if n.port == tonumber(port) then return n, slot end
-            end
-          end
+    return c.master_of_slot(slot)
+  end
+  --- The master of a slot now, and the slot.
+  function c.master_of_slot(slot)
+    for _, n in ipairs(c.nodes) do   -- each master says its own slots (others may lag)
+      for _, r in ipairs(c.own_slots(n)) do
+        if slot >= r[1] and slot <= r[2] then return n, slot end
+      end
+    end
+  end
+  --- The slot ranges a node says are its own ({{from, to}, ...}; none for a replica).
+  function c.own_slots(node)
+    local ranges = {}
+    for line in E.sh(node.cli .. " cluster nodes 2>&1"):gmatch("[^\n]+") do
+      if line:find("myself", 1, true) and line:find("master", 1, true) then
+        for token in (line:match(" connected (.*)$") or ""):gmatch("%S+") do
+          local a, b = token:match("^(%d+)%-(%d+)$")
+          if a then ranges[#ranges + 1] = { tonumber(a), tonumber(b) }
+          elseif token:match("^%d+$") then ranges[#ranges + 1] = { tonumber(token), tonumber(token) } end
         end
       end
     end
+    return ranges
   end
   --- The replica of a master (a node of c.nodes), or nil.
   function c.replica_of(master)
@@ -152,6 +163,34 @@ function R.cluster(o)
         end
       end
     end
+  end
+  --- Move a slot to another master as `redis-cli --cluster reshard` does (importing and
+  -- migrating, its keys, then the slot's new owner told to every master), `pause` ms between
+  -- the steps: commands on the slot meanwhile get ASK and TRYAGAIN.
+  function c.move_slot(slot, to, pause)
+    local from = assert(c.master_of_slot(slot))
+    local function wait() os.execute("sleep " .. (pause or 0) / 1000) end
+    E.sh(to.cli .. " cluster setslot " .. slot .. " importing " .. from.id())
+    E.sh(from.cli .. " cluster setslot " .. slot .. " migrating " .. to.id())
+    wait()
+    local keys = E.sh(from.cli .. " cluster getkeysinslot " .. slot .. " 1000")
+    local list = {}
+    for k in keys:gmatch("[^\n]+") do list[#list + 1] = "'" .. k .. "'" end
+    if #list > 0 then
+      local auth = o.password and (" auth " .. o.password) or ""
+      E.sh(from.cli .. " migrate 127.0.0.1 " .. to.port .. " '' 0 5000" .. auth .. " keys " .. table.concat(list, " "))
+    end
+    wait()
+    for _, n in ipairs(c.nodes) do
+      if n.role() == "master" then E.sh(n.cli .. " cluster setslot " .. slot .. " node " .. to.id()) end
+    end
+    return from
+  end
+  --- How many slots a master has.
+  function c.slot_count(master)
+    local n = 0
+    for _, r in ipairs(c.own_slots(master)) do n = n + r[2] - r[1] + 1 end
+    return n
   end
   --- Every key gone, on every master.
   function c.flushall()
