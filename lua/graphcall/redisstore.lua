@@ -242,16 +242,18 @@ end
 -- @param o `redis` (a client), `ttl` (seconds an ended call's keys are kept, 3600), `keep`
 --   (seconds a live call's keys are kept without a write, 4 * ttl), `sleep` (fn(ms), for
 --   waiting on a lease: the loop's or ngx.sleep), `clock` (seconds, for that wait: os.time),
---   `buckets` (how many buckets the calls are spread over: 1 on one server, 64 on a cluster;
---   every node of a deployment must use the same), `sweepLease` (ms a node holds a bucket's
---   sweep without renewing it, 3000), `replicas` (how many replicas must acknowledge a
+--   `buckets` (how many buckets the calls are spread over: 1 on one server, 16 on a cluster,
+--   about five a master; every node of a deployment must use the same, for as long as calls
+--   are kept), `sweepLease` (ms a node holds a bucket's
+--   sweep without renewing it, 1000: a dead node's buckets are swept by the others two of
+--   these after it was last seen), `replicas` (how many replicas must acknowledge a
 --   notification's event and a flow's intents before graphcall goes on, `WAIT`: 1 on a
 --   cluster, 0 otherwise), `replicaTimeout` (ms that wait lasts at most, 500), `metrics` (a
 --   `graphcall.metrics`: unreplicated writes counted; the bot's, given by `graphcall.bot`)
 function M.new(o)
   assert(o and o.redis, "graphcall.store.redis: a graphcall.redis client (redis =)")
   local ttl = o.ttl or 3600
-  local buckets = o.buckets or (o.redis.cluster and 64 or 1)
+  local buckets = o.buckets or (o.redis.cluster and 16 or 1)
   if type(buckets) ~= "number" or buckets ~= math.floor(buckets) or buckets < 1 or buckets > 1024 then
     error("graphcall.store.redis: buckets: a whole number from 1 to 1024, not " .. tostring(o.buckets), 2)
   end
@@ -259,7 +261,7 @@ function M.new(o)
                         tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or os.time,
                         pendingTrk = {}, pendingFp = {}, popNext = {}, held = {}, serial = 0,
                         buckets = buckets, tags = buckets > 1 and bucket_tags(buckets) or nil,
-                        sweeping = {}, sweepLease = o.sweepLease or 3000,
+                        sweeping = {}, sweepLease = o.sweepLease or 1000,
                         replicas = o.replicas or (o.redis.cluster and 1 or 0), replicaTimeout = o.replicaTimeout or 500,
                         noWait = {}, unreplicated = 0, metrics = o.metrics,
                         prefix = core.uuid():sub(1, 8) .. ":" }, Store)
@@ -744,38 +746,60 @@ end
 
 -- ---- sweeping buckets: each swept by the node that holds its lease -------------------------
 
--- KEYS the bucket's sweeper lease, due, inbox, ka; ARGV this node, lease ms, now, inbox entries
--- older than this ("" none), keepAlive times up to this ("" none). The lease taken when free.
-local SWEEP = [[
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return { holder } end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+-- The buckets' sweep leases and the nodes that sweep, in one hash (`gc:sweep`: bucket ->
+-- "node@until", "n:node" -> when last seen), so that one script a round shares them out:
+-- this node seen, its leases renewed, those beyond its share (buckets / nodes alive) let go and
+-- free ones taken up to it. A node not seen for two leases is forgotten: its buckets, free by
+-- then, go to the others. Redis's clock, not the nodes'. KEYS gc:sweep; ARGV this node, lease
+-- ms, buckets. Returns the nodes alive and this node's buckets.
+local ASSIGN = [[
+local me, lease, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = redis.call('HGETALL', KEYS[1])
+local alive, holder = 1, {}
+for i = 1, #h, 2 do
+  local f, v = h[i], h[i + 1]
+  if string.sub(f, 1, 2) == 'n:' then
+    if f ~= 'n:' .. me then
+      if tonumber(v) >= now - 2 * lease then alive = alive + 1 else redis.call('HDEL', KEYS[1], f) end
+    end
+  else
+    local who, till = string.match(v, '^(.*)@(%d+)$')
+    if who and tonumber(till) >= now then holder[tonumber(f)] = who end
+  end
+end
+local share = math.ceil(n / alive)
+local mine = {}
+for b = 0, n - 1 do if holder[b] == me then mine[#mine + 1] = b end end
+while #mine > share do redis.call('HDEL', KEYS[1], tostring(table.remove(mine))) end
+for b = 0, n - 1 do
+  if #mine >= share then break end
+  if not holder[b] then mine[#mine + 1] = b end
+end
+local set = { 'n:' .. me, now }
+for _, b in ipairs(mine) do set[#set + 1], set[#set + 2] = tostring(b), me .. '@' .. (now + lease) end
+redis.call('HSET', KEYS[1], unpack(set))
+redis.call('PEXPIRE', KEYS[1], 10 * lease + 60000)
+return { alive, mine }
+]]
+
+-- what is due in a bucket: KEYS due, inbox, ka; ARGV now, inbox entries older than this (""
+-- none), keepAlive times up to this ("" none)
+local DUE = [[
 local none = {}
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3], 'LIMIT', 0, 100)
-local inbox = ARGV[4] ~= '' and redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[4], 'LIMIT', 0, 100) or none
-local ka = ARGV[5] ~= '' and redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[5], 'LIMIT', 0, 100) or none
-return { ARGV[1], due, inbox, ka }
-]]
-
--- KEYS gc:nodes; ARGV this node, now, ms a node stays without a word: how many nodes sweep
-local NODES = [[
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2] - ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[3] * 2)
-return redis.call('ZCARD', KEYS[1])
-]]
-
-local RELEASE = [[
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+local inbox = ARGV[2] ~= '' and redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, 100) or none
+local ka = ARGV[3] ~= '' and redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[3], 'LIMIT', 0, 100) or none
+return { due, inbox, ka }
 ]]
 
 --- What a sweep finds: flows due at `now`, inboxes nobody took since `inboxBefore`, keepAlive
 -- times due at `kaNow` (each nil: not looked for). One server: every node looks at all of it
 -- (a call's lease keeps one at a time on a call). Buckets: each bucket is swept by the node
--- that holds its lease (one script a bucket: the lease and what is due), the buckets shared
--- out among the nodes alive (`gc:nodes`, renewed every second): a node takes free ones up to
--- its share and lets go of those beyond it, and a dead node's come free when its leases run out.
+-- that holds its lease, the buckets shared out among the nodes alive (`gc:sweep`, one script
+-- a round), then one script a bucket this node holds. A node that dies leaves its buckets to
+-- the others two leases (`sweepLease`) after it was last seen.
 -- @return {due = ids, inbox = ids, ka = ids}
 function Store:sweep(now, inboxBefore, kaNow)
   now = math.floor(now)
@@ -783,57 +807,28 @@ function Store:sweep(now, inboxBefore, kaNow)
     return { due = self:due(now), inbox = inboxBefore and self:inbox_due(inboxBefore) or {},
              ka = kaNow and self:ka_due(kaNow) or {} }
   end
-  if not self.nodesAt or now - self.nodesAt >= 1000 then
-    self.nodesAt = now
-    local n = script(self, NODES, 1, "gc:nodes", self.prefix, now, math.max(3000, self.sweepLease))
-    self.share = math.ceil(self.buckets / math.max(1, tonumber(n) or 1))
+  local r = script(self, ASSIGN, 1, "gc:sweep", self.prefix, self.sweepLease, self.buckets)
+  if type(r) ~= "table" then
+    error(store_error("store", "Redis: the buckets' sweeps could not be shared out"), 0)
   end
-  local list = {}
-  for b in pairs(self.sweeping) do list[#list + 1] = b end
-  table.sort(list)
-  while #list > self.share do   -- beyond its share (a node came): the last ones let go
-    local b = table.remove(list)
-    self.sweeping[b] = nil
-    script(self, RELEASE, 1, bucket_key(self, b, "sweeper"), self.prefix)
-  end
-  -- below it: others tried in turn, taken when free (when none was, not again for 2 s)
-  local want = (self.probeAfter or 0) <= now and self.share - #list or 0
-  local held, tried = #list, 0
-  while want > 0 and tried < self.buckets do
-    self.probe = ((self.probe or -1) + 1) % self.buckets
-    tried = tried + 1
-    if not self.sweeping[self.probe] then
-      list[#list + 1] = self.probe
-      want = want - 1
-    end
-  end
-  if not self.shas[SWEEP] then self.shas[SWEEP] = must(self, "SCRIPT", "LOAD", SWEEP) end
-  local sha = self.shas[SWEEP]
+  local list = r[2]
+  self.sweeping, self.nodesAlive = {}, r[1]
+  for _, b in ipairs(list) do self.sweeping[b] = true end
+  if not self.shas[DUE] then self.shas[DUE] = must(self, "SCRIPT", "LOAD", DUE) end
+  local sha = self.shas[DUE]
   local ok, answers = pcall(each_bucket, self, function(b)
-    return "EVALSHA", sha, 4, bucket_key(self, b, "sweeper"), bucket_key(self, b, "due"),
-      bucket_key(self, b, "inbox"), bucket_key(self, b, "ka"), self.prefix, self.sweepLease, now,
-      inboxBefore and math.floor(inboxBefore) or "", kaNow and math.floor(kaNow) or ""
+    return "EVALSHA", sha, 3, bucket_key(self, b, "due"), bucket_key(self, b, "inbox"), bucket_key(self, b, "ka"),
+      now, inboxBefore and math.floor(inboxBefore) or "", kaNow and math.floor(kaNow) or ""
   end, list)
   if not ok then
-    if tostring(answers.message):find("NOSCRIPT", 1, true) then self.shas[SWEEP] = nil end   -- a new master
+    if tostring(answers.message):find("NOSCRIPT", 1, true) then self.shas[DUE] = nil end   -- a new master
     error(answers, 0)
   end
   local out = { due = {}, inbox = {}, ka = {} }
-  for i, b in ipairs(list) do
-    local r = answers[i]
-    if type(r) == "table" and r[1] == self.prefix then
-      self.sweeping[b] = true
-      for k, name in ipairs { "due", "inbox", "ka" } do
-        for _, id in ipairs(r[k + 1]) do out[name][#out[name] + 1] = id end
-      end
-    else
-      self.sweeping[b] = nil
+  for _, a in ipairs(answers) do
+    for k, name in ipairs { "due", "inbox", "ka" } do
+      for _, id in ipairs(a[k]) do out[name][#out[name] + 1] = id end
     end
-  end
-  if #list > held then   -- probes went out: none free means the others hold the rest
-    local took = 0
-    for i = held + 1, #list do if self.sweeping[list[i]] then took = took + 1 end end
-    self.probeAfter = took == 0 and now + 2000 or nil
   end
   return out
 end
