@@ -30,7 +30,8 @@ describe("graphcall --help", function()
   it("shows every option of each command with its default", function()
     local out, rc = graphcall("run --help")
     assert.equal(0, rc)
-    for _, o in ipairs { "--emulator", "--connect", "--listen", "--store", "--redis", "--lease", "--public",
+    for _, o in ipairs { "--emulator", "--connect", "--listen", "--store", "--redis", "--redis-cluster",
+                         "--redis-wait", "--lease", "--public",
                          "--prompts", "--trace", "--speed", "--calls", "--keep-alive", "--on-stop", "--quiet",
                          "--realism", "--seed", "--loss", "1.5)", "GRAPHCALL_CLIENT_SECRET" } do
       assert.matches(o, out, 1, true)
@@ -50,6 +51,15 @@ describe("graphcall --help", function()
     out, rc = graphcall("run x.lua --on-stop never")
     assert.equal(2, rc)
     assert.matches("on%-stop", out)
+    out, rc = graphcall("run examples/ivr.lua --connect http://127.0.0.1:1 --redis-cluster 10.0.0.5")
+    assert.equal(2, rc)
+    assert.matches("graphcall: --redis-cluster: 10.0.0.5 is not host:port", out, 1, true)
+    out, rc = graphcall("run x.lua --redis-wait -1")
+    assert.equal(2, rc)
+    assert.matches("--redis-wait: a whole number, 0 or more", out, 1, true)
+    out, rc = graphcall("run x.lua --redis 127.0.0.1:6379 --redis-cluster 127.0.0.1:7000")
+    assert.equal(2, rc)
+    assert.matches("redis", out)
     out, rc = graphcall("frobnicate")
     assert.equal(2, rc)
     assert.matches("unknown command 'frobnicate'", out)

@@ -3,7 +3,11 @@
 -- emulator injects faults; then a report of every call's end and every repeated action.
 --
 --   lua5.4 tools/chaos.lua [--nodes 3] [--seconds 60] [--rate 2] [--kill-every 4] [--lua luajit]
---                          [--max-failover MS]
+--                          [--max-failover MS] [--redis server|cluster]
+--
+-- With `--redis cluster` the nodes share a Redis Cluster (3 masters, 3 replicas) and, half-way,
+-- a master is killed with SIGKILL instead of the restart: its replica takes over (the report
+-- gives the pause), and the killed one comes back as a replica.
 --
 -- Each call's scripted caller picks sales (1), voicemail (2), account (3, then a PIN) or hangs
 -- up at the menu; a call is carried when the emulator's record of it shows the end that
@@ -24,8 +28,10 @@ local R = require "redis_helper"
 local C = require "nodes_helper"
 local N = require "ngx_helper"
 
-local o = C.options(arg, { nodes = 3, seconds = 60, rate = 2, ["kill-every"] = 4, lua = E.lua, ["max-failover"] = 0 },
-  "tools/chaos.lua [--nodes N] [--seconds S] [--rate CALLS/S] [--kill-every S] [--lua LUA] [--max-failover MS]")
+local o = C.options(arg, { nodes = 3, seconds = 60, rate = 2, ["kill-every"] = 4, lua = E.lua, ["max-failover"] = 0,
+  redis = "server" }, "tools/chaos.lua [--nodes N] [--seconds S] [--rate CALLS/S] [--kill-every S] [--lua LUA] "
+  .. "[--max-failover MS] [--redis server|cluster]")
+local cluster = o.redis == "cluster"
 E.lua = o.lua
 math.randomseed(os.time())
 
@@ -69,17 +75,21 @@ local faults = {
 
 local emu = E.start { scenario = { peers = { [SALES] = { answer = 500 } }, freshCallbacks = true, faults = faults },
                       speed = 2 }
-local redis = R.start { appendonly = true }
+local redis = cluster and R.cluster() or R.start { appendonly = true }
 local prompts = E.tmpdir()
 local ports = {}
 for n = 1, o.nodes do ports[n] = N.free_port() end
 local lb = C.balancer(ports)
 local nodes = {}
 for n = 1, o.nodes do
-  nodes[n] = C.node { script = "examples/ivr.lua", emu = emu.url, redis = redis.port, public = lb.url,
+  nodes[n] = C.node { script = "examples/ivr.lua", emu = emu.url, redis = redis.port, cluster = redis.seeds,
+                      public = lb.url,
                       prompts = prompts, port = ports[n], args = "--keep-alive 3000" }
 end
 local ctl = graphcall.loop { log = false }
+-- what is left in the store, read as the nodes read it
+local view = require("graphcall.redisstore").new { redis = require("graphcall.redis").new(cluster
+  and { cluster = redis.seeds, loop = ctl } or { port = redis.port, loop = ctl }) }
 
 local function cleanup()
   for _, n in ipairs(nodes) do n.remove() end
@@ -95,11 +105,13 @@ local function control(method, path, body)
 end
 
 local calls, kills, restarts = {}, 0, 0
+local killed, killedAt, failoverMs, backAt   -- (a cluster: the master killed, when, its replica's pause)
 local t0 = ctl:now()
 local nextCall, nextKill, redisAt = 0, o["kill-every"] * 1000, o.seconds * 500
 local down = {}   -- node -> when it comes back
-print(string.format("chaos: %d nodes, %d s, %s calls/s, a node killed every %s s, Redis restarted at %d s",
-  o.nodes, o.seconds, o.rate, o["kill-every"], math.floor(o.seconds / 2)))
+print(string.format("chaos: %d nodes, %d s, %s calls/s, a node killed every %s s, %s at %d s",
+  o.nodes, o.seconds, o.rate, o["kill-every"], cluster and "a Redis Cluster's master killed" or "Redis restarted",
+  math.floor(o.seconds / 2)))
 while ctl:now() - t0 < o.seconds * 1000 do
   local t = ctl:now() - t0
   if t >= nextCall then
@@ -124,14 +136,35 @@ while ctl:now() - t0 < o.seconds * 1000 do
       down[n] = nil
     end
   end
-  if redisAt and t >= redisAt then
+  if redisAt and t >= redisAt and cluster then
+    local masters = {}
+    for _, n in ipairs(redis.nodes) do
+      if n.role() == "master" and redis.slot_count(n) > 0 then masters[#masters + 1] = n end
+    end
+    killed = masters[math.random(#masters)]
+    killed.slot = redis.own_slots(killed)[1][1]
+    killed.kill()
+    killedAt, redisAt = t, nil
+  elseif redisAt and t >= redisAt then
     redis.restart(true)
     restarts = restarts + 1
     redisAt = nil
   end
+  if killedAt and not failoverMs and t - (killed.checked or 0) >= 100 then   -- its replica took over?
+    killed.checked = t
+    local now = redis.master_of_slot(killed.slot)
+    if now and now ~= killed then
+      failoverMs, backAt = t - killedAt, t + 2000
+    end
+  end
+  if backAt and t >= backAt then   -- the killed master back, as a replica
+    killed.start()
+    backAt = nil
+  end
   ctl:sleep(20)
 end
 for n in pairs(down) do nodes[n].start() end
+if backAt then killed.start() end
 
 -- every call to its end (a flow waiting on a lost termination is ended by keepAlive's 404)
 local views
@@ -141,7 +174,8 @@ repeat
   for _, v in ipairs(control("GET", "/emulator/calls").calls) do views[v.id] = v end
   local open = 0
   for _, c in ipairs(calls) do if (views[c.id] or {}).state ~= "terminated" then open = open + 1 end end
-  local live = tonumber((E.sh("redis-cli -p " .. redis.port .. " scard gc:calls"):match("%d+"))) or -1
+  local okc, live = pcall(view.live_count, view)
+  live = okc and live or -1
   if open == 0 and live == 0 then break end
   ctl:sleep(500)
 until ctl:now() > deadline
@@ -152,7 +186,8 @@ for _, c in ipairs(calls) do
   local ok, why = expected(c.kind, views[c.id] or {})
   if ok then carried = carried + 1 else lost[#lost + 1] = c.id .. " (" .. c.kind .. "): " .. why end
 end
-local left = tonumber((E.sh("redis-cli -p " .. redis.port .. " scard gc:calls"):match("%d+"))) or -1
+local okl, left = pcall(view.live_count, view)
+left = okl and left or -1
 
 -- repeats by client-request-id, and whether a node said it re-sent them from a resumed flow
 local logs = {}
@@ -191,11 +226,10 @@ if os.getenv("CHAOS_DUMP") then
   end
 end
 if left > 0 and os.getenv("CHAOS_DUMP") then   -- the logs of the calls whose flow is not over
-  for id in E.sh("redis-cli -p " .. redis.port .. " smembers gc:calls"):gmatch("%S+") do
+  for _, id in ipairs(view:calls()) do
     local f = io.open(os.getenv("CHAOS_DUMP") .. "/left-" .. id .. ".log", "w")
-    f:write(E.sh("redis-cli -p " .. redis.port .. " lrange 'gc:{" .. id .. "}:log' 0 -1"), "\n")
-    f:write(E.sh("redis-cli -p " .. redis.port .. " zscore gc:due " .. id), E.sh("redis-cli -p " .. redis.port
-      .. " zscore gc:ka " .. id), E.sh("redis-cli -p " .. redis.port .. " lrange 'gc:{" .. id .. "}:in' 0 -1"))
+    f:write(cjson.encode(view:log(id)), "\n")
+    f:write(tostring(view:due_at(id)), " ", tostring(view:ka_at(id)), " ", cjson.encode(view:inbox(id)), "\n")
     for n, text in ipairs(logs) do
       for line in text:gmatch("[^\n]+") do
         if line:find(id, 1, true) then f:write("node ", n, ": ", line, "\n") end
@@ -217,7 +251,13 @@ if #lost > 0 and os.getenv("CHAOS_DUMP") then   -- what the nodes and the emulat
     f:close()
   end
 end
-print(string.format("  node kills (SIGKILL, restarted 0.3 s later): %d; Redis restarts (AOF): %d", kills, restarts))
+if cluster then
+  print(string.format("  node kills (SIGKILL, restarted 0.3 s later): %d; Redis Cluster masters killed (SIGKILL): %d, "
+    .. "its replica serving after %s ms, back as a replica: %s", kills, killed and 1 or 0,
+    failoverMs and tostring(math.floor(failoverMs)) or "(never)", killed and killed.role() or "-"))
+else
+  print(string.format("  node kills (SIGKILL, restarted 0.3 s later): %d; Redis restarts (AOF): %d", kills, restarts))
+end
 print(string.format("  emulator faults fired: %d; notifications delivered: %d, refused: %d",
   stats.faultsFired, stats.notificationsSent or 0, stats.notificationsFailed or 0))
 print(string.format("  actions carried out: %d; repeated: %d (re-sent from a resumed flow's logged intent: %d, "
@@ -231,7 +271,7 @@ print(string.format("  failovers (a call carried on after its node died mid-step
   #gaps, pct(0.5), pct(0.99), gaps[#gaps] or 0))
 cleanup()
 ctl:close()
-local pass = #lost == 0 and #outside == 0 and left == 0
+local pass = #lost == 0 and #outside == 0 and left == 0 and (not cluster or failoverMs ~= nil)
 if o["max-failover"] > 0 and pct(0.99) > o["max-failover"] then
   print(string.format("  failover p99 %d ms is over %d ms", pct(0.99), o["max-failover"]))
   pass = false

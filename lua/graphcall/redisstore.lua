@@ -196,6 +196,9 @@ local function send(self, ack, ...)
   end
   local results = self.redis:pipeline({ pack(...), { n = 3, "WAIT", self.replicas, self.replicaTimeout } })
   local v, err = results[1][1], results[1][2]
+  -- the connection lost before WAIT answered: the write may be on no replica and its master
+  -- gone; it counts as not done (the caller's retry finds it done, or does it)
+  if err == nil and results[2][2] and results[2][2].code ~= "redis" then return nil, results[2][2] end
   if err == nil and (tonumber(results[2][1]) or 0) < self.replicas then
     self:_unreplicated()
     self.noWait[node] = now + 5000
@@ -245,8 +248,8 @@ end
 --   `buckets` (how many buckets the calls are spread over: 1 on one server, 16 on a cluster,
 --   about five a master; every node of a deployment must use the same, for as long as calls
 --   are kept), `sweepLease` (ms a node holds a bucket's
---   sweep without renewing it, 1000: a dead node's buckets are swept by the others two of
---   these after it was last seen), `replicas` (how many replicas must acknowledge a
+--   sweep without renewing it, 500: a dead node's buckets are swept by the others two of
+--   these after it was last seen, before its calls' leases run out), `replicas` (how many replicas must acknowledge a
 --   notification's event and a flow's intents before graphcall goes on, `WAIT`: 1 on a
 --   cluster, 0 otherwise), `replicaTimeout` (ms that wait lasts at most, 500), `metrics` (a
 --   `graphcall.metrics`: unreplicated writes counted; the bot's, given by `graphcall.bot`)
@@ -261,7 +264,7 @@ function M.new(o)
                         tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or os.time,
                         pendingTrk = {}, pendingFp = {}, popNext = {}, held = {}, serial = 0,
                         buckets = buckets, tags = buckets > 1 and bucket_tags(buckets) or nil,
-                        sweeping = {}, sweepLease = o.sweepLease or 1000,
+                        sweeping = {}, sweepLease = o.sweepLease or 500,
                         replicas = o.replicas or (o.redis.cluster and 1 or 0), replicaTimeout = o.replicaTimeout or 500,
                         noWait = {}, unreplicated = 0, metrics = o.metrics,
                         prefix = core.uuid():sub(1, 8) .. ":" }, Store)
