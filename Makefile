@@ -7,6 +7,7 @@
 #                 graphcall in nginx; each against a baseline in the same run
 #   make bench-cluster  notifications/s with 1, 2 and 3 nodes on one Redis; a resume's cost
 #   make chaos    the chaos run on three nodes (CHAOS_SECONDS), under lua5.4 and luajit
+#   make chaos-cluster  the same on a Redis Cluster, a master killed mid-run
 #   make soak     SOAK_CALLS calls, SOAK_NOTIFICATIONS notifications through three nodes
 #   make asan     C tests and specs under AddressSanitizer + UBSan
 #   make valgrind C tests under valgrind memcheck
@@ -51,7 +52,7 @@ PKGS := prometheus build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-d
         libhiredis-dev redis-server chromium
 
 .PHONY: lint doc fuzz all deps test test-asan demo bench asan valgrind rock-check schema check-schema clean \
-        chaos soak bench-cluster
+        chaos chaos-cluster soak bench-cluster
 
 all: $(SO54) $(SOJIT) $(IO54) $(IOJIT)
 
@@ -230,6 +231,13 @@ chaos: deps all
 	@for lua in lua5.4 luajit; do \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua tools/chaos.lua --seconds $(CHAOS_SECONDS) --lua $$lua \
 	    --max-failover 3000 || exit 1; done
+
+# the same on a Redis Cluster (3 masters, 3 replicas): a master killed mid-run; a call on it
+# waits out the failover (cluster-node-timeout 1 s and the election) besides its node's lease
+chaos-cluster: deps all
+	@for lua in lua5.4 luajit; do \
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua tools/chaos.lua --seconds $(CHAOS_SECONDS) --lua $$lua \
+	    --redis cluster --max-failover 5000 || exit 1; done
 
 soak: deps all
 	@$(MAKE) --no-print-directory PKGS=wrk deps

@@ -1,5 +1,5 @@
 -- bench/cluster.lua: several nodes (`graphcall run --redis`, each its own process) on one
--- redis-server behind Debian's nginx, on loopback.
+-- redis-server behind Debian's nginx, on loopback; and three on a Redis Cluster.
 --
 -- 1. Notifications/s: wrk POSTs signed notifications (a key press with the next sequenceId on
 --    one of 1,000 calls) to the balancer, with 1, 2 and 3 nodes, and to one node alone that
@@ -7,7 +7,9 @@
 --    commands per notification from INFO commandstats.
 --    The IVR's calls over three nodes: Redis commands and round trips per notification (MONITOR;
 --    BENCH_KEEP_MONITOR=1 keeps its capture in /tmp/monitor.txt). Each target is printed with
---    its figure and whether it is met.
+--    its figure and whether it is met. Three nodes on one server against three on a Redis
+--    Cluster (3 masters, 3 replicas), with and without a replica's acknowledgement (WAIT): the
+--    rates, commands per notification and how they spread over the masters.
 -- 2. A resume: a flow brought back by replaying its log (what a node does for an event of a
 --    call that waits, or for a call whose node died), against the log's length, and against
 --    reading the same log alone (LRANGE and decode).
@@ -44,20 +46,25 @@ local function load(url)
   return util.wrk_result(out), out
 end
 
-local function run(n, shared)
-  rcli("flushall")
+-- o: cluster (a Redis Cluster, R.cluster: the nodes on it), args (more options of the nodes)
+local function run(n, shared, o)
+  o = o or {}
+  if o.cluster then o.cluster.flushall() else rcli("flushall") end
   local ports, nodes = {}, {}
   for i = 1, n do ports[i] = N.free_port() end
   local lb = C.balancer(ports)
   for i = 1, n do
     nodes[i] = C.node { script = "bench/cluster-bot.lua", emu = emu.url, redis = redis.port, public = lb.url,
-                        prompts = prompts, port = ports[i], lease = 5, args = "--quiet", noredis = not shared }
+                        cluster = o.cluster and o.cluster.seeds, prompts = prompts, port = ports[i], lease = 5,
+                        args = "--quiet " .. (o.args or ""), noredis = not shared }
   end
-  rcli("config resetstat")
-  local before, us0 = commands()
+  local counted = o.cluster and o.cluster.commands or commands
+  if o.cluster then o.cluster.resetstat() else rcli("config resetstat") end
+  local before, us0 = counted()
   local r, raw = load(lb.url .. "/callback")
-  local after, us1 = commands()
+  local after, us1, per = counted()
   r.commands, r.us = (after - before) / math.max(1, r.sent), (us1 - us0) / math.max(1, r.sent)
+  r.per = per
   for _, node in ipairs(nodes) do node.remove() end
   lb.stop()
   if r.errors ~= 0 then io.stderr:write(raw, "\n") end
@@ -87,6 +94,50 @@ end
 target("Redis commands per notification, no flow <= 8.3 (a third of 25)", string.format("%.1f", most), most <= 25 / 3)
 target("nodes on Redis >= 0.70 of one node in memory (worst of 1-3 nodes)", string.format("%.2f", worst),
   worst >= 0.70)
+
+-- ---- on a Redis Cluster: three nodes, on one server and on the cluster, same run ---------------
+-- (3 masters and 3 replicas on this machine; with and without a replica's acknowledgement)
+local cl = R.cluster()
+-- commands the masters ran (scripts' own included; not the replicas' REPLCONF, nor INFO), the
+-- microseconds, and each master's share of the commands
+function cl.commands()
+  local n, us, per = 0, 0, {}
+  for _, node in ipairs(cl.nodes) do
+    if node.role() == "master" then
+      local mine = 0
+      for name, c, u in E.sh(node.cli .. " info commandstats"):gmatch("cmdstat_([%w|]+):calls=(%d+),usec=(%d+)") do
+        if name ~= "replconf" and name ~= "info" and name ~= "config" then
+          mine, us = mine + tonumber(c), us + tonumber(u)
+        end
+      end
+      n, per[#per + 1] = n + mine, mine
+    end
+  end
+  return n, us, per
+end
+function cl.resetstat()
+  for _, node in ipairs(cl.nodes) do E.sh(node.cli .. " config resetstat") end
+end
+local one = run(3, true)
+local onCluster = run(3, true, { cluster = cl })
+local noWait = run(3, true, { cluster = cl, args = "--redis-wait 0" })
+bad = bad + one.errors + onCluster.errors + noWait.errors
+local function shares(per)
+  local total, out = 0, {}
+  for _, c in ipairs(per) do total = total + c end
+  for i, c in ipairs(per) do out[i] = string.format("%.0f%%", 100 * c / math.max(1, total)) end
+  return table.concat(out, " / ")
+end
+print(string.format("  3 nodes on one Redis server          %8.0f notifications/s  p50 %s p99 %s  errors %d",
+  one.rate, one.p50, one.p99, one.errors))
+print(string.format("  3 nodes on a Redis Cluster           %8.0f notifications/s  p50 %s p99 %s  errors %d  "
+  .. "(%.2f of one server; %.1f commands a notification, WAIT included; the masters' shares %s)",
+  onCluster.rate, onCluster.p50, onCluster.p99, onCluster.errors, onCluster.rate / one.rate, onCluster.commands,
+  shares(onCluster.per)))
+print(string.format("  the same, no replica's acknowledgement %6.0f notifications/s  p50 %s p99 %s  errors %d  "
+  .. "(WAIT costs %.0f%%)", noWait.rate, noWait.p50, noWait.p99, noWait.errors,
+  100 * (1 - onCluster.rate / math.max(1, noWait.rate))))
+cl.stop()
 
 -- ---- a resume against the log's length --------------------------------------------------------
 rcli("flushall")
