@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 
 #include "ioloop.h"
@@ -17,6 +18,7 @@ typedef struct child {
 struct gc_loop {
   child *children;
   struct event_base *base;
+  struct evdns_base *dns;      /* made at the first name looked up */
   struct event *wake;          /* bounds a step's wait */
   struct event *sig[MAX_SIGNALS];
   int nsig;
@@ -50,6 +52,10 @@ void gc_loop_free(gc_loop *l) {
     c->close(c->arg);
     free(c);
   }
+  if (l->dns) {   /* lookups still going are cancelled; their callbacks run once more, and free them */
+    evdns_base_free(l->dns, 1);
+    event_base_loop(l->base, EVLOOP_NONBLOCK);
+  }
   gc_io_item *it;
   while ((it = gc_loop_pop(l)) != NULL) it->drop(it);
   for (int i = 0; i < l->nsig; i++) event_free(l->sig[i]);
@@ -59,6 +65,16 @@ void gc_loop_free(gc_loop *l) {
 }
 
 struct event_base *gc_loop_base(gc_loop *l) { return l->base; }
+
+/* libevent's asynchronous resolver: the system's name servers and hosts file, read once */
+struct evdns_base *gc_loop_dns(gc_loop *l) {
+  if (!l->dns) l->dns = evdns_base_new(l->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+  if (!l->dns) {   /* no resolv.conf: the hosts file alone */
+    l->dns = evdns_base_new(l->base, 0);
+    if (l->dns) evdns_base_load_hosts(l->dns, NULL);
+  }
+  return l->dns;
+}
 
 int gc_loop_adopt(gc_loop *l, void (*close)(void *), void *arg) {
   child *c = malloc(sizeof *c);

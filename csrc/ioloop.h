@@ -25,6 +25,9 @@ gc_loop *gc_loop_new(void);
 /* Frees the loop; items still queued are dropped. Free its clients and servers first. */
 void gc_loop_free(gc_loop *l);
 struct event_base *gc_loop_base(gc_loop *l);
+struct evdns_base;
+/* The loop's resolver (made at the first call), or NULL when none can be made. */
+struct evdns_base *gc_loop_dns(gc_loop *l);
 
 /* Run the loop until something is ready or timeout_ms passes (0: do not wait; < 0: no
  * timeout). Returns at once if items are already queued. 0, or -1 on a libevent error. */

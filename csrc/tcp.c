@@ -6,6 +6,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <openssl/err.h>
@@ -19,6 +20,7 @@ struct gc_tcp {
   struct bufferevent *bev;   /* NULL once closed */
   uint64_t id;
   int connected, tls;
+  char name[256];   /* the host name looked up, for what a failed lookup says */
 };
 
 static void drop_item(gc_io_item *it) {
@@ -88,14 +90,20 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
     ERR_clear_error();
     return shut(t, why);
   }
+  int dns_err = t->name[0] ? bufferevent_socket_get_dns_error(bev) : 0;
+  if (dns_err) {
+    snprintf(why, sizeof why, "connect: cannot resolve %s: %s", t->name, evutil_gai_strerror(dns_err));
+    return shut(t, why);
+  }
   int e = EVUTIL_SOCKET_ERROR();
   snprintf(why, sizeof why, "%s%s", t->connected ? "" : "connect: ", evutil_socket_error_to_string(e));
   shut(t, why);
 }
 
 /* An OpenSSL client for one connection: TLS 1.2 or later, the peer verified against cafile
- * (or the system's), and its name, or its address when no name is given. */
-static SSL *client_ssl(const char *host, const gc_tcp_tls *tls, const char **err) {
+ * (or the system's), and its name (the servername given, else the host's name), or its
+ * address when there is no name. */
+static SSL *client_ssl(const char *host, int named, const gc_tcp_tls *tls, const char **err) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
   if (!ctx) { *err = "TLS: out of memory"; return NULL; }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -108,8 +116,9 @@ static SSL *client_ssl(const char *host, const gc_tcp_tls *tls, const char **err
     *err = ok == 1 ? "TLS: out of memory" : "TLS: cannot read the CA file";
     return NULL;
   }
-  if (tls->servername) {
-    ok = SSL_set1_host(ssl, tls->servername) == 1 && SSL_set_tlsext_host_name(ssl, tls->servername) == 1;
+  const char *name = tls->servername ? tls->servername : named ? host : NULL;
+  if (name) {
+    ok = SSL_set1_host(ssl, name) == 1 && SSL_set_tlsext_host_name(ssl, name) == 1;
   } else {
     ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
   }
@@ -126,20 +135,31 @@ static gc_tcp *connect_with(gc_loop *l, const char *host, int port, uint64_t id,
                             const gc_tcp_tls *tls, const char **err) {
   struct sockaddr_storage ss;
   int sslen = (int)sizeof ss;
-  char addr[128];
+  char addr[300];
   if (!host || strcmp(host, "localhost") == 0) host = "127.0.0.1";
   if (port <= 0 || port > 65535) { *err = "bad port"; return NULL; }
+  size_t hlen = strlen(host);
+  if (hlen == 0 || hlen >= sizeof ((gc_tcp *)0)->name) { *err = "not an address or a host name"; return NULL; }
   snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-  if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
-    *err = "not a numeric address (names are not looked up: it would block the loop)";
-    return NULL;
+  /* not an address: a name, looked up by the loop's resolver (the loop goes on meanwhile) */
+  int named = evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0;
+  if (named) {
+    for (const char *c = host; *c; c++) {
+      if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+            *c == '.' || *c == '_')) {
+        *err = "not an address or a host name";
+        return NULL;
+      }
+    }
+    if (!gc_loop_dns(l)) { *err = "names cannot be looked up here (no resolver)"; return NULL; }
   }
   gc_tcp *t = calloc(1, sizeof *t);
   if (!t) { *err = "out of memory"; return NULL; }
   t->l = l;
   t->id = id;
+  if (named) memcpy(t->name, host, hlen + 1);
   if (tls) {
-    SSL *ssl = client_ssl(host, tls, err);
+    SSL *ssl = client_ssl(host, named, tls, err);
     if (!ssl) { free(t); return NULL; }
     t->tls = 1;
     t->bev = bufferevent_openssl_socket_new(gc_loop_base(l), -1, ssl, BUFFEREVENT_SSL_CONNECTING,
@@ -154,7 +174,9 @@ static gc_tcp *connect_with(gc_loop *l, const char *host, int port, uint64_t id,
                         ((timeout_ms > 0 ? timeout_ms : 10000) % 1000) * 1000 };
   bufferevent_set_timeouts(t->bev, NULL, &tv);
   bufferevent_enable(t->bev, EV_READ | EV_WRITE);
-  if (bufferevent_socket_connect(t->bev, (struct sockaddr *)&ss, sslen) != 0) {
+  int r = named ? bufferevent_socket_connect_hostname(t->bev, gc_loop_dns(l), AF_UNSPEC, host, port)
+                : bufferevent_socket_connect(t->bev, (struct sockaddr *)&ss, sslen);
+  if (r != 0) {
     /* refused at once (no such route): the CLOSED item says so, as for a later failure */
     shut(t, "connect failed");
   }

@@ -472,10 +472,11 @@ end
 
 --- Open a TCP stream (for protocols other than HTTP: Redis). on_event("open"), then
 -- on_event("data", bytes) as bytes arrive, and on_event("closed", why) once ("" when the
--- peer closed in order). The host is a numeric address or "localhost": a name lookup would
--- block the loop. `tls` ({tls = true, cafile =, servername =}) opens it over TLS, the server's
--- certificate verified (its chain against `cafile` or the system's CAs, and `servername` or
--- the address); "open" comes after the handshake.
+-- peer closed in order). The host is an address or a name, looked up by libevent's resolver
+-- (the hosts file, then the system's name servers) while the loop goes on. `tls` ({tls =
+-- true, cafile =, servername =}) opens it over TLS, the server's certificate verified (its
+-- chain against `cafile` or the system's CAs, and `servername`, else the host's name, else
+-- its address); "open" comes after the handshake.
 -- @return the stream (`stream:write(bytes)` -> true | nil, err; `stream:close()`: no
 --   "closed" event follows), or nil and an error
 function Loop:tcp(host, port, on_event, connect_timeout, tls)

@@ -550,12 +550,13 @@ local function new_cluster(o, c)
 end
 
 --- A client. In nginx (a phase with cosockets) it uses them; elsewhere it needs `loop`.
--- @param o `url` ("redis://[user:password@]host:port"; or the parts:) `host` ("127.0.0.1": a
---   numeric address), `port` (6379), `user` and `password` (AUTH on each new connection: an
+-- @param o `url` ("redis://[user:password@]host:port"; or the parts:) `host` ("127.0.0.1": an
+--   address or a name, looked up without holding the loop; in nginx, by its `resolver`),
+--   `port` (6379), `user` and `password` (AUTH on each new connection: an
 --   ACL user, or `requirepass`'s password alone), `tls` (true: TLS, the server's certificate
 --   verified), `cafile` (the CA bundle it must chain to, standalone; in nginx,
---   `lua_ssl_trusted_certificate`), `servername` (the name its certificate must carry, when the
---   host is an address; the address by default, which nginx cannot check: give the name
+--   `lua_ssl_trusted_certificate`), `servername` (the name its certificate must carry: the
+--   host's name by default, else its address, which nginx cannot check: give the name
 --   there), `loop` (standalone), `timeout` (ms, 5000:
 --   connecting, and each read or write in nginx), `pool_size` (nginx, 32); for a Redis
 --   Cluster, `cluster` (its nodes, or some of them: "redis://[user:password@]host:port,...",
