@@ -534,11 +534,19 @@ end
 
 -- ---- the inbox: notifications accepted (answered 202) and not yet in the log ----------------
 
---- Keep an accepted notification's event (JSON text) in the call's inbox, before the 202: a
--- node that dies after answering leaves it to the others (`gc:inbox` says since when).
+-- KEYS the call's inbox, gc:inbox; ARGV the entry, now, the call's id
+local PUSH = [[
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[3])
+]]
+
+--- Keep an entry in the call's inbox (an outgoing call's start, or an accepted notification's
+-- event), in one script acknowledged as `ingest` is: a node that dies after this leaves it to
+-- the others (`gc:inbox` says since when).
 function Store:push(id, text, now)
-  must(self, "RPUSH", key(self, id, "in"), text)
-  must(self, "ZADD", shared(self, id, "inbox"), "NX", now or math.floor(self.clock() * 1000), id)
+  local v, err = eval(self, true, PUSH, 2, key(self, id, "in"), shared(self, id, "inbox"), text,
+                      now or math.floor(self.clock() * 1000), id)
+  if v == nil and err then error(store_error("store", "Redis: " .. tostring(err.message or err.code)), 0) end
 end
 
 --- The call's inbox, oldest first (JSON texts).
