@@ -12,14 +12,8 @@ local C = require "nodes_helper"
 local SALES = "+14255550100"
 
 -- on one redis-server, and on a Redis Cluster (3 masters, 3 replicas)
--- (under AddressSanitizer the cluster's run is left out: the C it runs is the one-server
--- run's, and the processes it starts make the sanitized run the longest part of CI)
-local asan = (os.getenv("LD_PRELOAD") or ""):find("asan", 1, true)
-for _, on in ipairs { "one redis-server", "a Redis Cluster" } do
-local cluster = on == "a Redis Cluster"
-if cluster and asan then
-  pending("on a Redis Cluster: not under AddressSanitizer")
-else
+for _, kind in ipairs(R.kinds(pending)) do
+local on, cluster = kind[1], kind[2]
 describe("graphcall on several nginx instances sharing " .. on, function()
   local emu, redis, nodes, lb, ctl, prompts = nil, nil, {}, nil, nil, nil
 
@@ -169,5 +163,4 @@ describe("graphcall on several nginx instances sharing " .. on, function()
     end
   end)
 end)
-end
 end

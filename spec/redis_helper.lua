@@ -54,6 +54,20 @@ function R.start(o)
   return r
 end
 
+--- The places a multi-process spec runs on: {"one redis-server", false} and {"a Redis Cluster",
+-- true}, the cluster left out under AddressSanitizer (said as pending): the C it runs is the
+-- one-server run's, and the processes it starts would make the sanitized run CI's longest part.
+-- `pending`: busted's, from the spec.
+function R.kinds(pending)
+  local out = { { "one redis-server", false } }
+  if (os.getenv("LD_PRELOAD") or ""):find("asan", 1, true) then
+    pending("on a Redis Cluster: not under AddressSanitizer")
+  else
+    out[2] = { "a Redis Cluster", true }
+  end
+  return out
+end
+
 --- A Redis Cluster: `o.masters` (3) masters with a replica each, `cluster-node-timeout`
 -- `o.timeout` ms (1000), formed with `redis-cli --cluster create`; `o.args` more options of
 -- every node, `o.password` (requirepass and masterauth), `o.tls` (a folder with ca.pem, r.pem
