@@ -7,13 +7,35 @@ local R = {}
 R.available = os.execute("command -v redis-server >/dev/null") == true
   or os.execute("command -v redis-server >/dev/null") == 0
 
+-- A port for a server to listen on, outside the kernel's range of ephemeral ports (32768 and
+-- up): a port the kernel handed out and took back (listen on 0) can be taken meanwhile as the
+-- local end of an outgoing connection, and the server's bind then fails. Tried free here.
+local seeded = false
+function R.port()
+  if not seeded then
+    math.randomseed(os.time() + (tonumber(tostring({}):match("(%x+)$"), 16) or 0) % 1000003)
+    seeded = true
+  end
+  local loop = require("graphcall").loop { log = false }
+  for _ = 1, 100 do
+    local port = math.random(20000, 32000)
+    local srv = loop:listen({ port = port }, function() end)
+    if srv then
+      srv:close()
+      loop:close()
+      return port
+    end
+  end
+  loop:close()
+  error("no free port between 20000 and 32000")
+end
+
 --- Start redis-server (o.appendonly: true for the append-only file; o.args: more options of
 -- redis-server; o.password: what redis-cli authenticates with; o.cli: more options of
 -- redis-cli, for TLS). {port, dir, cli, stop(), restart()}
 function R.start(o)
   o = o or {}
-  local N = require "ngx_helper"
-  local r = { dir = E.tmpdir(), port = o.port or N.free_port() }
+  local r = { dir = E.tmpdir(), port = o.port or R.port() }
   local cli = "redis-cli -p " .. r.port .. (o.password and (" --no-auth-warning -a '" .. o.password .. "'") or "")
     .. (o.cli and (" " .. o.cli) or "")
   r.cli = cli
@@ -76,11 +98,10 @@ end
 -- on the first node), wait_ok(), stop()}
 function R.cluster(o)
   o = o or {}
-  local N = require "ngx_helper"
   local c = { nodes = {} }
   local addrs = {}
   for i = 1, (o.masters or 3) * 2 do
-    local n = { dir = E.tmpdir(), port = N.free_port(), bus = N.free_port() }
+    local n = { dir = E.tmpdir(), port = R.port(), bus = R.port() }
     n.cli = "redis-cli -p " .. n.port .. (o.cli and (" " .. o.cli) or "")
       .. (o.password and (" --no-auth-warning -a " .. o.password) or "")
     -- TLS (o.tls: the folder of ca.pem, r.pem, r.key): clients, replication and the bus
@@ -98,7 +119,7 @@ function R.cluster(o)
         if E.sh(n.cli .. " ping 2>&1"):find("PONG", 1, true) then return end
         os.execute("sleep 0.05")
       end
-      error("redis-server (cluster node) did not start: " .. out)
+      error("redis-server (cluster node) did not start: " .. out .. E.sh("tail -3 " .. n.dir .. "/redis.log"))
     end
     function n.signal(sig) E.sh("kill -" .. sig .. " $(cat " .. n.dir .. "/redis.pid) 2>/dev/null") end
     function n.kill()
@@ -109,16 +130,23 @@ function R.cluster(o)
     function n.role()
       return (E.sh(n.cli .. " role 2>&1"):match("^(%a+)"))
     end
-    n.start()
     c.nodes[i] = n
     addrs[i] = "127.0.0.1:" .. n.port
   end
   c.seeds = table.concat(addrs, ",")
   local opts = (o.cli or "") .. (o.password and (" --no-auth-warning -a " .. o.password) or "")
   c.cli = "redis-cli -c -p " .. c.nodes[1].port .. " " .. opts
-  local out = E.sh("redis-cli " .. opts .. " --cluster create " .. table.concat(addrs, " ")
-    .. " --cluster-replicas 1 --cluster-yes")
-  if not out:find("All 16384 slots covered", 1, true) then error("redis-cli --cluster create: " .. out) end
+  -- started and formed, or none left running
+  local ok, err = pcall(function()
+    for _, n in ipairs(c.nodes) do n.start() end
+    local out = E.sh("redis-cli " .. opts .. " --cluster create " .. table.concat(addrs, " ")
+      .. " --cluster-replicas 1 --cluster-yes")
+    if not out:find("All 16384 slots covered", 1, true) then error("redis-cli --cluster create: " .. out) end
+  end)
+  if not ok then
+    for _, n in ipairs(c.nodes) do n.kill() os.execute("rm -rf " .. n.dir) end
+    error(err, 0)
+  end
   --- Wait until every live node says the cluster is ok and every live replica has synced.
   function c.wait_ok(seconds)
     for _ = 1, (seconds or 20) * 20 do

@@ -87,9 +87,19 @@ static void test_refused(void) {
   CHECK(it && strncmp(it->error, "connect", 7) == 0);
   drop(it);
   gc_tcp_free(t);
-  CHECK(gc_tcp_connect(loop, "redis.example.com", 6379, 9, 0, &err) == NULL);
-  CHECK(err && strstr(err, "numeric") != NULL);
+  /* not an address nor a name: refused at once */
+  CHECK(gc_tcp_connect(loop, "redis example", 6379, 9, 0, &err) == NULL);
+  CHECK(err && strstr(err, "not an address or a host name") != NULL);
+  char long_name[300];
+  memset(long_name, 'a', sizeof long_name - 1);
+  long_name[sizeof long_name - 1] = '\0';
+  CHECK(gc_tcp_connect(loop, long_name, 6379, 9, 0, &err) == NULL);
   CHECK(gc_tcp_connect(loop, "127.0.0.1", 70000, 9, 0, &err) == NULL);
+  /* a name: looked up by the loop's resolver; freed while the lookup goes on, it is cancelled */
+  err = NULL;
+  t = gc_tcp_connect(loop, "redis.example.com", 6379, 9, 1000, &err);
+  CHECK(t != NULL && err == NULL);
+  gc_tcp_free(t);
 }
 
 static void test_freed_with_items(void) {
