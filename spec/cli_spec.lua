@@ -31,7 +31,7 @@ describe("graphcall --help", function()
     local out, rc = graphcall("run --help")
     assert.equal(0, rc)
     for _, o in ipairs { "--emulator", "--connect", "--listen", "--store", "--redis", "--redis-cluster",
-                         "--redis-wait", "--lease", "--public",
+                         "--redis-wait", "--redis-buckets", "--lease", "--public",
                          "--prompts", "--trace", "--speed", "--calls", "--keep-alive", "--on-stop", "--quiet",
                          "--realism", "--seed", "--loss", "1.5)", "GRAPHCALL_CLIENT_SECRET" } do
       assert.matches(o, out, 1, true)
@@ -57,6 +57,9 @@ describe("graphcall --help", function()
     out, rc = graphcall("run x.lua --redis-wait=-1")
     assert.equal(2, rc)
     assert.matches("--redis-wait: a whole number, 0 or more", out, 1, true)
+    out, rc = graphcall("run x.lua --redis-buckets=0")
+    assert.equal(2, rc)
+    assert.matches("--redis-buckets: a whole number from 1 to 1024", out, 1, true)
     out, rc = graphcall("run x.lua --redis 127.0.0.1:6379 --redis-cluster 127.0.0.1:7000")
     assert.equal(2, rc)
     assert.matches("redis", out)

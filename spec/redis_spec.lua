@@ -599,6 +599,21 @@ describe("graphcall.store.redis on " .. on, function()
     assert.equal(1, s1.nodesAlive)
   end)
 
+  it("refuses a node whose buckets are not the calls' in Redis, and one bucket on a cluster", function()
+    local storemod = require("graphcall.store")
+    assert.is_true(store:ping())                          -- the first: the count is kept
+    local other = storemod.redis { redis = new_client(), buckets = 8 }
+    local ok, err = pcall(other.ping, other)
+    assert.is_false(ok)
+    assert.matches("buckets: this node spreads calls over 8 bucket%(s%), the calls in Redis are spread over "
+      .. store.buckets .. ": every node must use the same", err.message)
+    if cluster then
+      local bad, why = pcall(storemod.redis, { redis = new_client(), buckets = 1 })
+      assert.is_false(bad)
+      assert.matches("buckets: 2 or more on a Redis Cluster, not 1", why)
+    end
+  end)
+
   it("keeps deadlines and keepAlive times in sorted sets", function()
     store:set_due("a", 1000)
     store:set_due("b", 3000)

@@ -260,6 +260,9 @@ function M.new(o)
   if type(buckets) ~= "number" or buckets ~= math.floor(buckets) or buckets < 1 or buckets > 1024 then
     error("graphcall.store.redis: buckets: a whole number from 1 to 1024, not " .. tostring(o.buckets), 2)
   end
+  if buckets == 1 and o.redis.cluster then   -- (the shared sets would be one slot, the calls' others)
+    error("graphcall.store.redis: buckets: 2 or more on a Redis Cluster, not 1", 2)
+  end
   return setmetatable({ redis = o.redis, ttl = ttl, keepMs = math.floor((o.keep or ttl * 4) * 1000),
                         tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or os.time,
                         pendingTrk = {}, pendingFp = {}, popNext = {}, held = {}, serial = 0,
@@ -621,7 +624,25 @@ function Store:live_count()
 end
 
 --- Whether Redis answers (raises when it does not, as every command of the store).
-function Store:ping() return must(self, "PING") == "PONG" end
+-- Redis keeps how many buckets the calls are spread over (`gc:buckets`, set by the first node):
+-- a node given another count would put calls where the others do not look for them.
+--- Whether Redis answers (raises when it does not, as every command of the store), and agrees
+-- on the buckets: raises when the calls in Redis are spread over another count than this
+-- store's (`graphcall run` and `/readyz` say so).
+function Store:ping()
+  local pong = must(self, "PING") == "PONG"
+  if not self.bucketsAgreed then
+    must(self, "SET", "gc:buckets", self.buckets, "NX")
+    local n = tonumber(must(self, "GET", "gc:buckets"))
+    if n ~= self.buckets then
+      error(store_error("store", string.format("buckets: this node spreads calls over %d bucket(s), the calls in "
+        .. "Redis are spread over %s: every node must use the same (graphcall.store.redis's buckets)", self.buckets,
+        tostring(n))), 0)
+    end
+    self.bucketsAgreed = true
+  end
+  return pong
+end
 
 local PARTS = { "log", "st", "hd", "in" }
 

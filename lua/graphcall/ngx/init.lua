@@ -136,10 +136,11 @@ local OPTIONS = { "script", "flow", "flows", "on", "setup", "client", "callbackU
 --   `redis` ("redis://[user:password@]host:port", or {host =, port =, user =,
 --   password =}: keep the calls in Redis, shared with other nginx instances, instead of the
 --   dict; a Redis Cluster: "redis://host:port,redis://host:port,..." or {cluster = ...},
---   `graphcall.redis`'s options); `lease` (seconds a worker holds a call while it runs it, renewed
---   meanwhile, 1.5: when a worker or an instance dies holding it, the call waits that long, and
---   a quarter second, for another); `logFormat` ("json": one JSON object a message in the
---   error log, `graphcall.log`'s fields; "text" by default), `node` (names this nginx in them)
+--   `graphcall.redis`'s options, and `buckets`, `graphcall.store.redis`'s); `lease` (seconds
+--   a worker holds a call while it runs it, renewed meanwhile, 1.5: when a worker or an
+--   instance dies holding it, the call waits that long, and a quarter second, for another);
+--   `logFormat` ("json": one JSON object a message in the error log, `graphcall.log`'s fields;
+--   "text" by default), `node` (names this nginx in them)
 function M.init(o)
   strict.options(o, OPTIONS, "graphcall.ngx.init")
   local dict = ngx.shared[o.dict or "graphcall"]
@@ -163,7 +164,7 @@ function M.init(o)
     local ro = o.redis
     if type(ro) == "string" then ro = ro:find(",", 1, true) and { cluster = ro } or { url = ro } end
     local r = redis.new(ro)
-    store = storemod.redis { redis = r, ttl = o.ttl, clock = ngx.now,
+    store = storemod.redis { redis = r, ttl = o.ttl, clock = ngx.now, buckets = ro.buckets,
                              sleep = function(ms) ngx.sleep(ms / 1000) end }
   else
     store = dictstore.new(dict, o.ttl)
