@@ -2,7 +2,8 @@
 #   make          build graphcall.core for both interpreters
 #   make test     C unit tests + busted specs under lua5.4 and luajit
 #   make demo     example (a), the IVR menu, against the local emulator with a scripted caller
-#   make bench    request building, JSON, notification ingest, HTTP client and listener, flows,
+#   make bench    request building, JSON, notification ingest, roster handlers against Node.js,
+#                 HTTP client and listener, flows,
 #                 10,000 calls in real time (emulate --load),
 #                 graphcall in nginx; each against a baseline in the same run
 #   make bench-cluster  notifications/s with 1, 2 and 3 nodes on one Redis; a resume's cost
@@ -193,7 +194,7 @@ demo: deps all
 	  --prompts $(B)/prompts --store $(B)/demo/store-$$$$ --trace $(B)/demo/trace.html
 
 bench: deps all $(B)/bench/json_parse
-	@$(MAKE) --no-print-directory PKGS=wrk deps
+	@$(MAKE) --no-print-directory PKGS="wrk nodejs" deps
 	@for lua in lua5.4 luajit; do \
 	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/build.lua || exit 1; done
@@ -206,6 +207,9 @@ bench: deps all $(B)/bench/json_parse
 	@lua5.4 -e 'package.path="./bench/?.lua;"..package.path; io.write(require("roster").text(1000))' \
 	  > $(B)/bench/roster-1000.json
 	@$(B)/bench/json_parse $(B)/bench/roster-1000.json
+	@for lua in lua5.4 luajit; do \
+	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/roster_read.lua || exit 1; done
 	@for lua in lua5.4 luajit; do \
 	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/http.lua || exit 1; done

@@ -276,6 +276,40 @@ static int l_decode(lua_State *L) {
   return 1;
 }
 
+/* core.decode_into(text, list [, max_depth]) -> true | nil, err: for each (table, offset,
+ * length) of list, the JSON object at that byte range of text set into the table, member by
+ * member, unless the table has the key (graphcall.flat's lazy participants, in one call) */
+static int l_decode_into(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  gc_json_limits lim = { len, (int)luaL_optinteger(L, 3, 0) };
+  lua_settop(L, 2);
+  decoder *d = lua_touserdata(L, lua_upvalueindex(UV_DECODER));
+  int n = (int)gc_rawlen(L, 2), r = 0;
+  for (int i = 1; i + 2 <= n && r == 0; i += 3) {
+    lua_rawgeti(L, 2, i);
+    lua_rawgeti(L, 2, i + 1);
+    lua_rawgeti(L, 2, i + 2);
+    lua_Number off = lua_tonumber(L, 4), n2 = lua_tonumber(L, 5);
+    if (lua_type(L, 3) != LUA_TTABLE || !(off >= 0 && n2 > 0 && off + n2 <= (lua_Number)len))
+      return luaL_argerror(L, 2, "(table, offset, length) triples within the text expected");
+    r = gc_json_parse(&d->doc, s + (size_t)off, (size_t)n2, &lim, d->doc.tok, d->doc.cap);
+    if (r == 0) gc_l_fill_tok(L, 3, &d->doc, 0, &d->scratch);
+    lua_settop(L, 2);
+  }
+  if (r != 0) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "invalid JSON: %s", d->doc.error);
+    gc_l_push_error(L, "json", msg, "");
+  }
+  if ((size_t)d->doc.cap * sizeof(gc_jtok) > KEEP_BYTES) gc_json_free(&d->doc);
+  if (d->scratch.cap > KEEP_BYTES) gc_buf_free(&d->scratch);
+  if (r != 0) return 2;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* core.hash(text) -> 16 hex digits (64-bit, not cryptographic): names for cached files */
 static int l_hash(lua_State *L) {
   size_t len;
@@ -293,6 +327,7 @@ static const luaL_Reg funcs[] = {
   { "fields", l_fields },
   { "types", l_types },
   { "decode", l_decode },
+  { "decode_into", l_decode_into },
   { "parse_notifications", gc_l_parse_notifications },
   { "materialize", gc_l_materialize },
   { "jwks", gc_l_jwks },

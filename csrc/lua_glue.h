@@ -31,6 +31,7 @@ int gc_l_push_error(lua_State *L, const char *code, const char *message, const c
 /* the JSON value at token t as Lua values (null = lightuserdata NULL) */
 void gc_l_push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
 void gc_l_push_str(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
+void gc_l_fill_tok(lua_State *L, int idx, const gc_jdoc *d, uint32_t t, gc_buf *scratch);
 
 /* lua_spawn.c */
 int gc_l_spawn(lua_State *L);

@@ -381,7 +381,32 @@ static notifdoc *lazy_doc(lua_State *L, int t, uint32_t *tok, int *event) {
   return nd;
 }
 
-/* Build everything still in the tape into t: an event's data, or a participant's fields. */
+/* A participant's fields from the tape into t, and t lazy no more: its entry in the shared
+ * metatable (at mt) cleared, its metatable removed. */
+static void fill_participant(lua_State *L, int t, int mt, const gc_jdoc *d, uint32_t tok,
+                             gc_buf *scratch) {
+  gc_l_fill_tok(L, t, d, tok, scratch);
+  lua_pushvalue(L, t);
+  lua_pushnil(L);
+  lua_rawset(L, mt);
+  lua_pushnil(L);
+  lua_setmetatable(L, t);
+}
+
+/* Every participant of the body still lazy, in one pass over the shared metatable (clearing
+ * entries during lua_next is allowed): a handler that reads a second participant walks the
+ * roster, as a rule, and one pass costs less than a lookup and a call per participant. */
+static void fill_rest(lua_State *L, int mt, const gc_jdoc *d, gc_buf *scratch) {
+  lua_pushnil(L);
+  while (lua_next(L, mt)) {
+    if (lua_type(L, -2) == LUA_TTABLE && lua_tonumber(L, -1) > 0)
+      fill_participant(L, lua_gettop(L) - 1, mt, d, (uint32_t)lua_tonumber(L, -1), scratch);
+    lua_pop(L, 1);
+  }
+}
+
+/* Build everything still in the tape into t: an event's data, or a participant's fields (and,
+ * from the second participant on, those of all the others: mt[2] marks the first done). */
 static void materialize(lua_State *L, int t) {
   uint32_t tok;
   int event;
@@ -393,29 +418,24 @@ static void materialize(lua_State *L, int t) {
     lua_pushstring(L, "data");
     gc_l_push_tok(L, &nd->doc, tok, &dec->scratch);
     lua_rawset(L, t);
-  } else {                               /* a roster participant: all its fields */
-    gc_l_push_tok(L, &nd->doc, tok, &dec->scratch);
+    lua_pushvalue(L, t);
     lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      lua_pushvalue(L, -2);
-      lua_rawget(L, t);
-      if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_rawset(L, t);
-      } else {
-        lua_pop(L, 2);
-      }
-    }
+    lua_rawset(L, mt);
+    lua_pushnil(L);
+    lua_setmetatable(L, t);
+  } else {                               /* a roster participant: all its fields */
+    fill_participant(L, t, mt, &nd->doc, tok, &dec->scratch);
+    lua_rawgeti(L, mt, 2);
+    int first = lua_isnil(L, -1);
     lua_pop(L, 1);
+    if (first) {
+      lua_pushboolean(L, 1);
+      lua_rawseti(L, mt, 2);
+    } else {
+      fill_rest(L, mt, &nd->doc, &dec->scratch);
+    }
   }
-  lua_pushvalue(L, t);
-  lua_pushnil(L);
-  lua_rawset(L, mt);
   lua_pop(L, 1);
-  lua_pushnil(L);
-  lua_setmetatable(L, t);
 }
 
 int gc_l_lazy_index(lua_State *L) {

@@ -91,3 +91,26 @@ void gc_l_push_tok(lua_State *L, const gc_jdoc *d, uint32_t t, gc_buf *scratch) 
     }
   }
 }
+
+/* The members of object token t set into the table at idx (an absolute index), each unless the
+ * table has that key already: a lazy table's eager fields, or what a handler set on it. Nothing
+ * if t is not an object. */
+void gc_l_fill_tok(lua_State *L, int idx, const gc_jdoc *d, uint32_t t, gc_buf *scratch) {
+  const gc_jtok *k = &d->tok[t];
+  if (k->type != GC_J_OBJECT) return;
+  luaL_checkstack(L, 4, "JSON nested too deep");
+  uint32_t c = t + 1;
+  for (uint32_t i = 0; i < k->len; i++) {
+    gc_l_push_str(L, d, c, scratch);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, idx);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      gc_l_push_tok(L, d, c + 1, scratch);
+      lua_rawset(L, idx);
+    } else {
+      lua_pop(L, 2);
+    }
+    c = d->tok[c + 1].next;
+  }
+}

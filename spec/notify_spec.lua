@@ -156,6 +156,47 @@ describe("notification details", function()
     end
   end)
 
+  it("builds the whole roster in one pass once a second participant is read", function()
+    local roster = cjson.decode(H.fixture("graph/notify-roster-updated.json"))
+    local data = roster.value[1].resourceData
+    local proto = data[1]
+    for i = 1, 5 do   -- five participants of the fixture's shape, ids and mute apart
+      local p = cjson.decode(cjson.encode(proto))
+      p.id, p.isMuted = "p" .. i, i % 2 == 0
+      data[i] = p
+    end
+    local ev = parse(cjson.encode(roster))[1]
+    local ps = ev.participants
+    rawset(ps[4], "info", "set by the handler")
+    assert.equal(proto.info.identity.user.displayName, ps[1].info.identity.user.displayName)
+    assert.is_nil(getmetatable(ps[1]))
+    for i = 2, 5 do assert.is_table(getmetatable(ps[i]), "still lazy: " .. i) end
+    assert.is_true(ps[2].isMuted)                   -- the second: every one built
+    for i = 1, 5 do
+      local p = ps[i]
+      assert.is_nil(getmetatable(p), "built: " .. i)
+      assert.equal("p" .. i, rawget(p, "id"))
+      assert.equal(i % 2 == 0, rawget(p, "isMuted"))
+      assert.same(proto.mediaStreams, rawget(p, "mediaStreams"))
+    end
+    assert.equal("set by the handler", ps[4].info)  -- a handler's own value is kept
+    assert.is_nil(rawget(ev, "data"))               -- the event's data is another lazy part
+    assert.equal(5, #ev.data)
+  end)
+
+  it("refuses core.decode_into ranges outside the text", function()
+    local core = require "graphcall.core"
+    local t = {}
+    assert.is_true(core.decode_into('{"a":1,"b":[2]}', { t, 0, 15 }))
+    assert.same({ a = 1, b = { 2 } }, t)
+    assert.has_error(function() core.decode_into("{}", { t, 1, 5 }) end,
+      "bad argument #2 to 'decode_into' ((table, offset, length) triples within the text expected)")
+    assert.has_error(function() core.decode_into("{}", { "x", 0, 2 }) end)
+    local ok, err = core.decode_into('{"a":}', { {}, 0, 6 })
+    assert.is_nil(ok)
+    assert.equal("json", err.code)
+  end)
+
   it("keeps an operation type's own fields", function()
     local ev = one("graph/notify-recordresponse-completed.json")
     assert.matches("^https://", ev.recordingLocation)
