@@ -193,6 +193,23 @@ describe("JWT verification", function()
     rejects(t2:sub(1, -6) .. (t2:sub(-5, -5) == "A" and "B" or "A") .. t2:sub(-4), "signature")
   end)
 
+  it("serves the header it saw last without a lookup, and keeps its count right", function()
+    local now = NOW
+    local v = assert(jwt.new { appId = APP, jwks = '{"keys":[' .. jwk_of(keyfile, "key-1") .. "]}",
+                                clock = function() return now end, cache = 1 })
+    local a, b = token { exp = NOW + 100, tid = "a" }, token { exp = NOW + 100, tid = "b" }
+    assert.equal("a", v:verify("Bearer " .. a).tid)
+    assert.equal("b", v:verify("Bearer " .. b).tid)   -- the cache was full: emptied, b kept
+    assert.equal("b", v:verify("Bearer " .. b).tid)
+    assert.equal("a", v:verify("Bearer " .. a).tid)   -- the last one is b: a verified again
+    assert.equal(1, v.ncache)
+    now = NOW + 100 + 301
+    assert.equal("expired", select(2, v:verify("Bearer " .. a)).code)
+    assert.equal(0, v.ncache)
+    assert.equal("expired", select(2, v:verify("Bearer " .. b)).code)
+    assert.equal(0, v.ncache)
+  end)
+
   it("forgets what it verified when the keys change", function()
     local v = assert(jwt.new { appId = APP, jwks = '{"keys":[' .. jwk_of(keyfile, "key-1") .. "]}",
                                 clock = function() return NOW end })

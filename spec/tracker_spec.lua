@@ -202,7 +202,8 @@ describe("tracker", function()
     assert.is_false((t4:accept(tone(5))))
     assert.is_true((t4:accept(tone(6))))
     assert.is_true((t4:accept(tone(8))))
-    assert.equal("string", type(mem:get("old").ring))
+    assert.equal("string", type(mem:get("old").tones))
+    assert.is_true(mem:get("old").fpset[first.fingerprint])   -- in memory: a set of numbers
   end)
 
   it("remembers a bounded number of fingerprints per call", function()
@@ -212,9 +213,13 @@ describe("tracker", function()
     for i = 1, 6 do assert.is_true(t3:accept(evs[i])) end
     local st = t3:call("c1")
     local count = 0
-    for _ in st.ring:gmatch("%d+") do count = count + 1 end
+    for _ in pairs(st.fpset) do count = count + 1 end
     assert.equal(4, count)
+    assert.equal(4, #st.fplist)
     assert.is_false(t3:accept(evs[6]))
+    assert.is_false(t3:accept(evs[3]))
+    assert.is_true(t3:accept(evs[2]))     -- let go: taken for news again
+    assert.is_false(t3:accept(evs[2]))
   end)
 end)
 

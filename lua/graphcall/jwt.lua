@@ -50,7 +50,7 @@ function Verifier:set_keys(jwks)
   local keys, err = core.jwks(jwks)
   if not keys then return nil, err end
   self.keys = keys
-  self.cache, self.ncache = {}, 0   -- what verified under the old keys is checked again
+  self.cache, self.ncache, self.last = {}, 0, nil   -- what verified under the old keys is checked again
   return true
 end
 
@@ -62,20 +62,30 @@ function Verifier:verify(authorization)
   if type(authorization) ~= "string" or authorization == "" then
     return nil, setmetatable({ code = "missing", message = "no bearer token", path = "" }, core.error_mt)
   end
-  local token = authorization:match("^[Bb]earer%s+(%S+)%s*$") or authorization
   local now = self.clock()
-  -- The same bytes verify the same way: a token seen before is served from the cache while
-  -- its exp (and nbf) still hold; new keys empty the cache.
-  local hit = self.cache[token]
+  -- The same bytes verify the same way: a header seen before is served from the cache while
+  -- its token's exp (and nbf) still hold; new keys empty the cache. The last one is compared
+  -- first: the service sends one token with many notifications, and a compare of equal
+  -- lengths costs less than hashing the header for a lookup (Lua 5.4 hashes long strings whole).
+  local hit = self.last
+  if not (hit and hit.header == authorization) then hit = self.cache[authorization] end
   if hit then
-    if now <= hit.exp + self.skew and now + self.skew >= hit.nbf then return hit.claims end
-    self.cache[token] = nil
-    self.ncache = self.ncache - 1
+    if now <= hit.exp + self.skew and now + self.skew >= hit.nbf then
+      self.last = hit
+      return hit.claims
+    end
+    if self.cache[authorization] == hit then
+      self.cache[authorization] = nil
+      self.ncache = self.ncache - 1
+    end
+    self.last = nil
   end
+  local token = authorization:match("^[Bb]earer%s+(%S+)%s*$") or authorization
   local claims, err = core.verify_jwt(self.keys, token, self.appId, self.issuers, now, self.skew, self.max_len)
   if claims and self.cache_max > 0 then
     if self.ncache >= self.cache_max then self.cache, self.ncache = {}, 0 end
-    self.cache[token] = { claims = claims, exp = tonumber(claims.exp) or 0, nbf = tonumber(claims.nbf) or 0 }
+    hit = { header = authorization, claims = claims, exp = tonumber(claims.exp) or 0, nbf = tonumber(claims.nbf) or 0 }
+    self.cache[authorization], self.last = hit, hit
     self.ncache = self.ncache + 1
   end
   return claims, err

@@ -36,6 +36,7 @@ local PHASE = {
 function M.memory_store()
   local calls = {}
   return {
+    tables = true,   -- a state is the same Lua table from put to get: never encoded
     get = function(_, id) return calls[id] end,
     put = function(_, id, state) calls[id] = state end,
     delete = function(_, id) calls[id] = nil end,
@@ -79,7 +80,8 @@ Tracker.__index = Tracker
 --- tracker.new{store = ..., dedup = 64}
 function M.new(opts)
   opts = opts or {}
-  return setmetatable({ store = opts.store or M.memory_store(), dedup = opts.dedup or DEDUP }, Tracker)
+  local store = opts.store or M.memory_store()
+  return setmetatable({ store = store, dedup = opts.dedup or DEDUP, tables = store.tables }, Tracker)
 end
 
 -- The state is flat, so that it is small as JSON and cheap to read and write for every event
@@ -111,9 +113,28 @@ local function flatten(st)
   return st
 end
 
--- Remember a fingerprint; true if it was already there.
+-- Remember a fingerprint; true if it was already there. A store that keeps states as Lua
+-- tables (never encoded) keeps them as a set and a circular list of numbers instead: no
+-- string is built or searched for an event, which is most of what the tracker costs.
 local function seen_before(self, st, fp)
   if not fp then return false end
+  if self.tables then
+    local set, list = st.fpset, st.fplist
+    if not set then
+      set, list = {}, {}
+      for f in st.ring:gmatch("%d+") do
+        list[#list + 1] = tonumber(f)
+        set[tonumber(f)] = true
+      end
+      st.fpset, st.fplist, st.fppos, st.ring, st.ringn = set, list, #list % self.dedup + 1, nil, nil
+    end
+    if set[fp] then return true end
+    local pos = st.fppos
+    local old = list[pos]
+    if old then set[old] = nil end
+    list[pos], set[fp], st.fppos = fp, true, pos % self.dedup + 1
+    return false
+  end
   local k = key(fp)
   if st.ring:find(" " .. k .. " ", 1, true) then return true end
   local ring = st.ring .. k .. " "
