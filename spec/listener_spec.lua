@@ -243,3 +243,35 @@ describe("the seed fixtures through the listener", function()
     loop:close()
   end)
 end)
+
+-- the listener answers 202 first and dispatches on the loop's next turn (loop:defer)
+describe("the loop's deferred calls", function()
+  it("run after the next I/O step, in order, with their arguments (nils and more than three too)", function()
+    local loop = graphcall.loop { log = false }
+    local got = {}
+    local function rec(...) got[#got + 1] = { n = select("#", ...), ... } end
+    loop:defer(rec)
+    loop:defer(rec, nil, 2)
+    loop:defer(rec, 1, nil, 3)
+    loop:defer(rec, 1, 2, 3, nil, 5)
+    loop:defer(function() loop:defer(rec, "next turn") end)
+    assert.same({}, got)
+    loop:run_once(0)
+    assert.same({ { n = 0 }, { n = 2, nil, 2 }, { n = 3, 1, nil, 3 }, { n = 5, 1, 2, 3, nil, 5 } }, got)
+    loop:run_once(0)
+    assert.same({ n = 1, "next turn" }, got[5])
+    loop:close()
+  end)
+
+  it("logs what a deferred call raises and runs the rest", function()
+    local logged = {}
+    local loop = graphcall.loop { log = function(level, msg) logged[#logged + 1] = level .. " " .. msg end }
+    local ran = false
+    loop:defer(error, "deferred boom")
+    loop:defer(function() ran = true end)
+    loop:run_once(0)
+    assert.is_true(ran)
+    assert.matches("^error deferred call: deferred boom", logged[1])
+    loop:close()
+  end)
+end)

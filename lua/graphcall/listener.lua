@@ -15,6 +15,7 @@
 -- It also serves files from one folder (prompts the service fetches, REFERENCE.md §1.6),
 -- with no way out of it, and hands any other request to `on_request`.
 -- @module graphcall.listener
+local core = require "graphcall.core"
 local wire = require "graphcall.wire"
 local strict = require "graphcall.strict"
 local tracker_mod = require "graphcall.tracker"
@@ -132,7 +133,7 @@ function Listener:_dispatch(events, claims)
 end
 
 function Listener:_accept(req, body, claims)
-  local events, err = wire.parse_notifications(body, self.parse_opts)
+  local events, err = core.parse_notifications(body, self.parse_opts)
   if not events and wire.legacy(body) then   -- "204, and it comes again in Graph's format"
     self.stats.legacy = (self.stats.legacy or 0) + 1
     self.log("info", "callback in the legacy format: 204, for the same in Graph's format")

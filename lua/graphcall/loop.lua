@@ -36,8 +36,6 @@ M.stderr_log = logs.new { level = "debug", clock = function() return gio.wall() 
 local Loop = {}
 Loop.__index = Loop
 
-local NOTHING = setmetatable({}, { __newindex = function() error("NOTHING is empty") end })
-
 local Response = {}
 Response.__index = Response
 
@@ -65,7 +63,7 @@ function M.new(opts)
     http_opts = opts.http,
     heap = {}, nheap = 0, seq = 0,           -- timers: a binary heap on (due, seq)
     ready = {}, rhead = 1, rtail = 0,         -- what runs before the next wait
-    later = {},                               -- what runs after the next I/O step
+    later = {}, nlater = 0,                   -- what runs after the next I/O step (5 slots each)
     pending = {},                             -- request id -> callback
     handlers = {}, ntags = 0,                 -- server tag -> handler
     signals = {},                             -- signo -> handler
@@ -146,8 +144,17 @@ end
 --- Run fn(...) once the loop has done I/O again: what was just answered goes out on the
 -- wire first (a listener answers 202, then dispatches).
 function Loop:defer(fn, ...)
-  local later = self.later
-  later[#later + 1] = { fn = fn, args = pack(...) }
+  -- flat, five slots a call (fn, n, up to three arguments): no table per call, as a listener
+  -- defers one for every notification
+  local later, i = self.later, self.nlater
+  local n = select("#", ...)
+  if n <= 3 then
+    local a, b, c = ...
+    later[i + 1], later[i + 2], later[i + 3], later[i + 4], later[i + 5] = fn, n, a, b, c
+  else
+    later[i + 1], later[i + 2], later[i + 3], later[i + 4], later[i + 5] = fn, -1, pack(...), nil, nil
+  end
+  self.nlater = i + 5
 end
 
 --- Start a task: fn(...) runs in a coroutine the loop drives, from the next turn on.
@@ -316,10 +323,10 @@ end
 function Loop:run_once(max_wait)
   local ran = run_ready(self)
   local fired = fire_timers(self)
-  local later = self.later
-  if #later > 0 then self.later = {} else later = NOTHING end  -- what drain defers waits a turn
+  local later, nlater = self.later, self.nlater
+  if nlater > 0 then self.later, self.nlater = {}, 0 end  -- what these defer waits a turn
   local wait = max_wait or -1
-  if ran or fired or #later > 0 or self.rhead <= self.rtail then
+  if ran or fired or nlater > 0 or self.rhead <= self.rtail then
     wait = 0   -- what ran may be what the caller waits for: look again before sleeping
   elseif self.virtual then
     -- real I/O under way: time stands still meanwhile, unless nothing has come for a quarter
@@ -344,9 +351,14 @@ function Loop:run_once(max_wait)
     dispatch(self, kind, a, b, c, d, e, f, g, h)
   end
   if self.virtual and (got or ran or fired) then self.progress = self.io:now() end
-  for i = 1, #later do
-    local e = later[i]
-    self:protect("deferred call", e.fn, unpack(e.args, 1, e.args.n))
+  for i = 1, nlater, 5 do
+    local n = later[i + 1]
+    if n < 0 then
+      local args = later[i + 2]
+      self:protect("deferred call", later[i], unpack(args, 1, args.n))
+    else
+      self:protect("deferred call", later[i], unpack(later, i + 2, i + 1 + n))
+    end
   end
 end
 

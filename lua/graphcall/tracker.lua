@@ -143,13 +143,19 @@ local function seen_before(self, st, fp)
   return false
 end
 
+-- a window with only the newest in it, made once (on first use: Redis loads this module as a
+-- function library, where the string library is not at hand until a function runs)
+local ONE_TONE
+
 -- Remember a tone's sequenceId; true if it came before (or is too far behind the newest to
 -- tell: a repeat whose record was let go).
 local function tone_before(st, seq)
   local max, bits = st.maxTone, st.tones
   if max == nil or seq > max then
     local shift = max and seq - max or TONES
-    if shift >= TONES then bits = string.rep("0", TONES - 1) .. "1"
+    if shift >= TONES then
+      ONE_TONE = ONE_TONE or string.rep("0", TONES - 1) .. "1"
+      bits = ONE_TONE
     else bits = bits:sub(shift + 1) .. string.rep("0", shift - 1) .. "1" end
     st.tones, st.maxTone = bits, seq
     return false
