@@ -505,6 +505,40 @@ describe("graphcall.store.redis on " .. on, function()
     bot:close()
   end)
 
+  it("renews the leases of the calls it drives while flows start and end under a slow renew", function()
+    local client = graphcall.client { tenantId = "t", clientId = "a", clientSecret = "s",
+                                      authority = "http://127.0.0.1:1", loop = loop }
+    local stub = { url = function() return "http://127.0.0.1:1/callback" end, close = function() end }
+    local bot = assert(graphcall.bot { client = client, listener = stub, store = store, shared = true,
+                                       log = function() end })
+    local rt = bot.runtime
+    local held = {}
+    for i = 1, 20 do
+      local id = "renew-" .. i
+      assert(store:lock(id, 30, 1))
+      held[id], rt.driving[id] = true, true
+    end
+    -- a renew that waits (a store far away, a failover): meanwhile the call being renewed ends
+    -- and a hundred others start in this process
+    local renew, renewed, n = store.renew, {}, 0
+    store.renew = function(s, id, lease)
+      loop:sleep(1)
+      rt.driving[id] = nil
+      n = n + 1
+      if n == 1 then for j = 1, 100 do rt.driving["new-" .. j] = true end end
+      renewed[id] = true
+      return renew(s, id, lease)
+    end
+    local ok, err
+    loop:spawn(function() ok, err = pcall(rt._renew, rt) end)
+    assert.is_true(loop:run_until(function() return ok ~= nil end, 10000))
+    store.renew = renew
+    assert.is_true(ok, tostring(err))
+    for id in pairs(held) do assert.is_true(renewed[id], id) end
+    assert.is_nil(renewed["new-1"])   -- started after the round began: the next round's
+    bot:close()
+  end)
+
   it("says a Redis that is away once, then that it is back: no line a round, no traceback", function()
     if cluster then return end   -- (one server of its own, killed)
     local own = R.start()

@@ -169,6 +169,21 @@ function Runtime:_alarm(id, at)
   self.timers[id] = self.timer(math.max(0, at - self.now()), ring)
 end
 
+-- Renew the leases of the calls this process drives, and their watchdogs. The calls are taken
+-- first: a renew waits for the store, and flows start and end meanwhile (a table changed under
+-- pairs() fails with "invalid key to 'next'": the renewal of the rest was lost with it, and
+-- other nodes took those calls over while this one still ran them).
+function Runtime:_renew()
+  local store, ids = self.store, {}
+  for cid in pairs(self.driving) do ids[#ids + 1] = cid end
+  for _, cid in ipairs(ids) do
+    if self.driving[cid] then
+      local ok, held = pcall(store.renew, store, cid, self.lease)
+      if ok and held then pcall(store.set_due, store, cid, watchdog_at(self)) end
+    end
+  end
+end
+
 --- Drive a call's flow: replay (or wake the flow kept here, without a `body`), then live until
 -- it waits; write down where it waits. Raises what the store raised when the flow could not
 -- go on (the item is retried).
@@ -178,12 +193,7 @@ function Runtime:drive(call, body, watched)
   if not watched then self:_watchdog(id) end
   -- one timer of this process renews the leases of the calls it is running, and their watchdogs
   if not self.renewer and self.every and store.renew then
-    self.renewer = self.every(self.lease * 1000 / 3, function()
-      for cid in pairs(self.driving) do
-        local ok, held = pcall(store.renew, store, cid, self.lease)
-        if ok and held then pcall(store.set_due, store, cid, watchdog_at(self)) end
-      end
-    end)
+    self.renewer = self.every(self.lease * 1000 / 3, function() self:_renew() end)
   end
   self.driving[id] = true
   if store.defer then store:defer(id) end   -- steps go with the next intent, or the park
