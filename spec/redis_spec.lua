@@ -283,6 +283,13 @@ describe("graphcall.store.redis on " .. on, function()
     return redis.new { port = srv.port, loop = loop }
   end
   local function K(id, what) return store:key(id, what) end
+  -- a bot on a store, its Graph and its listener nowhere: what the runtime does with the store
+  local function new_bot(o)
+    o.client = graphcall.client { tenantId = "t", clientId = "a", clientSecret = "s",
+                                  authority = "http://127.0.0.1:1", loop = loop }
+    o.listener = { url = function() return "http://127.0.0.1:1/callback" end, close = function() end }
+    return assert(graphcall.bot(o))
+  end
   -- the node a call's keys are on (for INFO)
   local function node(id) return cluster and r:on(K(id, "hd")) or r end
 
@@ -486,11 +493,7 @@ describe("graphcall.store.redis on " .. on, function()
 
   it("lets go of a call whose flow ended in a process that died before it could", function()
     -- the log says the flow ended; the watchdog deadline brings the sweeper, which expires it
-    local client = graphcall.client { tenantId = "t", clientId = "a", clientSecret = "s",
-                                      authority = "http://127.0.0.1:1", loop = loop }
-    local stub = { url = function() return "http://127.0.0.1:1/callback" end, close = function() end }
-    local bot = assert(graphcall.bot { client = client, listener = stub, store = store, shared = true,
-                                       log = function() end })
+    local bot = new_bot { store = store, shared = true, log = function() end }
     bot:flow(function() end)
     local id = "call-ended"
     store:append(id, { k = "start", flow = "main", dir = "incoming", tenant = "t" })
@@ -506,11 +509,7 @@ describe("graphcall.store.redis on " .. on, function()
   end)
 
   it("renews the leases of the calls it drives while flows start and end under a slow renew", function()
-    local client = graphcall.client { tenantId = "t", clientId = "a", clientSecret = "s",
-                                      authority = "http://127.0.0.1:1", loop = loop }
-    local stub = { url = function() return "http://127.0.0.1:1/callback" end, close = function() end }
-    local bot = assert(graphcall.bot { client = client, listener = stub, store = store, shared = true,
-                                       log = function() end })
+    local bot = new_bot { store = store, shared = true, log = function() end }
     local rt = bot.runtime
     local held = {}
     for i = 1, 20 do
@@ -545,11 +544,8 @@ describe("graphcall.store.redis on " .. on, function()
     local r2 = redis.new { port = own.port, loop = loop }
     local s2 = require("graphcall.store").redis { redis = r2, sleep = function(ms) loop:sleep(ms) end }
     local lines = {}
-    local client = graphcall.client { tenantId = "t", clientId = "a", clientSecret = "s",
-                                      authority = "http://127.0.0.1:1", loop = loop }
-    local stub = { url = function() return "http://127.0.0.1:1/callback" end, close = function() end }
-    local bot = assert(graphcall.bot { client = client, listener = stub, store = s2, sweep = 20,
-      log = function(level, msg) lines[#lines + 1] = level .. " " .. msg end })
+    local bot = new_bot { store = s2, sweep = 20,
+      log = function(level, msg) lines[#lines + 1] = level .. " " .. msg end }
     bot:start()
     loop:sleep(100)
     own.kill()
