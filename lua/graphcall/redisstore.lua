@@ -623,12 +623,10 @@ function Store:live_count()
   return n
 end
 
---- Whether Redis answers (raises when it does not, as every command of the store).
--- Redis keeps how many buckets the calls are spread over (`gc:buckets`, set by the first node):
--- a node given another count would put calls where the others do not look for them.
 --- Whether Redis answers (raises when it does not, as every command of the store), and agrees
 -- on the buckets: raises when the calls in Redis are spread over another count than this
--- store's (`graphcall run` and `/readyz` say so).
+-- store's (`graphcall run` and `/readyz` say so). Redis keeps the count (`gc:buckets`, set by
+-- the first node): a node given another would put calls where the others do not look for them.
 function Store:ping()
   local pong = must(self, "PING") == "PONG"
   if not self.bucketsAgreed then
