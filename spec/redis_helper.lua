@@ -7,27 +7,52 @@ local R = {}
 R.available = os.execute("command -v redis-server >/dev/null") == true
   or os.execute("command -v redis-server >/dev/null") == 0
 
--- A port for a server to listen on, outside the kernel's range of ephemeral ports (32768 and
--- up): a port the kernel handed out and took back (listen on 0) can be taken meanwhile as the
--- local end of an outgoing connection, and the server's bind then fails. Tried free here.
-local seeded = false
+-- Ports for servers to listen on, below the kernel's range of ephemeral ports (above it if
+-- there is no room below): a port the kernel hands out to outgoing connections can be taken as
+-- one's local end between our check and the server's bind. Each port is handed out once in a
+-- process (two nodes of a cluster drawn the same free port collided), checked free here, and a
+-- server that still finds its port taken is started again on new ones (R.start, R.cluster).
+local given, span = {}, nil
+local function ports_span()
+  local lo, hi = 32768, 60999
+  local f = io.open("/proc/sys/net/ipv4/ip_local_port_range")
+  if f then
+    local a, b = f:read("*n", "*n")
+    f:close()
+    if a and b then lo, hi = a, b end
+  end
+  if lo - 1024 >= 4000 then return math.max(1024, lo - 12000), lo - 1 end
+  if 65535 - hi >= 4000 then return hi + 1, 65535 end
+  return 1024, 65535
+end
+
 function R.port()
-  if not seeded then
+  if not span then
     math.randomseed(os.time() + (tonumber(tostring({}):match("(%x+)$"), 16) or 0) % 1000003)
-    seeded = true
+    local a, b = ports_span()
+    span = { a = a, n = b - a + 1, next = math.random(0, b - a) }
   end
   local loop = require("graphcall").loop { log = false }
-  for _ = 1, 100 do
-    local port = math.random(20000, 32000)
-    local srv = loop:listen({ port = port }, function() end)
-    if srv then
-      srv:close()
-      loop:close()
-      return port
+  for _ = 1, span.n do
+    local port = span.a + span.next
+    span.next = (span.next + 1) % span.n
+    if not given[port] then
+      given[port] = true
+      local srv = loop:listen({ port = port }, function() end)
+      if srv then
+        srv:close()
+        loop:close()
+        return port
+      end
     end
   end
   loop:close()
-  error("no free port between 20000 and 32000")
+  error("no free port left between " .. span.a .. " and " .. (span.a + span.n - 1))
+end
+
+-- A server's log says its port was taken
+local function taken(log)
+  return log:find("Address already in use", 1, true) ~= nil
 end
 
 --- Start redis-server (o.appendonly: true for the append-only file; o.args: more options of
@@ -36,18 +61,26 @@ end
 function R.start(o)
   o = o or {}
   local r = { dir = E.tmpdir(), port = o.port or R.port() }
-  local cli = "redis-cli -p " .. r.port .. (o.password and (" --no-auth-warning -a '" .. o.password .. "'") or "")
-    .. (o.cli and (" " .. o.cli) or "")
-  r.cli = cli
+  local cli
+  local function at(port)
+    r.port = port
+    cli = "redis-cli -p " .. port .. (o.password and (" --no-auth-warning -a '" .. o.password .. "'") or "")
+      .. (o.cli and (" " .. o.cli) or "")
+    r.cli = cli
+  end
+  at(r.port)
   local function run()
     local out = E.sh(string.format("redis-server --port %d --bind 127.0.0.1 --dir %s --daemonize yes "
       .. "--pidfile %s/redis.pid --logfile %s/redis.log --save '' --appendonly %s %s",
       r.port, r.dir, r.dir, r.dir, o.appendonly and "yes" or "no", o.args or ""))
+    local log
     for _ = 1, 100 do
-      if E.sh(cli .. " ping 2>&1"):find("PONG", 1, true) then return end
+      log = E.sh("tail -3 " .. r.dir .. "/redis.log 2>&1")
+      if taken(log) then break end   -- before the ping: what holds the port may answer it
+      if E.sh(cli .. " ping 2>&1"):find("PONG", 1, true) then return true end
       os.execute("sleep 0.05")
     end
-    error("redis-server did not start: " .. out)
+    return nil, "redis-server did not start: " .. out .. log, taken(log)
   end
   function r.kill()
     E.sh("kill -9 $(cat " .. r.dir .. "/redis.pid) 2>/dev/null")
@@ -64,7 +97,7 @@ function R.start(o)
     else
       r.kill()
     end
-    run()
+    assert(run())
   end
   function r.flushall() E.sh(cli .. " flushall") end
   function r.stop()
@@ -72,7 +105,12 @@ function R.start(o)
     os.execute("sleep 0.1")
     os.execute("rm -rf " .. r.dir)
   end
-  run()
+  for try = 1, 3 do
+    local ok, err, lost = run()
+    if ok then break end
+    if not lost or o.port or try == 3 then error(err) end
+    at(R.port())
+  end
   return r
 end
 
@@ -101,25 +139,42 @@ function R.cluster(o)
   local c = { nodes = {} }
   local addrs = {}
   for i = 1, (o.masters or 3) * 2 do
-    local n = { dir = E.tmpdir(), port = R.port(), bus = R.port() }
-    n.cli = "redis-cli -p " .. n.port .. (o.cli and (" " .. o.cli) or "")
-      .. (o.password and (" --no-auth-warning -a " .. o.password) or "")
-    -- TLS (o.tls: the folder of ca.pem, r.pem, r.key): clients, replication and the bus
-    local listen = o.tls and string.format("--port 0 --tls-port %d --tls-cluster yes --tls-replication yes "
-      .. "--tls-cert-file %s/r.pem --tls-key-file %s/r.key --tls-ca-cert-file %s/ca.pem --tls-auth-clients no",
-      n.port, o.tls, o.tls, o.tls) or ("--port " .. n.port)
+    local n = { dir = E.tmpdir() }
+    local listen
+    local function at(port, bus)
+      n.port, n.bus = port, bus
+      n.cli = "redis-cli -p " .. port .. (o.cli and (" " .. o.cli) or "")
+        .. (o.password and (" --no-auth-warning -a " .. o.password) or "")
+      -- TLS (o.tls: the folder of ca.pem, r.pem, r.key): clients, replication and the bus
+      listen = o.tls and string.format("--port 0 --tls-port %d --tls-cluster yes --tls-replication yes "
+        .. "--tls-cert-file %s/r.pem --tls-key-file %s/r.key --tls-ca-cert-file %s/ca.pem --tls-auth-clients no",
+        port, o.tls, o.tls, o.tls) or ("--port " .. port)
+    end
+    at(R.port(), R.port())
     local auth = o.password and ("--requirepass " .. o.password .. " --masterauth " .. o.password) or ""
-    function n.start()
+    local function run()
       local out = E.sh(string.format("redis-server %s %s --cluster-port %d --bind 127.0.0.1 --dir %s "
         .. "--daemonize yes --pidfile %s/redis.pid --logfile %s/redis.log --save '' --appendonly no "
         .. "--cluster-enabled yes --cluster-config-file %s/nodes.conf --cluster-node-timeout %d "
         .. "--repl-diskless-sync-delay 0 %s",
         listen, auth, n.bus, n.dir, n.dir, n.dir, n.dir, o.timeout or 1000, o.args or ""))
+      local log
       for _ = 1, 100 do
-        if E.sh(n.cli .. " ping 2>&1"):find("PONG", 1, true) then return end
+        log = E.sh("tail -3 " .. n.dir .. "/redis.log 2>&1")
+        if taken(log) then break end   -- before the ping: what holds the port may answer it
+        if E.sh(n.cli .. " ping 2>&1"):find("PONG", 1, true) then return true end
         os.execute("sleep 0.05")
       end
-      error("redis-server (cluster node) did not start: " .. out .. E.sh("tail -3 " .. n.dir .. "/redis.log"))
+      return nil, "redis-server (cluster node) did not start: " .. out .. log, taken(log)
+    end
+    --- Start the node (again: on its ports; the first time, on new ones if its were taken).
+    function n.start(first)
+      for try = 1, first and 3 or 1 do
+        local ok, err, lost = run()
+        if ok then return end
+        if not lost or try == 3 or not first then error(err, 0) end
+        at(R.port(), R.port())
+      end
     end
     function n.signal(sig) E.sh("kill -" .. sig .. " $(cat " .. n.dir .. "/redis.pid) 2>/dev/null") end
     function n.kill()
@@ -131,14 +186,16 @@ function R.cluster(o)
       return (E.sh(n.cli .. " role 2>&1"):match("^(%a+)"))
     end
     c.nodes[i] = n
-    addrs[i] = "127.0.0.1:" .. n.port
   end
-  c.seeds = table.concat(addrs, ",")
   local opts = (o.cli or "") .. (o.password and (" --no-auth-warning -a " .. o.password) or "")
-  c.cli = "redis-cli -c -p " .. c.nodes[1].port .. " " .. opts
   -- started and formed, or none left running
   local ok, err = pcall(function()
-    for _, n in ipairs(c.nodes) do n.start() end
+    for i, n in ipairs(c.nodes) do
+      n.start(true)
+      addrs[i] = "127.0.0.1:" .. n.port
+    end
+    c.seeds = table.concat(addrs, ",")
+    c.cli = "redis-cli -c -p " .. c.nodes[1].port .. " " .. opts
     local out = E.sh("redis-cli " .. opts .. " --cluster create " .. table.concat(addrs, " ")
       .. " --cluster-replicas 1 --cluster-yes")
     if not out:find("All 16384 slots covered", 1, true) then error("redis-cli --cluster create: " .. out) end
