@@ -7,13 +7,8 @@ local N = {}
 N.available = os.execute("test -f /usr/lib/nginx/modules/ngx_http_lua_module.so") == true
   or os.execute("test -f /usr/lib/nginx/modules/ngx_http_lua_module.so") == 0
 
-local function free_port()
-  local loop = require("graphcall").loop { log = false }
-  local srv = assert(loop:listen({ port = 0 }, function() end))
-  local port = srv:port()
-  loop:close()
-  return port
-end
+-- a port for a server of its own (spec/ports.lua: once per process, outside the ephemeral ports)
+local free_port = require("ports").take
 N.free_port = free_port
 
 --- Start nginx: o.init (Lua for init_worker, a string), o.locations (extra config), o.http

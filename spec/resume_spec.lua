@@ -9,13 +9,7 @@ local SALES = "+14255550100"
 local LUA_PATH = "./lua/?.lua;./lua/?/init.lua;;"
 local CPATH = os.getenv("LUA_CPATH") or ("./build/" .. (jit and "luajit" or "lua5.4") .. "/?.so;;")
 
-local function free_port()
-  local loop = require("graphcall").loop { log = false }
-  local srv = assert(loop:listen({ port = 0 }, function() end))
-  local port = srv:port()
-  loop:close()
-  return port
-end
+local free_port = require("ports").take
 
 local function start_bot(url, port, store, log, extra)
   -- the first line is the bot's pid, the last "exit N" once it has exited
