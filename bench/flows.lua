@@ -31,7 +31,9 @@ local bot = assert(graphcall.bot { client = client, prompts = "build/prompts", r
 bot:flow(assert(T.load("examples/ivr.lua")).flow)
 bot:start()
 
-local caller = { { on = "prompt", after = 400, press = "2" }, { on = "record", after = 200, speak = 600 } }
+-- the caller presses 2 long enough after the menu begins (emulator ms: 2.5 s here at --speed 4)
+-- that every call is waiting at the menu at one moment: a live call's steady state, measured
+local caller = { { on = "prompt", after = 10000, press = "2" }, { on = "record", after = 200, speak = 600 } }
 local body = require("cjson").encode { webhook = bot.callbackUri, appId = "bench", tenantId = "tenant-1",
                                        caller = caller, from = { phone = { id = "+14255550199" } } }
 collectgarbage()
@@ -53,7 +55,17 @@ local function counts()
 end
 
 -- the heap with every call live: measured once, when all are in their flows and none is over
-local peak
+-- (most of them between sending the answer and its notifications), and again when every call
+-- waits at the menu, nothing in flight (each after a full collection)
+local peak, menu
+local function at_menu()
+  local n = 0
+  for _, c in pairs(bot.calls) do
+    if c.finished or not (c.flowing and c.subscribed and c.waiter) then return false end
+    n = n + 1
+  end
+  return n == N and loop:in_flight() == 0
+end
 -- a call whose incoming notification never reached the bot (the service gave up on it) has no
 -- flow: the run is over when no flow is live and nothing has moved for two seconds
 local quiet_since
@@ -89,6 +101,11 @@ loop:run_until(function()
     collectgarbage()
     peak = { kb = collectgarbage("count"), live = N }
   end
+  if not menu and at_menu() then
+    collectgarbage()
+    collectgarbage()
+    menu = { kb = collectgarbage("count") }
+  end
   if done == N then return true end
   if live == 0 and placed == N and loop:in_flight() == 0 then
     quiet_since = quiet_since or loop:now()
@@ -122,6 +139,9 @@ if peak and peak.live > 0 then
   print(string.format("flows (%s): Lua heap per live call %.1f KB (%d calls live, log included; %.0f KB -> %.0f KB)",
     util.lua, (peak.kb - base) / peak.live, peak.live, base, peak.kb))
 end
+print(string.format("flows (%s): Lua heap per live call waiting at the menu %s (target 2 KB)", util.lua,
+  menu and string.format("%.1f KB (all %d calls; %.0f KB -> %.0f KB)", (menu.kb - base) / N, N, base, menu.kb)
+  or "not measured (the calls were never all at the menu at once)"))
 
 -- replay: the log of a finished call into a fresh flow, against the live CPU per call
 local id
