@@ -203,36 +203,56 @@ end
 
 local function heap_less(a, b) return a.due < b.due or (a.due == b.due and a.seq < b.seq) end
 
-local function heap_push(self, t)
-  local h = self.heap
-  local n = self.nheap + 1
-  self.nheap = n
-  h[n] = t
-  while n > 1 do
-    local p = math.floor(n / 2)
-    if not heap_less(h[n], h[p]) then break end
-    h[n], h[p] = h[p], h[n]
-    n = p
+-- Each timer knows its place in the heap (`pos`), so a cancelled one leaves it at once: a call
+-- that parks again cancels its last deadline, and those lay in the heap until they came due
+-- (minutes), 2 KB a waiting call, and woke the loop for nothing.
+local function sift_up(h, i)
+  local t = h[i]
+  while i > 1 do
+    local p = math.floor(i / 2)
+    local q = h[p]
+    if not heap_less(t, q) then break end
+    h[i], q.pos = q, i
+    i = p
   end
+  h[i], t.pos = t, i
 end
 
-local function heap_pop(self)
-  local h, n = self.heap, self.nheap
-  local top = h[1]
-  h[1] = h[n]
+local function sift_down(h, i, n)
+  local t = h[i]
+  while true do
+    local l = 2 * i
+    if l > n then break end
+    local c = h[l]
+    if l < n and heap_less(h[l + 1], c) then
+      l = l + 1
+      c = h[l]
+    end
+    if not heap_less(c, t) then break end
+    h[i], c.pos = c, i
+    i = l
+  end
+  h[i], t.pos = t, i
+end
+
+local function heap_push(self, t)
+  local n = self.nheap + 1
+  self.nheap = n
+  self.heap[n] = t
+  sift_up(self.heap, n)
+end
+
+-- take timer t out of the heap
+local function heap_remove(self, t)
+  local h, n, i = self.heap, self.nheap, t.pos
+  t.pos = nil
+  local last = h[n]
   h[n] = nil
   n = n - 1
   self.nheap = n
-  local i = 1
-  while true do
-    local l, r, m = 2 * i, 2 * i + 1, i
-    if l <= n and heap_less(h[l], h[m]) then m = l end
-    if r <= n and heap_less(h[r], h[m]) then m = r end
-    if m == i then break end
-    h[i], h[m] = h[m], h[i]
-    i = m
-  end
-  return top
+  if i > n then return end
+  h[i], last.pos = last, i
+  if i > 1 and heap_less(last, h[math.floor(i / 2)]) then sift_up(h, i) else sift_down(h, i, n) end
 end
 
 local Timer = {}
@@ -240,13 +260,17 @@ Timer.__index = Timer
 
 --- Stop a timer before it fires (a no-op after).
 -- @function Timer:cancel
-function Timer:cancel() self.cancelled = true end
+function Timer:cancel()
+  self.cancelled = true
+  if self.pos then heap_remove(self.loop, self) end
+  if self.tick then self.tick:cancel() end   -- (loop:every's: the next tick too)
+end
 
 --- Call fn() once, `ms` milliseconds from now.
 -- @return a timer (`timer:cancel()`)
 function Loop:timer(ms, fn)
   self.seq = self.seq + 1
-  local t = setmetatable({ due = self:now() + math.max(0, ms), seq = self.seq, fn = fn }, Timer)
+  local t = setmetatable({ due = self:now() + math.max(0, ms), seq = self.seq, fn = fn, loop = self }, Timer)
   heap_push(self, t)
   return t
 end
@@ -256,10 +280,10 @@ function Loop:every(ms, fn)
   local handle = setmetatable({}, Timer)
   local function tick()
     if handle.cancelled then return end
-    self:timer(ms, tick)
+    handle.tick = self:timer(ms, tick)
     fn()
   end
-  self:timer(ms, tick)
+  handle.tick = self:timer(ms, tick)
   return handle
 end
 
@@ -271,12 +295,12 @@ end
 local function fire_timers(self)
   local now = self:now()
   local fired = false
-  while self.nheap > 0 and self.heap[1].due <= now do
-    local t = heap_pop(self)
-    if not t.cancelled then
-      fired = true
-      self:protect("timer", t.fn)
-    end
+  local h = self.heap
+  while self.nheap > 0 and h[1].due <= now do
+    local t = h[1]
+    heap_remove(self, t)
+    fired = true
+    self:protect("timer", t.fn)
   end
   return fired
 end
