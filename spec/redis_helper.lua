@@ -15,6 +15,19 @@ local function taken(log)
   return log:find("Address already in use", 1, true) ~= nil
 end
 
+-- Wait for a server just started (its folder, its redis-cli) to answer: true, or nil, the end
+-- of its log, and whether its port was taken (read before the ping: what holds it may answer)
+local function up(dir, cli)
+  local log
+  for _ = 1, 100 do
+    log = E.sh("tail -3 " .. dir .. "/redis.log 2>&1")
+    if taken(log) then break end
+    if E.sh(cli .. " ping 2>&1"):find("PONG", 1, true) then return true end
+    os.execute("sleep 0.05")
+  end
+  return nil, log, taken(log)
+end
+
 --- Start redis-server (o.appendonly: true for the append-only file; o.args: more options of
 -- redis-server; o.password: what redis-cli authenticates with; o.cli: more options of
 -- redis-cli, for TLS). {port, dir, cli, stop(), restart()}
@@ -33,14 +46,9 @@ function R.start(o)
     local out = E.sh(string.format("redis-server --port %d --bind 127.0.0.1 --dir %s --daemonize yes "
       .. "--pidfile %s/redis.pid --logfile %s/redis.log --save '' --appendonly %s %s",
       r.port, r.dir, r.dir, r.dir, o.appendonly and "yes" or "no", o.args or ""))
-    local log
-    for _ = 1, 100 do
-      log = E.sh("tail -3 " .. r.dir .. "/redis.log 2>&1")
-      if taken(log) then break end   -- before the ping: what holds the port may answer it
-      if E.sh(cli .. " ping 2>&1"):find("PONG", 1, true) then return true end
-      os.execute("sleep 0.05")
-    end
-    return nil, "redis-server did not start: " .. out .. log, taken(log)
+    local ok, log, lost = up(r.dir, cli)
+    if ok then return true end
+    return nil, "redis-server did not start: " .. out .. log, lost
   end
   function r.kill()
     E.sh("kill -9 $(cat " .. r.dir .. "/redis.pid) 2>/dev/null")
@@ -118,14 +126,9 @@ function R.cluster(o)
         .. "--cluster-enabled yes --cluster-config-file %s/nodes.conf --cluster-node-timeout %d "
         .. "--repl-diskless-sync-delay 0 %s",
         listen, auth, n.bus, n.dir, n.dir, n.dir, n.dir, o.timeout or 1000, o.args or ""))
-      local log
-      for _ = 1, 100 do
-        log = E.sh("tail -3 " .. n.dir .. "/redis.log 2>&1")
-        if taken(log) then break end   -- before the ping: what holds the port may answer it
-        if E.sh(n.cli .. " ping 2>&1"):find("PONG", 1, true) then return true end
-        os.execute("sleep 0.05")
-      end
-      return nil, "redis-server (cluster node) did not start: " .. out .. log, taken(log)
+      local ok, log, lost = up(n.dir, n.cli)
+      if ok then return true end
+      return nil, "redis-server (cluster node) did not start: " .. out .. log, lost
     end
     --- Start the node (again: on its ports; the first time, on new ones if its were taken).
     function n.start(first)
