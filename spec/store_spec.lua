@@ -95,3 +95,29 @@ describe("a file store", function()
     assert.equal(3, #s:log("x"))     -- the store's own methods, as they were
   end)
 end)
+
+describe("a memory store", function()
+  it("gives back its log in order: events as the call's own tables, other entries as written", function()
+    local s = storemod.memory()
+    local ev = { kind = "call", state = "established", fingerprint = 115119524685643 }
+    s:append("c-1", { k = "start", flow = "main", t = 1 })
+    s:append("c-1", { k = "ev", ev = ev, t = 2 })
+    local function res()
+      return { id = "op-1", status = "completed", resultInfo = { code = 200 }, big = 2 ^ 53 + 1.0 }
+    end
+    s:append("c-1", { k = "step", n = 1, w = "answer", t = 3, v = { res = res() } })
+    s:append("c-1", { k = "out", n = 2, a = "playPrompt", crid = "c0ffee", t = 4, d = graphcall.null })
+    local log = s:log("c-1")
+    assert.equal(4, #log)
+    assert.same({ "start", "ev", "step", "out" }, { log[1].k, log[2].k, log[3].k, log[4].k })
+    assert.equal(ev, log[2].ev)                  -- the same table: the call holds it anyway
+    assert.same({ k = "step", n = 1, w = "answer", t = 3, v = { res = res() } }, log[3])
+    assert.equal(graphcall.null, log[4].d)
+    -- each read is a copy: changing it changes nothing kept
+    log[3].v.res.status = "changed"
+    assert.equal("completed", s:log("c-1")[3].v.res.status)
+    assert.same({}, s:log("c-2"))
+    s:drop("c-1")
+    assert.same({}, s:log("c-1"))
+  end)
+end)

@@ -11,7 +11,8 @@
 -- `graphcall.null`), so a store may serialize them.
 --
 -- `store.redis{redis = client}` is shared by several processes (graphcall.redisstore).
--- `store.memory()` lives and dies with the process. `store.file(dir)` keeps each call's log as
+-- `store.memory()` lives and dies with the process (its log keeps events as tables and other
+-- entries as their JSON text). `store.file(dir)` keeps each call's log as
 -- a file of JSON lines, appended and flushed entry by entry, so a bot that is killed and
 -- started again on the same folder finds its live calls and resumes them. `store.single(s)`
 -- gives a store of one process what the runtime needs beside it (leases, deadlines, keepAlive
@@ -27,7 +28,16 @@ local files = require "graphcall.files"
 
 local M = {}
 
---- An in-memory store.
+-- An entry as the in-memory store keeps it: an event's entry as it is (its event is the call's
+-- own table, held by the call anyway), any other as its JSON text (a step's answer, an intent:
+-- as tables they took twice the heap, for a log read only by a replay or a trace)
+local function kept(entry)
+  if entry.k == "ev" then return entry end
+  return M.json(entry)
+end
+
+--- An in-memory store. Its log keeps events as tables and other entries as their JSON text,
+-- decoded when the log is read.
 function M.memory()
   local states, logs = {}, {}
   return {
@@ -39,9 +49,17 @@ function M.memory()
         l = {}
         logs[id] = l
       end
-      l[#l + 1] = entry
+      l[#l + 1] = kept(entry)
     end,
-    log = function(_, id) return logs[id] or {} end,
+    log = function(_, id)
+      local l, out = logs[id], {}
+      for i = 1, l and #l or 0 do
+        local e = l[i]
+        if type(e) == "string" then e = core.decode(e) end
+        out[i] = e
+      end
+      return out
+    end,
     calls = function()
       local out = {}
       for id in pairs(logs) do out[#out + 1] = id end
