@@ -30,7 +30,7 @@ local M = {}
 
 -- An entry as the in-memory store keeps it: an event's entry as it is (its event is the call's
 -- own table, held by the call anyway), any other as its JSON text (a step's answer, an intent:
--- as tables they took twice the heap, for a log read only by a replay or a trace)
+-- smaller as text than as tables, and read only by a replay or a trace)
 local function kept(entry)
   if entry.k == "ev" then return entry end
   return M.json(entry)
