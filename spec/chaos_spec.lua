@@ -20,6 +20,7 @@ describe("chaos", function()
     local kills = tonumber(out:match("node kills %b(): (%d+)"))
     assert.is_true(kills >= 4, out)
     assert.matches("Redis restarts %(AOF%): 1", out)
+    assert.matches("incoming calls answered after %(Graph allows 15 s%): p50 %d+ ms, p99 %d+ ms", out)
   end)
 
   run("on a Redis Cluster: node kills and a master killed with SIGKILL, its replica taking over", function()
