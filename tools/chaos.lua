@@ -303,7 +303,7 @@ print(string.format("  store outages said by the nodes: %d (one a node an outage
 print(string.format("  failovers (a call carried on after its node died mid-step): %d; p50 %d ms, p99 %d ms, max %d ms",
   #gaps, pct(0.5), pct(0.99), gaps[#gaps] or 0))
 -- Graph ends an incoming call not answered within 15 s of its notification (in the nodes' time)
-for i, t in ipairs(answered) do answered[i] = t / SPEED end
+for i, t in ipairs(answered) do answered[i] = math.floor(t / SPEED) end
 print(string.format("  incoming calls answered after (Graph allows 15 s): p50 %d ms, p99 %d ms, max %d ms",
   pct(0.5, answered), pct(0.99, answered), answered[#answered] or 0))
 cleanup()
