@@ -3,12 +3,16 @@
 -- against the emulator in its own process, all calls at once; the Lua heap per live call (the
 -- log included); and replaying a call's log against running it live, in the same run.
 --   BENCH_CALLS=10000 make bench   (1,000 by default)
+-- BENCH_SHARED=1: the bot keeps nothing of a call between its events (`shared = true`: each
+-- event replays the flow from the call's log, as on Redis), on the in-memory store.
 local graphcall = require "graphcall"
 local T = require "graphcall.test"
 local util = require "util"
 
 local N = tonumber(os.getenv("BENCH_CALLS") or "1000")
 local lua = arg[-1] or "lua5.4"
+local shared = os.getenv("BENCH_SHARED") == "1"
+local mode = shared and "; shared = true" or ""
 
 local sc = os.tmpname()
 local f = assert(io.open(sc, "w"))
@@ -27,7 +31,7 @@ local client = graphcall.client { tenantId = "tenant-1", clientId = "bench", cli
   timeout = 60000 }
 os.execute("mkdir -p build/prompts build/bench-recordings")
 local bot = assert(graphcall.bot { client = client, prompts = "build/prompts", recordings = "build/bench-recordings",
-                                   verifier = client:verifier() })
+                                   verifier = client:verifier(), shared = shared })
 bot:flow(assert(T.load("examples/ivr.lua")).flow)
 bot:start()
 
@@ -46,7 +50,11 @@ for _ = 1, N do
     function(res) if res and res.status == 201 then placed = placed + 1 end end)
 end
 
+-- shared, no call object outlives its event: the calls are counted from the emulator's view
+-- (polled) and the bot's count of flows over
+local seen = { live = 0 }
 local function counts()
+  if shared then return seen.live, bot.stats.finished end
   local live, done = 0, 0
   for _, c in pairs(bot.calls) do
     if c.finished then done = done + 1 elseif c.flowing then live = live + 1 end
@@ -59,6 +67,7 @@ end
 -- waits at the menu, nothing in flight (each after a full collection)
 local peak, menu
 local function at_menu()
+  if shared then return seen.menu == N and loop:in_flight() == 0 end
   local n = 0
   for _, c in pairs(bot.calls) do
     if c.finished or not (c.flowing and c.subscribed and c.waiter) then return false end
@@ -85,7 +94,23 @@ end)
 -- with many calls some end before the last one starts: then the heap is measured (after a
 -- full collection) each time the number of live calls passes its last maximum by a tenth
 local most = 0
+local polling
 local sampler = loop:every(500, function()
+  if shared and not polling then
+    polling = true
+    loop:request({ url = url .. "/emulator/calls", timeout = 60000 }, function(res)
+      polling = false
+      local listed = res and res.status == 200 and graphcall.decode(res.body)
+      if not listed then return end
+      local live, waiting = 0, 0
+      for _, v in ipairs(listed.calls or {}) do
+        if v.state ~= "terminated" then live = live + 1 end
+        if v.state == "established" and v.pressed == "" and #(v.prompts or {}) >= 1 then waiting = waiting + 1 end
+      end
+      seen.live, seen.menu = live, waiting
+    end)
+  end
+  if shared then return end   -- (no sample while all are live: the poll is in flight then)
   local live = counts()
   if live > most * 1.1 or (live == N and not peak) then
     most = live
@@ -101,7 +126,7 @@ loop:run_until(function()
     collectgarbage()
     peak = { kb = collectgarbage("count"), live = N }
   end
-  if not menu and at_menu() then
+  if not menu and not polling and at_menu() then
     collectgarbage()
     collectgarbage()
     menu = { kb = collectgarbage("count") }
@@ -118,8 +143,9 @@ sampler:cancel()
 local wall, cpu = (loop:now() - t0) / 1000, os.clock() - c0
 local live, done = counts()
 local recorded, failed = 0, bot.stats.failedFlows
-for _, c in pairs(bot.calls) do
-  for _, e in ipairs(bot.store:log(c.id)) do
+local ids = bot.store:calls()
+for _, cid in ipairs(ids) do
+  for _, e in ipairs(bot.store:log(cid)) do
     if e.k == "step" and e.w == "download" and e.v.path then recorded = recorded + 1 end
   end
 end
@@ -127,26 +153,33 @@ end
 -- left one message, and the call is over), not by whether its flow raised
 local expected = 0
 local listed = graphcall.decode(assert(loop:fetch { url = url .. "/emulator/calls", timeout = 60000 }).body)
+if shared then live = 0 end
 for _, v in ipairs(listed.calls or {}) do
   if v.state == "terminated" and v.pressed == "2" and #(v.recordings or {}) == 1 then expected = expected + 1 end
+  if shared and v.state ~= "terminated" then live = live + 1 end
 end
-print(string.format("flows (%s; %s): %d calls at once through the IVR flow: %d at the end their caller expects "
+print(string.format("flows (%s%s; %s): %d calls at once through the IVR flow: %d at the end their caller expects "
   .. "(%d flows finished, %d recordings downloaded, %d flows failed, %d still live, %d never reached the bot); "
-  .. "%.1f s wall, %.1f s CPU (%.2f ms a call)%s", util.lua, util.loadavg(), N, expected, done, recorded, failed, live,
-  N - done - live, wall, cpu, 1000 * cpu / N, expected == N and "" or string.format("; FAILED: %d calls did not "
+  .. "%.1f s wall, %.1f s CPU (%.2f ms a call)%s", util.lua, mode, util.loadavg(), N, expected, done, recorded, failed,
+  live, N - done - live, wall, cpu, 1000 * cpu / N, expected == N and "" or string.format("; FAILED: %d calls did not "
   .. "reach their end", N - expected)))
 if peak and peak.live > 0 then
-  print(string.format("flows (%s): Lua heap per live call %.1f KB (%d calls live, log included; %.0f KB -> %.0f KB)",
-    util.lua, (peak.kb - base) / peak.live, peak.live, base, peak.kb))
+  print(string.format("flows (%s%s): Lua heap per live call %.1f KB (%d calls live, log included; %.0f KB -> %.0f KB)",
+    util.lua, mode, (peak.kb - base) / peak.live, peak.live, base, peak.kb))
 end
-print(string.format("flows (%s): Lua heap per live call waiting at the menu %s (target 2 KB)", util.lua,
+print(string.format("flows (%s%s): Lua heap per live call waiting at the menu %s (target 2 KB)", util.lua, mode,
   menu and string.format("%.1f KB (all %d calls; %.0f KB -> %.0f KB)", (menu.kb - base) / N, N, base, menu.kb)
   or "not measured (the calls were never all at the menu at once)"))
 
 -- replay: the log of a finished call into a fresh flow, against the live CPU per call
 local id
-for cid, c in pairs(bot.calls) do if c.finished then id = cid break end end
-local entries = bot.store:log(assert(id, "no call finished"))
+local entries
+for _, cid in ipairs(ids) do
+  local l = bot.store:log(cid)
+  for _, e in ipairs(l) do if e.k == "end" then id, entries = cid, l end end
+  if id then break end
+end
+assert(id, "no call finished")
 local rt0 = os.clock()
 local reps = 0
 repeat
@@ -155,8 +188,8 @@ repeat
   reps = reps + 1
 until os.clock() - rt0 > 1
 local per = (os.clock() - rt0) / reps
-print(string.format("flows (%s): replaying a call's log (%d entries) %.3f ms, running it live %.2f ms of CPU; "
-  .. "ratio %.1fx", util.lua, #entries, per * 1000, 1000 * cpu / N, (cpu / N) / per))
+print(string.format("flows (%s%s): replaying a call's log (%d entries) %.3f ms, running it live %.2f ms of "
+  .. "CPU; ratio %.1fx", util.lua, mode, #entries, per * 1000, 1000 * cpu / N, (cpu / N) / per))
 
 bot:close()
 loop:close()

@@ -120,4 +120,24 @@ describe("a memory store", function()
     s:drop("c-1")
     assert.same({}, s:log("c-1"))
   end)
+
+  it("keeps events as text too for a bot that keeps no call between events (shared = true)", function()
+    local s = storemod.memory { text = true }
+    local ev = { kind = "call", state = "established", fingerprint = 115119524685643 }
+    s:append("c-1", { k = "ev", ev = ev, t = 2 })
+    ev.state = "changed after"                   -- nothing of the caller's table is kept
+    local log = s:log("c-1")
+    assert.are_not.equal(ev, log[1].ev)
+    assert.same({ k = "ev", t = 2, ev = { kind = "call", state = "established", fingerprint = 115119524685643 } },
+                log[1])
+  end)
+
+  it("is what a bot with shared = true keeps its calls in, as text", function()
+    local bot = assert(graphcall.bot { shared = true, client = graphcall.client { tenantId = "t", clientId = "c",
+                                                                                    clientSecret = "s" } })
+    local ev = { kind = "call", state = "established" }
+    bot.store:append("c-1", { k = "ev", ev = ev, t = 1 })
+    assert.are_not.equal(ev, bot.store:log("c-1")[1].ev)
+    bot:close()
+  end)
 end)

@@ -99,7 +99,7 @@ function M.new(opts)
   end
   local client = opts.client
   local loop = client.loop
-  local store = opts.store or storemod.memory()
+  local store = opts.store or storemod.memory { text = opts.shared == true }
   local self = setmetatable({
     client = client, loop = loop, log = opts.log or loop.log,
     store = store, handlers = {}, flows = {}, calls = {},

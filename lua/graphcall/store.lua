@@ -31,14 +31,17 @@ local M = {}
 -- An entry as the in-memory store keeps it: an event's entry as it is (its event is the call's
 -- own table, held by the call anyway), any other as its JSON text (a step's answer, an intent:
 -- smaller as text than as tables, and read only by a replay or a trace)
-local function kept(entry)
-  if entry.k == "ev" then return entry end
+local function kept(entry, text)
+  if entry.k == "ev" and not text then return entry end
   return M.json(entry)
 end
 
 --- An in-memory store. Its log keeps events as tables and other entries as their JSON text,
 -- decoded when the log is read.
-function M.memory()
+-- @param o optional: `text` (true: events as text too, for a bot that keeps no call object
+--   between events, `graphcall.bot{shared = true}`, where nothing else holds them)
+function M.memory(o)
+  local text = o and o.text or false
   local states, logs = {}, {}
   return {
     get = function(_, id) return states[id] end,
@@ -49,7 +52,7 @@ function M.memory()
         l = {}
         logs[id] = l
       end
-      l[#l + 1] = kept(entry)
+      l[#l + 1] = kept(entry, text)
     end,
     log = function(_, id)
       local l, out = logs[id], {}
