@@ -206,6 +206,55 @@ describe("the durable log", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  it("keeps the last keepEnded ended calls in memory and forgets older ones", function()
+    local store = storemod.memory()
+    local h = T.new { script = "examples/ivr.lua", store = store, keepEnded = 3 }
+    local ids = {}
+    for i = 1, 6 do ids[i] = h:incoming { caller = { { on = "prompt", after = 500, press = "1" } } }.id end
+    local kept = {}
+    for id in pairs(h.bot.calls) do kept[#kept + 1] = id end
+    table.sort(kept)
+    local last = { ids[4], ids[5], ids[6] }
+    table.sort(last)
+    assert.same(last, kept)
+    assert.same({}, store:log(ids[1]))
+    assert.same(last, store:calls())
+    assert.is_true(#store:log(ids[6]) > 10)
+    assert.equal(6, h.bot.stats.finished)
+    h:close()
+  end)
+
+  it("holds a few descriptors at most for the calls it took on a file store, and keeps their logs", function()
+    local lfs = require "lfs"
+    local function fds()
+      local n = 0
+      for _ in lfs.dir("/proc/self/fd") do n = n + 1 end
+      return n
+    end
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir)
+    local h = T.new { script = "examples/ivr.lua", store = storemod.file(dir), keepEnded = 2 }
+    local caller = { { on = "prompt", after = 500, press = "1" } }
+    h:incoming { caller = caller }   -- the connections made once
+    local before, ids = fds(), {}
+    for i = 1, storemod.HANDLES + 16 do ids[i] = h:incoming { caller = caller }.id end
+    assert.is_true(fds() - before <= storemod.HANDLES, "descriptors: " .. before .. " -> " .. fds())
+    h:close()
+    for _, id in ipairs(ids) do
+      local r = T.replay { script = "examples/ivr.lua", log = dir .. "/" .. id .. ".log" }
+      assert.is_true(r.finished, tostring(r.error))
+    end
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("refuses a keepEnded that is not a count", function()
+    local client = graphcall.client { tenantId = "t", clientId = "c", clientSecret = "s" }
+    assert.error_matches(function() graphcall.bot { client = client, keepEnded = -1 } end,
+      "keepEnded: a whole number of calls %(0 or more%), got %-1")
+    assert.error_matches(function() graphcall.bot { client = client, keepEnded = "10" } end, "keepEnded")
+  end)
+
   it("catches a flow that does not do what its log says", function()
     local store = storemod.memory()
     local h = T.new { script = "examples/ivr.lua", store = store }

@@ -52,7 +52,7 @@ M.compact = callmod.compact
 
 local OPTIONS = { "client", "listen", "listener", "callbackUri", "promptBase", "store", "prompts", "metrics", "node",
   "recordings", "voice", "speak", "keepAlive", "waitLimit", "verify", "verifier", "onStop", "log", "shared",
-  "lease", "sweep", "host" }
+  "keepEnded", "lease", "sweep", "host" }
 local LISTEN = { "host", "port", "cert", "key", "path", "maxBody", "timeout", "maxConnections", "maxPerAddress",
   "deadline" }
 --- The events handlers are for (`bot:on`).
@@ -80,11 +80,13 @@ M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminat
 --   accept unsigned callbacks; tests only), `onStop` ("leave": live calls stay in the store
 --   to resume; "hangup"), `log`, `shared` (true: keep nothing of a call in this process
 --   between its events, as several nodes on one store must; true by default when the store is
---   shared: `graphcall.store.redis`), `lease` (seconds a node holds a call while it runs it,
---   renewed meanwhile: 1.5, so a node's calls go on elsewhere within about 2 s of its death),
---   `sweep` (ms between sweeps for deadlines and keepAlive, 250), `host` (how the host
---   runs things, for `graphcall.runtime`: `go`, `now`, `sleep`, `every`, `timer`, `where`;
---   the bot's loop by default), `metrics` (a `graphcall.metrics`; the client's by default,
+--   shared: `graphcall.store.redis`), `keepEnded` (a bot alone on its store: how many ended
+--   calls it keeps in memory, the last ones, for `bot.calls`, the calls page and traces; older
+--   ones are let go of, and on the memory store forgotten: 1000), `lease` (seconds a node
+--   holds a call while it runs it, renewed meanwhile: 1.5, so a node's calls go on elsewhere
+--   within about 2 s of its death), `sweep` (ms between sweeps for deadlines and keepAlive,
+--   250), `host` (how the host runs things, for `graphcall.runtime`: `go`, `now`, `sleep`,
+--   `every`, `timer`, `where`; the bot's loop by default), `metrics` (a `graphcall.metrics`; the client's by default,
 --   so its requests are counted with the rest), `node` (this process's name: each request in
 --   a call's log says which node sent it, and the calls page shows it)
 -- @return the bot, or nil and an error
@@ -96,6 +98,10 @@ function M.new(opts)
   end
   if opts.onStop ~= nil and opts.onStop ~= "leave" and opts.onStop ~= "hangup" then
     strict.fail("bot: onStop: \"leave\" or \"hangup\", got " .. tostring(opts.onStop))
+  end
+  local ke = opts.keepEnded
+  if ke ~= nil and not (type(ke) == "number" and ke >= 0 and ke % 1 == 0) then
+    strict.fail("bot: keepEnded: a whole number of calls (0 or more), got " .. tostring(ke))
   end
   local client = opts.client
   local loop = client.loop
@@ -133,6 +139,7 @@ function M.new(opts)
   }
   self.runtime = runtime.new {
     bot = self, store = backend, lease = opts.lease, keep = not loop.parks and not shared,
+    keepEnded = opts.keepEnded,
     go = host.go, now = host.now, sleep = host.sleep, every = host.every, timer = host.timer,
     where = host.where,
   }

@@ -49,6 +49,8 @@ Runtime.__index = Runtime
 M.LEASE = 1.5
 --- The little more (ms): after a lease runs out, the call is due for another process's sweeper.
 M.GRACE = 250
+--- Ended calls a process alone (`keep`) holds in memory, the last ones; older ones it lets go of.
+M.KEEP_ENDED = 1000
 
 -- A watchdog deadline (the process running a step of the call must be alive by then) carries
 -- half a millisecond in its score, so the sweeper that finds it passed knows the call's
@@ -82,6 +84,7 @@ function M.new(o)
     bot = o.bot, store = o.store, lease = o.lease or M.LEASE, go = o.go, now = o.now, sleep = o.sleep,
     every = o.every, timer = o.timer, where = o.where, retryFor = o.retryFor or 60000,
     lockWait = o.lockWait or 30, acceptWait = o.acceptWait or 2000, keep = o.keep or false,
+    keepEnded = o.keepEnded or M.KEEP_ENDED, ended = { head = 1, tail = 0 }, endedSet = {},
     queues = {}, driving = {}, timers = {}, parking = {}, log = o.bot.log,
     inboxed = o.store.push ~= nil and o.inbox ~= false,
     stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0, takeovers = 0 },
@@ -212,6 +215,7 @@ function Runtime:drive(call, body, watched)
   if call.finished then
     self:_alarm(id)
     store:expire(id)
+    self:_ended(id)
   elseif how == "parked" and w and w.deadline then
     -- (a store that parks writes it with what the flow logged and, when nothing else is
     -- queued on the call, the lease's release: `_drain`)
@@ -222,6 +226,29 @@ function Runtime:drive(call, body, watched)
     if store.park then self.parking[id] = false else store:clear_due(id) end
   end
   return how
+end
+
+-- An ended call, kept (`keep`) among the last `keepEnded` for the calls page, traces and
+-- tests; the oldest beyond them is let go of (`store:forget`), unless its flow still runs (it
+-- goes behind the others). Without this a process alone grows with every call it ever took.
+function Runtime:_ended(id)
+  local q, set = self.ended, self.endedSet
+  if not self.keep or set[id] then return end
+  q.tail = q.tail + 1
+  q[q.tail], set[id] = id, true
+  for _ = 1, q.tail - q.head + 1 - self.keepEnded do
+    local old = q[q.head]
+    q[q.head], q.head = nil, q.head + 1
+    local c = self.bot.calls[old]
+    if c and c.co and not c.finished then
+      q.tail = q.tail + 1
+      q[q.tail] = old
+    else
+      set[old] = nil
+      self.bot.calls[old] = nil
+      if self.store.forget then self.store:forget(old) end
+    end
+  end
 end
 
 -- A call this process no longer holds in memory (its flow is rebuilt from the log when needed).
@@ -243,6 +270,7 @@ function Runtime:_take(call, e, ev, started, ended)
   if e.kind == "call" and e.state == "established" and not store:ka_at(id) then
     store:set_ka(id, self.now() + bot.keepAliveEvery)
   end
+  if e.kind == "call" and e.state == "terminated" then self:_ended(id) end
   self:_taken(call, e, ev)
 end
 

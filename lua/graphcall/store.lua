@@ -28,6 +28,10 @@ local files = require "graphcall.files"
 
 local M = {}
 
+--- Log files a file store keeps open at most (then it closes them all and opens again the
+-- ones it writes next).
+M.HANDLES = 64
+
 -- An entry as the in-memory store keeps it: an event's entry as it is (its event is the call's
 -- own table, held by the call anyway), any other as its JSON text (a step's answer, an intent:
 -- smaller as text than as tables, and read only by a replay or a trace)
@@ -73,6 +77,11 @@ function M.memory(o)
       states[id] = nil
       logs[id] = nil
     end,
+    -- an ended call the process lets go of: here, the only place it was kept
+    forget = function(_, id)
+      states[id] = nil
+      logs[id] = nil
+    end,
     delete = function(_, id) states[id] = nil end,
   }
 end
@@ -94,7 +103,7 @@ end
 function M.file(dir)
   local ok, err = files.writable(dir)
   if not ok then error("graphcall.store.file: " .. err, 2) end
-  local open = {}   -- callId -> file handle for appending
+  local open, nopen = {}, 0   -- callId -> file handle for appending (at most HANDLES at once)
   local logs = {}   -- callId -> entries read or written in this process
   local states = {}
   local self = {}
@@ -143,10 +152,14 @@ function M.file(dir)
     l[#l + 1] = entry
     local f = open[id]
     if not f then
+      if nopen >= M.HANDLES then   -- a descriptor per call ever seen would run the process out
+        for k, h in pairs(open) do h:close() open[k] = nil end
+        nopen = 0
+      end
       assert(core.private_file(path(id, ".log")))   -- callers' numbers: the bot's user alone reads it
       f = assert(io.open(path(id, ".log"), "ab"))
       f:setvbuf("no")
-      open[id] = f
+      open[id], nopen = f, nopen + 1
     end
     f:write(json(entry), "\n")
   end
@@ -160,9 +173,18 @@ function M.file(dir)
     return out
   end
 
-  function self.drop(_, id)
-    if open[id] then open[id]:close() end
+  -- an ended call the process lets go of: its files stay, its handle and what was read go
+  local function forget(id)
+    if open[id] then
+      open[id]:close()
+      nopen = nopen - 1
+    end
     open[id], logs[id], states[id] = nil, nil, nil
+  end
+  function self.forget(_, id) forget(id) end
+
+  function self.drop(_, id)
+    forget(id)
     os.remove(path(id, ".log"))
     os.remove(path(id, ".state"))
   end
@@ -227,11 +249,19 @@ function M.single(base)
   function s.expire(_, id)
     due[id], ka[id] = nil, nil
   end
+  local states = tracker.memory_store()
   function s.drop(self, id)
     base.drop(self, id)
     due[id], ka[id], heads[id] = nil, nil, nil
+    states:delete(id)
   end
-  local states = tracker.memory_store()
+  --- An ended call this process lets go of: what it held of it in memory (the base store's
+  -- `forget`, when it has one: the memory store forgets the call, the file store keeps its files).
+  function s.forget(self, id)
+    if base.forget then base.forget(self, id) end
+    due[id], ka[id], heads[id] = nil, nil, nil
+    states:delete(id)
+  end
   function s.tracker() return states end
   return s
 end

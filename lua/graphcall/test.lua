@@ -40,7 +40,7 @@ Harness.__index = Harness
 M.load = scripts.load
 
 local NEW = { "script", "flow", "flows", "scenario", "prompts", "store", "log", "realtime", "replay", "realism",
-              "seed", "flowErrors" }
+              "seed", "flowErrors", "keepEnded" }
 
 --- A new harness.
 -- @param o `script` (a path) or `flow` (a function) and `flows`; `scenario` (the emulator's;
@@ -50,7 +50,8 @@ local NEW = { "script", "flow", "flows", "scenario", "prompts", "store", "log", 
 --   each one, as nodes on a shared store do: a flow that passes this way is deterministic);
 --   `realism` and `seed` of the emulator ("documented", with seed 1 or GRAPHCALL_SEED: the
 --   same choices each run; "strict": one notification a POST, in order); `flowErrors` ("raise",
---   the default: a flow that raises fails the test at once, with the flow's own line; "log")
+--   the default: a flow that raises fails the test at once, with the flow's own line; "log");
+--   `keepEnded` (the bot's: ended calls it keeps in memory)
 function M.new(o)
   o = strict.options(o, NEW, "graphcall.test.new")
   local script = {}
@@ -66,7 +67,8 @@ function M.new(o)
     authority = emu.url, graphUrl = emu.url .. "/v1.0", openidUrl = emu.url .. "/v1/.well-known/OpenIdConfiguration",
     loop = loop }
   local bot = assert(graphcall.bot { client = client, prompts = prompts, store = o.store or storemod.memory(),
-                                     verifier = client:verifier { minRefetch = 0 }, shared = o.replay })
+                                     verifier = client:verifier { minRefetch = 0 }, shared = o.replay,
+                                     keepEnded = o.keepEnded })
   scripts.apply(bot, { flow = o.flow or script.flow, flows = o.flows or script.flows, on = script.on })
   local self = setmetatable({ loop = loop, emulator = emu, client = client, bot = bot, script = script }, Harness)
   if o.flowErrors ~= "log" then
