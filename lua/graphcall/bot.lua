@@ -86,9 +86,10 @@ M.EVENTS = { "incoming", "established", "tone", "roster", "operation", "terminat
 --   holds a call while it runs it, renewed meanwhile: 1.5, so a node's calls go on elsewhere
 --   within about 2 s of its death), `sweep` (ms between sweeps for deadlines and keepAlive,
 --   250), `host` (how the host runs things, for `graphcall.runtime`: `go`, `now`, `sleep`,
---   `every`, `timer`, `where`; the bot's loop by default), `metrics` (a `graphcall.metrics`; the client's by default,
---   so its requests are counted with the rest), `node` (this process's name: each request in
---   a call's log says which node sent it, and the calls page shows it)
+--   `every`, `timer`, `where`; the bot's loop by default), `metrics` (a `graphcall.metrics`;
+--   the client's by default, so its requests are counted with the rest), `node` (this
+--   process's name: each request in a call's log says which node sent it, and the calls page
+--   shows it)
 -- @return the bot, or nil and an error
 function M.new(opts)
   strict.options(opts, OPTIONS, "bot", { "client" })

@@ -47,7 +47,7 @@ end
 function M.memory(o)
   local text = o and o.text or false
   local states, logs = {}, {}
-  return {
+  local s = {
     get = function(_, id) return states[id] end,
     put = function(_, id, st) states[id] = st end,
     append = function(_, id, entry)
@@ -77,13 +77,10 @@ function M.memory(o)
       states[id] = nil
       logs[id] = nil
     end,
-    -- an ended call the process lets go of: here, the only place it was kept
-    forget = function(_, id)
-      states[id] = nil
-      logs[id] = nil
-    end,
     delete = function(_, id) states[id] = nil end,
   }
+  s.forget = s.drop   -- an ended call the process lets go of: here, the only place it was kept
+  return s
 end
 
 --- JSON text of a state or a log entry, as every store writes it (`graphcall.wire.json`).
