@@ -31,7 +31,8 @@ local client = graphcall.client { tenantId = "tenant-1", clientId = "bench", cli
   timeout = 60000 }
 os.execute("mkdir -p build/prompts build/bench-recordings")
 local bot = assert(graphcall.bot { client = client, prompts = "build/prompts", recordings = "build/bench-recordings",
-                                   verifier = client:verifier(), shared = shared })
+                                   verifier = client:verifier(), shared = shared,
+                                   keepEnded = N })   -- every call's log is read at the end
 bot:flow(assert(T.load("examples/ivr.lua")).flow)
 bot:start()
 
