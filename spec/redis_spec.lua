@@ -161,6 +161,50 @@ describe("graphcall.redis", function()
   end)
 end)
 
+describe("graphcall.redis: the slot map", function()
+  -- CLUSTER NODES as Redis 7 writes it: id, address, flags, master, ping, pong, epoch, link, slots
+  local fresh = table.concat({
+    "a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460",
+    "b2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922 [5461->-c3]",
+    "c3 127.0.0.1:7003@17003 master - 0 0 3 connected 10923-16383",
+    "d4 127.0.0.1:7004@17004 master - 0 0 7 connected 5461-10922",   -- b2's replica, promoted
+    "b2 127.0.0.1:7002@17002 master,fail - 0 0 2 disconnected",
+  }, "\n") .. "\n"
+  -- b2 back after its failover, before it has learnt: its old slots, its old epoch
+  local stale = table.concat({
+    "b2 :7002@17002 myself,master - 0 0 2 connected 5461-10922",
+    "d4 127.0.0.1:7004@17004 slave b2 0 0 2 connected",
+    "a1 127.0.0.1:7001@17001 master - 0 0 1 connected 0-5460",
+    "e5 :0@0 master,noaddr - 0 0 9 disconnected 0-16383",
+  }, "\n")
+
+  it("gives each slot to the master that claims it with the highest config epoch", function()
+    for _, views in ipairs { { { text = stale, host = "127.0.0.1" }, { text = fresh, host = "127.0.0.1" } },
+                             { { text = fresh, host = "127.0.0.1" }, { text = stale, host = "127.0.0.1" } } } do
+      local slots, masters = redis.slot_map(views)
+      assert.equal("127.0.0.1:7001", slots[1])
+      assert.equal("127.0.0.1:7001", slots[5461])
+      assert.equal("127.0.0.1:7004", slots[5462])
+      assert.equal("127.0.0.1:7004", slots[10923])
+      assert.equal("127.0.0.1:7003", slots[10924])
+      assert.equal("127.0.0.1:7003", slots[16384])
+      table.sort(masters)
+      assert.same({ "127.0.0.1:7001", "127.0.0.1:7003", "127.0.0.1:7004" }, masters)
+    end
+  end)
+
+  it("takes a master's own address from the node asked when the view leaves it out", function()
+    local slots = redis.slot_map { { text = stale, host = "10.0.0.9" } }
+    assert.equal("10.0.0.9:7002", slots[5462])
+    assert.equal("127.0.0.1:7001", slots[1])
+  end)
+
+  it("has no map when no view claims a slot", function()
+    assert.is_nil(redis.slot_map {})
+    assert.is_nil(redis.slot_map { { text = "d4 127.0.0.1:7004@17004 slave b2 0 0 2 connected\n", host = "h" } })
+  end)
+end)
+
 describe("graphcall.redis on a cluster", function()
   local c, loop, r
   local E = require "emu"

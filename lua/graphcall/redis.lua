@@ -12,7 +12,8 @@
 -- a lost connection `{code = "closed"}` for every command that had not been answered (a write
 -- among them may or may not have been applied).
 --
--- A Redis Cluster (`cluster =`): the slot map from `CLUSTER SLOTS`, a connection (a pool in
+-- A Redis Cluster (`cluster =`): the slot map from every node's `CLUSTER NODES` (each slot to
+-- the master that claims it with the highest config epoch: `slot_map`), a connection (a pool in
 -- nginx) per node, each command sent to the master of its key's slot (`core.resp_slot`),
 -- `MOVED` and `ASK` followed, and a failover waited out: a master that refuses connections,
 -- `CLUSTERDOWN` or `TRYAGAIN` make the command go again once the map is read again, within
@@ -312,48 +313,80 @@ function Cluster:_later(ms, fn)
   return fn()
 end
 
--- CLUSTER SLOTS from the first node that answers (the known masters, then the seeds)
+--- The slot map from the views of several nodes (`CLUSTER NODES`' text from each): for each
+-- slot, the master that claims it with the highest config epoch, as Redis itself decides. A
+-- master that comes back after its replica took over claims its old slots until it learns
+-- otherwise; its view alone would send writes to it that it then drops.
+-- @param views a list of `{text =, host =}` (`host`: the node asked, for a master whose own
+--   address it does not know yet)
+-- @return `slots` (slot + 1 -> "host:port") and `masters` (their addresses), or nil when no
+--   view claims a slot
+function M.slot_map(views)
+  local epoch, owner = {}, {}
+  for _, view in ipairs(views) do
+    for line in view.text:gmatch("[^\n]+") do
+      local f = {}
+      for w in line:gmatch("%S+") do f[#f + 1] = w end
+      local flags = "," .. (f[3] or "") .. ","
+      local host, port = (f[2] or ""):match("^(.*):(%d+)@")
+      local e = tonumber(f[7])
+      if flags:find(",master,", 1, true) and not flags:find(",noaddr,", 1, true) and port and port ~= "0" and e then
+        local addr = (host == "" and view.host or host) .. ":" .. port
+        for i = 9, #f do
+          local a, b = f[i]:match("^(%d+)%-(%d+)$")
+          a = a or f[i]:match("^(%d+)$")   -- ("[slot->-node]", a slot migrating: in a range too)
+          for slot = (tonumber(a) or 0) + 1, a and (tonumber(b or a) + 1) or 0 do
+            if not epoch[slot] or e > epoch[slot] then epoch[slot], owner[slot] = e, addr end
+          end
+        end
+      end
+    end
+  end
+  local masters, seen = {}, {}
+  for slot = 1, 16384 do
+    local addr = owner[slot]
+    if addr and not seen[addr] then seen[addr], masters[#masters + 1] = true, addr end
+  end
+  if #masters == 0 then return nil end
+  return owner, masters
+end
+
+-- The slot map from every node known (the masters, then the seeds): `M.slot_map`
 function Cluster:_refresh(done)
   if self.refreshing then
     self.refreshing[#self.refreshing + 1] = done
     return
   end
   self.refreshing = { done }
-  local tried, order = {}, {}
-  for _, addr in ipairs(self.masters or {}) do order[#order + 1] = addr end
-  for _, addr in ipairs(self.seeds) do order[#order + 1] = addr end
-  local i, lastErr = 0, nil
-  local function finish(err)
-    local waiting = self.refreshing
-    self.refreshing = nil
-    for _, cb in ipairs(waiting) do cb(err) end
+  local order, seen = {}, {}
+  for _, list in ipairs { self.masters or {}, self.seeds } do
+    for _, addr in ipairs(list) do
+      if not seen[addr] then seen[addr], order[#order + 1] = true, addr end
+    end
   end
-  local function try()
-    i = i + 1
-    while order[i] and tried[order[i]] do i = i + 1 end
-    local addr = order[i]
-    if not addr then return finish(lastErr or fail("connect", "no node of the cluster answered")) end
-    tried[addr] = true
-    self:_node(addr):_send({ n = 2, "CLUSTER", "SLOTS" }, function(v, err)
-      if type(v) ~= "table" or #v == 0 then
-        lastErr = err or fail("redis", "CLUSTER SLOTS: no slots (is the cluster formed?)")
-        return try()
-      end
-      local slots, masters, seen = {}, {}, {}
-      local host = split_addr(addr)
-      for _, range in ipairs(v) do
-        local m = range[3]
-        local mhost = (m[1] == "" or m[1] == "?") and host or m[1]
-        local maddr = mhost .. ":" .. m[2]
-        for slot = range[1], range[2] do slots[slot + 1] = maddr end
-        if not seen[maddr] then seen[maddr], masters[#masters + 1] = true, maddr end
-      end
+  local views, pending, lastErr = {}, #order, nil
+  local function settle()
+    local slots, masters = M.slot_map(views)
+    if slots then
       self.slots, self.masters = slots, masters
       self.refreshes = self.refreshes + 1
-      finish(nil)
+    end
+    local waiting = self.refreshing
+    self.refreshing = nil
+    local err = not slots and (lastErr or fail("connect", "no node of the cluster answered")) or nil
+    for _, cb in ipairs(waiting) do cb(err) end
+  end
+  for _, addr in ipairs(order) do
+    self:_node(addr):_send({ n = 2, "CLUSTER", "NODES" }, function(v, err)
+      if type(v) == "string" then
+        views[#views + 1] = { text = v, host = (split_addr(addr)) }
+      else
+        lastErr = err or fail("redis", "CLUSTER NODES: no answer")
+      end
+      pending = pending - 1
+      if pending == 0 then settle() end
     end)
   end
-  try()
 end
 
 -- The slot map, then the command on the node its key's slot is on (any node without a key),
