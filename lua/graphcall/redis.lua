@@ -412,6 +412,12 @@ function Cluster:_send(args, cb, state)
   local addr = state.ask or (key and self.slots[core.resp_slot(key) + 1]) or self.masters[1]
   local asking = state.ask ~= nil
   state.ask = nil
+  if self.suspect[addr] and not asking then
+    -- a node that failed may be back as something else (a master back after its failover
+    -- claims its old slots until it learns): the map again, from every node, before it is used
+    self.suspect[addr] = nil
+    return self:_refresh(function() return self:_send(args, cb, state) end)
+  end
   -- (a pipeline: its first command says where it goes, and whether it goes again)
   local function finish(v, err, results)
     if results then return cb(results) end
@@ -420,6 +426,7 @@ function Cluster:_send(args, cb, state)
   local function answered(v, err, results)
     if err == nil then return finish(v, nil, results) end
     local how, slot, to = redirect(err)
+    if err.code == "connect" or err.code == "closed" then self.suspect[addr] = true end
     if not how and err.code ~= "connect" then
       if err.code == "closed" then self:_refresh(function() end) end   -- the map for the next one
       return finish(nil, err, results)
@@ -566,7 +573,7 @@ end
 local function new_cluster(o, c)
   local seeds = cluster_seeds(o.cluster, o)
   c.user, c.password, c.tls = o.user, o.password, o.tls
-  local cl = setmetatable({ seeds = seeds, nodes = {}, loop = o.loop, cluster = true,
+  local cl = setmetatable({ seeds = seeds, nodes = {}, suspect = {}, loop = o.loop, cluster = true,
                             refreshes = 0, moved = 0, asked = 0,
                             failover = o.failover or 10000,
                             clock = o.loop and function() return o.loop:now() / 1000 end or ngx.now }, Cluster)
