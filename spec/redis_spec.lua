@@ -512,9 +512,37 @@ describe("graphcall.store.redis on " .. on, function()
     assert.same({ queued = true }, other:ingest(id, tone(5, 23), o))
     assert.equal(5, #store:log(id))
     assert.equal(1, #store:inbox(id))
-    assert.is_true(store:park(id, 9000, true))     -- the flow waits till 9000; let go: an event waits in the inbox
+    -- the flow parks, waiting till 9000: the event in the inbox is taken into the log with the
+    -- park, through the tracker, and the lease stays (the flow goes on with it)
+    local po = { now = 1200, watchdog = 3200.5, lease = 1500, keepAlive = 60000 }
+    local before_park = ran(id)
+    local taken = store:park(id, 9000, true, po)
+    local took = ran(id, before_park)
+    assert.is_true(took <= 13, took)               -- one FCALL: write, inbox, tracker, log, head, lease, deadline
+    assert.equal(1, #taken.events)
+    assert.equal(5, taken.events[1].e.toneInfo.sequenceId)
+    assert.equal(23, taken.events[1].e.fingerprint)
+    assert.equal("t1", taken.events[1].tid)
+    assert.equal(6, #taken.entries)
+    assert.equal(5, taken.entries[6].ev.toneInfo.sequenceId)
+    assert.same({}, store:inbox(id))
+    assert.is_nil(store:inbox_since(id))
+    assert.truthy(r:call("GET", K(id, "lease")))
+    assert.equal(3200.5, store:due_at(id))
+    -- a duplicate waiting: dropped by the tracker, and the park lets go as asked
+    assert.same({ queued = true }, other:ingest(id, tone(5, 23), o))
+    assert.is_false(store:park(id, 9000, true, po))
     assert.equal(graphcall.null, r:call("GET", K(id, "lease")))
     assert.equal(9000, store:due_at(id))
+    assert.equal(6, #store:log(id))
+    assert.same({}, store:inbox(id))
+    -- a flow's start waiting (a call placed by a process): left to the lease's next holder
+    assert.truthy(store:lock(id, 5))
+    store:push(id, '{"start":"main","tenant":"t1"}', 1300)
+    assert.is_true(store:park(id, 9500, true, po))
+    assert.equal(graphcall.null, r:call("GET", K(id, "lease")))
+    assert.equal(1, #store:inbox(id))
+    assert.equal(9500, store:due_at(id))
   end)
 
   it("keeps a flow's steps back until its next intent or its park, and writes them in order", function()

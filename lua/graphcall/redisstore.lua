@@ -55,7 +55,7 @@ end
 -- none), ms to keep, tracker state (or ""), "1" to take the inbox's first entry, the deadline
 -- ("" leave it, "-" clear it), the call's id, "1" to let go of the lease, then the head's
 -- fields. The keys' time to live is set with the log's first entry (then kept by `ingest`).
-local WRITE = FENCE .. LINES .. [[
+local WRITE_FN = "local function write(KEYS, ARGV)\n" .. FENCE .. [[
 local set = {}
 if ARGV[4] ~= '' then set[1], set[2] = 'trk', ARGV[4] end
 for k = 9, #ARGV do set[#set + 1] = ARGV[k] end
@@ -78,7 +78,9 @@ if ARGV[8] == '1' then
   return redis.call('EXISTS', KEYS[4])
 end
 return 0
+end
 ]]
+local WRITE = LINES .. WRITE_FN .. "return write(KEYS, ARGV)\n"
 
 -- an inbox entry dropped (a duplicate): KEYS lease, head, inbox; ARGV token, tracker state,
 -- its fingerprints (each "" for none)
@@ -224,6 +226,17 @@ end
 
 local function script(self, src, nkeys, ...) return eval(self, false, src, nkeys, ...) end
 
+-- a write's answer, or what Redis refused it for raised: fenced (another node holds the call) or
+-- the store's error
+local function refused(id, v, err)
+  if v == nil and err then
+    local msg = tostring(err.message or err.code)
+    if msg:find("FENCED", 1, true) then error(store_error("fenced", "call " .. id .. ": fenced: " .. msg), 0) end
+    error(store_error("store", "Redis: " .. msg), 0)
+  end
+  return v
+end
+
 -- keys: the keys written (a key or a list); the lease is always KEYS[1]; `ack`: `send`'s
 local function fenced(self, ack, id, src, keys, ...)
   if type(keys) ~= "table" then keys = { keys } end
@@ -232,13 +245,7 @@ local function fenced(self, ack, id, src, keys, ...)
   args[#args + 1] = self.tokens[id] or ""
   local extra = pack(...)
   for i = 1, extra.n do args[#args + 1] = extra[i] end
-  local v, err = eval(self, ack, src, 1 + #keys, unpack(args))
-  if v == nil and err then
-    local msg = tostring(err.message or err.code)
-    if msg:find("^FENCED") then error(store_error("fenced", "call " .. id .. ": fenced: " .. msg), 0) end
-    error(store_error("store", "Redis: " .. msg), 0)
-  end
-  return v
+  return refused(id, eval(self, ack, src, 1 + #keys, unpack(args)))
 end
 
 --- A store on a `graphcall.redis` client.
@@ -343,14 +350,19 @@ end
 
 -- what waits, written (with the tracker's state kept back for it, tracker{defer}, and the
 -- inbox entry it came from), and the deadline ("" leave it, "-" clear it) and the lease
-local function write(self, id, held, due, last)
+-- WRITE's arguments after the token, for what waits; what was kept back for it is taken
+local function write_args(self, id, held, due, last)
   local trk, pop = self.pendingTrk[id] or "", self.popNext[id] and "1" or ""
   local fields = head_list(held)
   if self.pendingFp[id] then fields[#fields + 1], fields[#fields + 2] = "fp", self.pendingFp[id] end
+  self.pendingTrk[id], self.pendingFp[id], self.popNext[id] = nil, nil, nil
+  return table.concat(held, "\n"), self.keepMs, trk, pop, due or "", id, last and "1" or "", unpack(fields)
+end
+
+local function write(self, id, held, due, last)
   local waiting = fenced(self, #held > 0, id, WRITE, { key(self, id, "log"), key(self, id, "hd"), key(self, id, "in"),
                                         shared(self, id, "due"), shared(self, id, "calls") },
-         table.concat(held, "\n"), self.keepMs, trk, pop, due or "", id, last and "1" or "", unpack(fields))
-  self.pendingTrk[id], self.pendingFp[id], self.popNext[id] = nil, nil, nil
+                         write_args(self, id, held, due, last))
   if last then self.tokens[id] = nil end
   return waiting == 1
 end
@@ -381,14 +393,56 @@ function Store:flush(id)
   if held and #held > 0 then write(self, id, held) end
 end
 
---- The flow parked (or is done with a step): what waits (`defer`) written and the call's
--- deadline set (`at`, ms) or cleared, in one write; with `last`, the lease let go with it.
--- @return true when `last` and events wait in the call's inbox
-function Store:park(id, at, last)
-  local held = self.held[id] or { head = {} }
-  self.held[id] = nil
-  return write(self, id, held, at and string.format("%.1f", at) or "-", last)
+-- What `ingest` and the park share in the library: the call's head and the tracker on its
+-- state (`c`), an event the tracker let through into the log, and the head written after.
+local LIB_HELPERS = [[
+local function head_of(key)
+  local h = redis.call('HMGET', key, 'flow', 'ended', 'dir', 'tenant', 'state', 'trk', 'x', 'fp')
+  local c = { flow = h[1], ended = h[2] == '1', dir = h[3], tenant = h[4], state = h[5], was = h[5],
+              text = h[6] or nil, ring = h[8] or nil, x = tonumber(h[7]) }
+  c.tr = tracker.new { store = tracker.text_store(function() return c.text, c.ring end,
+    function(_, t, r) c.text, c.ring = t, r end, cjson.encode, cjson.decode, true) }
+  return c
 end
+
+-- the event (its JSON text and decoded) through the tracker and into the log (KEYS[2]) with
+-- what the tracker marked on it: the text logged and the marks ('' for none), or nil and why not
+local function log_event(c, KEYS, id, etext, now)
+  local e = cjson.decode(etext)
+  e.callId = id
+  c.e = e
+  local ok, why = c.tr:accept(e)
+  if not ok then return nil, why end
+  local flags = ''
+  if e.gap ~= nil or e.staleState ~= nil or e.sameState ~= nil then
+    flags = cjson.encode({ gap = e.gap, staleState = e.staleState, sameState = e.sameState })
+    etext = string.sub(etext, 1, -2) .. ',' .. string.sub(flags, 2)
+  end
+  c.n = redis.call('RPUSH', KEYS[2], '{"k":"ev","t":' .. now .. ',"ev":' .. etext .. '}')
+  if e.kind == 'call' and e.state then c.state, c.changed = e.state, true end
+  return etext, flags
+end
+
+-- the head after the events logged (tracker, state, when the keys' time to live was last
+-- extended) and the keepAlive time of a call just established. KEYS[2] log, [3] head, [6]
+-- gc:ka, [8] gc:calls; `now` ms as text
+local function head_after(c, KEYS, id, keep, now, kaMs)
+  local set = { 'trk', c.text }
+  if c.ring then set[3], set[4] = 'fp', c.ring end
+  if c.changed then set[#set + 1], set[#set + 2] = 'state', c.state end
+  local extend = c.n == 1 or not c.x or tonumber(now) - c.x > keep / 2
+  if extend then set[#set + 1], set[#set + 2] = 'x', now end
+  redis.call('HSET', KEYS[3], unpack(set))
+  if extend then
+    redis.call('PEXPIRE', KEYS[2], keep)
+    redis.call('PEXPIRE', KEYS[3], keep)
+  end
+  if c.n == 1 then redis.call('SADD', KEYS[8], id) end
+  if kaMs ~= 0 and c.state == 'established' and c.was ~= 'established' then
+    redis.call('ZADD', KEYS[6], 'NX', now + kaMs, id)
+  end
+end
+]]
 
 -- a notification's event: tracker, log, head, keepAlive time and, for a call whose flow goes
 -- on (or starts) here, the lease and the watchdog deadline, in one script. KEYS lease, log,
@@ -406,50 +460,69 @@ if (mine and redis.call('EXISTS', KEYS[4]) == 1) or (not mine and redis.call('EX
   redis.call('ZADD', KEYS[7], 'NX', now, id)
   return {'queued'}
 end
-local h = redis.call('HMGET', KEYS[3], 'flow', 'ended', 'dir', 'tenant', 'state', 'trk', 'x', 'fp')
-local text, ring = h[6] or nil, h[8] or nil
-local tr = tracker.new { store = tracker.text_store(function() return text, ring end,
-  function(_, t, r) text, ring = t, r end, cjson.encode, cjson.decode, true) }
-local e = cjson.decode(ARGV[1])
-e.callId = id
-local ok, why = tr:accept(e)
-if not ok then
-  if ring then redis.call('HSET', KEYS[3], 'trk', text, 'fp', ring) else redis.call('HSET', KEYS[3], 'trk', text) end
-  return {'dup', why}
+local c = head_of(KEYS[3])
+local logged, flags = log_event(c, KEYS, id, ARGV[1], ARGV[7])
+if not logged then   -- (flags: why not)
+  if c.ring then redis.call('HSET', KEYS[3], 'trk', c.text, 'fp', c.ring) else redis.call('HSET', KEYS[3], 'trk', c.text) end
+  return {'dup', flags}
 end
-local flags, etext = '', ARGV[1]
-if e.gap ~= nil or e.staleState ~= nil or e.sameState ~= nil then
-  flags = cjson.encode({ gap = e.gap, staleState = e.staleState, sameState = e.sameState })
-  etext = string.sub(etext, 1, -2) .. ',' .. string.sub(flags, 2)
-end
-local n = redis.call('RPUSH', KEYS[2], '{"k":"ev","t":' .. ARGV[7] .. ',"ev":' .. etext .. '}')
-local state = h[5]
-local set = { 'trk', text }
-if ring then set[3], set[4] = 'fp', ring end
-if e.kind == 'call' and e.state then
-  state = e.state
-  set[#set + 1], set[#set + 2] = 'state', state
-end
-local x = tonumber(h[7])
-local extend = n == 1 or not x or now - x > keep / 2
-if extend then set[#set + 1], set[#set + 2] = 'x', ARGV[7] end
-redis.call('HSET', KEYS[3], unpack(set))
-if extend then
-  redis.call('PEXPIRE', KEYS[2], keep)
-  redis.call('PEXPIRE', KEYS[3], keep)
-end
-if n == 1 then redis.call('SADD', KEYS[8], id) end
-if ARGV[9] ~= '0' and e.state == 'established' and h[5] ~= 'established' then
-  redis.call('ZADD', KEYS[6], 'NX', now + tonumber(ARGV[9]), id)
-end
-local flow, ended = h[1], h[2] == '1'
-if not ended and (flow or (ARGV[8] == '1' and e.incoming)) then
+head_after(c, KEYS, id, keep, ARGV[7], tonumber(ARGV[9]))
+if not c.ended and (c.flow or (ARGV[8] == '1' and c.e.incoming)) then
   if mine then return { 'mine', flags } end
   redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
   redis.call('ZADD', KEYS[5], ARGV[10], id)
   return { 'drive', flags, redis.call('LRANGE', KEYS[2], 0, -1) }
 end
-return { 'logged', flags, h[3] or '', h[4] or '', state or '', ended and '1' or '' }
+return { 'logged', flags, c.dir or '', c.tenant or '', c.state or '', c.ended and '1' or '' }
+]]
+-- A flow's park that lets go of the call (the runtime's last item on it), its write first (as
+-- WRITE). Events that came to other nodes while this one held the call wait in its inbox:
+-- they go into the log here, through the tracker as `ingest` takes them, the lease stays and
+-- the watchdog deadline is set, and the node drives the flow on with them: no lock, no reading
+-- of the inbox, no write an event. An inbox that holds anything else (a flow's start) is left
+-- to the lease's next holder, as before. KEYS as `ingest`'s; ARGV now (ms), the watchdog
+-- deadline, keepAlive ms ("0": none), lease ms, then WRITE's (its "let go" ignored).
+local PARK_BODY = [[
+local w = {}
+for i = 5, #ARGV do w[#w + 1] = ARGV[i] end
+local id, keep, now = w[7], tonumber(w[3]), ARGV[1]
+w[8] = ''
+local r = write({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8] }, w)
+if type(r) == 'table' then return r end   -- fenced
+local texts = redis.call('LRANGE', KEYS[4], 0, -1)
+-- an entry as `ingest` queues it: {"e":<the event as the node sent it>,"tid":...}; the event's
+-- text is logged as it is (cjson here would round its 64-bit numbers)
+local events = {}
+for i, t in ipairs(texts) do
+  local ok, v = pcall(cjson.decode, t)
+  local tail = ok and type(v) == 'table' and type(v.e) == 'table'
+    and (v.tid == nil and '}' or type(v.tid) == 'string' and (',"tid":' .. cjson.encode(v.tid) .. '}'))
+  if not tail or string.sub(t, 1, 5) ~= '{"e":' or string.sub(t, -#tail) ~= tail then
+    redis.call('DEL', KEYS[1])
+    return 1
+  end
+  events[i] = { string.sub(t, 6, -#tail - 1), v.tid or '' }
+end
+if #events == 0 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+local c = head_of(KEYS[3])
+local out = {}
+for _, ev in ipairs(events) do
+  local etext = log_event(c, KEYS, id, ev[1], now)
+  if etext then out[#out + 1], out[#out + 2] = etext, ev[2] end
+end
+head_after(c, KEYS, id, keep, now, tonumber(ARGV[3]))
+redis.call('DEL', KEYS[4])
+redis.call('ZREM', KEYS[7], id)
+if #out == 0 then   -- duplicates all
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[5], ARGV[2], id)
+return { 'took', out, redis.call('LRANGE', KEYS[2], 0, -1) }
 ]]
 
 -- A Redis function (Redis 7): graphcall.tracker's own source runs in it (Redis's Lua 5.1 and
@@ -462,17 +535,19 @@ local function ingest_library()
   local f = assert(io.open(path, "rb"))
   local src = f:read("*a")
   f:close()
-  local hash = core.hash(src .. INGEST_BODY)
-  ingest_lib = { name = "gc_ingest_" .. hash, text = "#!lua name=graphcall_" .. hash
-    .. "\nlocal tracker = (function()\n" .. src .. "\nend)()\nredis.register_function('gc_ingest_" .. hash
-    .. "', function(KEYS, ARGV)\n" .. INGEST_BODY .. "\nend)\n" }
+  local helpers = LIB_HELPERS .. LINES .. WRITE_FN
+  local hash = core.hash(src .. helpers .. INGEST_BODY .. PARK_BODY)
+  ingest_lib = { name = "gc_ingest_" .. hash, park = "gc_park_" .. hash, text = "#!lua name=graphcall_" .. hash
+    .. "\nlocal tracker = (function()\n" .. src .. "\nend)()\n" .. helpers
+    .. "redis.register_function('gc_ingest_" .. hash .. "', function(KEYS, ARGV)\n" .. INGEST_BODY .. "\nend)\n"
+    .. "redis.register_function('gc_park_" .. hash .. "', function(KEYS, ARGV)\n" .. PARK_BODY .. "\nend)\n" }
   return ingest_lib
 end
 
 -- FCALL, the library loaded first where the server does not have it (a new server, one that
 -- restarted without its data, another node of a cluster)
-local function fcall(self, ack, lib, nkeys, ...)
-  local v, err = send(self, ack, "FCALL", lib.name, nkeys, ...)
+local function fcall(self, ack, lib, name, nkeys, ...)
+  local v, err = send(self, ack, "FCALL", name, nkeys, ...)
   if v ~= nil or not (err and err.message and err.message:find("Function not found", 1, true)) then
     return v, err
   end
@@ -480,7 +555,41 @@ local function fcall(self, ack, lib, nkeys, ...)
   if not ok and not (lerr and lerr.message and lerr.message:find("already exists", 1, true)) then
     return nil, lerr
   end
-  return send(self, ack, "FCALL", lib.name, nkeys, ...)
+  return send(self, ack, "FCALL", name, nkeys, ...)
+end
+
+--- The flow parked (or is done with a step): what waits (`defer`) written and the call's
+-- deadline set (`at`, ms) or cleared, in one write; with `last`, the lease let go with it,
+-- unless events wait in the call's inbox (they came to other nodes meanwhile): they are taken
+-- into the log in the same script, through the tracker, and the lease stays.
+-- @param o with `last`, for the events to take (without it, none are): `now`, `watchdog` (the
+--   deadline while the flow goes on with them), `lease` (ms), `keepAlive` (ms, or nil)
+-- @return with `last`: `{events = {{e =, tid =}...}, entries =}` (taken: the events as the log
+--   keeps them, the log; the lease is still this store's), true (let go; entries wait in the
+--   inbox that only the lease's next holder takes: a flow's start), or false (let go)
+function Store:park(id, at, last, o)
+  local held = self.held[id] or { head = {} }
+  self.held[id] = nil
+  local due = at and string.format("%.1f", at) or "-"
+  if not (last and o) then return write(self, id, held, due, last) end
+  local lib = ingest_library()
+  local r = refused(id, fcall(self, #held > 0, lib, lib.park, 8, key(self, id, "lease"), key(self, id, "log"),
+    key(self, id, "hd"), key(self, id, "in"), shared(self, id, "due"), shared(self, id, "ka"),
+    shared(self, id, "inbox"), shared(self, id, "calls"),
+    math.floor(o.now), string.format("%.1f", o.watchdog), o.keepAlive and math.floor(o.keepAlive) or "0",
+    math.floor(o.lease), self.tokens[id] or "", write_args(self, id, held, due, true)))
+  if type(r) ~= "table" then
+    self.tokens[id] = nil
+    return r == 1
+  end
+  local events = {}
+  for i = 1, #r[2], 2 do events[#events + 1] = { e = core.decode(r[2][i]), tid = r[2][i + 1] ~= "" and r[2][i + 1] or nil } end
+  local entries = {}
+  for _, line in ipairs(r[3]) do
+    local v = core.decode(line)
+    if type(v) == "table" then entries[#entries + 1] = v end
+  end
+  return { events = events, entries = entries }
 end
 
 --- Take a notification's event of a call in one script: the tracker's verdict, the entry in
@@ -501,7 +610,8 @@ function Store:ingest(id, e, o)
   local token = self.prefix .. self.serial
   local etext = json(e)
   local inbox = '{"e":' .. etext .. (o.tid and (',"tid":' .. json(o.tid)) or "") .. "}"
-  local r, err = fcall(self, true, ingest_library(), 8, key(self, id, "lease"), key(self, id, "log"),
+  local lib = ingest_library()
+  local r, err = fcall(self, true, lib, lib.name, 8, key(self, id, "lease"), key(self, id, "log"),
     key(self, id, "hd"), key(self, id, "in"), shared(self, id, "due"), shared(self, id, "ka"),
     shared(self, id, "inbox"),
     shared(self, id, "calls"), etext, inbox, id, token, math.floor(o.lease),

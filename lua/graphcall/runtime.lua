@@ -456,20 +456,25 @@ end
 -- from the log.
 function Runtime:_logged(id, item)
   if item.emitted then return self:_due(id, true) end
-  local bot, r, e = self.bot, item.logged, item.e
+  local bot, r = self.bot, item.logged
+  local taken = item.taken or { { e = item.e, tid = item.tid } }   -- (a park took several)
   local call, started, ended
   if r.drive then   -- the log as it is now: the event is in it (and what came since, when mine)
     call, started, ended = self:_from_log(id, r.entries or self.store:log(id))
     r.entries = nil
   else
     call, ended = callmod.new(bot, id, { direction = r.dir, tenantId = r.tenant, state = r.state }), r.ended
-    call:_input(e, true)
+    call:_input(item.e, true)
   end
-  call.tenantId = call.tenantId or e.tenantId or item.tid
-  if e.incoming then call.direction = "incoming" end
   item.emitted = true
-  self:_taken(call, e, e)
-  if r.drive then return self:_go_on(call, started, ended, e.incoming, not r.mine) end
+  local incoming
+  for _, t in ipairs(taken) do
+    local e = t.e
+    call.tenantId = call.tenantId or e.tenantId or t.tid
+    if e.incoming then call.direction, incoming = "incoming", true end
+    self:_taken(call, e, e)
+  end
+  if r.drive then return self:_go_on(call, started, ended, incoming, not r.mine) end
   if not self.keep then bot.calls[id] = nil end
 end
 
@@ -547,8 +552,15 @@ function Runtime:_drain(id)
     self.parking[id] = nil
     if ok and at ~= nil then   -- the flow parked: its deadline, and the lease if nothing else is queued
       local last = release ~= nil and not q[i + 1]
-      ok, e = xpcall(self.store.park, keep_tables, self.store, id, at or nil, last)
-      if ok and last then release, waiting = nil, e end
+      ok, e = xpcall(self.store.park, keep_tables, self.store, id, at or nil, last, last and {
+        now = self.now(), watchdog = watchdog_at(self), lease = self.lease * 1000, keepAlive = self.bot.keepAliveEvery })
+      if ok and last and type(e) == "table" then
+        -- events that came to other processes meanwhile, taken into the log with the park: the
+        -- lease stays, and the flow goes on with them
+        q[i + 1] = { logged = { drive = true, entries = e.entries }, taken = e.events }
+      elseif ok and last then
+        release, waiting = nil, e
+      end
     end
     if ok or not M.store_error(e) then
       if not ok then self.log("error", "call " .. id .. ": " .. tostring(e)) end
