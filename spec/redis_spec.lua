@@ -556,10 +556,13 @@ describe("graphcall.store.redis on " .. on, function()
     assert.equal(3, r:call("LLEN", K(id, "log")))
     assert.equal("main", store:head(id).flow)                          -- the start's head came with it
     store:append(id, { k = "step", n = 2, w = "answer", v = { res = true } })
+    -- the intent of an action whose repeat is harmless waits too (the call's `may_wait`)
+    store:append(id, { k = "out", n = 3, a = "subscribeToTone", crid = "c2" }, true)
+    assert.equal(3, r:call("LLEN", K(id, "log")))
     store:park(id, nil, true)
     local kinds = {}
     for _, e in ipairs(store:log(id)) do kinds[#kinds + 1] = e.k end
-    assert.same({ "start", "step", "out", "step" }, kinds)
+    assert.same({ "start", "step", "out", "step", "out" }, kinds)
     assert.equal(graphcall.null, r:call("GET", K(id, "lease")))
   end)
 

@@ -161,10 +161,11 @@ function Call:_load(entries, on_event)
   end
 end
 
--- Append to the call's log, with the time (ms since the epoch) for traces.
-function Call:_log(entry)
+-- Append to the call's log, with the time (ms since the epoch) for traces; `may_wait`: the
+-- store may keep it back for the flow's next write (`graphcall.redisstore`'s `defer`).
+function Call:_log(entry, may_wait)
   entry.t = math.floor(self.bot.loop:wall())
-  self.bot.store:append(self.id, entry)
+  self.bot.store:append(self.id, entry, may_wait)
 end
 
 -- An event (as the log keeps it, `compact`) into the call's log and its events; an
@@ -325,6 +326,12 @@ local CONTEXT = { playPrompt = true, recordResponse = true, cancelMediaProcessin
   invite = true, mute = true, unmute = true, updateRecordingStatus = true, sendDtmfTones = true,
   startHoldMusic = true, stopHoldMusic = true }
 
+-- Actions a second one of which changes nothing (the state they set is set, the media they stop
+-- is stopped): their intent may wait to be written with the flow's next write, as its steps
+-- do. A process that dies before then leaves no trace of them, and the replay sends them again.
+local REPEATABLE = { subscribeToTone = true, cancelMediaProcessing = true, mute = true, unmute = true,
+  updateRecordingStatus = true, changeScreenSharingRole = true, keepAlive = true }
+
 -- The call states that show an action sent before a restart went through: a second answer
 -- on an answered call fails, so the state is read again instead (REFERENCE.md section 5.2).
 local TOOK = {
@@ -389,7 +396,7 @@ function Call:_send_step(name, send, note)
     end
     if not crid then
       crid = core.uuid()
-      self:_log({ k = "out", n = n, a = name, crid = crid, d = note, at = self.bot.node })
+      self:_log({ k = "out", n = n, a = name, crid = crid, d = note, at = self.bot.node }, REPEATABLE[name])
       return go()
     end
     -- the intent is logged, its answer is not: the process died in between (the window)

@@ -369,10 +369,11 @@ end
 
 --- Add an entry to a call's log, under its lease, with its head, its tracker state and the
 -- inbox entry it came from in the same write (all or none). While the call's flow runs
--- (`defer`), its start, steps and notes wait for the next entry or the park.
-function Store:append(id, entry)
+-- (`defer`), its start, steps and notes wait for the next entry or the park, and so does an
+-- entry that `may_wait` (the intent of an action whose repeat is harmless).
+function Store:append(id, entry, may_wait)
   local held = self.held[id]
-  if held and DEFER[entry.k] then return hold(held, entry) end
+  if held and (DEFER[entry.k] or may_wait) then return hold(held, entry) end
   self.held[id] = held and { head = {} } or nil
   held = held or { head = {} }
   hold(held, entry)
