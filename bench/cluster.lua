@@ -1,5 +1,5 @@
 -- bench/cluster.lua: several nodes (`graphcall run --redis`, each its own process) on one
--- redis-server behind Debian's nginx, on loopback; and three on a Redis Cluster.
+-- redis-server behind Debian's nginx (a worker a core), on loopback; and three on a Redis Cluster.
 --
 -- 1. Notifications/s: wrk POSTs signed notifications (a key press with the next sequenceId on
 --    one of 1,000 calls) to the balancer, with 1, 2 and 3 nodes, and to one node alone that
@@ -21,6 +21,9 @@ local N = require "ngx_helper"
 local util = require "util"
 
 local SECONDS = tonumber(os.getenv("BENCH_SECONDS") or "5")
+-- the balancer's workers: one a core, as `worker_processes auto` (with one, its worker waits
+-- for a core behind the nodes and Redis at every hop, and the rate measured nginx's scheduling)
+local CORES = tonumber(E.sh("nproc"):match("%d+")) or 1
 local THREADS, CONNS = 2, 32
 
 local emu = E.start { speed = 1 }
@@ -52,7 +55,7 @@ local function run(n, shared, o)
   if o.cluster then o.cluster.flushall() else rcli("flushall") end
   local ports, nodes = {}, {}
   for i = 1, n do ports[i] = N.free_port() end
-  local lb = C.balancer(ports)
+  local lb = C.balancer(ports, nil, CORES)
   for i = 1, n do
     nodes[i] = C.node { script = "bench/cluster-bot.lua", emu = emu.url, redis = redis.port, public = lb.url,
                         cluster = o.cluster and o.cluster.seeds, prompts = prompts, port = ports[i], lease = 5,

@@ -50,7 +50,9 @@ function C.scenario()
 end
 
 --- nginx balancing round-robin over 127.0.0.1:ports (on `port`, or a free one). {url, port, stop()}
-function C.balancer(ports, port)
+-- `workers`: nginx's worker processes (1: one round-robin, so a call's notifications go to
+-- the nodes in turn; a benchmark gives it one a core, as `auto` would in production).
+function C.balancer(ports, port, workers)
   local user = io.popen("id -u"):read("*l") == "0" and "user root root;" or ""
   local dir = E.tmpdir()
   port = port or N.free_port()
@@ -60,7 +62,7 @@ function C.balancer(ports, port)
   -- a node that is down or fails is skipped, and a callback it failed goes to the next: POST
   -- too (non_idempotent), the tracker drops what a dying node had kept already
   return N.run(user .. string.format([[
-worker_processes 1;
+worker_processes %d;
 daemon on;
 pid %s/logs/nginx.pid;
 error_log %s/logs/error.log warn;
@@ -85,7 +87,7 @@ http {
     }
   }
 }
-]], dir, dir, table.concat(servers, " "), table.concat(servers, " "), port), { dir = dir, port = port })
+]], workers or 1, dir, dir, table.concat(servers, " "), table.concat(servers, " "), port), { dir = dir, port = port })
 end
 
 --- A node: `graphcall run script --redis` on its own port. o: script, redis (port), cluster

@@ -447,7 +447,8 @@ end
 
 -- a notification's event: tracker, log, head, keepAlive time and, for a call whose flow goes
 -- on (or starts) here, the lease and the watchdog deadline, in one script. KEYS lease, log,
--- head, inbox, gc:due, gc:ka, gc:inbox, gc:calls; ARGV the event (JSON), the inbox entry, the
+-- head, inbox, gc:due, gc:ka, gc:inbox, gc:calls; ARGV the event (JSON), its tenant for the
+-- inbox entry (`,"tid":...`, or "": the entry is built here, only when it is queued), the
 -- call's id, a token for the lease, lease ms, ms to keep, now (ms), "1" if an incoming call
 -- starts a flow, keepAlive ms ("0": none), the watchdog deadline, the token of the lease this
 -- node holds on the call ("" for none)
@@ -456,7 +457,7 @@ local id, keep, now = ARGV[3], tonumber(ARGV[6]), tonumber(ARGV[7])
 -- held by another node, or entries wait: after them (a lease held by this node is `mine`)
 local mine = ARGV[11] ~= '' and redis.call('GET', KEYS[1]) == ARGV[11]
 if (mine and redis.call('EXISTS', KEYS[4]) == 1) or (not mine and redis.call('EXISTS', KEYS[1], KEYS[4]) > 0) then
-  redis.call('RPUSH', KEYS[4], ARGV[2])
+  redis.call('RPUSH', KEYS[4], '{"e":' .. ARGV[1] .. ARGV[2] .. '}')
   redis.call('PEXPIRE', KEYS[4], keep)
   redis.call('ZADD', KEYS[7], 'NX', now, id)
   return {'queued'}
@@ -610,12 +611,11 @@ function Store:ingest(id, e, o)
   self.serial = self.serial + 1
   local token = self.prefix .. self.serial
   local etext = json(e)
-  local inbox = '{"e":' .. etext .. (o.tid and (',"tid":' .. json(o.tid)) or "") .. "}"
   local lib = ingest_library()
   local r, err = fcall(self, true, lib, lib.name, 8, key(self, id, "lease"), key(self, id, "log"),
     key(self, id, "hd"), key(self, id, "in"), shared(self, id, "due"), shared(self, id, "ka"),
     shared(self, id, "inbox"),
-    shared(self, id, "calls"), etext, inbox, id, token, math.floor(o.lease),
+    shared(self, id, "calls"), etext, o.tid and (',"tid":' .. json(o.tid)) or "", id, token, math.floor(o.lease),
     self.keepMs, math.floor(o.now), o.flow and "1" or "", o.keepAlive and math.floor(o.keepAlive) or "0",
     string.format("%.1f", o.watchdog), self.tokens[id] or "")
   if r == nil and err then error(store_error("store", "Redis: " .. tostring(err.message or err.code)), 0) end
