@@ -584,6 +584,9 @@ function Store:park(id, at, last, o)
     self.tokens[id] = nil
     return r == 1
   end
+  -- events taken count as dispatched once a replica has them, as an ingest's do (a write with
+  -- entries of the flow's was acknowledged already: WAIT counts every write before it)
+  if #held == 0 and self.replicas > 0 then eval(self, true, "return 1", 1, key(self, id, "lease")) end
   local events = {}
   for i = 1, #r[2], 2 do events[#events + 1] = { e = core.decode(r[2][i]), tid = r[2][i + 1] ~= "" and r[2][i + 1] or nil } end
   local entries = {}
