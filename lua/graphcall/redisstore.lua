@@ -399,9 +399,11 @@ end
 local LIB_HELPERS = [[
 local function head_of(key)
   local h = redis.call('HMGET', key, 'flow', 'ended', 'dir', 'tenant', 'state', 'trk', 'x', 'fp')
+  -- (every field named here: the table is sized once)
   local c = { flow = h[1], ended = h[2] == '1', dir = h[3], tenant = h[4], state = h[5], was = h[5],
-              text = h[6] or nil, ring = h[8] or nil, x = tonumber(h[7]) }
-  c.tr = tracker.new { store = tracker.text_store(function() return c.text, c.ring end,
+              text = h[6] or false, ring = h[8] or false, x = tonumber(h[7]) or false, tr = false, e = false,
+              n = 0, changed = false }
+  c.tr = tracker.new { store = tracker.text_store(function() return c.text or nil, c.ring or nil end,
     function(_, t, r) c.text, c.ring = t, r end, cjson.encode, cjson.decode, true) }
   return c
 end
