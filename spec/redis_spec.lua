@@ -107,6 +107,30 @@ describe("graphcall.redis", function()
     assert.equal("connect", cerr.code)                   -- refused: nothing listens, nothing was sent
   end)
 
+  it("gives up on a server that stops answering (timeout), and connects again once it answers", function()
+    local E = require "emu"
+    local stuck = R.start()
+    finally(function()
+      E.sh("kill -CONT $(cat " .. stuck.dir .. "/redis.pid) 2>/dev/null")
+      stuck.stop()
+    end)
+    local r2 = redis.new { port = stuck.port, loop = loop, timeout = 300 }
+    assert.equal("OK", r2:call("SET", "k", "1"))
+    E.sh("kill -STOP $(cat " .. stuck.dir .. "/redis.pid)")   -- the connection stays up, nothing answers
+    local t0 = loop:now()
+    local results = r2:pipeline({ { "INCR", "k" }, { "GET", "k" } })
+    local waited = loop:now() - t0
+    for _, res in ipairs(results) do
+      assert.is_nil(res[1])
+      assert.equal("timeout", res[2].code)                 -- (sent, maybe done: like `closed`)
+    end
+    assert.matches("no answer from 127.0.0.1:%d+ in %d+ ms", results[1][2].message)
+    assert.is_true(waited >= 290 and waited < 3000, waited)
+    E.sh("kill -CONT $(cat " .. stuck.dir .. "/redis.pid)")
+    assert.equal("2", r2:call("GET", "k"))                 -- a new connection; the INCR went through
+    r2:close()
+  end)
+
   -- a name /etc/hosts gives 127.0.0.1 (besides localhost, which needs no lookup)
   local function loopback_name()
     local f = io.open("/etc/hosts")
@@ -270,6 +294,22 @@ describe("graphcall.redis on a cluster", function()
     local moved = r.moved
     assert.equal("before", r:call("GET", "mig"))
     assert.equal(moved, r.moved)                          -- learnt: straight to the new master
+  end)
+
+  it("reads the slot map without waiting for a node that hangs: most nodes' views are enough", function()
+    local replica
+    for _, n in ipairs(c.nodes) do if n.role() == "slave" then replica = n end end
+    replica.signal("STOP")                                -- asked, and never answers
+    local fresh = redis.new { cluster = c.seeds, loop = loop }
+    local t0 = loop:now()
+    local ok, v = pcall(fresh.call, fresh, "SET", "hang", "1")   -- its first command reads the map
+    local took = loop:now() - t0
+    replica.signal("CONT")
+    fresh:close()
+    assert.is_true(ok, v)
+    assert.equal("OK", v)
+    -- the node's timeout is 5 s; the others answer at once and the refresh waits 200 ms more
+    assert.is_true(took < 2500, took)
   end)
 
   it("waits out a failover: a master killed, its replica takes over, the write goes there", function()

@@ -36,6 +36,10 @@ Loop.__index = Loop
 local function flush_failed(self, err)
   local q = self.queue
   self.queue, self.stream, self.open = {}, nil, false
+  if self.watching then
+    self.watching:cancel()
+    self.watching = nil
+  end
   self.loop.busy = self.loop.busy - #q
   for _, cb in ipairs(q) do
     if cb then self.loop:protect("Redis callback", cb, nil, err) end
@@ -54,9 +58,25 @@ local function auth_failed(e)
   return fail("auth", "Redis refused the credentials: " .. tostring(e))
 end
 
+-- No answer for `timeout` ms while commands wait (a server stopped, a peer gone without a
+-- reset, which no write ever notices): the connection is closed and they fail with `timeout`
+-- (like `closed`: they may have been done). One timer a connection, armed while commands wait.
+local function watch(self, ms)
+  if self.watching then return end
+  self.watching = self.loop:timer(ms, function()
+    self.watching = nil
+    if not self.stream or #self.queue == 0 then return end
+    local quiet = self.loop:now() - self.progress
+    if quiet < self.timeout then return watch(self, self.timeout - quiet) end
+    self.stream:close()
+    flush_failed(self, fail("timeout", string.format("no answer from %s:%d in %d ms", self.host, self.port,
+      math.floor(quiet))))
+  end)
+end
+
 function Loop:_connect()
   self.reader = core.resp_reader()
-  self.queue, self.out, self.open = {}, {}, false
+  self.queue, self.out, self.open, self.progress = {}, {}, false, self.loop:now()
   local auth = auth_command(self)
   if auth then
     self.out[1] = auth
@@ -84,6 +104,7 @@ function Loop:_connect()
         if not got then break end
         local cb = table.remove(self.queue, 1)
         self.loop.busy = self.loop.busy - 1
+        self.progress = self.loop:now()
         if cb then
           if e then self.loop:protect("Redis callback", cb, nil, fail("redis", e))
           else self.loop:protect("Redis callback", cb, v) end
@@ -108,7 +129,9 @@ function Loop:_send(args, cb, asking)
     end
   end
   local bytes = core.resp_command(unpack(args, 1, args.n))
+  if #self.queue == 0 then self.progress = self.loop:now() end
   self.queue[#self.queue + 1] = cb
+  watch(self, self.timeout)
   self.loop.busy = self.loop.busy + 1
   if self.open then
     local ok = self.stream:write(bytes)
@@ -351,6 +374,10 @@ function M.slot_map(views)
   return owner, masters
 end
 
+--- Milliseconds a slot map's refresh waits for the nodes that have not answered once more
+-- than half have (standalone; in nginx the nodes are asked one after another).
+M.REFRESH_GRACE = 200
+
 -- The slot map from every node known (the masters, then the seeds): `M.slot_map`
 function Cluster:_refresh(done)
   if self.refreshing then
@@ -364,8 +391,11 @@ function Cluster:_refresh(done)
       if not seen[addr] then seen[addr], order[#order + 1] = true, addr end
     end
   end
-  local views, pending, lastErr = {}, #order, nil
+  local views, pending, lastErr, settled, grace = {}, #order, nil, false, nil
   local function settle()
+    if settled then return end
+    settled = true
+    if grace then grace:cancel() end
     local slots, masters = M.slot_map(views)
     if slots then
       self.slots, self.masters = slots, masters
@@ -378,13 +408,18 @@ function Cluster:_refresh(done)
   end
   for _, addr in ipairs(order) do
     self:_node(addr):_send({ n = 2, "CLUSTER", "NODES" }, function(v, err)
+      if settled then return end
       if type(v) == "string" then
         views[#views + 1] = { text = v, host = (split_addr(addr)) }
       else
         lastErr = err or fail("redis", "CLUSTER NODES: no answer")
       end
       pending = pending - 1
-      if pending == 0 then settle() end
+      if pending == 0 then return settle() end
+      -- a node that hangs (stopped, swapping) would hold every command behind the refresh
+      -- until its timeout: once most nodes have answered, the rest get a moment more. A
+      -- majority's views hold the newest config epoch of every slot.
+      if self.loop and not grace and #views > #order / 2 then grace = self.loop:timer(M.REFRESH_GRACE, settle) end
     end)
   end
 end
@@ -426,9 +461,10 @@ function Cluster:_send(args, cb, state)
   local function answered(v, err, results)
     if err == nil then return finish(v, nil, results) end
     local how, slot, to = redirect(err)
-    if err.code == "connect" or err.code == "closed" then self.suspect[addr] = true end
+    local lost = err.code == "closed" or err.code == "timeout"
+    if lost or err.code == "connect" then self.suspect[addr] = true end
     if not how and err.code ~= "connect" then
-      if err.code == "closed" then self:_refresh(function() end) end   -- the map for the next one
+      if lost then self:_refresh(function() end) end   -- the map for the next one
       return finish(nil, err, results)
     end
     state.tries = state.tries + 1
@@ -597,8 +633,9 @@ end
 --   verified), `cafile` (the CA bundle it must chain to, standalone; in nginx,
 --   `lua_ssl_trusted_certificate`), `servername` (the name its certificate must carry: the
 --   host's name by default, else its address, which nginx cannot check: give the name
---   there), `loop` (standalone), `timeout` (ms, 5000:
---   connecting, and each read or write in nginx), `pool_size` (nginx, 32); for a Redis
+--   there), `loop` (standalone), `timeout` (ms, 5000: connecting, and each read or write in
+--   nginx; standalone, an answer: commands that get none for this long fail with `timeout`
+--   and the connection is closed), `pool_size` (nginx, 32); for a Redis
 --   Cluster, `cluster` (its nodes, or some of them: "redis://[user:password@]host:port,...",
 --   "host:port,...", or a list; the first with credentials or rediss:// gives them for all)
 --   and `failover` (ms a command waits out a failover or a slot's migration, 10000)
