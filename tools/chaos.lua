@@ -238,16 +238,23 @@ local retried = select(2, all:gsub("; retrying", ""))   -- fenced, and below: th
 for n in all:gmatch("the store is back after %d+ ms; (%d+) item%(s%) retried") do retried = retried + tonumber(n) end
 local outages = select(2, all:gsub("the store is unreachable", ""))
 
+-- the nodes' log lines naming a call: fn(node, line) for each
+local function said_of(id, fn)
+  for n, text in ipairs(logs) do
+    for line in text:gmatch("[^\n]+") do
+      if line:find(id, 1, true) then fn(n, line) end
+    end
+  end
+end
+
 print(string.format("  calls placed: %d; at the end their caller expects: %d; lost: %d", #calls, carried, #lost))
 for _, l in ipairs(lost) do
   print("    lost: " .. l)
   -- what the nodes said of it, in time order (a CI run keeps no files: this is its evidence)
-  local id, said = l:match("^%S+"), {}
-  for n, text in ipairs(logs) do
-    for line in text:gmatch("[^\n]+") do
-      if line:find(id, 1, true) then said[#said + 1] = line:sub(1, 12) .. " node " .. n .. line:sub(13, 240) end
-    end
-  end
+  local said = {}
+  said_of(l:match("^%S+"), function(n, line)
+    said[#said + 1] = line:sub(1, 12) .. " node " .. n .. line:sub(13, 240)
+  end)
   table.sort(said)
   for i = math.max(1, #said - 39), #said do print("      " .. said[i]) end
 end
@@ -263,11 +270,7 @@ if left > 0 and os.getenv("CHAOS_DUMP") then   -- the logs of the calls whose fl
     local f = io.open(os.getenv("CHAOS_DUMP") .. "/left-" .. id .. ".log", "w")
     f:write(cjson.encode(view:log(id)), "\n")
     f:write(tostring(view:due_at(id)), " ", tostring(view:ka_at(id)), " ", cjson.encode(view:inbox(id)), "\n")
-    for n, text in ipairs(logs) do
-      for line in text:gmatch("[^\n]+") do
-        if line:find(id, 1, true) then f:write("node ", n, ": ", line, "\n") end
-      end
-    end
+    said_of(id, function(n, line) f:write("node ", n, ": ", line, "\n") end)
     f:close()
   end
 end
@@ -275,11 +278,7 @@ if #lost > 0 and os.getenv("CHAOS_DUMP") then   -- what the nodes and the emulat
   for _, l in ipairs(lost) do
     local id = l:match("^%S+")
     local f = io.open(os.getenv("CHAOS_DUMP") .. "/" .. id .. ".log", "w")
-    for n, text in ipairs(logs) do
-      for line in text:gmatch("[^\n]+") do
-        if line:find(id, 1, true) then f:write("node ", n, ": ", line, "\n") end
-      end
-    end
+    said_of(id, function(n, line) f:write("node ", n, ": ", line, "\n") end)
     f:write(cjson.encode(control("GET", "/emulator/calls/" .. id)), "\n")
     f:close()
   end

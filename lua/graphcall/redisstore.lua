@@ -467,7 +467,8 @@ end
 local c = head_of(KEYS[3])
 local logged, flags = log_event(c, KEYS, id, ARGV[1], ARGV[7])
 if not logged then   -- (flags: why not)
-  if c.ring then redis.call('HSET', KEYS[3], 'trk', c.text, 'fp', c.ring) else redis.call('HSET', KEYS[3], 'trk', c.text) end
+  if c.ring then redis.call('HSET', KEYS[3], 'trk', c.text, 'fp', c.ring)
+  else redis.call('HSET', KEYS[3], 'trk', c.text) end
   return {'dup', flags}
 end
 head_after(c, KEYS, id, keep, ARGV[7], tonumber(ARGV[9]))
@@ -590,7 +591,9 @@ function Store:park(id, at, last, o)
   -- entries of the flow's was acknowledged already: WAIT counts every write before it)
   if #held == 0 and self.replicas > 0 then eval(self, true, "return 1", 1, key(self, id, "lease")) end
   local events = {}
-  for i = 1, #r[2], 2 do events[#events + 1] = { e = core.decode(r[2][i]), tid = r[2][i + 1] ~= "" and r[2][i + 1] or nil } end
+  for i = 1, #r[2], 2 do
+    events[#events + 1] = { e = core.decode(r[2][i]), tid = r[2][i + 1] ~= "" and r[2][i + 1] or nil }
+  end
   local entries = {}
   for _, line in ipairs(r[3]) do
     local v = core.decode(line)

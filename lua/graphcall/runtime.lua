@@ -552,8 +552,9 @@ function Runtime:_drain(id)
     self.parking[id] = nil
     if ok and at ~= nil then   -- the flow parked: its deadline, and the lease if nothing else is queued
       local last = release ~= nil and not q[i + 1]
-      ok, e = xpcall(self.store.park, keep_tables, self.store, id, at or nil, last, last and {
-        now = self.now(), watchdog = watchdog_at(self), lease = self.lease * 1000, keepAlive = self.bot.keepAliveEvery })
+      local o = last and { now = self.now(), watchdog = watchdog_at(self), lease = self.lease * 1000,
+                           keepAlive = self.bot.keepAliveEvery }
+      ok, e = xpcall(self.store.park, keep_tables, self.store, id, at or nil, last, o)
       if ok and last and type(e) == "table" then
         -- events that came to other processes meanwhile, taken into the log with the park: the
         -- lease stays, and the flow goes on with them
