@@ -348,8 +348,6 @@ local function head_list(held)
   return out
 end
 
--- what waits, written (with the tracker's state kept back for it, tracker{defer}, and the
--- inbox entry it came from), and the deadline ("" leave it, "-" clear it) and the lease
 -- WRITE's arguments after the token, for what waits; what was kept back for it is taken
 local function write_args(self, id, held, due, last)
   local trk, pop = self.pendingTrk[id] or "", self.popNext[id] and "1" or ""
@@ -359,6 +357,8 @@ local function write_args(self, id, held, due, last)
   return table.concat(held, "\n"), self.keepMs, trk, pop, due or "", id, last and "1" or "", unpack(fields)
 end
 
+-- what waits, written (with the tracker's state kept back for it, tracker{defer}, and the
+-- inbox entry it came from), and the deadline ("" leave it, "-" clear it) and the lease
 local function write(self, id, held, due, last)
   local waiting = fenced(self, #held > 0, id, WRITE, { key(self, id, "log"), key(self, id, "hd"), key(self, id, "in"),
                                         shared(self, id, "due"), shared(self, id, "calls") },
@@ -480,6 +480,7 @@ if not c.ended and (c.flow or (ARGV[8] == '1' and c.e.incoming)) then
 end
 return { 'logged', flags, c.dir or '', c.tenant or '', c.state or '', c.ended and '1' or '' }
 ]]
+
 -- A flow's park that lets go of the call (the runtime's last item on it), its write first (as
 -- WRITE). Events that came to other nodes while this one held the call wait in its inbox:
 -- they go into the log here, through the tracker as `ingest` takes them, the lease stays and

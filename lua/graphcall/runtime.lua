@@ -456,8 +456,7 @@ end
 -- from the log.
 function Runtime:_logged(id, item)
   if item.emitted then return self:_due(id, true) end
-  local bot, r = self.bot, item.logged
-  local taken = item.taken or { { e = item.e, tid = item.tid } }   -- (a park took several)
+  local bot, r, taken = self.bot, item.logged, item.taken   -- (taken: the events a park took)
   local call, started, ended
   if r.drive then   -- the log as it is now: the event is in it (and what came since, when mine)
     call, started, ended = self:_from_log(id, r.entries or self.store:log(id))
@@ -468,9 +467,10 @@ function Runtime:_logged(id, item)
   end
   item.emitted = true
   local incoming
-  for _, t in ipairs(taken) do
-    local e = t.e
-    call.tenantId = call.tenantId or e.tenantId or t.tid
+  for i = 1, taken and #taken or 1 do
+    local e, tid = item.e, item.tid
+    if taken then e, tid = taken[i].e, taken[i].tid end
+    call.tenantId = call.tenantId or e.tenantId or tid
     if e.incoming then call.direction, incoming = "incoming", true end
     self:_taken(call, e, e)
   end
