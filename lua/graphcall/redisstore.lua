@@ -568,6 +568,9 @@ end
 -- deadline set (`at`, ms) or cleared, in one write; with `last`, the lease let go with it,
 -- unless events wait in the call's inbox (they came to other nodes meanwhile): they are taken
 -- into the log in the same script, through the tracker, and the lease stays.
+-- @param id the call's id
+-- @param at the flow's deadline (ms since the epoch), or nil
+-- @param last true: the lease is let go (nothing else is queued on the call here)
 -- @param o with `last`, for the events to take (without it, none are): `now`, `watchdog` (the
 --   deadline while the flow goes on with them), `lease` (ms), `keepAlive` (ms, or nil)
 -- @return with `last`: `{events = {{e =, tid =}...}, entries =}` (taken: the events as the log
