@@ -22,9 +22,11 @@
 -- with the deadline and the lease's release.
 --
 -- **The inbox.** An event of a call another process holds goes to the call's inbox in the
--- store (before the 202 too); the holder takes it when it lets go, each entry leaving the inbox
--- in the same script that appends it to the log (with the tracker's state). So a notification
--- answered 202 is dispatched once, even when the process that answered dies the next moment:
+-- store (before the 202 too); the holder takes it when it lets go: its park takes the inbox's
+-- events into the log through the tracker and keeps the lease (`graphcall.redisstore`);
+-- otherwise (a flow's start waiting, an inbox left by a process that died) each entry leaves
+-- the inbox in the same script that appends it to the log (with the tracker's state). So a
+-- notification answered 202 is dispatched once, even when the process that answered dies:
 -- the sweeper of another process finds the inbox left behind. Handlers then get the event as
 -- the log keeps it (`graphcall.bot.compact`).
 --
