@@ -564,6 +564,16 @@ local function fcall(self, ack, lib, name, nkeys, ...)
   return send(self, ack, "FCALL", name, nkeys, ...)
 end
 
+-- a log's lines (JSON texts) as its entries
+local function entries_of(lines)
+  local out = {}
+  for _, line in ipairs(lines) do
+    local e = core.decode(line)
+    if type(e) == "table" then out[#out + 1] = e end
+  end
+  return out
+end
+
 --- The flow parked (or is done with a step): what waits (`defer`) written and the call's
 -- deadline set (`at`, ms) or cleared, in one write; with `last`, the lease let go with it,
 -- unless events wait in the call's inbox (they came to other nodes meanwhile): they are taken
@@ -598,12 +608,7 @@ function Store:park(id, at, last, o)
   for i = 1, #r[2], 2 do
     events[#events + 1] = { e = core.decode(r[2][i]), tid = r[2][i + 1] ~= "" and r[2][i + 1] or nil }
   end
-  local entries = {}
-  for _, line in ipairs(r[3]) do
-    local v = core.decode(line)
-    if type(v) == "table" then entries[#entries + 1] = v end
-  end
-  return { events = events, entries = entries }
+  return { events = events, entries = entries_of(r[3]) }
 end
 
 --- Take a notification's event of a call in one script: the tracker's verdict, the entry in
@@ -638,12 +643,7 @@ function Store:ingest(id, e, o)
   local flags = r[2] ~= "" and core.decode(r[2]) or nil
   if what == "drive" then
     self.tokens[id] = token
-    local entries = {}
-    for _, line in ipairs(r[3]) do
-      local v = core.decode(line)
-      if type(v) == "table" then entries[#entries + 1] = v end
-    end
-    return { drive = true, flags = flags, entries = entries }
+    return { drive = true, flags = flags, entries = entries_of(r[3]) }
   end
   return { flags = flags, dir = r[3] ~= "" and r[3] or nil, tenant = r[4] ~= "" and r[4] or nil,
            state = r[5] ~= "" and r[5] or nil, ended = r[6] == "1" or nil }
@@ -721,12 +721,7 @@ end
 
 --- A call's log, its entries in order.
 function Store:log(id)
-  local out = {}
-  for _, line in ipairs(must(self, "LRANGE", key(self, id, "log"), 0, -1)) do
-    local e = core.decode(line)
-    if type(e) == "table" then out[#out + 1] = e end
-  end
-  return out
+  return entries_of(must(self, "LRANGE", key(self, id, "log"), 0, -1))
 end
 
 --- The ids of the calls the store has, sorted.
