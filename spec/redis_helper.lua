@@ -111,7 +111,8 @@ function R.cluster(o)
     local listen
     local function at(port, bus)
       n.port, n.bus = port, bus
-      n.cli = "redis-cli -p " .. port .. (o.cli and (" " .. o.cli) or "")
+      -- (a node stopped with SIGSTOP never answers: redis-cli would wait for it forever)
+      n.cli = "timeout 10 redis-cli -p " .. port .. (o.cli and (" " .. o.cli) or "")
         .. (o.password and (" --no-auth-warning -a " .. o.password) or "")
       -- TLS (o.tls: the folder of ca.pem, r.pem, r.key): clients, replication and the bus
       listen = o.tls and string.format("--port 0 --tls-port %d --tls-cluster yes --tls-replication yes "
@@ -192,9 +193,9 @@ function R.cluster(o)
     local slot = tonumber(E.sh(c.nodes[1].cli .. " cluster keyslot '" .. key .. "'"):match("%d+"))
     return c.master_of_slot(slot)
   end
-  --- The master of a slot now, and the slot.
-  function c.master_of_slot(slot)
-    for _, n in ipairs(c.nodes) do   -- each master says its own slots (others may lag)
+  --- The master of a slot now, and the slot (`among`: the nodes asked, all by default).
+  function c.master_of_slot(slot, among)
+    for _, n in ipairs(among or c.nodes) do   -- each master says its own slots (others may lag)
       for _, r in ipairs(c.own_slots(n)) do
         if slot >= r[1] and slot <= r[2] then return n, slot end
       end
@@ -214,23 +215,23 @@ function R.cluster(o)
     end
     return ranges
   end
-  --- The replica of a master (a node of c.nodes), or nil.
+  --- The replica of a master (a node of c.nodes), or nil: the first the master itself lists
+  -- (`ROLE`; another node's view of a replica that just came back may lag).
   function c.replica_of(master)
-    local id = master.id()
-    for line in E.sh(c.nodes[1].cli .. " cluster nodes 2>&1"):gmatch("[^\n]+") do
-      local port, flags, of = line:match("^%S+ [%d.]+:(%d+)@%d+ (%S+) (%S+)")
-      if port and flags:find("slave", 1, true) and of == id then
-        for _, n in ipairs(c.nodes) do
-          if n.port == tonumber(port) then return n end
-        end
+    local out = E.sh(master.cli .. " role 2>&1")
+    if not out:match("^master") then return nil end
+    for port in out:gmatch("\n[%d.]+\n(%d+)\n") do
+      for _, n in ipairs(c.nodes) do
+        if n.port == tonumber(port) then return n end
       end
     end
   end
   --- Move a slot to another master as `redis-cli --cluster reshard` does (importing and
   -- migrating, its keys, then the slot's new owner told to every master), `pause` ms between
-  -- the steps: commands on the slot meanwhile get ASK and TRYAGAIN.
-  function c.move_slot(slot, to, pause)
-    local from = assert(c.master_of_slot(slot))
+  -- the steps: commands on the slot meanwhile get ASK and TRYAGAIN. `masters`: the nodes told
+  -- (by default every node that says it is a master; a stopped one would answer nothing).
+  function c.move_slot(slot, to, pause, masters)
+    local from = assert(c.master_of_slot(slot, masters))
     local function wait() os.execute("sleep " .. (pause or 0) / 1000) end
     E.sh(to.cli .. " cluster setslot " .. slot .. " importing " .. from.id())
     E.sh(from.cli .. " cluster setslot " .. slot .. " migrating " .. to.id())
@@ -243,8 +244,8 @@ function R.cluster(o)
       E.sh(from.cli .. " migrate 127.0.0.1 " .. to.port .. " '' 0 5000" .. auth .. " keys " .. table.concat(list, " "))
     end
     wait()
-    for _, n in ipairs(c.nodes) do
-      if n.role() == "master" then E.sh(n.cli .. " cluster setslot " .. slot .. " node " .. to.id()) end
+    for _, n in ipairs(masters or c.nodes) do
+      if masters or n.role() == "master" then E.sh(n.cli .. " cluster setslot " .. slot .. " node " .. to.id()) end
     end
     return from
   end

@@ -709,6 +709,74 @@ describe("graphcall.store.redis on " .. on, function()
     assert.equal(3, #store:log(id))
   end)
 
+  it("does not count an event as taken by a master that was replaced while it was stopped", function()
+    if not cluster then return end   -- (one server has no replica here)
+    -- its own store: the last spec left a master whose writes are not waited for a while
+    local s = require("graphcall.store").redis { redis = new_client(), ttl = 60 }
+    local id = "call-stopped"
+    local o = { tid = "t1", now = 1000, lease = 1500, watchdog = 2000 }
+    s:ingest(id, { kind = "call", state = "establishing" }, o)   -- (its connection to the master)
+    local master = srv.master_of(K(id, "log"))
+    local replica = srv.replica_of(master)
+    master.signal("STOP")
+    finally(function() master.signal("CONT") end)
+    for _ = 1, 300 do                                     -- the node timeout (1 s), the election
+      if replica.role() == "master" then break end
+      loop:sleep(50)
+    end
+    assert.equal("master", replica.role())
+    -- the client still sends the call's keys to the old master, which runs the write once
+    -- resumed, before it learns it was replaced, and drops it when it syncs from the new one
+    loop:timer(300, function() master.signal("CONT") end)
+    local ev = { kind = "call", state = "established" }
+    local ok, err = pcall(s.ingest, s, id, ev, o)
+    srv.wait_ok(30)
+    loop:sleep(100)                                       -- (the client sees the old master close)
+    if ok then                                            -- (the old master said MOVED first)
+      assert.equal(2, #s:log(id))
+    else                                                  -- not taken: the service sends it again
+      local msg = tostring(err.message)
+      assert.truthy(msg:find("UNBLOCKED", 1, true) or msg:find("no longer the master", 1, true), msg)
+      assert.equal(1, #s:log(id))
+      s:ingest(id, ev, o)
+      assert.equal(2, #s:log(id))
+    end
+    assert.equal(0, s.unreplicated)
+    s.redis:close()
+  end)
+
+  it("asks the cluster whose a slot is when no replica acknowledged: done only on its master", function()
+    if not cluster then return end   -- (one server has no replica here)
+    local s = require("graphcall.store").redis { redis = new_client(), ttl = 60, replicaTimeout = 2000 }
+    local id = "call-moved"
+    local o = { tid = "t1", now = 1000, lease = 1500, watchdog = 2000 }
+    s:ingest(id, { kind = "call", state = "establishing" }, o)
+    local master, slot = srv.master_of(K(id, "log"))
+    local replica, masters = srv.replica_of(master), {}
+    for _, n in ipairs(srv.nodes) do
+      if n.role() == "master" then masters[#masters + 1] = n end
+    end
+    local to = masters[1] ~= master and masters[1] or masters[2]
+    -- no replica acknowledges this write in time, and meanwhile the slot goes to another
+    -- master: the write is not counted as done on the strength of a node that no longer has it
+    replica.signal("STOP")
+    finally(function() replica.signal("CONT") end)
+    loop:timer(50, function() srv.move_slot(slot, to, 0, masters) end)
+    local refreshes = s.redis.refreshes
+    local ev = { kind = "call", state = "established", toneInfo = { tone = "tone1", sequenceId = 1 } }
+    local ok, err = pcall(s.ingest, s, id, ev, o)
+    assert.is_false(ok)
+    assert.matches("no longer the master of the key's slot", err.message)
+    assert.is_true(s.redis.refreshes > refreshes)
+    assert.equal("127.0.0.1:" .. to.port, s.redis:node_of(K(id, "log")))
+    replica.signal("CONT")
+    -- the service sends it again: here the slot's keys went with it, so the tracker drops it
+    assert.same({ dup = "duplicate" }, s:ingest(id, ev, o))
+    assert.equal(2, #s:log(id))
+    assert.equal(0, s.unreplicated)
+    s.redis:close()
+  end)
+
   it("shares the buckets' sweeps out among the nodes, and takes a dead node's over", function()
     if not cluster then return end   -- (one server: every node sweeps all, as before)
     local storemod = require("graphcall.store")

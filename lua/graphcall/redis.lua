@@ -534,6 +534,16 @@ function Cluster:pipeline(list)
   return out
 end
 
+--- Read the slot map again from the nodes (a majority's views decide each slot's master).
+-- @return true, or nil and the error when no node answered
+function Cluster:refresh()
+  local function start(done) self:_refresh(function(err) done(err == nil or nil, err) end) end
+  if self.loop then return self.loop:await(start) end
+  local ok, err
+  start(function(a, b) ok, err = a, b end)
+  return ok, err
+end
+
 --- The address ("host:port") of the master that holds a key's slot (after the first command).
 function Cluster:node_of(key) return self.slots and self.slots[core.resp_slot(key) + 1] end
 

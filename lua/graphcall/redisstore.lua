@@ -187,7 +187,7 @@ local pack = table.pack or function(...) return { n = select("#", ...), ... } en
 -- acknowledged by that many replicas before it counts as done. When they do not within
 -- `replicaTimeout` ms (no replica in sync), the write counts as unreplicated and that master's
 -- writes are not waited for during 5 s (a WAIT holds its connection: each one timing out would
--- hold every write behind it).
+-- hold every write behind it), unless that master was replaced meanwhile.
 local function send(self, ack, ...)
   if not ack or self.replicas == 0 then return self.redis:call(...) end
   local now = self.clock() * 1000
@@ -198,14 +198,27 @@ local function send(self, ack, ...)
   end
   local results = self.redis:pipeline({ pack(...), { n = 3, "WAIT", self.replicas, self.replicaTimeout } })
   local v, err = results[1][1], results[1][2]
-  -- the connection lost before WAIT answered: the write may be on no replica and its master
-  -- gone; it counts as not done (the caller's retry finds it done, or does it)
-  if err == nil and results[2][2] and results[2][2].code ~= "redis" then return nil, results[2][2] end
-  if err == nil and (tonumber(results[2][1]) or 0) < self.replicas then
+  if err ~= nil then return v, err end
+  -- WAIT cut off (the connection lost, its master maybe gone) or refused (UNBLOCKED: its master
+  -- became a replica, and drops the write when it syncs): not done; the caller's retry finds it
+  -- done, or does it
+  local acked, werr = results[2][1], results[2][2]
+  if werr then return nil, werr end
+  if (tonumber(acked) or 0) < self.replicas then
+    -- a master stopped (not killed) past a failover answers its clients before it learns it
+    -- was replaced, and its writes are dropped then: done only if the cluster says it is still
+    -- the master of the key's slot
+    if self.redis.refresh then
+      local ok, rerr = self.redis:refresh()
+      if not ok then return nil, rerr end
+      if self.redis:node_of((select(4, ...))) ~= node then
+        return nil, { code = "failover", message = "WAIT: " .. node .. " is no longer the master of the key's slot" }
+      end
+    end
     self:_unreplicated()
     self.noWait[node] = now + 5000
   end
-  return v, err
+  return v
 end
 
 function Store:_unreplicated()
