@@ -625,6 +625,69 @@ describe("graphcall.store.redis on " .. on, function()
     bot:close()
   end)
 
+  it("hands the events a park took to the handlers of the node that held the call, then its flow", function()
+    local id = "call-take"
+    local function notification(rd)
+      rd["@odata.type"] = "#microsoft.graph.call"
+      return assert(graphcall.parse_notifications(cjson.encode { value = {
+        { changeType = "updated", resourceUrl = "/communications/calls/" .. id, resourceData = rd } } }))
+    end
+    local incoming = notification { state = "incoming", direction = "incoming",
+      source = { identity = { phone = { id = "+14255550123" } } } }
+    local function tone(n)
+      return notification { state = "established", toneInfo = { tone = "tone" .. n, sequenceId = n } }
+    end
+    -- two nodes on one store; the flow waits for two keys, each handler says which node took what
+    local took, bots = { a = {}, b = {} }, {}
+    for _, name in ipairs { "a", "b" } do
+      local s = name == "a" and store or require("graphcall.store").redis { redis = new_client(), ttl = 60 }
+      local bot = new_bot { store = s, shared = true, log = function() end }
+      bot:flow(function(call)
+        for _ = 1, 2 do assert(call:wait(function(e) return e.toneInfo ~= nil end)) end
+      end)
+      bot:on("tone", function(_, ev)
+        local t = took[name]
+        t[#t + 1] = ev.toneInfo.tone
+        -- while this node holds the call, the next key comes to the other node: into the inbox
+        if ev.toneInfo.tone == "tone1" then assert(bots.b.runtime:accept(tone(2))) end
+      end)
+      bots[name] = bot
+    end
+    local a = bots.a.runtime
+    assert(a:accept(incoming))
+    assert.is_true(loop:run_until(function() return a.queues[id] == nil end, 5000))
+    assert.equal(0, r:call("EXISTS", K(id, "lease")))       -- parked: let go
+    -- (the lease taken again would be a lock; the flow's end lets go of it last of all)
+    local locks, released = 0, false
+    store.lock = function(...) locks = locks + 1 return getmetatable(store).__index.lock(...) end
+    store.release = function(...)
+      local v = getmetatable(store).__index.release(...)
+      released = true
+      return v
+    end
+    finally(function() store.lock, store.release = nil, nil end)
+    assert(a:accept(tone(1)))
+    assert.is_true(loop:run_until(function() return released end, 5000))
+    store.lock, store.release = nil, nil
+    -- the park after tone1 took tone2: the same node's handler, then the flow, which ended
+    assert.same({ "tone1", "tone2" }, took.a)
+    assert.same({}, took.b)
+    local kinds, log = {}, store:log(id)
+    for _, e in ipairs(log) do
+      if e.k == "ev" or e.k == "start" then
+        kinds[#kinds + 1] = e.k == "ev" and (e.ev.toneInfo and e.ev.toneInfo.tone or e.ev.state) or e.k
+      end
+    end
+    assert.same({ "incoming", "start", "tone1", "tone2" }, kinds)
+    assert.equal("end", log[#log].k)
+    assert.is_true(log[#log].ok)
+    assert.equal(0, locks)                                -- no lease taken again for tone2
+    assert.equal(0, r:call("EXISTS", K(id, "in")))
+    assert.equal(0, r:call("EXISTS", K(id, "lease")))
+    assert.equal(core.null, r:call("ZSCORE", store:shared_key(id, "inbox"), id))
+    for _, bot in pairs(bots) do bot:close() end
+  end)
+
   it("renews the leases of the calls it drives while flows start and end under a slow renew", function()
     local bot = new_bot { store = store, shared = true, log = function() end }
     local rt = bot.runtime

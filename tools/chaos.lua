@@ -3,11 +3,13 @@
 -- emulator injects faults; then a report of every call's end and every repeated action.
 --
 --   lua5.4 tools/chaos.lua [--nodes 3] [--seconds 60] [--rate 2] [--kill-every 4] [--lua luajit]
---                          [--max-failover MS] [--redis server|cluster]
+--                          [--max-failover MS] [--redis server|cluster] [--master kill|stop]
 --
 -- With `--redis cluster` the nodes share a Redis Cluster (3 masters, 3 replicas) and, half-way,
 -- a master is killed with SIGKILL instead of the restart: its replica takes over (the report
--- gives the pause), and the killed one comes back as a replica.
+-- gives the pause), and the killed one comes back as a replica. `--master stop` stops it
+-- (SIGSTOP, as a paused VM or a long swap would) and resumes it 2 s after its replica took
+-- over: it runs the writes waiting in its sockets before it learns it was replaced.
 --
 -- Each call's scripted caller picks sales (1), voicemail (2), account (3, then a PIN) or hangs
 -- up at the menu; a call is carried when the emulator's record of it shows the end that
@@ -30,8 +32,8 @@ local C = require "nodes_helper"
 local N = require "ngx_helper"
 
 local o = C.options(arg, { nodes = 3, seconds = 60, rate = 2, ["kill-every"] = 4, lua = E.lua, ["max-failover"] = 0,
-  redis = "server" }, "tools/chaos.lua [--nodes N] [--seconds S] [--rate CALLS/S] [--kill-every S] [--lua LUA] "
-  .. "[--max-failover MS] [--redis server|cluster]")
+  redis = "server", master = "kill" }, "tools/chaos.lua [--nodes N] [--seconds S] [--rate CALLS/S] [--kill-every S] "
+  .. "[--lua LUA] [--max-failover MS] [--redis server|cluster] [--master kill|stop]")
 local cluster = o.redis == "cluster"
 E.lua = o.lua
 math.randomseed(os.time())
@@ -111,9 +113,10 @@ local killed, killedAt, failoverMs, backAt   -- (a cluster: the master killed, w
 local t0 = ctl:now()
 local nextCall, nextKill, redisAt = 0, o["kill-every"] * 1000, o.seconds * 500
 local down = {}   -- node -> when it comes back
+local fault = cluster and ("a Redis Cluster's master " .. (o.master == "stop" and "stopped" or "killed"))
+  or "Redis restarted"
 print(string.format("chaos: %d nodes, %d s, %s calls/s, a node killed every %s s, %s at %d s",
-  o.nodes, o.seconds, o.rate, o["kill-every"], cluster and "a Redis Cluster's master killed" or "Redis restarted",
-  math.floor(o.seconds / 2)))
+  o.nodes, o.seconds, o.rate, o["kill-every"], fault, math.floor(o.seconds / 2)))
 while ctl:now() - t0 < o.seconds * 1000 do
   local t = ctl:now() - t0
   if t >= nextCall then
@@ -147,7 +150,11 @@ while ctl:now() - t0 < o.seconds * 1000 do
     end
     killed = masters[math.random(#masters)]
     killed.slot = redis.own_slots(killed)[1][1]
-    killed.kill()
+    killed.others = {}
+    for _, n in ipairs(redis.nodes) do
+      if n ~= killed then killed.others[#killed.others + 1] = n end
+    end
+    if o.master == "stop" then killed.signal("STOP") else killed.kill() end
     killedAt, redisAt = t, nil
   elseif redisAt and t >= redisAt then
     redis.restart(true)
@@ -156,19 +163,21 @@ while ctl:now() - t0 < o.seconds * 1000 do
   end
   if killedAt and not failoverMs and t - (killed.checked or 0) >= 100 then   -- its replica took over?
     killed.checked = t
-    local now = redis.master_of_slot(killed.slot)
+    local now = redis.master_of_slot(killed.slot, killed.others)   -- (a stopped one answers nothing)
     if now and now ~= killed then
       failoverMs, backAt = t - killedAt, t + 2000
     end
   end
   if backAt and t >= backAt then   -- the killed master back, as a replica
-    killed.start()
+    if o.master == "stop" then killed.signal("CONT") else killed.start() end
     backAt = nil
   end
   ctl:sleep(20)
 end
 for n in pairs(down) do nodes[n].start() end
-if backAt then killed.start() end
+if backAt then
+  if o.master == "stop" then killed.signal("CONT") else killed.start() end
+end
 
 -- every call to its end (a flow waiting on a lost termination is ended by keepAlive's 404)
 local views
@@ -284,8 +293,9 @@ if #lost > 0 and os.getenv("CHAOS_DUMP") then   -- what the nodes and the emulat
   end
 end
 if cluster then
-  print(string.format("  node kills (SIGKILL, restarted 0.3 s later): %d; Redis Cluster masters killed (SIGKILL): %d, "
-    .. "its replica serving after %s ms, back as a replica: %s", kills, killed and 1 or 0,
+  print(string.format("  node kills (SIGKILL, restarted 0.3 s later): %d; Redis Cluster masters %s: %d, "
+    .. "its replica serving after %s ms, back as a replica: %s", kills,
+    o.master == "stop" and "stopped (SIGSTOP, resumed 2 s after)" or "killed (SIGKILL)", killed and 1 or 0,
     failoverMs and tostring(math.floor(failoverMs)) or "(never)", killed and killed.role() or "-"))
 else
   print(string.format("  node kills (SIGKILL, restarted 0.3 s later): %d; Redis restarts (AOF): %d", kills, restarts))
