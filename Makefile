@@ -238,12 +238,13 @@ chaos: deps all
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua tools/chaos.lua --seconds $(CHAOS_SECONDS) --lua $$lua \
 	    --max-failover 3000 || exit 1; done
 
-# the same on a Redis Cluster (3 masters, 3 replicas): a master killed mid-run; a call on it
-# waits out the failover (cluster-node-timeout 1 s and the election) besides its node's lease
+# the same on a Redis Cluster (3 masters, 3 replicas): a master killed mid-run, then one
+# stopped (SIGSTOP) and resumed past its failover; a call on it waits out the failover
+# (cluster-node-timeout 1 s and the election) besides its node's lease
 chaos-cluster: deps all
-	@for lua in lua5.4 luajit; do \
+	@for lua in lua5.4 luajit; do for master in kill stop; do \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua tools/chaos.lua --seconds $(CHAOS_SECONDS) --lua $$lua \
-	    --redis cluster --max-failover 5000 || exit 1; done
+	    --redis cluster --master $$master --max-failover 5000 || exit 1; done; done
 
 soak: deps all
 	@$(MAKE) --no-print-directory PKGS=wrk deps
