@@ -14,6 +14,12 @@
 #define GC_EXPORT
 #endif
 
+/* A request body handed to Lua as bytes in a userdata rather than a string (graphcall.io's
+ * listen{raw_body = true}): LuaJIT interns every string, and bodies of one length that differ
+ * only where its hash does not look (a call's key presses) fall into one chain of the string
+ * table. graphcall.core's parse_notifications takes either. */
+#define GC_BODY_MT "graphcall.body"
+
 #if defined(LUA_JITLIBNAME) || LUA_VERSION_NUM == 501
 #define GC_LUA51 1
 #define gc_rawlen(L, i) lua_objlen((L), (i))

@@ -325,7 +325,10 @@ static int server_stats(lua_State *L) {
 }
 
 /* loop:listen{host=, port=, cert=, key=, max_body=, max_headers=, timeout=ms, files=dir,
- *   files_prefix=, tag=, max_conns=, max_per_addr=, deadline=ms} -> server | nil, err */
+ *   files_prefix=, tag=, max_conns=, max_per_addr=, deadline=ms, raw_body=bool}
+ *   -> server | nil, err
+ * raw_body: each request's body comes as a GC_BODY_MT userdata (#body, tostring(body)); the
+ * server's tag is kept negative to say so (tags are positive). */
 static int loop_listen(lua_State *L) {
   gc_loop *l = check_loop(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -346,6 +349,11 @@ static int loop_listen(lua_State *L) {
   o.files_dir = opt_str(L, 2, "files");
   o.files_prefix = opt_str(L, 2, "files_prefix");
   o.tag = (int)opt_num(L, 2, "tag", 0);
+  lua_getfield(L, 2, "raw_body");
+  int raw = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (o.tag < 0 || (raw && o.tag == 0)) return luaL_argerror(L, 2, "tag must be positive");
+  if (raw) o.tag = -o.tag;
   if (o.port < 0 || o.port > 65535) return luaL_argerror(L, 2, "port out of range");
   if (o.files_prefix && (o.files_prefix[0] != '/' || o.files_prefix[strlen(o.files_prefix) - 1] != '/'))
     return luaL_argerror(L, 2, "files_prefix must start and end with '/'");
@@ -527,8 +535,17 @@ static int loop_pop(lua_State *L) {
       lua_pushstring(L, gc_sreq_uri(r));
       size_t blen;
       const char *body = gc_sreq_body(r, &blen);
-      lua_pushlstring(L, body, blen);
-      lua_pushinteger(L, gc_sreq_tag(r));
+      int tag = gc_sreq_tag(r);
+      if (tag < 0) {
+        void *p = lua_newuserdata(L, blen);
+        if (blen) memcpy(p, body, blen);
+        luaL_getmetatable(L, GC_BODY_MT);
+        lua_setmetatable(L, -2);
+        tag = -tag;
+      } else {
+        lua_pushlstring(L, body, blen);
+      }
+      lua_pushinteger(L, tag);
       u->r = gc_sreq_of_item(gc_loop_pop(l));  /* from here on the userdata's __gc frees it */
       return 6;
     }
@@ -613,6 +630,17 @@ static int l_wall(lua_State *L) {
   return 1;
 }
 
+/* a raw body's length and its bytes as a string */
+static int body_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)gc_rawlen(L, 1));
+  return 1;
+}
+
+static int body_tostring(lua_State *L) {
+  lua_pushlstring(L, luaL_checkudata(L, 1, GC_BODY_MT), gc_rawlen(L, 1));
+  return 1;
+}
+
 static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close) {
   luaL_newmetatable(L, name);
   lua_newtable(L);
@@ -650,6 +678,12 @@ GC_EXPORT int luaopen_graphcall_io(lua_State *L) {
   new_class(L, STREAM_MT, stream_m, stream_close);
   static const luaL_Reg proc_m[] = { { "close", proc_close }, { NULL, NULL } };
   new_class(L, PROC_MT, proc_m, proc_close);
+  luaL_newmetatable(L, GC_BODY_MT);
+  lua_pushcfunction(L, body_len);
+  lua_setfield(L, -2, "__len");
+  lua_pushcfunction(L, body_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
   static const luaL_Reg funcs[] = { { "loop", l_loop }, { "now", l_now }, { "wall", l_wall }, { NULL, NULL } };
   lua_newtable(L);
   gc_setfuncs(L, funcs, 0);

@@ -299,7 +299,13 @@ static lua_Number opt_field(lua_State *L, int t, const char *k, lua_Number def) 
  *   -> events | nil, err */
 int gc_l_parse_notifications(lua_State *L) {
   size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
+  const char *s;
+  if (gc_testudata(L, 1, GC_BODY_MT)) {   /* a body as bytes (graphcall.io's raw_body) */
+    s = lua_touserdata(L, 1);
+    len = gc_rawlen(L, 1);
+  } else {
+    s = luaL_checklstring(L, 1, &len);
+  }
   gc_json_limits lim = { 0, 0 };
   size_t maxn = GC_NOTIFY_DEFAULT_MAX;
   if (!lua_isnoneornil(L, 2)) {

@@ -492,7 +492,10 @@ end
 -- that gets 500.
 -- @param opts `host` ("127.0.0.1"), `port` (0: any free one), `cert` and `key` (PEM files:
 --   serve TLS), `max_body` (bytes, 4 MiB), `max_headers`, `timeout` (ms a connection may
---   stall reading or writing, 10 s), `files` (a folder served as is under `files_prefix`)
+--   stall reading or writing, 10 s), `files` (a folder served as is under `files_prefix`),
+--   `raw_body` (true: each body comes as its bytes in a userdata, `#body` and `tostring(body)`,
+--   which `parse_notifications` takes: under LuaJIT a string is interned, and bodies of one
+--   length can crowd one chain of its string table)
 -- @param handler function(req, method, uri, body)
 -- @return the server (`server:port()`, `server:close()`), or nil and an error
 function Loop:listen(opts, handler)
