@@ -103,6 +103,8 @@ describe("the listener", function()
     assert.equal(#text, #got)
     assert.equal(text, tostring(got))
     local events = assert(core.parse_notifications(got))
+    local same = assert(graphcall.parse_notifications(got))   -- (under LuaJIT: the FFI path's entry)
+    assert.equal(events[1].callId, same[1].callId)
     got = nil   -- luacheck: ignore 311 (only the lazy parts hold the bytes now)
     collectgarbage()
     collectgarbage()                                      -- the lazy parts hold the bytes

@@ -160,6 +160,8 @@ end
 --- Parse a commsNotifications body (as `core.parse_notifications`).
 function M.parse(body, opts)
   if type(body) ~= "string" then
+    -- a body as bytes (`loop:listen{raw_body = true}`): the C API reads it as it is
+    if type(body) == "userdata" then return core.parse_notifications(body, opts) end
     error("bad argument #1 to 'parse_notifications' (string expected, got " .. type(body) .. ")", 2)
   end
   local max_size, max_depth, max_n = 0, 0, 256
