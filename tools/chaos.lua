@@ -34,6 +34,10 @@ local N = require "ngx_helper"
 local o = C.options(arg, { nodes = 3, seconds = 60, rate = 2, ["kill-every"] = 4, lua = E.lua, ["max-failover"] = 0,
   redis = "server", master = "kill" }, "tools/chaos.lua [--nodes N] [--seconds S] [--rate CALLS/S] [--kill-every S] "
   .. "[--lua LUA] [--max-failover MS] [--redis server|cluster] [--master kill|stop]")
+if o.master ~= "kill" and o.master ~= "stop" then
+  io.stderr:write("tools/chaos.lua: --master is kill or stop\n")
+  os.exit(2)
+end
 local cluster = o.redis == "cluster"
 E.lua = o.lua
 math.randomseed(os.time())
@@ -175,9 +179,8 @@ while ctl:now() - t0 < o.seconds * 1000 do
   ctl:sleep(20)
 end
 for n in pairs(down) do nodes[n].start() end
-if backAt then
-  if o.master == "stop" then killed.signal("CONT") else killed.start() end
-end
+if killed and o.master == "stop" then killed.signal("CONT")   -- (never left stopped)
+elseif backAt then killed.start() end
 
 -- every call to its end (a flow waiting on a lost termination is ended by keepAlive's 404)
 local views
