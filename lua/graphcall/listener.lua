@@ -75,10 +75,8 @@ function M.new(opts)
     max_body = opts.maxBody or 1048576, timeout = opts.timeout,
     max_conns = opts.maxConnections, max_per_addr = opts.maxPerAddress, deadline = opts.deadline,
     files = opts.files, files_prefix = opts.files and (opts.filesPrefix or "/prompts/") or nil,
-    -- LuaJIT interns every string: bodies of one length (a call's key presses) that differ
-    -- only where its hash does not look share a chain of its string table, and each new one
-    -- was compared with those alive (the listener at 40,000/s in one process of two, 62,000
-    -- in the other). Bytes in a userdata, which the parser takes as they are, are not interned.
+    -- under LuaJIT a call's bodies as strings crowd one chain of its string table (40,000/s
+    -- in one process of two, 62,000 in the other): bytes, which the parser takes as they are
     raw_body = jit ~= nil,
   }, function(req, method, uri, body) self:_handle(req, method, uri, body) end)
   if not srv then return nil, err end

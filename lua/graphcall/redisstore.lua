@@ -190,8 +190,8 @@ local pack = table.pack or function(...) return { n = select("#", ...), ... } en
 -- hold every write behind it), unless that master was replaced meanwhile.
 local function send(self, ack, ...)
   if not ack or self.replicas == 0 then return self.redis:call(...) end
-  local now = self.clock() * 1000
-  local node = self.redis.node_of and self.redis:node_of((select(4, ...))) or ""
+  local now, first = self.clock() * 1000, (select(4, ...))   -- (the script's first key)
+  local node = self.redis.node_of and self.redis:node_of(first) or ""
   if (self.noWait[node] or 0) > now then
     self:_unreplicated()
     return self.redis:call(...)
@@ -211,7 +211,7 @@ local function send(self, ack, ...)
     if self.redis.refresh then
       local ok, rerr = self.redis:refresh()
       if not ok then return nil, rerr end
-      if self.redis:node_of((select(4, ...))) ~= node then
+      if self.redis:node_of(first) ~= node then
         return nil, { code = "failover", message = "WAIT: " .. node .. " is no longer the master of the key's slot" }
       end
     end
