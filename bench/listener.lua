@@ -13,9 +13,11 @@ local SECONDS = tonumber(os.getenv("BENCH_SECONDS") or "3")
 
 local loop = graphcall.loop { log = false }
 local events = 0
--- the bare baseline serves from a process of its own: under LuaJIT, traces the listener's
--- rounds compiled in the same process could slow it down (its rate fell to a fifth in some
--- runs of `make bench`, for ratios over 200%)
+-- each of the three serves from a process of its own, as a bot does, and this one only drives
+-- wrk: the listener served from here (it did until 2026-12-01) shared its turns with the
+-- driver's polling for wrk's output, which the baseline did not; under LuaJIT, traces the
+-- rounds of one compiled in the same process slowed another (the bare baseline's rate fell to
+-- a fifth in some runs of `make bench`, for ratios over 200%)
 if arg[1] == "--bare" then
   -- (the bodies as the listener takes them: bytes, not strings, under LuaJIT)
   local bare = assert(loop:listen({ port = 0, raw_body = jit ~= nil }, function(req) req:respond(202) end))
@@ -24,13 +26,13 @@ if arg[1] == "--bare" then
   loop:run()
   return
 end
--- the same without the verified-token cache (every notification pays for RS256) serves from a
--- process of its own too: under LuaJIT, the listener's rate fell to a third after rounds of it
--- in the same process in some runs (traces), which is not what a bot with one token sees
-if arg[1] == "--uncached" then
-  local uncached = assert(graphcall.listener { loop = loop, on_event = function() events = events + 1 end,
-    verifier = assert(jwt.new { appId = APP, jwks = util.read(arg[2]), cache = 0 }) })
-  io.write(uncached:url(), "\n")
+-- the listener with its verified-token cache (a bot with one token), or without it (`--uncached`:
+-- every notification pays for RS256); GET /count answers the events it dispatched
+if arg[1] == "--cached" or arg[1] == "--uncached" then
+  local listener = assert(graphcall.listener { loop = loop, on_event = function() events = events + 1 end,
+    verifier = assert(jwt.new { appId = APP, jwks = util.read(arg[2]), cache = arg[1] == "--uncached" and 0 or nil }),
+    on_request = function(req) req:respond(200, nil, tostring(events)) end })
+  io.write(listener:url(), "\n")
   io.flush()
   loop:run()
   return
@@ -38,43 +40,34 @@ end
 local key = core.rsa_key()
 local token = key:sign(cjson.encode { alg = "RS256", typ = "JWT", kid = "k1" }, cjson.encode {
   aud = APP, iss = "https://api.botframework.com", nbf = os.time() - 60, exp = os.time() + 3600, tid = "t" })
-local verifier = assert(jwt.new { appId = APP, jwks = '{"keys":[' .. key:jwk("k1") .. "]}" })
-
-local listener = assert(graphcall.listener { loop = loop, verifier = verifier,
-  on_event = function() events = events + 1 end })
+local jwks_file = os.tmpname()
+local jf = assert(io.open(jwks_file, "w"))
+jf:write('{"keys":[' .. key:jwk("k1") .. "]}")
+jf:close()
 local function serve(flag)
   local proc = assert(io.popen(string.format("sh -c 'echo $$; exec %s bench/listener.lua %s'",
     arg[-1] or "lua5.4", flag)))
   return proc, proc:read("*l"), proc:read("*l")
 end
 local bare_proc, bare_pid, bare_url = serve("--bare")
-local jwks_file = os.tmpname()
-local jf = assert(io.open(jwks_file, "w"))
-jf:write('{"keys":[' .. key:jwk("k1") .. "]}")
-jf:close()
+local li_proc, li_pid, li_url = serve("--cached " .. jwks_file)
 local un_proc, un_pid, un_url = serve("--uncached " .. jwks_file)
 
--- run wrk in the background while the loop serves; parse what it printed
+-- wrk runs while this process waits: it serves nothing. Each run's key presses are news (their
+-- sequenceIds go on from where the last run's stopped): a repeat is dropped by the tracker at
+-- a fraction of the cost, and rounds of repeats measured a cheaper listener than a bot has
+local runs = 0
 local function wrk(url)
-  local out = os.tmpname()
-  os.execute(string.format("(GC_TOKEN=%s wrk -t1 -c32 -d%ds --latency -s bench/wrk-notify.lua %s > %s.part 2>&1;"
-    .. " mv %s.part %s.done) &", token, SECONDS, url, out, out, out))
-  local f
-  local tick = loop:every(20, function() end)
-  loop:run_until(function()
-    f = io.open(out .. ".done")
-    return f ~= nil
-  end, (SECONDS + 30) * 1000)
-  tick:cancel()
-  local text = assert(f, "wrk did not finish"):read("*a")
-  f:close()
-  os.remove(out .. ".done")
-  os.remove(out)
+  runs = runs + 1
+  local p = io.popen(string.format("GC_OFFSET=%d GC_TOKEN=%s wrk -t1 -c32 -d%ds --latency -s bench/wrk-notify.lua %s"
+    .. " 2>&1", runs * 10000000, token, SECONDS, url))
+  local text = p:read("*a")
+  p:close()
   return util.wrk_result(text)
 end
 
 -- rounds alternating between the three until the bare baseline holds still (util.rounds)
-local urls = { listener = listener:url(), uncached = un_url, bare = bare_url }
+local urls = { listener = li_url, uncached = un_url, bare = bare_url }
 local errs = {}
 local res, stable = util.rounds({ "listener", "uncached", "bare" }, "bare", function(name)
   local r = wrk(urls[name])
@@ -82,6 +75,8 @@ local res, stable = util.rounds({ "listener", "uncached", "bare" }, "bare", func
   return r
 end)
 local l, u, b = res.listener, res.uncached, res.bare
+local counted = assert(loop:fetch { url = li_url:gsub("/callback$", "/count"), timeout = 10000 })
+events = tonumber(counted.body) or 0
 print(string.format("listener (%s; %s): %.0f signed notifications/s (median; rounds %.0f-%.0f; best round's p50 %s, "
   .. "p99 %s), bare 202 %.0f/s (rounds %.0f-%.0f); ratio %s; errors %d (bare %d); %d events dispatched",
   util.lua, util.loadavg(), l.median, l.lo, l.hi, l.best.p50, l.best.p99, b.median, b.lo, b.hi,
@@ -89,7 +84,8 @@ print(string.format("listener (%s; %s): %.0f signed notifications/s (median; rou
 print(string.format("listener (%s) verifying RS256 on every notification (no token cache): %.0f/s (median); "
   .. "ratio %s; errors %d", util.lua, u.median, util.ratio(u, b, stable), errs.uncached))
 loop:close()
-os.execute("kill " .. bare_pid .. " " .. un_pid)
+os.execute("kill " .. bare_pid .. " " .. li_pid .. " " .. un_pid)
 bare_proc:close()
+li_proc:close()
 un_proc:close()
 os.remove(jwks_file)

@@ -57,6 +57,18 @@ describe("the listener", function()
     assert.equal(1, #seen)
   end)
 
+  it("takes notifications on its path whatever the query string; a longer path is another", function()
+    local before = #seen
+    assert.equal(202, post(established("q1"), token, listener:url("/callback?tenant=t1&x=%2F")).status)
+    assert.equal(202, post(established("q2"), token, listener:url("/callback?")).status)
+    loop:run_until(function() return #seen == before + 2 end, 1000)
+    assert.equal("q1", seen[before + 1].callId)
+    assert.equal("q2", seen[before + 2].callId)
+    local res = post(established("q3"), token, listener:url("/callback/more?x=1"))
+    assert.equal(200, res.status)   -- on_request's
+    assert.equal("POST /callback/more?x=1", res.body)
+  end)
+
   it("answers 403 and dispatches nothing without a valid token", function()
     local before = #seen
     local other = core.rsa_key()

@@ -203,23 +203,30 @@ describe("tracker", function()
     assert.is_true((t4:accept(tone(6))))
     assert.is_true((t4:accept(tone(8))))
     assert.equal("string", type(mem:get("old").tones))
-    assert.is_true(mem:get("old").fpset[first.fingerprint])   -- in memory: a set of numbers
+    assert.is_true(mem:get("old").fpnew[first.fingerprint])   -- in memory: a set of numbers
   end)
 
-  it("remembers a bounded number of fingerprints per call", function()
+  it("remembers a bounded number of fingerprints per call: the last dedup at least, twice that at most", function()
     local t3 = tracker.new { dedup = 4 }
     local evs = {}
-    for i = 1, 6 do evs[i] = call_event("c1", "established", { n = i }) end
+    for i = 1, 13 do evs[i] = call_event("c1", "established", { n = i }) end
+    local function count(set)
+      local n = 0
+      for _ in pairs(set or {}) do n = n + 1 end
+      return n
+    end
     for i = 1, 6 do assert.is_true(t3:accept(evs[i])) end
     local st = t3:call("c1")
-    local count = 0
-    for _ in pairs(st.fpset) do count = count + 1 end
-    assert.equal(4, count)
-    assert.equal(4, #st.fplist)
-    assert.is_false(t3:accept(evs[6]))
-    assert.is_false(t3:accept(evs[3]))
+    assert.equal(6, count(st.fpnew) + count(st.fpold))
+    for i = 1, 6 do assert.is_false(t3:accept(evs[i])) end   -- all six still known
+    for i = 7, 9 do assert.is_true(t3:accept(evs[i])) end
+    assert.equal(5, count(st.fpnew) + count(st.fpold))     -- the last 4, and the one after them
+    for i = 5, 9 do assert.is_false(t3:accept(evs[i])) end
     assert.is_true(t3:accept(evs[2]))     -- let go: taken for news again
     assert.is_false(t3:accept(evs[2]))
+    for i = 10, 13 do assert.is_true(t3:accept(evs[i])) end
+    for i = 10, 13 do assert.is_false(t3:accept(evs[i])) end   -- never fewer than the last 4
+    assert.is_true(count(st.fpnew) + count(st.fpold) <= 8)
   end)
 end)
 

@@ -169,8 +169,7 @@ function Listener:_reject(req, err)
 end
 
 function Listener:_handle(req, method, uri, body)
-  local path = uri:match("^[^?#]*")
-  if path ~= self.path then
+  if uri ~= self.path and uri:match("^[^?#]*") ~= self.path then
     if self.on_request then return self.on_request(req, method, uri, tostring(body)) end
     return req:respond(404)
   end

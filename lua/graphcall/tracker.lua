@@ -21,7 +21,7 @@
 -- @module graphcall.tracker
 local M = {}
 
-local DEDUP = 64  -- fingerprints remembered per call
+local DEDUP = 64  -- fingerprints remembered per call (at least)
 local TONES = 64  -- tone sequenceIds remembered per call (older ones count as repeats)
 
 -- Phases: moves inside a phase are free (established <-> hold <-> transferring), moves to a
@@ -77,7 +77,8 @@ end
 local Tracker = {}
 Tracker.__index = Tracker
 
---- tracker.new{store = ..., dedup = 64}
+--- tracker.new{store = ..., dedup = 64 (the fingerprints remembered per call: the last `dedup` at
+-- least; in memory up to twice as many)}
 function M.new(opts)
   opts = opts or {}
   local store = opts.store or M.memory_store()
@@ -114,25 +115,33 @@ local function flatten(st)
 end
 
 -- Remember a fingerprint; true if it was already there. A store that keeps states as Lua
--- tables (never encoded) keeps them as a set and a circular list of numbers instead: no
--- string is built or searched for an event, which is most of what the tracker costs.
+-- tables (never encoded) keeps them as two sets of numbers, the newest fingerprints and the
+-- ones before them, each of up to `dedup`: no string is built or searched for an event, and
+-- no key is ever removed (Lua 5.4 pays for a set that keys leave and enter by rehashing it
+-- again and again: five times the cost of the rest of the tracker). At least the last `dedup`
+-- are remembered, at most twice as many.
 local function seen_before(self, st, fp)
   if not fp then return false end
   if self.tables then
-    local set, list = st.fpset, st.fplist
-    if not set then
-      set, list = {}, {}
+    local cur = st.fpnew
+    if not cur then
+      cur = {}
+      local n = 0
       for f in st.ring:gmatch("%d+") do
-        list[#list + 1] = tonumber(f)
-        set[tonumber(f)] = true
+        cur[tonumber(f)] = true
+        n = n + 1
       end
-      st.fpset, st.fplist, st.fppos, st.ring, st.ringn = set, list, #list % self.dedup + 1, nil, nil
+      st.fpnew, st.fpn, st.ring, st.ringn = cur, n, nil, nil
     end
-    if set[fp] then return true end
-    local pos = st.fppos
-    local old = list[pos]
-    if old then set[old] = nil end
-    list[pos], set[fp], st.fppos = fp, true, pos % self.dedup + 1
+    if cur[fp] then return true end
+    local old = st.fpold
+    if old and old[fp] then return true end
+    local n = st.fpn + 1
+    if n > self.dedup then
+      st.fpold, cur, n = cur, {}, 1
+      st.fpnew = cur
+    end
+    cur[fp], st.fpn = true, n
     return false
   end
   local k = key(fp)
