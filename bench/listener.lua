@@ -80,7 +80,7 @@ events = tonumber(counted.body) or 0
 print(string.format("listener (%s; %s): %.0f signed notifications/s (median; rounds %.0f-%.0f; best round's p50 %s, "
   .. "p99 %s), bare 202 %.0f/s (rounds %.0f-%.0f); ratio %s; errors %d (bare %d); %d events dispatched",
   util.lua, util.loadavg(), l.median, l.lo, l.hi, l.best.p50, l.best.p99, b.median, b.lo, b.hi,
-  util.ratio(l, b, stable), errs.listener, errs.bare, events))
+  util.ratio(l, b, stable, 0.70), errs.listener, errs.bare, events))
 print(string.format("listener (%s) verifying RS256 on every notification (no token cache): %.0f/s (median); "
   .. "ratio %s; errors %d", util.lua, u.median, util.ratio(u, b, stable), errs.uncached))
 loop:close()

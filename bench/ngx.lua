@@ -122,7 +122,7 @@ local g, b = rs.callback, rs.bare
 print(string.format("ngx (2 workers; %s): graphcall.ngx.handle %.0f signed notifications/s (median; rounds "
   .. "%.0f-%.0f; best round's p50 %s, p99 %s), cjson.decode + 202 %.0f/s (rounds %.0f-%.0f); ratio %s; errors %d "
   .. "(bare %d); %d of %d accepted notifications logged%s", util.loadavg(), g.median, g.lo, g.hi, g.best.p50,
-  g.best.p99, b.median, b.lo, b.hi, util.ratio(g, b, stable), errors.callback, errors.bare, logged, sent,
+  g.best.p99, b.median, b.lo, b.hi, util.ratio(g, b, stable, 0.60), errors.callback, errors.bare, logged, sent,
   (logged >= sent and logged <= sent + 64 * #g.rates) and "" or " (NOT ALL LOGGED)"))
 
 -- ---- memory per live call -------------------------------------------------------------------

@@ -93,20 +93,27 @@ function M.rounds(names, baseline, run, min, max)
   return out, stable
 end
 
---- "NN% (median of N rounds, spread lo-hi%)" of a against b, or why there is no ratio.
-function M.ratio(a, b, stable)
+--- "NN% (median of N rounds, spread lo-hi%)" of a against b, or why there is no ratio; with
+-- `target` (a fraction), whether the median meets it (a ratio that is not printed meets nothing).
+function M.ratio(a, b, stable, target)
+  local verdict = ""
   if not stable then
+    if target then verdict = string.format("; target >= %.0f%%: NOT MET (no ratio)", 100 * target) end
     return string.format("no ratio: the baseline moved more than 20%% between its last rounds (%s)",
       table.concat((function()
         local t = {}
         for i, r in ipairs(b.rates) do t[i] = string.format("%.0f", r) end
         return t
-      end)(), ", "))
+      end)(), ", ")) .. verdict
   end
   local rs = {}
   for i = 1, #a.rates do rs[i] = a.rates[i] / b.rates[i] end
-  return string.format("%.0f%% (median of %d rounds, each against the baseline of its round: %.0f-%.0f%%)",
-    100 * median(rs), #rs, 100 * math.min(unpack(rs)), 100 * math.max(unpack(rs)))
+  local mid = median(rs)
+  if target then
+    verdict = string.format("; target >= %.0f%%: %s", 100 * target, mid >= target and "met" or "NOT MET")
+  end
+  return string.format("%.0f%% (median of %d rounds, each against the baseline of its round: %.0f-%.0f%%)%s",
+    100 * mid, #rs, 100 * math.min(unpack(rs)), 100 * math.max(unpack(rs)), verdict)
 end
 
 --- What wrk printed (with bench/wrk-notify.lua's `not202` line): rate, requests sent,

@@ -144,6 +144,40 @@ describe("the listener", function()
     assert.equal(1, listener.stats.failed)
   end)
 
+  it("goes on after a failing handler with the events after it, in order, in one turn or several", function()
+    local order = {}
+    local l4 = assert(graphcall.listener { loop = loop, verify = false, on_event = function(ev)
+      order[#order + 1] = ev.callId
+      if ev.callId:find("^bad") then error("bad " .. ev.callId) end
+    end })
+    local function body(ids)
+      local value = {}
+      for i, id in ipairs(ids) do
+        value[i] = { changeType = "updated", resourceUrl = "/communications/calls/" .. id,
+                     resourceData = { ["@odata.type"] = "#microsoft.graph.call", state = "established" } }
+      end
+      return cjson.encode { value = value }
+    end
+    -- three bodies sent at once (their 202s in one turn of the loop, or in several)
+    local answered = 0
+    for _, ids in ipairs { { "a1", "bad1", "a2" }, { "bad2" }, { "a3", "a4", "bad3" } } do
+      loop:request({ method = "POST", url = l4:url(), body = body(ids) }, function(res)
+        assert.equal(202, res.status)
+        answered = answered + 1
+      end)
+    end
+    loop:run_until(function() return answered == 3 and #order == 7 end, 2000)
+    -- (which body comes first is the connections' affair; a body's events keep their order)
+    local at = {}
+    for i, id in ipairs(order) do at[id] = i end
+    for _, id in ipairs { "a1", "bad1", "a2", "bad2", "a3", "a4", "bad3" } do assert.is_number(at[id], id) end
+    assert.is_true(at.a1 < at.bad1 and at.bad1 < at.a2)
+    assert.is_true(at.a3 < at.a4 and at.a4 < at.bad3)
+    assert.equal(3, l4.stats.failed)
+    assert.equal(7, l4.stats.dispatched)
+    l4:close()
+  end)
+
   it("refuses to start without a verifier unless told verify = false", function()
     assert.has_error(function() graphcall.listener { loop = loop } end)
   end)

@@ -69,6 +69,7 @@ function M.new(opts)
     log = opts.log or opts.loop.log,
     metrics = opts.metrics or metrics_mod.new(),
     stats = { received = 0, rejected = 0, malformed = 0, events = 0, dispatched = 0, dropped = 0, failed = 0 },
+    queue = {}, nqueue = 0,
   }, Listener)
   local srv, err = self.loop:listen({
     host = opts.host, port = opts.port or 0, cert = opts.cert, key = opts.key,
@@ -114,23 +115,43 @@ end
 
 local function call_of(ev) return ev.callId or "?" end
 
-function Listener:_dispatch(events, claims)
-  local tracker, fn, log = self.tracker, self.on_event, self.log
-  for _, ev in ipairs(events) do
-    local ok, why = tracker:accept(ev)
-    if not ok then
-      self.stats.dropped = self.stats.dropped + 1
-      log("debug", string.format("call %s: %s %s notification dropped (%s)", call_of(ev), ev.changeType, ev.kind, why))
-    else
-      self.stats.dispatched = self.stats.dispatched + 1
-      if fn then
-        local fine, err = xpcall(fn, debug.traceback, ev, claims)
-        if not fine then
-          self.stats.failed = self.stats.failed + 1
-          log("error", string.format("call %s: handler failed on %s %s: %s", call_of(ev), ev.changeType, ev.kind,
-            tostring(err)))
-        end
+-- The bodies answered 202 in one turn of the loop, handed to the tracker and the handler on
+-- the next (after the answers are on their way), in the order they came: `queue` holds body i's
+-- events at 2i - 1 and its claims at 2i. One protected run takes them all; a handler (or a
+-- store) that raises is logged with its call and the run goes on from the event after it.
+local function run(self, q, n)
+  local tracker, fn, stats, log = self.tracker, self.on_event, self.stats, self.log
+  for i = self.qat, n, 2 do
+    local events, claims = q[i], q[i + 1] or nil
+    for j = i == self.qat and self.evat or 1, #events do
+      self.qat, self.evat = i, j + 1   -- where to go on from if this one raises
+      local ev = events[j]
+      local ok, why = tracker:accept(ev)
+      if not ok then
+        stats.dropped = stats.dropped + 1
+        log("debug", string.format("call %s: %s %s notification dropped (%s)", call_of(ev), ev.changeType, ev.kind,
+          why))
+      else
+        stats.dispatched = stats.dispatched + 1
+        if fn then fn(ev, claims) end
       end
+    end
+    self.evat = 1
+  end
+  self.qat = n + 1
+end
+
+function Listener:_dispatch()
+  local q, n = self.queue, self.nqueue
+  self.queue, self.nqueue = {}, 0   -- a handler that runs the loop queues what comes meanwhile anew
+  self.qat, self.evat = 1, 1
+  while self.qat <= n do
+    local fine, err = xpcall(run, debug.traceback, self, q, n)
+    if not fine then
+      local ev = q[self.qat][self.evat - 1]
+      self.stats.failed = self.stats.failed + 1
+      self.log("error", string.format("call %s: handler failed on %s %s: %s", call_of(ev), ev.changeType, ev.kind,
+        tostring(err)))
     end
   end
 end
@@ -158,7 +179,9 @@ function Listener:_accept(req, body, claims)
     end)
   end
   req:respond(202)
-  self.loop:defer(self._dispatch, self, events, claims)   -- after the 202 is on its way
+  local n = self.nqueue
+  self.queue[n + 1], self.queue[n + 2], self.nqueue = events, claims or false, n + 2
+  if n == 0 then self.loop:defer(self._dispatch, self) end   -- after the 202s are on their way
 end
 
 function Listener:_reject(req, err)

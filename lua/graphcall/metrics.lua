@@ -136,9 +136,12 @@ end
 --- Add n (1 by default) to a counter, its label values after n.
 -- @param name a short name of `M.DEFS` ("refused", "actions", ...)
 -- @param n how many
--- @param ... the label values, in the order of the series' labels
-function Metrics:inc(name, n, ...)
-  self.s.add(key(name, ...), n or 1)
+-- @param label the first label value (none for a series without labels)
+-- @param ... the other label values, in the order of the series' labels
+function Metrics:inc(name, n, label, ...)
+  -- (a series without labels, the most counted, without building its key)
+  if label == nil then return self.s.add(name, n or 1) end
+  self.s.add(key(name, label, ...), n or 1)
 end
 
 --- Observe a value of a histogram (seconds), its label values after it.
