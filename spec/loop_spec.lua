@@ -88,3 +88,21 @@ describe("the loop's timers", function()
     assert.equal(0, loop.nheap)
   end)
 end)
+
+describe("the loop's servers", function()
+  it("serve while kept; one the collector takes is closed, and a kept one goes on", function()
+    local loop = graphcall.loop { log = false }
+    local kept = assert(loop:listen({ port = 0 }, function(req) req:respond(204) end))
+    local dropped = assert(loop:listen({ port = 0 }, function(req) req:respond(204) end))
+    local port = dropped:port()
+    assert.equal(204, assert(loop:fetch { url = "http://127.0.0.1:" .. port .. "/" }).status)
+    dropped = nil   -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+    local res, err = loop:fetch { url = "http://127.0.0.1:" .. port .. "/", timeout = 2000 }
+    assert.is_nil(res)
+    assert.is_string(err.code)
+    assert.equal(204, assert(loop:fetch { url = "http://127.0.0.1:" .. kept:port() .. "/" }).status)
+    loop:close()
+  end)
+end)

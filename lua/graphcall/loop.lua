@@ -497,7 +497,8 @@ end
 --   which `parse_notifications` takes: under LuaJIT a string is interned, and bodies of one
 --   length can crowd one chain of its string table)
 -- @param handler function(req, method, uri, body)
--- @return the server (`server:port()`, `server:close()`), or nil and an error
+-- @return the server (`server:port()`, `server:close()`), or nil and an error. Keep it while
+--   it serves: a server the collector takes is closed, as sockets are in Lua.
 function Loop:listen(opts, handler)
   self.ntags = self.ntags + 1
   local o = {}
