@@ -89,6 +89,31 @@ describe("tracker", function()
     assert.equal("duplicate", why)
   end)
 
+  it("tells a repeated key press by its sequenceId, with no fingerprint remembered for it", function()
+    local t2 = tracker.new { dedup = 4 }
+    local first = call_event("c2", "established")
+    assert.is_true(t2:accept(first))
+    local presses = {}
+    for seq = 1, 20 do
+      presses[seq] = call_event("c2", "established", { toneInfo = { sequenceId = seq, tone = "tone1" } })
+      assert.is_true(t2:accept(presses[seq]))
+    end
+    local st = t2:call("c2")
+    local n = 0
+    for _ in pairs(st.fpnew) do n = n + 1 end
+    assert.equal(1, n)                                      -- the first event's alone
+    assert.is_false(t2:accept(first))                       -- still known after 20 key presses
+    for seq = 1, 20 do
+      local ok, why = t2:accept(presses[seq])             -- the same text again
+      assert.is_false(ok)
+      assert.equal("duplicate", why)
+    end
+    -- a toneInfo without a sequenceId has only its fingerprint to tell a repeat by
+    local bare = call_event("c2", "established", { toneInfo = { tone = "tone9" } })
+    assert.is_true(t2:accept(bare))
+    assert.is_false(t2:accept(bare))
+  end)
+
   it("applies delta rosters by sequenceNumber and ignores stale ones", function()
     assert.is_true(t:accept(delta("m1", 1, { { "a", 1 }, { "b", 1 } })))
     assert.is_true(t:accept(delta("m1", 2, { { "b", 2, true } })))

@@ -177,6 +177,12 @@ local function tone_before(st, seq)
   return false
 end
 
+-- the sequenceId of a call event's key press, or nil
+local function tone_seq(ev)
+  local tone = ev.toneInfo
+  return tone and tone.sequenceId
+end
+
 local function apply_call(st, ev)
   local state = ev.state
   if ev.changeType == "deleted" then state = "terminated" end
@@ -268,7 +274,9 @@ function Tracker:accept(ev)
     local fp = ev.fingerprint and key(ev.fingerprint)
     if fp and fp == st.rosterFp then return false, "duplicate" end
     st.rosterFp = fp
-  elseif seen_before(self, st, ev.fingerprint) then
+  elseif not (ev.kind == "call" and tone_seq(ev)) and seen_before(self, st, ev.fingerprint) then
+    -- (a key press needs no fingerprint: its sequenceId says whether it came before, and its
+    -- window is kept anyway; the bulk of an IVR's notifications leave the fingerprints alone)
     self.store:put(id, st)
     return false, "duplicate"
   end
