@@ -178,6 +178,33 @@ describe("the listener", function()
     l4:close()
   end)
 
+  it("goes on after a handler that ran the loop (a blocking fetch) and then raised", function()
+    local order = {}
+    local l5
+    local function body(ids)
+      local value = {}
+      for i, id in ipairs(ids) do
+        value[i] = { changeType = "updated", resourceUrl = "/communications/calls/" .. id,
+                     resourceData = { ["@odata.type"] = "#microsoft.graph.call", state = "established" } }
+      end
+      return cjson.encode { value = value }
+    end
+    l5 = assert(graphcall.listener { loop = loop, verify = false, on_event = function(ev)
+      order[#order + 1] = ev.callId
+      if ev.callId == "nest" then
+        -- another body comes and is dispatched while this handler waits, then this one raises
+        assert.equal(202, assert(loop:fetch { method = "POST", url = l5:url(), body = body { "inner" } }).status)
+        loop:run_until(function() return order[#order] == "inner" end, 2000)
+        error("after the nested run")
+      end
+    end })
+    assert.equal(202, post(body { "nest", "after-nest" }, nil, l5:url()).status)
+    loop:run_until(function() return order[#order] == "after-nest" end, 2000)
+    assert.same({ "nest", "inner", "after-nest" }, order)
+    assert.equal(1, l5.stats.failed)
+    l5:close()
+  end)
+
   it("refuses to start without a verifier unless told verify = false", function()
     assert.has_error(function() graphcall.listener { loop = loop } end)
   end)

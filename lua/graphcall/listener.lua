@@ -119,12 +119,14 @@ local function call_of(ev) return ev.callId or "?" end
 -- the next (after the answers are on their way), in the order they came: `queue` holds body i's
 -- events at 2i - 1 and its claims at 2i. One protected run takes them all; a handler (or a
 -- store) that raises is logged with its call and the run goes on from the event after it.
-local function run(self, q, n)
+-- `at` is the run's own cursor: a handler that runs the loop (a blocking fetch) dispatches what
+-- came meanwhile in a run of its own.
+local function run(self, q, n, at)
   local tracker, fn, stats, log = self.tracker, self.on_event, self.stats, self.log
-  for i = self.qat, n, 2 do
+  for i = at.body, n, 2 do
     local events, claims = q[i], q[i + 1] or nil
-    for j = i == self.qat and self.evat or 1, #events do
-      self.qat, self.evat = i, j + 1   -- where to go on from if this one raises
+    for j = i == at.body and at.event or 1, #events do
+      at.body, at.event = i, j + 1   -- where to go on from if this one raises
       local ev = events[j]
       local ok, why = tracker:accept(ev)
       if not ok then
@@ -136,19 +138,19 @@ local function run(self, q, n)
         if fn then fn(ev, claims) end
       end
     end
-    self.evat = 1
+    at.event = 1
   end
-  self.qat = n + 1
+  at.body = n + 1
 end
 
 function Listener:_dispatch()
   local q, n = self.queue, self.nqueue
-  self.queue, self.nqueue = {}, 0   -- a handler that runs the loop queues what comes meanwhile anew
-  self.qat, self.evat = 1, 1
-  while self.qat <= n do
-    local fine, err = xpcall(run, debug.traceback, self, q, n)
+  self.queue, self.nqueue = {}, 0   -- what comes while these run is queued anew
+  local at = { body = 1, event = 1 }
+  while at.body <= n do
+    local fine, err = xpcall(run, debug.traceback, self, q, n, at)
     if not fine then
-      local ev = q[self.qat][self.evat - 1]
+      local ev = q[at.body][at.event - 1]
       self.stats.failed = self.stats.failed + 1
       self.log("error", string.format("call %s: handler failed on %s %s: %s", call_of(ev), ev.changeType, ev.kind,
         tostring(err)))
