@@ -140,7 +140,7 @@ end
 -- @param ... the other label values, in the order of the series' labels
 function Metrics:inc(name, n, label, ...)
   -- (a series without labels, the most counted, without building its key)
-  if label == nil then return self.s.add(name, n or 1) end
+  if label == nil and ... == nil then return self.s.add(name, n or 1) end
   self.s.add(key(name, label, ...), n or 1)
 end
 
