@@ -9,7 +9,8 @@
 --
 -- Rules: call state never moves backwards (a late `establishing` after `established` changes
 -- nothing) and `terminated` is final; `deleted` on the call means terminated whatever it says;
--- a repeated notification (same JSON text) or a repeated tone (same sequenceId) is dropped,
+-- a repeated notification (same JSON text) or a repeated tone (same sequenceId: a key press is
+-- told by it alone) is dropped,
 -- and a full roster only when it repeats the roster applied last (a roster can return to an
 -- earlier one);
 -- delta rosters apply by sequenceNumber, a stale one is dropped and a gap is flagged on the
@@ -118,8 +119,8 @@ end
 -- tables (never encoded) keeps them as two sets of numbers, the newest fingerprints and the
 -- ones before them, each of up to `dedup`: no string is built or searched for an event, and
 -- no key is ever removed (Lua 5.4 pays for a set that keys leave and enter by rehashing it
--- again and again: five times the cost of the rest of the tracker). At least the last `dedup`
--- are remembered, at most twice as many.
+-- again and again: 1.3 us an event in the listener, twice the rest of the tracker). At least
+-- the last `dedup` are remembered, at most twice as many.
 local function seen_before(self, st, fp)
   if not fp then return false end
   if self.tables then
