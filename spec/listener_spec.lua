@@ -41,10 +41,16 @@ describe("the listener", function()
       headers = { Authorization = auth, ["Content-Type"] = "application/json" } })
   end
 
-  local function established(id)
-    return cjson.encode { value = { { changeType = "updated", resourceUrl = "/communications/calls/" .. id,
-      resourceData = { ["@odata.type"] = "#microsoft.graph.call", state = "established" } } } }
+  -- a body of `established` notifications, one for each call id
+  local function notifications(ids)
+    local value = {}
+    for i, id in ipairs(ids) do
+      value[i] = { changeType = "updated", resourceUrl = "/communications/calls/" .. id,
+                   resourceData = { ["@odata.type"] = "#microsoft.graph.call", state = "established" } }
+    end
+    return cjson.encode { value = value }
   end
+  local function established(id) return notifications { id } end
 
   it("answers 202 to a verified notification and dispatches it once", function()
     local res = post(established("c1"), token)
@@ -150,18 +156,10 @@ describe("the listener", function()
       order[#order + 1] = ev.callId
       if ev.callId:find("^bad") then error("bad " .. ev.callId) end
     end })
-    local function body(ids)
-      local value = {}
-      for i, id in ipairs(ids) do
-        value[i] = { changeType = "updated", resourceUrl = "/communications/calls/" .. id,
-                     resourceData = { ["@odata.type"] = "#microsoft.graph.call", state = "established" } }
-      end
-      return cjson.encode { value = value }
-    end
     -- three bodies sent at once (their 202s in one turn of the loop, or in several)
     local answered = 0
     for _, ids in ipairs { { "a1", "bad1", "a2" }, { "bad2" }, { "a3", "a4", "bad3" } } do
-      loop:request({ method = "POST", url = l4:url(), body = body(ids) }, function(res)
+      loop:request({ method = "POST", url = l4:url(), body = notifications(ids) }, function(res)
         assert.equal(202, res.status)
         answered = answered + 1
       end)
@@ -181,24 +179,17 @@ describe("the listener", function()
   it("goes on after a handler that ran the loop (a blocking fetch) and then raised", function()
     local order = {}
     local l5
-    local function body(ids)
-      local value = {}
-      for i, id in ipairs(ids) do
-        value[i] = { changeType = "updated", resourceUrl = "/communications/calls/" .. id,
-                     resourceData = { ["@odata.type"] = "#microsoft.graph.call", state = "established" } }
-      end
-      return cjson.encode { value = value }
-    end
     l5 = assert(graphcall.listener { loop = loop, verify = false, on_event = function(ev)
       order[#order + 1] = ev.callId
       if ev.callId == "nest" then
         -- another body comes and is dispatched while this handler waits, then this one raises
-        assert.equal(202, assert(loop:fetch { method = "POST", url = l5:url(), body = body { "inner" } }).status)
+        local res = assert(loop:fetch { method = "POST", url = l5:url(), body = notifications { "inner" } })
+        assert.equal(202, res.status)
         loop:run_until(function() return order[#order] == "inner" end, 2000)
         error("after the nested run")
       end
     end })
-    assert.equal(202, post(body { "nest", "after-nest" }, nil, l5:url()).status)
+    assert.equal(202, post(notifications { "nest", "after-nest" }, nil, l5:url()).status)
     loop:run_until(function() return order[#order] == "after-nest" end, 2000)
     assert.same({ "nest", "inner", "after-nest" }, order)
     assert.equal(1, l5.stats.failed)
