@@ -144,8 +144,8 @@ end
 --- Run fn(...) once the loop has done I/O again: what was just answered goes out on the
 -- wire first (a listener answers 202, then dispatches).
 function Loop:defer(fn, ...)
-  -- flat, five slots a call (fn, n, up to three arguments): no table per call, as a listener
-  -- defers one for every notification
+  -- flat, five slots a call (fn, n, up to three arguments): no table per call (the listener
+  -- defers one run a turn for all its bodies; a caller may defer one a request)
   local later, i = self.later, self.nlater
   local n = select("#", ...)
   if n <= 3 then
