@@ -97,6 +97,50 @@ describe("graphcall in nginx", function()
     assert.is_nil(nginx.log():find("call forged-1", 1, true))
   end)
 
+  it("fetches the callback keys once for a burst of signed callbacks that finds none (minRefetch 0)", function()
+    -- each callback of the burst fails for want of keys and asks for them: the first fetches,
+    -- the others (in both workers) take what it fetched once the lock is theirs
+    local core = require "graphcall.core"
+    local key = core.rsa_key()
+    local token = key:sign(cjson.encode { alg = "RS256", typ = "JWT", kid = "k1" }, cjson.encode {
+      aud = "app-1", iss = "https://api.botframework.com", nbf = os.time() - 60, exp = os.time() + 3600, tid = "t" })
+    local port = N.free_port()
+    local url = "http://127.0.0.1:" .. port
+    local n2 = N.start { port = port, init = string.format([[
+      require("graphcall.ngx").init {
+        on = { state = function() end },
+        client = { tenantId = "tenant-1", clientId = "app-1", clientSecret = "s", authority = %q,
+                   graphUrl = %q, openidUrl = %q },
+        callbackUri = %q, minRefetch = 0,
+      }]], emu.url, emu.url .. "/v1.0", url .. "/openid", url .. "/callback"),
+      locations = string.format([[
+      location = /openid { default_type application/json; return 200 '{"jwks_uri": "%s/keys"}'; }
+      location = /keys { content_by_lua_block {
+        ngx.shared.graphcall:incr("keys-fetched", 1, 0)
+        ngx.sleep(0.05)           -- (a fetch that takes a moment: the burst waits for it)
+        ngx.print(%q) } }
+      location = /fetched { content_by_lua_block {
+        ngx.print(ngx.shared.graphcall:get("keys-fetched") or 0) } }]], url,
+        cjson.encode { keys = { cjson.decode(key:jwk("k1")) } }) }
+    finally(function() n2.stop() end)
+    local body = cjson.encode { value = { { changeType = "updated", resourceUrl = "/communications/calls/burst-1",
+      resourceData = { state = "established" } } } }
+    local file = os.tmpname()
+    local f = assert(io.open(file, "w"))
+    f:write(body)
+    f:close()
+    local codes = E.sh(string.format("seq 40 | xargs -P 40 -I{} curl -s -o /dev/null -w '%%{http_code}\\n' "
+      .. "-H 'Authorization: Bearer %s' --data-binary @%s %s/callback", token, file, url))
+    os.remove(file)
+    local n = 0
+    for code in codes:gmatch("%d+") do
+      assert.equal("202", code, n2.log())
+      n = n + 1
+    end
+    assert.equal(40, n)
+    assert.equal("1", assert(ctl:fetch { url = url .. "/fetched" }).body, n2.log())
+  end)
+
   it("brings flows back at their deadlines (the sweeper): three silences, then goodbye", function()
     local port = N.free_port()
     local url = "http://127.0.0.1:" .. port

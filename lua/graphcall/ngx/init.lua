@@ -47,6 +47,11 @@ local M = {}
 
 local state = {}   -- this worker's: bot, dict, options
 
+-- a timer's function: fn(...) unless nginx is exiting
+local function run(premature, fn, ...)
+  if not premature then return fn(...) end
+end
+
 -- Tokens for all workers: one fetch at a time, the token in the dict until its end.
 local function shared_tokens(client, dict)
   local fetch = client._with_token
@@ -91,9 +96,14 @@ local function shared_keys(verifier, dict)
   end
   verifier.refresh = function(self, cb)
     cb = cb or function() end
+    -- what failed to verify was checked against these keys: keys other than these in the dict
+    -- once the lock is ours were fetched meanwhile (by the burst of callbacks that came with
+    -- this one, as a rule), and are taken instead of fetching again
+    local had = self.jwksText
     local release = dictstore.lock(dict, "jwkslock", 30, 30)
-    local fetchedAt = dict:get("jwksAt")
-    if fetchedAt and ngx.now() * 1000 - fetchedAt < self.minRefetch then   -- another worker just did
+    local text, fetchedAt = dict:get("jwks"), dict:get("jwksAt")
+    if (text and text ~= "" and text ~= had)
+       or (fetchedAt and ngx.now() * 1000 - fetchedAt < self.minRefetch) then   -- another just did
       adopt()
       if release then release() end
       return cb(self.jwt ~= nil)
@@ -175,7 +185,7 @@ function M.init(o)
     promptBase = o.promptBase, prompts = o.prompts, voice = o.voice, speak = o.speak, store = store,
     keepAlive = o.keepAlive,
     waitLimit = o.waitLimit, log = loop.log, lease = o.lease, host = {
-      go = function(fn) return ngx.timer.at(0, function(premature) if not premature then fn() end end) end,
+      go = function(fn, ...) return ngx.timer.at(0, run, fn, ...) end,
       now = function() ngx.update_time() return ngx.now() * 1000 end,
       sleep = function(ms) ngx.sleep(ms / 1000) end,
       every = function(ms, fn)
