@@ -132,7 +132,7 @@ function M.new(opts)
   -- inbox, in the same write as the log entry)
   self.tracker = tracker_mod.new { store = backend:tracker(backend.push ~= nil) }
   local host = opts.host or {
-    go = function(fn) loop:spawn(fn) return true end,
+    go = function(fn, ...) loop:spawn(fn, ...) return true end,
     now = function() return loop:wall() end,
     sleep = function(ms) loop:sleep(ms) end,
     every = function(ms, fn) return loop:every(ms, function() loop:spawn(fn) end) end,

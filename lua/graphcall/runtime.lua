@@ -71,8 +71,8 @@ end
 
 --- A runtime.
 -- @param o `bot` (a `graphcall.bot`), `store` (a store with `lock`, `renew`, `head`, `set_due`,
---   ...: `graphcall.store.redis`, or the shared dict's), `lease` (seconds, `LEASE`), `go(fn)` (run
---   fn in its own light thread or task: true, or nil and an error), `now()` (ms since the
+--   ...: `graphcall.store.redis`, or the shared dict's), `lease` (seconds, `LEASE`), `go(fn, ...)`
+--   (run fn(...) in its own light thread or task: true, or nil and an error), `now()` (ms since the
 --   epoch), `sleep(ms)` (in that thread), `every(ms, fn)` (a repeating timer: `:cancel()`),
 --   `where()` (names this process: given, each event is logged at info with it), `retryFor`
 --   (ms an item is retried while the store refuses it, 60000), `lockWait` (seconds to wait for
@@ -615,7 +615,7 @@ function Runtime:enqueue(id, item)
   end
   q = { item, due = item.due, kick = item.kick }
   self.queues[id] = q
-  local ok, err = self.go(function() self:_drain(id) end)
+  local ok, err = self.go(self._drain, self, id)   -- (no closure: LuaJIT compiles no FNEW)
   if not ok then
     self.queues[id] = nil
     return nil, err
@@ -650,6 +650,12 @@ end
 function Runtime:accept(events, claims)
   if not self.inboxed then return self:dispatch(events, claims) end
   if self.store.ingest then return self:_ingest(events, claims) end
+  return self:_push(events, claims)
+end
+
+-- Each event into its call's inbox, then a kick to take it (a store without `ingest`).
+-- (Apart from `accept`: a closure in `accept` would keep LuaJIT from compiling its common path.)
+function Runtime:_push(events, claims)
   local now = math.floor(self.now())
   local tid = claims and claims.tid
   for _, ev in ipairs(events) do
