@@ -130,7 +130,7 @@ describe("graphcall in nginx", function()
     f:write(body)
     f:close()
     -- (curl without the ASan run's LD_PRELOAD: it deadlocks in setlocale under it)
-    local codes = E.sh(string.format("seq 40 | env -u LD_PRELOAD xargs -P 40 -I{} curl -s -o /dev/null "
+    local codes = E.sh(string.format("seq 40 | env -u LD_PRELOAD xargs -P 40 -I{} curl -s -m 30 -o /dev/null "
       .. "-w '%%{http_code}\\n' -H 'Authorization: Bearer %s' --data-binary @%s %s/callback", token, file, url))
     os.remove(file)
     local n = 0
