@@ -21,12 +21,7 @@ os.execute("mkdir -p build/prompts")
 local bot = C.node { script = "examples/ivr.lua", emu = emu.url, public = "http://127.0.0.1:" .. port,
                      prompts = "build/prompts", port = port, noredis = true, args = "--quiet" }
 local read = require("helper").read_if   -- ("" for a file not there)
-local function cpu(pid)   -- seconds of CPU the process has used
-  local stat = read("/proc/" .. pid .. "/stat"):gsub("^.-%) ", "")
-  local f = {}
-  for x in stat:gmatch("%S+") do f[#f + 1] = x end
-  return ((tonumber(f[12]) or 0) + (tonumber(f[13]) or 0)) / 100
-end
+local function cpu(pid) return util.cpu_ticks(pid) / 100 end   -- seconds of CPU the process has used
 local load0 = util.loadavg()
 local out, peak = "", 0
 for _ = 1, (SECONDS + 600) * 10 do

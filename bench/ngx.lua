@@ -94,12 +94,7 @@ local function workers_cpu()   -- clock ticks (1/100 s) the workers have used
   local master = io.open(nginx.dir .. "/logs/nginx.pid"):read("*l")
   local kids = io.open("/proc/" .. master .. "/task/" .. master .. "/children"):read("*a")
   local ticks = 0
-  for pid in kids:gmatch("%d+") do
-    local stat = io.open("/proc/" .. pid .. "/stat"):read("*a"):gsub("^.-%) ", "")
-    local fields = {}
-    for x in stat:gmatch("%S+") do fields[#fields + 1] = x end
-    ticks = ticks + tonumber(fields[12]) + tonumber(fields[13])   -- utime, stime
-  end
+  for pid in kids:gmatch("%d+") do ticks = ticks + util.cpu_ticks(pid) end
   return ticks
 end
 -- each round's key presses are new ones (GC_OFFSET): the same again would be repeats, which

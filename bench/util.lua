@@ -53,6 +53,18 @@ function M.loadavg()
   return string.format("load average %s %s %s", a or "?", b or "?", c or "?")
 end
 
+--- Clock ticks (1/100 s) of CPU, user and system, that process `pid` has used (0 when it is
+-- gone): /proc/<pid>/stat's utime and stime.
+function M.cpu_ticks(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return 0 end
+  local stat = f:read("*a"):gsub("^.-%) ", "")   -- (after "pid (comm) ": comm may hold spaces)
+  f:close()
+  local fields = {}
+  for x in stat:gmatch("%S+") do fields[#fields + 1] = x end
+  return (tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)
+end
+
 local function median(xs)
   local s = {}
   for i, x in ipairs(xs) do s[i] = x end
