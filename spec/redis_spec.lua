@@ -367,6 +367,11 @@ describe("graphcall.store.redis on " .. on, function()
     return redis.new { port = srv.port, loop = loop }
   end
   local function K(id, what) return store:key(id, what) end
+  -- the call's lease as its head keeps it: the token, or nil (let go, or never taken)
+  local function lease_of(id)
+    local ls = r:call("HGET", K(id, "hd"), "ls")
+    return ls ~= core.null and ls ~= "" and ls or nil
+  end
   -- a bot on a store, its Graph and its listener nowhere: what the runtime does with the store
   local function new_bot(o)
     o.client = graphcall.client { tenantId = "t", clientId = "a", clientSecret = "s",
@@ -408,7 +413,7 @@ describe("graphcall.store.redis on " .. on, function()
     table.sort(keys)
     assert.same({ K(id, "hd"), K(id, "log"), K(id, "st") }, keys)
     local slot = core.resp_slot(K(id, "log"))
-    assert.equal(slot, core.resp_slot(K(id, "lease")))
+    assert.equal(slot, core.resp_slot(K(id, "in")))
     if cluster then
       assert.equal(string.format("gc:{%s}:call-1:hd", store.tags[store:bucket(id) + 1]), K(id, "hd"))
       assert.equal(slot, core.resp_slot(store:shared_key(id, "due")))
@@ -458,9 +463,9 @@ describe("graphcall.store.redis on " .. on, function()
     for _, e in ipairs(store:log(id)) do by[#by + 1] = e.by end
     assert.same({ "A", "B" }, by)
     releaseA()                                              -- too late: B's lease stays
-    assert.equal(tostring(tB), r:call("GET", K(id, "lease")))
+    assert.equal(tostring(tB), lease_of(id))
     releaseB()
-    assert.equal(graphcall.null, r:call("GET", K(id, "lease")))
+    assert.is_nil(lease_of(id))
   end)
 
   it("waits for a lease another holder lets go", function()
@@ -551,7 +556,7 @@ describe("graphcall.store.redis on " .. on, function()
     assert.is_true(r3.drive)
     assert.equal(4, #r3.entries)
     assert.equal(2750.5, store:due_at(id))
-    assert.truthy(r:call("GET", K(id, "lease")))
+    assert.truthy(lease_of(id))
     -- held: by this store (its event is in the log, the lease stays), then by another (the inbox)
     assert.same({ drive = true, mine = true }, store:ingest(id, tone(4, 22), o))
     local other = require("graphcall.store").redis { redis = new_client() }
@@ -575,12 +580,12 @@ describe("graphcall.store.redis on " .. on, function()
     assert.equal(5, taken.entries[6].ev.toneInfo.sequenceId)
     assert.same({}, store:inbox(id))
     assert.is_nil(store:inbox_since(id))
-    assert.truthy(r:call("GET", K(id, "lease")))
+    assert.truthy(lease_of(id))
     assert.equal(3200.5, store:due_at(id))
     -- a duplicate waiting: dropped by the tracker, and the park lets go as asked
     assert.same({ queued = true }, other:ingest(id, tone(5, 23), o))
     assert.is_false(store:park(id, 9000, true, po))
-    assert.equal(graphcall.null, r:call("GET", K(id, "lease")))
+    assert.is_nil(lease_of(id))
     assert.equal(9000, store:due_at(id))
     assert.equal(6, #store:log(id))
     assert.same({}, store:inbox(id))
@@ -588,7 +593,7 @@ describe("graphcall.store.redis on " .. on, function()
     assert.truthy(store:lock(id, 5))
     store:push(id, '{"start":"main","tenant":"t1"}', 1300)
     assert.is_true(store:park(id, 9500, true, po))
-    assert.equal(graphcall.null, r:call("GET", K(id, "lease")))
+    assert.is_nil(lease_of(id))
     assert.equal(1, #store:inbox(id))
     assert.equal(9500, store:due_at(id))
   end)
@@ -611,7 +616,7 @@ describe("graphcall.store.redis on " .. on, function()
     local kinds = {}
     for _, e in ipairs(store:log(id)) do kinds[#kinds + 1] = e.k end
     assert.same({ "start", "step", "out", "step", "out" }, kinds)
-    assert.equal(graphcall.null, r:call("GET", K(id, "lease")))
+    assert.is_nil(lease_of(id))
   end)
 
   it("lets go of a call whose flow ended in a process that died before it could", function()
@@ -662,7 +667,7 @@ describe("graphcall.store.redis on " .. on, function()
     local a = bots.a.runtime
     assert(a:accept(incoming))
     assert.is_true(loop:run_until(function() return a.queues[id] == nil end, 5000))
-    assert.equal(0, r:call("EXISTS", K(id, "lease")))       -- parked: let go
+    assert.is_nil(lease_of(id))                             -- parked: let go
     -- (the lease taken again would be a lock; the flow's end lets go of it last of all)
     local locks, released, last_token = 0, false, nil
     -- (this call's: other tests' runtimes on the same store may lock calls of theirs meanwhile,
@@ -695,8 +700,7 @@ describe("graphcall.store.redis on " .. on, function()
     assert.is_true(log[#log].ok)
     assert.equal(0, locks)                                -- no lease taken again for tone2
     assert.equal(0, r:call("EXISTS", K(id, "in")))
-    assert.equal(0, r:call("EXISTS", K(id, "lease")), "the lease: " .. tostring(r:call("GET", K(id, "lease")))
-      .. ", pttl " .. tostring(r:call("PTTL", K(id, "lease"))) .. ", A's token then: " .. tostring(last_token))
+    assert.is_nil(lease_of(id), "A's token then: " .. tostring(last_token))
     assert.equal(core.null, r:call("ZSCORE", store:shared_key(id, "inbox"), id))
     for _, bot in pairs(bots) do bot:close() end
   end)

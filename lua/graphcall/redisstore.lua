@@ -5,10 +5,12 @@
 -- Keys carry the call id as a hash tag, so all of a call's keys live in one slot (Redis
 -- Cluster): `gc:{id}:log` (a list of JSON entries), `gc:{id}:st` (the bot's state),
 -- `gc:{id}:hd` (a hash: flow, dir, tenant, state, ended, the tracker's state `trk`, `x` when
--- the keys' time to live was last extended), `gc:{id}:in` (the inbox), `gc:{id}:lease` and
--- `gc:{id}:fence`. Keys not per call: `gc:calls` (calls with a log), `gc:due` and `gc:ka`
--- (sorted sets of deadlines and keepAlive times), `gc:inbox` (calls whose inbox waits),
--- `gc:recent` (calls that ended last).
+-- the keys' time to live was last extended, and the lease: its token `ls`, until when it
+-- holds `lx`, the last fencing token `fn`; `q` when the inbox may hold entries) and
+-- `gc:{id}:in` (the inbox). The lease lives in the head so that a script that reads or
+-- writes the head takes or lets go of it in the same command. Keys not per call: `gc:calls`
+-- (calls with a log), `gc:due` and `gc:ka` (sorted sets of deadlines and keepAlive times),
+-- `gc:inbox` (calls whose inbox waits), `gc:recent` (calls that ended last).
 --
 -- **One round trip per notification.** `ingest` runs the tracker (`graphcall.tracker`, the
 -- same source, inside Redis), the log's append, the head and, for a call whose flow is to go
@@ -25,13 +27,22 @@ local core = require "graphcall.core"
 local tracker = require "graphcall.tracker"
 local json = require("graphcall.wire").json
 
+-- seconds since the epoch, to the millisecond: when a lease runs out (nginx's clock there)
+local ngx = rawget(_G, "ngx")
+local wall = ngx and ngx.now or (function()
+  local gio = require "graphcall.io"
+  return function() return gio.wall() / 1000 end
+end)()
+
 local M = {}
 local Store = {}
 Store.__index = Store
 
--- a write under the lease: KEYS[1] the lease, ARGV[1] the token ("" = not under a lease)
+-- A write under the lease: KEYS[1] the head, ARGV[1] the token ("" = not under a lease).
+-- The token is checked, not the lease's time: a lease that ran out is refused once another
+-- node took the call (its token replaced this one), and harmless until then.
 local FENCE = [[
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'ls') ~= ARGV[1] then
   return redis.error_reply('FENCED the lease of this call is held by another node')
 end
 ]]
@@ -50,15 +61,23 @@ end
 ]]
 
 -- A write of the call's flow under its lease: entries, the tracker's state, the inbox entry
--- they came from, the head, the deadline and the lease itself, each when given. KEYS lease,
--- log, head, inbox, gc:due, gc:calls; ARGV token, entries (JSON, "\n" between them; "" for
--- none), ms to keep, tracker state (or ""), "1" to take the inbox's first entry, the deadline
--- ("" leave it, "-" clear it), the call's id, "1" to let go of the lease, then the head's
--- fields. The keys' time to live is set with the log's first entry (then kept by `ingest`).
-local WRITE_FN = "local function write(KEYS, ARGV)\n" .. FENCE .. [[
+-- they came from, the head, the deadline and the lease itself, each when given. KEYS head
+-- (the lease's), log, head, inbox, gc:due, gc:calls; ARGV token, entries (JSON, "\n" between
+-- them; "" for none), ms to keep, tracker state (or ""), "1" to take the inbox's first entry,
+-- the deadline ("" leave it, "-" clear it), the call's id, "1" to let go of the lease, then the
+-- head's fields. The keys' time to live is set with the log's first entry (then kept by
+-- `ingest`). `park` (the park's): the lease is let go unless the inbox may hold entries, and
+-- the answer says which ('q': it may). Returns 1 when entries wait after the lease was let go.
+local WRITE_FN = "local function write(KEYS, ARGV, park)\n" .. [[
+local h = redis.call('HMGET', KEYS[1], 'ls', 'q')
+if ARGV[1] ~= '' and h[1] ~= ARGV[1] then
+  return redis.error_reply('FENCED the lease of this call is held by another node')
+end
+local letgo = ARGV[8] == '1' or (park and h[2] ~= '1')
 local set = {}
 if ARGV[4] ~= '' then set[1], set[2] = 'trk', ARGV[4] end
 for k = 9, #ARGV do set[#set + 1] = ARGV[k] end
+if letgo then set[#set + 1], set[#set + 2] = 'ls', '' end
 if #set > 0 then redis.call('HSET', KEYS[3], unpack(set)) end
 local n = 0
 if ARGV[2] ~= '' then
@@ -73,16 +92,14 @@ end
 if ARGV[5] == '1' then redis.call('LPOP', KEYS[4]) end
 if ARGV[6] == '-' then redis.call('ZREM', KEYS[5], ARGV[7])
 elseif ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], ARGV[6], ARGV[7]) end
-if ARGV[8] == '1' then
-  redis.call('DEL', KEYS[1])
-  return redis.call('EXISTS', KEYS[4])
-end
+if park and not letgo then return 'q' end
+if letgo and h[2] == '1' then return redis.call('EXISTS', KEYS[4]) end
 return 0
 end
 ]]
 local WRITE = LINES .. WRITE_FN .. "return write(KEYS, ARGV)\n"
 
--- an inbox entry dropped (a duplicate): KEYS lease, head, inbox; ARGV token, tracker state,
+-- an inbox entry dropped (a duplicate): KEYS head (the lease's), head, inbox; ARGV token, tracker state,
 -- its fingerprints (each "" for none)
 local DROP = FENCE .. [[
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'trk', ARGV[2]) end
@@ -90,7 +107,7 @@ if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'fp', ARGV[3]) end
 return redis.call('LPOP', KEYS[3])
 ]]
 
--- the tracker's state, written on its own (an operation the bot started): KEYS lease, head
+-- the tracker's state, written on its own (an operation the bot started): KEYS head (the lease's), head
 local SETTRK = FENCE .. [[
 if ARGV[3] ~= '' then return redis.call('HSET', KEYS[2], 'trk', ARGV[2], 'fp', ARGV[3]) end
 return redis.call('HSET', KEYS[2], 'trk', ARGV[2])
@@ -100,22 +117,29 @@ local SET = FENCE .. [[
 return redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 ]]
 
+-- KEYS head; ARGV lease ms, ms to keep, now (ms): the new fencing token, or false (held). A
+-- head made here (a call without a log yet) is kept as the fence was, `keep` ms.
 local LOCK = [[
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local t = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('SET', KEYS[1], t, 'PX', ARGV[1])
+local h = redis.call('HMGET', KEYS[1], 'ls', 'lx', 'fn')
+if h[1] and h[1] ~= '' and (tonumber(h[2]) or 0) > tonumber(ARGV[3]) then return false end
+local t = (tonumber(h[3]) or 0) + 1
+redis.call('HSET', KEYS[1], 'ls', t, 'lx', ARGV[3] + ARGV[1], 'fn', t)
+if not h[3] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return t
 ]]
 
+-- KEYS head; ARGV token, lease ms, now (ms)
 local RENEW = [[
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
+if redis.call('HGET', KEYS[1], 'ls') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'lx', ARGV[3] + ARGV[2])
+return 1
 ]]
 
--- KEYS lease, inbox: 1 when entries wait in the inbox (for whoever takes the lease next)
+-- KEYS head, inbox: 1 when entries wait in the inbox (for whoever takes the lease next)
 local UNLOCK = [[
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+local h = redis.call('HMGET', KEYS[1], 'ls', 'q')
+if h[1] == ARGV[1] then redis.call('HSET', KEYS[1], 'ls', '') end
+if h[2] ~= '1' then return 0 end
 return redis.call('EXISTS', KEYS[2])
 ]]
 
@@ -250,10 +274,11 @@ local function refused(id, v, err)
   return v
 end
 
--- keys: the keys written (a key or a list); the lease is always KEYS[1]; `ack`: `send`'s
+-- keys: the keys written (a key or a list); the head (the lease's) is always KEYS[1]; `ack`:
+-- `send`'s
 local function fenced(self, ack, id, src, keys, ...)
   if type(keys) ~= "table" then keys = { keys } end
-  local args = { key(self, id, "lease") }
+  local args = { key(self, id, "hd") }
   for i, k in ipairs(keys) do args[i + 1] = k end
   args[#args + 1] = self.tokens[id] or ""
   local extra = pack(...)
@@ -264,7 +289,10 @@ end
 --- A store on a `graphcall.redis` client.
 -- @param o `redis` (a client), `ttl` (seconds an ended call's keys are kept, 3600), `keep`
 --   (seconds a live call's keys are kept without a write, 4 * ttl), `sleep` (fn(ms), for
---   waiting on a lease: the loop's or ngx.sleep), `clock` (seconds, for that wait: os.time),
+--   waiting on a lease: the loop's or ngx.sleep), `clock` (seconds since the epoch, to the
+--   millisecond: when a lease runs out; the nodes' clocks must agree within a fraction of a
+--   lease, as NTP keeps them: a node whose clock runs ahead takes a call early, and the one
+--   that held it is fenced, not doubled),
 --   `buckets` (how many buckets the calls are spread over: 1 on one server, 16 on a cluster,
 --   about five a master; every node of a deployment must use the same, for as long as calls
 --   are kept), `sweepLease` (ms a node holds a bucket's
@@ -284,7 +312,7 @@ function M.new(o)
     error("graphcall.store.redis: buckets: 2 or more on a Redis Cluster, not 1", 2)
   end
   return setmetatable({ redis = o.redis, ttl = ttl, keepMs = math.floor((o.keep or ttl * 4) * 1000),
-                        tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or os.time,
+                        tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or wall,
                         pendingTrk = {}, pendingFp = {}, popNext = {}, held = {}, serial = 0,
                         buckets = buckets, tags = buckets > 1 and bucket_tags(buckets) or nil,
                         sweeping = {}, sweepLease = o.sweepLease or 500,
@@ -411,11 +439,11 @@ end
 -- state (`c`), an event the tracker let through into the log, and the head written after.
 local LIB_HELPERS = [[
 local function head_of(key)
-  local h = redis.call('HMGET', key, 'flow', 'ended', 'dir', 'tenant', 'state', 'trk', 'x', 'fp')
+  local h = redis.call('HMGET', key, 'flow', 'ended', 'dir', 'tenant', 'state', 'trk', 'x', 'fp', 'ls', 'lx', 'q')
   -- (every field named here: the table is sized once)
   local c = { flow = h[1], ended = h[2] == '1', dir = h[3], tenant = h[4], state = h[5], was = h[5],
               text = h[6] or false, ring = h[8] or false, x = tonumber(h[7]) or false, tr = false, e = false,
-              n = 0, changed = false }
+              n = 0, changed = false, ls = h[9] or '', lx = tonumber(h[10]) or 0, q = h[11] == '1', set = false }
   c.tr = tracker.new { store = tracker.text_store(function() return c.text or nil, c.ring or nil end,
     function(_, t, r) c.text, c.ring = t, r end, cjson.encode, cjson.decode, true) }
   return c
@@ -440,11 +468,12 @@ local function log_event(c, KEYS, id, etext, now)
 end
 
 -- the head after the events logged (tracker, state, when the keys' time to live was last
--- extended) and the keepAlive time of a call just established. KEYS[2] log, [3] head, [6]
--- gc:ka, [8] gc:calls; `now` ms as text
+-- extended, with `c.set`'s fields: the lease) and the keepAlive time of a call just
+-- established. KEYS[2] log, [3] head, [6] gc:ka, [8] gc:calls; `now` ms as text
 local function head_after(c, KEYS, id, keep, now, kaMs)
-  local set = { 'trk', c.text }
-  if c.ring then set[3], set[4] = 'fp', c.ring end
+  local set = c.set or {}
+  set[#set + 1], set[#set + 2] = 'trk', c.text
+  if c.ring then set[#set + 1], set[#set + 2] = 'fp', c.ring end
   if c.changed then set[#set + 1], set[#set + 2] = 'state', c.state end
   local extend = c.n == 1 or not c.x or tonumber(now) - c.x > keep / 2
   if extend then set[#set + 1], set[#set + 2] = 'x', now end
@@ -461,7 +490,7 @@ end
 ]]
 
 -- a notification's event: tracker, log, head, keepAlive time and, for a call whose flow goes
--- on (or starts) here, the lease and the watchdog deadline, in one script. KEYS lease, log,
+-- on (or starts) here, the lease and the watchdog deadline, in one script. KEYS head (the lease's), log,
 -- head, inbox, gc:due, gc:ka, gc:inbox, gc:calls; ARGV the event (JSON), its tenant for the
 -- inbox entry (`,"tid":...`, or "": the entry is built here, only when it is queued), the
 -- call's id, a token for the lease, lease ms, ms to keep, now (ms), "1" if an incoming call
@@ -469,25 +498,37 @@ end
 -- node holds on the call ("" for none)
 local INGEST_BODY = [[
 local id, keep, now = ARGV[3], tonumber(ARGV[6]), tonumber(ARGV[7])
--- held by another node, or entries wait: after them (a lease held by this node is `mine`)
-local mine = ARGV[11] ~= '' and redis.call('GET', KEYS[1]) == ARGV[11]
-if (mine and redis.call('EXISTS', KEYS[4]) == 1) or (not mine and redis.call('EXISTS', KEYS[1], KEYS[4]) > 0) then
+local c = head_of(KEYS[3])
+-- held by another node, or entries wait: after them (a lease held by this node is `mine`);
+-- the inbox's flag may outlive its entries: cleared when found so
+local held = c.ls ~= '' and c.lx > now
+local mine = held and ARGV[11] ~= '' and c.ls == ARGV[11]
+local waits = c.q and redis.call('EXISTS', KEYS[4]) == 1
+if (held and not mine) or waits then
   redis.call('RPUSH', KEYS[4], '{"e":' .. ARGV[1] .. ARGV[2] .. '}')
   redis.call('PEXPIRE', KEYS[4], keep)
   redis.call('ZADD', KEYS[7], 'NX', now, id)
+  if not c.q then redis.call('HSET', KEYS[3], 'q', '1') end
   return {'queued'}
 end
-local c = head_of(KEYS[3])
+if c.q then c.set = { 'q', '' } end
 local logged, flags = log_event(c, KEYS, id, ARGV[1], ARGV[7])
 if not logged then   -- (flags: why not)
-  if c.ring then redis.call('HSET', KEYS[3], 'trk', c.text, 'fp', c.ring)
-  else redis.call('HSET', KEYS[3], 'trk', c.text) end
+  local set = c.set or {}
+  set[#set + 1], set[#set + 2] = 'trk', c.text
+  if c.ring then set[#set + 1], set[#set + 2] = 'fp', c.ring end
+  redis.call('HSET', KEYS[3], unpack(set))
   return {'dup', flags}
 end
+local drive = not c.ended and (c.flow or (ARGV[8] == '1' and c.e.incoming))
+if drive and not mine then   -- the lease, in the head's write
+  local set = c.set or {}
+  set[#set + 1], set[#set + 2], set[#set + 3], set[#set + 4] = 'ls', ARGV[4], 'lx', now + tonumber(ARGV[5])
+  c.set = set
+end
 head_after(c, KEYS, id, keep, ARGV[7], tonumber(ARGV[9]))
-if not c.ended and (c.flow or (ARGV[8] == '1' and c.e.incoming)) then
+if drive then
   if mine then return { 'mine', flags } end
-  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
   redis.call('ZADD', KEYS[5], ARGV[10], id)
   return { 'drive', flags, redis.call('LRANGE', KEYS[2], 0, -1) }
 end
@@ -506,8 +547,13 @@ local w = {}
 for i = 5, #ARGV do w[#w + 1] = ARGV[i] end
 local id, keep, now = w[7], tonumber(w[3]), ARGV[1]
 w[8] = ''
-local r = write({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8] }, w)
-if type(r) == 'table' then return r end   -- fenced
+local r = write({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8] }, w, true)
+if r ~= 'q' then return r end   -- let go, nothing waiting; or fenced
+-- the inbox may hold entries: the lease is this node's still
+local function letgo(waits)
+  redis.call('HSET', KEYS[3], 'ls', '', 'q', waits and '1' or '')
+  return waits and 1 or 0
+end
 local texts = redis.call('LRANGE', KEYS[4], 0, -1)
 -- an entry as `ingest` queues it: {"e":<the event as the node sent it>,"tid":...}; the event's
 -- text is logged as it is (cjson here would round its 64-bit numbers)
@@ -516,30 +562,22 @@ for i, t in ipairs(texts) do
   local ok, v = pcall(cjson.decode, t)
   local tail = ok and type(v) == 'table' and type(v.e) == 'table'
     and (v.tid == nil and '}' or type(v.tid) == 'string' and (',"tid":' .. cjson.encode(v.tid) .. '}'))
-  if not tail or string.sub(t, 1, 5) ~= '{"e":' or string.sub(t, -#tail) ~= tail then
-    redis.call('DEL', KEYS[1])
-    return 1
-  end
+  if not tail or string.sub(t, 1, 5) ~= '{"e":' or string.sub(t, -#tail) ~= tail then return letgo(true) end
   events[i] = { string.sub(t, 6, -#tail - 1), v.tid or '' }
 end
-if #events == 0 then
-  redis.call('DEL', KEYS[1])
-  return 0
-end
+if #events == 0 then return letgo(false) end
 local c = head_of(KEYS[3])
 local out = {}
 for _, ev in ipairs(events) do
   local etext = log_event(c, KEYS, id, ev[1], now)
   if etext then out[#out + 1], out[#out + 2] = etext, ev[2] end
 end
+-- the inbox taken: its flag goes, and the lease goes (duplicates all) or is held on
+c.set = #out == 0 and { 'q', '', 'ls', '' } or { 'q', '', 'lx', tonumber(now) + tonumber(ARGV[4]) }
 head_after(c, KEYS, id, keep, now, tonumber(ARGV[3]))
 redis.call('DEL', KEYS[4])
 redis.call('ZREM', KEYS[7], id)
-if #out == 0 then   -- duplicates all
-  redis.call('DEL', KEYS[1])
-  return 0
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if #out == 0 then return 0 end   -- duplicates all
 redis.call('ZADD', KEYS[5], ARGV[2], id)
 return { 'took', out, redis.call('LRANGE', KEYS[2], 0, -1) }
 ]]
@@ -605,7 +643,7 @@ function Store:park(id, at, last, o)
   local due = at and string.format("%.1f", at) or "-"
   if not (last and o) then return write(self, id, held, due, last) end
   local lib = ingest_library()
-  local r = refused(id, fcall(self, #held > 0, lib, lib.park, 8, key(self, id, "lease"), key(self, id, "log"),
+  local r = refused(id, fcall(self, #held > 0, lib, lib.park, 8, key(self, id, "hd"), key(self, id, "log"),
     key(self, id, "hd"), key(self, id, "in"), shared(self, id, "due"), shared(self, id, "ka"),
     shared(self, id, "inbox"), shared(self, id, "calls"),
     math.floor(o.now), string.format("%.1f", o.watchdog), o.keepAlive and math.floor(o.keepAlive) or "0",
@@ -616,7 +654,7 @@ function Store:park(id, at, last, o)
   end
   -- events taken count as dispatched once a replica has them, as an ingest's do (a write with
   -- entries of the flow's was acknowledged already: WAIT counts every write before it)
-  if #held == 0 and self.replicas > 0 then eval(self, true, "return 1", 1, key(self, id, "lease")) end
+  if #held == 0 and self.replicas > 0 then eval(self, true, "return 1", 1, key(self, id, "hd")) end
   local events = {}
   for i = 1, #r[2], 2 do
     events[#events + 1] = { e = core.decode(r[2][i]), tid = r[2][i + 1] ~= "" and r[2][i + 1] or nil }
@@ -642,7 +680,7 @@ function Store:ingest(id, e, o)
   local token = self.prefix .. self.serial
   local etext = json(e)
   local lib = ingest_library()
-  local r, err = fcall(self, true, lib, lib.name, 8, key(self, id, "lease"), key(self, id, "log"),
+  local r, err = fcall(self, true, lib, lib.name, 8, key(self, id, "hd"), key(self, id, "log"),
     key(self, id, "hd"), key(self, id, "in"), shared(self, id, "due"), shared(self, id, "ka"),
     shared(self, id, "inbox"),
     shared(self, id, "calls"), etext, o.tid and (',"tid":' .. json(o.tid)) or "", id, token, math.floor(o.lease),
@@ -668,7 +706,7 @@ function Store:release(id)
   local t = self.tokens[id]
   if not t then return end
   self.tokens[id] = nil
-  return script(self, UNLOCK, 2, key(self, id, "lease"), key(self, id, "in"), t) == 1
+  return script(self, UNLOCK, 2, key(self, id, "hd"), key(self, id, "in"), t) == 1
 end
 
 -- ---- the inbox: notifications accepted (answered 202) and not yet in the log ----------------
@@ -676,6 +714,7 @@ end
 -- KEYS the call's inbox, gc:inbox; ARGV the entry, now, the call's id
 local PUSH = [[
 redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[3], 'q', '1')
 return redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[3])
 ]]
 
@@ -683,7 +722,7 @@ return redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[3])
 -- event), in one script acknowledged as `ingest` is: a node that dies after this leaves it to
 -- the others (`gc:inbox` says since when).
 function Store:push(id, text, now)
-  local v, err = eval(self, true, PUSH, 2, key(self, id, "in"), shared(self, id, "inbox"), text,
+  local v, err = eval(self, true, PUSH, 3, key(self, id, "in"), shared(self, id, "inbox"), key(self, id, "hd"), text,
                       now or math.floor(self.clock() * 1000), id)
   if v == nil and err then error(store_error("store", "Redis: " .. tostring(err.message or err.code)), 0) end
 end
@@ -720,12 +759,18 @@ function Store:inbox_due(before)
   return self:_ranged("inbox", before)
 end
 
+local LEASE_FIELDS = { ls = true, lx = true, fn = true, q = true }
+
 --- The call's head: {flow, dir, tenant, state, ended} as its log says, or nil.
 function Store:head(id)
   local v = must(self, "HGETALL", key(self, id, "hd"))
   if type(v) ~= "table" or #v == 0 then return nil end
-  local h = {}
-  for i = 1, #v, 2 do h[v[i]] = v[i + 1] end
+  local h, any = {}, false
+  for i = 1, #v, 2 do
+    local f = v[i]
+    if not LEASE_FIELDS[f] then h[f], any = v[i + 1], true end
+  end
+  if not any then return nil end   -- (a lease taken on a call that has logged nothing)
   if h.dir == "" then h.dir = nil end
   if h.tenant == "" then h.tenant = nil end
   h.ended = h.ended == "1" or nil
@@ -850,13 +895,13 @@ function Store:lock(id, ttl, wait)
   local deadline = self.clock() + (wait or 10)
   local pause = 2
   while true do
-    local t = script(self, LOCK, 2, key(self, id, "lease"), key(self, id, "fence"), math.floor((ttl or 30) * 1000),
-                     self.keepMs)
+    local t = script(self, LOCK, 1, key(self, id, "hd"), math.floor((ttl or 30) * 1000), self.keepMs,
+                     math.floor(self.clock() * 1000))
     if t and t ~= core.null then         -- a Lua false from the script is a nil reply
       self.tokens[id] = tostring(t)
       return function()   -- (true when events wait in the inbox)
         if self.tokens[id] == tostring(t) then self.tokens[id] = nil end
-        return script(self, UNLOCK, 2, key(self, id, "lease"), key(self, id, "in"), tostring(t)) == 1
+        return script(self, UNLOCK, 2, key(self, id, "hd"), key(self, id, "in"), tostring(t)) == 1
       end, t
     end
     if self.clock() >= deadline or not self.sleep then return nil, "timeout" end
@@ -870,7 +915,8 @@ end
 function Store:renew(id, ttl)
   local t = self.tokens[id]
   if not t then return false end
-  local v = script(self, RENEW, 1, key(self, id, "lease"), t, math.floor((ttl or 30) * 1000))
+  local v = script(self, RENEW, 1, key(self, id, "hd"), t, math.floor((ttl or 30) * 1000),
+                   math.floor(self.clock() * 1000))
   return v == 1
 end
 
