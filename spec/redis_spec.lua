@@ -598,6 +598,57 @@ describe("graphcall.store.redis on " .. on, function()
     assert.equal(9500, store:due_at(id))
   end)
 
+  it("logs an event its parked flow does not wait for without taking the call; one it may take wakes it", function()
+    local id = "call-wake"
+    local o = { tid = "t1", now = 1000, lease = 1500, watchdog = 2750.5 }
+    local seq = 0
+    local function tone()
+      seq = seq + 1
+      return { kind = "call", state = "established", toneInfo = { tone = "tone1", sequenceId = seq } }
+    end
+    local function state(st, fp) return { kind = "call", state = st, fingerprint = fp } end
+    local function op(n) return { kind = "operation", status = "completed", operationId = "op-" .. n } end
+    store:append(id, { k = "start", flow = "main", dir = "incoming", tenant = "t1" })
+    local function park(wake)
+      assert.is_false(store:park(id, 9000, true, { now = 1100, watchdog = 2750.5, lease = 1500, wake = wake }))
+      assert.is_nil(lease_of(id))
+    end
+    local function logged(e) local got = store:ingest(id, e, o) assert.is_nil(got.drive) assert.is_nil(lease_of(id)) end
+    local function drives(e) assert.is_true(store:ingest(id, e, o).drive) assert.truthy(lease_of(id)) end
+    drives(state("establishing", 1))                      -- no park yet: any event
+    park("t")                                             -- a key press
+    logged(op(1))
+    logged(state("established", 2))
+    drives(tone())
+    park("t,o")                                           -- a prompt's end or a key press
+    logged(state("established", 3))
+    drives(op(2))
+    park("c=established")                                 -- an answer's outcome
+    logged(tone())
+    logged(state("transferring", 4))
+    logged(op(3))
+    drives(state("established", 5))
+    park("-")                                             -- a pause: nothing but the call's end
+    logged(tone())
+    logged(op(4))
+    logged({ kind = "participants", participants = {} })
+    drives(state("terminated", 6))                        -- the end always wakes it
+    park(nil)                                             -- a filter of the user's: anything
+    drives(op(5))
+    -- what was logged without the flow is in the log, in order, for its replay
+    local kinds = {}
+    for _, e in ipairs(store:log(id)) do
+      if e.k == "ev" then kinds[#kinds + 1] = e.ev.kind == "operation" and e.ev.operationId or e.ev.state end
+    end
+    assert.same({ "establishing", "op-1", "established", "established", "established", "op-2", "established",
+                  "transferring", "op-3", "established", "established", "op-4", "terminated", "op-5" }, kinds)
+    -- a lock (the sweeper's, at a deadline) forgets the park's list: the flow runs again
+    park("-")
+    local release = assert(store:lock(id, 5))
+    release()
+    drives(op(6))
+  end)
+
   it("keeps a flow's steps back until its next intent or its park, and writes them in order", function()
     local id = "call-def"
     store:lock(id, 5)
@@ -633,6 +684,44 @@ describe("graphcall.store.redis on " .. on, function()
     assert.is_true(loop:run_until(function() return r:call("SISMEMBER", calls, id) == 0 end, 5000))
     assert.is_nil(store:due_at(id))
     assert.is_true(r:call("PTTL", K(id, "log")) > 0)     -- kept a while for traces, then gone
+    bot:close()
+  end)
+
+  it("runs a parked flow again only for an event it may take; the handlers see every one", function()
+    local id = "call-wakes"
+    local function notification(rd, kind)
+      rd["@odata.type"] = "#microsoft.graph." .. (kind or "call")
+      return assert(graphcall.parse_notifications(cjson.encode { value = {
+        { changeType = "updated", resourceUrl = "/communications/calls/" .. id
+          .. (kind and ("/operations/" .. rd.id) or ""), resourceData = rd } } }))
+    end
+    local incoming = notification { state = "incoming", direction = "incoming",
+      source = { identity = { phone = { id = "+14255550123" } } } }
+    local bot = new_bot { store = store, shared = true, log = function() end }
+    local runs, got, seen = 0, nil, {}
+    bot:flow(function(call)
+      runs = runs + 1
+      got = assert(call:wait { kind = "operation" }).operationId   -- (a table: the wait names the kind)
+    end)
+    bot:on("tone", function(_, ev) seen[#seen + 1] = ev.toneInfo.tone end)
+    local rt = bot.runtime
+    local function settle() assert.is_true(loop:run_until(function() return rt.queues[id] == nil end, 5000)) end
+    assert(rt:accept(incoming))
+    settle()
+    assert.equal(1, runs)
+    for n = 1, 3 do      -- key presses, a state: not what the flow waits for
+      assert(rt:accept(notification { state = "established", toneInfo = { tone = "tone" .. n, sequenceId = n } }))
+      settle()
+    end
+    assert(rt:accept(notification { state = "established" }))
+    settle()
+    assert.equal(1, runs)                                  -- logged; the flow was not replayed
+    assert.same({ "tone1", "tone2", "tone3" }, seen)       -- and the handlers had them
+    assert(rt:accept(notification({ id = "op-1", status = "completed" }, "commsOperation")))
+    settle()
+    assert.equal(2, runs)
+    assert.equal("op-1", got)
+    assert.equal("end", store:log(id)[#store:log(id)].k)
     bot:close()
   end)
 

@@ -285,19 +285,17 @@ function Call:random(m, n)
   return m + math.floor(r * (n - m + 1))
 end
 
---- In a flow: wait for the next event that `filter(ev)` accepts (events not taken by an earlier
--- wait, in the order they came), until `deadline` (ms since the epoch, from `call:now()`).
--- @return the event, or nil and "timeout", or nil and the hangup error
-function Call:wait(filter, deadline)
-  if type(filter) == "table" then
-    local want = filter
-    filter = function(e)
-      for k, v in pairs(want) do if e[k] ~= v then return false end end
-      return true
-    end
-  end
+-- What can end a wait, for a store that takes events without the flow (`graphcall.redisstore`'s
+-- ingest): the events a wait's filter may accept, as a list ("t,o"): t a key press, c any call
+-- event, c=state a call event in that state (not a key press), o an operation's, p the
+-- roster's, s content sharing; "-" none; or nil (any event). The call's end always can. A
+-- wait's list covers all it may take, never less.
+M.WAKE_KIND = { call = "c", operation = "o", participants = "p", contentSharing = "s" }
+
+-- `call:wait`, and `wake` (M.WAKE_KIND's letters) for the store
+function Call:_wait(filter, deadline, wake)
   local v = self:_step("wait", function(done)
-    local w = { filter = filter, deadline = deadline, done = done }
+    local w = { filter = filter, deadline = deadline, done = done, wake = wake }
     self.waiter = w
     self:_offer(w)   -- (if it must wait, the flow parks; its driver keeps the deadline)
   end, true)
@@ -306,9 +304,27 @@ function Call:wait(filter, deadline)
   return nil, hangup_error(self)
 end
 
+--- In a flow: wait for the next event that `filter(ev)` accepts (events not taken by an earlier
+-- wait, in the order they came), until `deadline` (ms since the epoch, from `call:now()`).
+-- @param filter fn(ev) true to take it, or a table of fields the event must have
+-- @param deadline ms since the epoch, or nil (the call's end)
+-- @return the event, or nil and "timeout", or nil and the hangup error
+function Call:wait(filter, deadline)
+  local wake
+  if type(filter) == "table" then
+    local want = filter
+    wake = M.WAKE_KIND[want.kind]
+    filter = function(e)
+      for k, v in pairs(want) do if e[k] ~= v then return false end end
+      return true
+    end
+  end
+  return self:_wait(filter, deadline, wake)
+end
+
 --- In a flow: pause for `ms` (a hangup ends the pause: nil and the hangup error).
 function Call:sleep(ms)
-  local _, why = self:wait(function() return false end, self:now() + ms)
+  local _, why = self:_wait(function() return false end, self:now() + ms, "-")
   if why == "timeout" then return true end
   return nil, why
 end
@@ -555,7 +571,7 @@ function Call:op_done(op, expect)
   local limit = self:now() + self.bot.waitLimit
   while true do
     local deadline = expect and math.min(self:now() + expect + M.MARGIN, limit) or limit
-    local ev, e = self:wait(function(x) return ends(x, op) end, deadline)
+    local ev, e = self:_wait(function(x) return ends(x, op) end, deadline, "o")
     if ev then return ev end
     if e ~= "timeout" then return nil, e end
     if op.window then   -- nothing of it came: it never reached the service (the caller sends it again)
@@ -595,10 +611,10 @@ end
 -- is as if its notification had come; 404 ends the call. The bot's `waitLimit` stays as the
 -- last resort.
 -- @return the event (or a stand-in for it, `synthetic`), or nil and "timeout" or the hangup error
-function Call:_await_state(accept, want, expect, what)
+function Call:_await_state(accept, want, expect, what, wake)
   local limit = self:now() + self.bot.waitLimit
   while true do
-    local ev, e = self:wait(accept, math.min(self:now() + expect + M.MARGIN, limit))
+    local ev, e = self:_wait(accept, math.min(self:now() + expect + M.MARGIN, limit), wake or "c")
     if ev then return ev end
     if e ~= "timeout" then return nil, e end
     local a = self:_ask()

@@ -268,7 +268,8 @@ M.RINGING = 60000
 function Call:ready(expect)
   local ev, e = self:_await_state(function(x)
     return x.kind == "call" and not x.toneInfo and (x.state == "established" or x.state == "terminated")
-  end, function(st) return st == "established" or st == "hold" end, expect or M.RINGING, "the call's established state")
+  end, function(st) return st == "established" or st == "hold" end, expect or M.RINGING, "the call's established state",
+    "c=established")
   if ev and (ev.state == "established" or ev.state == "hold") then return true end
   if e == "timeout" then return nil, err("timeout", "the call was not established in time") end
   if ev then self.ended = ev end
@@ -385,7 +386,7 @@ function Call:collect(o)
   if not ok then return nil, e end
   if o.flush then
     while true do
-      local ev = self:wait(is_tone, self:now())
+      local ev = self:_wait(is_tone, self:now(), "t")
       if not ev then break end
     end
   end
@@ -415,9 +416,9 @@ function Call:collect(o)
       local playing, cancelled = true, false
       local ends_by = self:now() + (list.ms or M.PROMPT) + callmod.MARGIN   -- then ask
       while playing and not finished do
-        local ev, we = self:wait(function(x)
+        local ev, we = self:_wait(function(x)
           return is_tone(x) or callmod.ends(x, op)
-        end, ends_by)
+        end, ends_by, "t,o")
         if not ev and we == "timeout" then   -- the prompt's end never came: ask what it became
           ev, we = self:op_done(op, 0)
         end
@@ -446,7 +447,7 @@ function Call:collect(o)
     end
     -- the digits after the prompt
     while not finished do
-      local ev, we = self:wait(is_tone, self:now() + (digits == "" and first or inter))
+      local ev, we = self:_wait(is_tone, self:now() + (digits == "" and first or inter), "t")
       if not ev then
         if we ~= "timeout" then return nil, we end
         break
@@ -531,7 +532,7 @@ function Call:transfer(o)
   local ev, we = self:_await_state(function(x)
     return x.kind == "call" and not x.toneInfo and (x.state == "terminated" or x.changeType == "deleted"
       or (x.state == "established" and x.resultInfo ~= nil))
-  end, function(st) return st == "established" end, M.RINGING, "the transfer's outcome")
+  end, function(st) return st == "established" end, M.RINGING, "the transfer's outcome", "c=established")
   if not ev then
     if we == "timeout" then return nil, err("timeout", "the transfer's outcome never came") end
     if self.gone then   -- the call went away without a word: handed over, if the service had accepted it
@@ -573,7 +574,7 @@ function Call:hangup()
   end
   local ev = self:_await_state(function(x)
     return x.kind == "call" and (x.state == "terminated" or x.changeType == "deleted")
-  end, function(st) return st == "terminated" end, M.ANSWERED, "the call's end after the hang-up")
+  end, function(st) return st == "terminated" end, M.ANSWERED, "the call's end after the hang-up", "-")
   if ev then self.ended = ev end
   return true
 end

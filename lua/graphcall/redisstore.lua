@@ -6,7 +6,8 @@
 -- Cluster): `gc:{id}:log` (a list of JSON entries), `gc:{id}:st` (the bot's state),
 -- `gc:{id}:hd` (a hash: flow, dir, tenant, state, ended, the tracker's state `trk`, `x` when
 -- the keys' time to live was last extended, and the lease: its token `ls`, until when it
--- holds `lx`, the last fencing token `fn`; `q` when the inbox may hold entries) and
+-- holds `lx`, the last fencing token `fn`; `q` when the inbox may hold entries; `w` what can
+-- end the parked flow's wait) and
 -- `gc:{id}:in` (the inbox). The lease lives in the head so that a script that reads or
 -- writes the head takes or lets go of it in the same command. Keys not per call: `gc:calls`
 -- (calls with a log), `gc:due` and `gc:ka` (sorted sets of deadlines and keepAlive times),
@@ -123,7 +124,7 @@ local LOCK = [[
 local h = redis.call('HMGET', KEYS[1], 'ls', 'lx', 'fn')
 if h[1] and h[1] ~= '' and (tonumber(h[2]) or 0) > tonumber(ARGV[3]) then return false end
 local t = (tonumber(h[3]) or 0) + 1
-redis.call('HSET', KEYS[1], 'ls', t, 'lx', ARGV[3] + ARGV[1], 'fn', t)
+redis.call('HSET', KEYS[1], 'ls', t, 'lx', ARGV[3] + ARGV[1], 'fn', t, 'w', '')
 if not h[3] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return t
 ]]
@@ -389,10 +390,12 @@ local function head_list(held)
   return out
 end
 
--- WRITE's arguments after the token, for what waits; what was kept back for it is taken
-local function write_args(self, id, held, due, last)
+-- WRITE's arguments after the token, for what waits; what was kept back for it is taken;
+-- `wake`: what can end the flow's wait (a park's), kept in the head
+local function write_args(self, id, held, due, last, wake)
   local trk, pop = self.pendingTrk[id] or "", self.popNext[id] and "1" or ""
   local fields = head_list(held)
+  if wake then fields[#fields + 1], fields[#fields + 2] = "w", wake end
   if self.pendingFp[id] then fields[#fields + 1], fields[#fields + 2] = "fp", self.pendingFp[id] end
   self.pendingTrk[id], self.pendingFp[id], self.popNext[id] = nil, nil, nil
   return table.concat(held, "\n"), self.keepMs, trk, pop, due or "", id, last and "1" or "", unpack(fields)
@@ -439,14 +442,34 @@ end
 -- state (`c`), an event the tracker let through into the log, and the head written after.
 local LIB_HELPERS = [[
 local function head_of(key)
-  local h = redis.call('HMGET', key, 'flow', 'ended', 'dir', 'tenant', 'state', 'trk', 'x', 'fp', 'ls', 'lx', 'q')
+  local h = redis.call('HMGET', key, 'flow', 'ended', 'dir', 'tenant', 'state', 'trk', 'x', 'fp', 'ls', 'lx', 'q',
+    'w')
   -- (every field named here: the table is sized once)
   local c = { flow = h[1], ended = h[2] == '1', dir = h[3], tenant = h[4], state = h[5], was = h[5],
               text = h[6] or false, ring = h[8] or false, x = tonumber(h[7]) or false, tr = false, e = false,
-              n = 0, changed = false, ls = h[9] or '', lx = tonumber(h[10]) or 0, q = h[11] == '1', set = false }
+              n = 0, changed = false, ls = h[9] or '', lx = tonumber(h[10]) or 0, q = h[11] == '1', w = h[12] or '',
+              set = false }
   c.tr = tracker.new { store = tracker.text_store(function() return c.text or nil, c.ring or nil end,
     function(_, t, r) c.text, c.ring = t, r end, cjson.encode, cjson.decode, true) }
   return c
+end
+
+-- whether an event may end the wait the call's flow parked on (`w`, the park's: '' any event,
+-- else a list as `graphcall.call` makes it: "t,o", "c=established", "-"); the call's end
+-- always may
+local WAKE_KIND = { operation = 'o', participants = 'p', contentSharing = 's' }
+local function wakes(w, e)
+  if w == '' then return true end
+  local k = e.kind
+  local tone = k == 'call' and type(e.toneInfo) == 'table'
+  if k == 'call' and (e.state == 'terminated' or e.changeType == 'deleted') then return true end
+  local letter = WAKE_KIND[k]
+  if k ~= 'call' and not letter then return true end   -- (a kind this list does not name)
+  local state = k == 'call' and not tone and ('c=' .. tostring(e.state))
+  for t in string.gmatch(w, '[^,]+') do
+    if t == letter or (k == 'call' and (t == 'c' or (tone and t == 't') or t == state)) then return true end
+  end
+  return false
 end
 
 -- the event (its JSON text and decoded) through the tracker and into the log (KEYS[2]) with
@@ -520,10 +543,13 @@ if not logged then   -- (flags: why not)
   redis.call('HSET', KEYS[3], unpack(set))
   return {'dup', flags}
 end
-local drive = not c.ended and (c.flow or (ARGV[8] == '1' and c.e.incoming))
+-- the flow goes on (or starts) here, unless it waits for something else: the event is logged,
+-- for the flow to find when what it waits for comes
+local drive = not c.ended and (c.flow or (ARGV[8] == '1' and c.e.incoming)) and (mine or wakes(c.w, c.e))
 if drive and not mine then   -- the lease, in the head's write
   local set = c.set or {}
   set[#set + 1], set[#set + 2], set[#set + 3], set[#set + 4] = 'ls', ARGV[4], 'lx', now + tonumber(ARGV[5])
+  set[#set + 1], set[#set + 2] = 'w', ''
   c.set = set
 end
 head_after(c, KEYS, id, keep, ARGV[7], tonumber(ARGV[9]))
@@ -573,7 +599,7 @@ for _, ev in ipairs(events) do
   if etext then out[#out + 1], out[#out + 2] = etext, ev[2] end
 end
 -- the inbox taken: its flag goes, and the lease goes (duplicates all) or is held on
-c.set = #out == 0 and { 'q', '', 'ls', '' } or { 'q', '', 'lx', tonumber(now) + tonumber(ARGV[4]) }
+c.set = #out == 0 and { 'q', '', 'ls', '' } or { 'q', '', 'lx', tonumber(now) + tonumber(ARGV[4]), 'w', '' }
 head_after(c, KEYS, id, keep, now, tonumber(ARGV[3]))
 redis.call('DEL', KEYS[4])
 redis.call('ZREM', KEYS[7], id)
@@ -633,7 +659,9 @@ end
 -- @param at the flow's deadline (ms since the epoch), or nil
 -- @param last true: the lease is let go (nothing else is queued on the call here)
 -- @param o with `last`, for the events to take (without it, none are): `now`, `watchdog` (the
---   deadline while the flow goes on with them), `lease` (ms), `keepAlive` (ms, or nil)
+--   deadline while the flow goes on with them), `lease` (ms), `keepAlive` (ms, or nil), `wake`
+--   (what can end the flow's wait, `graphcall.call.WAKE_KIND`'s letters, or nil: any event;
+--   until the lease is taken again, `ingest` logs other events without taking the call)
 -- @return with `last`: `{events = {{e =, tid =}...}, entries =}` (taken: the events as the log
 --   keeps them, the log; the lease is still this store's), true (let go; entries wait in the
 --   inbox that only the lease's next holder takes: a flow's start), or false (let go)
@@ -647,7 +675,7 @@ function Store:park(id, at, last, o)
     key(self, id, "hd"), key(self, id, "in"), shared(self, id, "due"), shared(self, id, "ka"),
     shared(self, id, "inbox"), shared(self, id, "calls"),
     math.floor(o.now), string.format("%.1f", o.watchdog), o.keepAlive and math.floor(o.keepAlive) or "0",
-    math.floor(o.lease), self.tokens[id] or "", write_args(self, id, held, due, true)))
+    math.floor(o.lease), self.tokens[id] or "", write_args(self, id, held, due, true, o.wake or "")))
   if type(r) ~= "table" then
     self.tokens[id] = nil
     return r == 1
@@ -759,7 +787,7 @@ function Store:inbox_due(before)
   return self:_ranged("inbox", before)
 end
 
-local LEASE_FIELDS = { ls = true, lx = true, fn = true, q = true }
+local LEASE_FIELDS = { ls = true, lx = true, fn = true, q = true, w = true }
 
 --- The call's head: {flow, dir, tenant, state, ended} as its log says, or nil.
 function Store:head(id)

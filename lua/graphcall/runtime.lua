@@ -87,7 +87,7 @@ function M.new(o)
     every = o.every, timer = o.timer, where = o.where, retryFor = o.retryFor or 60000,
     lockWait = o.lockWait or 30, acceptWait = o.acceptWait or 2000, keep = o.keep or false,
     keepEnded = o.keepEnded or M.KEEP_ENDED, ended = { head = 1, tail = 0 }, endedSet = {},
-    queues = {}, driving = {}, timers = {}, parking = {}, log = o.bot.log,
+    queues = {}, driving = {}, timers = {}, parking = {}, wakes = {}, log = o.bot.log,
     inboxed = o.store.push ~= nil and o.inbox ~= false,
     stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0, takeovers = 0 },
   }, Runtime)
@@ -206,7 +206,7 @@ function Runtime:drive(call, body, watched)
   self.driving[id] = nil
   if how == "aborted" then
     if store.defer then store:discard(id) end
-    self.parking[id] = nil
+    self.parking[id], self.wakes[id] = nil, nil
     self:_forget(id)   -- what the flow was is in the log; a retry replays it
     if M.store_error(e) then error(e, 0) end
     self.log("error", "call " .. id .. ": the flow's driver failed: " .. tostring(e))
@@ -214,6 +214,9 @@ function Runtime:drive(call, body, watched)
   end
   if not self.keep then self.bot.calls[id] = nil end   -- nothing of the call stays in this process
   local w = call.waiter
+  -- what can end the wait, for a store that takes the call's events without the flow meanwhile
+  -- (the flow is dropped here: a flow kept in this process is woken by each of them)
+  if how == "parked" and w and not self.keep then self.wakes[id] = w.wake end
   if call.finished then
     self:_alarm(id)
     store:expire(id)
@@ -550,12 +553,12 @@ function Runtime:_drain(id)
     if q[i].kick then q.kick = false end     -- a kick queued from now on is a new one
     if q[i].due then q.due = false end
     local ok, e = xpcall(self._item, keep_tables, self, id, q[i])
-    local at = self.parking[id]
-    self.parking[id] = nil
+    local at, wake = self.parking[id], self.wakes[id]
+    self.parking[id], self.wakes[id] = nil, nil
     if ok and at ~= nil then   -- the flow parked: its deadline, and the lease if nothing else is queued
       local last = release ~= nil and not q[i + 1]
       local o = last and { now = self.now(), watchdog = watchdog_at(self), lease = self.lease * 1000,
-                           keepAlive = self.bot.keepAliveEvery }
+                           keepAlive = self.bot.keepAliveEvery, wake = wake }
       ok, e = xpcall(self.store.park, keep_tables, self.store, id, at or nil, last, o)
       if ok and last and type(e) == "table" then
         -- events that came to other processes meanwhile, taken into the log with the park: the
