@@ -428,6 +428,26 @@ describe("graphcall.store.redis on " .. on, function()
     assert.is_true(pttl > 0 and pttl <= 1000)
   end)
 
+  it("lets go of the lease with the call's end, and says whether late events wait in its inbox", function()
+    for _, late in ipairs { false, true } do
+      local id = late and "call-end-late" or "call-end"
+      local release = assert(store:lock(id, 5))
+      store:append(id, { k = "start", flow = "main", dir = "incoming", tenant = "t1" })
+      if late then store:push(id, '{"e":{"kind":"call","state":"terminated"}}', 1000) end
+      store:append(id, { k = "end", ok = true })
+      store:expire(id, 60)
+      assert.is_nil(lease_of(id))                         -- let go in the same script
+      assert.equal(late, release() == true)               -- (the inbox's next holder takes it)
+      assert.is_falsy(release())                          -- once
+      assert.equal(late and 1 or 0, #store:inbox(id))
+      -- (the sweeper's list of inboxes left waiting: this process takes it, told by release)
+      assert.equal(core.null, r:call("ZSCORE", store:shared_key(id, "inbox"), id))
+      assert.truthy(r:call("PTTL", K(id, "hd")) <= 60000)
+      assert.truthy(store:recent()[1] == id)
+      assert.truthy(store:lock(id, 5, 0))                 -- free for whoever comes next
+    end
+  end)
+
   it("keeps the tracker's state as JSON without its seen set, and takes it back whole", function()
     local tracker = require("graphcall.tracker").new { store = store:tracker() }
     local function tone(seq)

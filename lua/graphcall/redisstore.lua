@@ -318,7 +318,7 @@ function M.new(o)
                         buckets = buckets, tags = buckets > 1 and bucket_tags(buckets) or nil,
                         sweeping = {}, sweepLease = o.sweepLease or 500,
                         replicas = o.replicas or (o.redis.cluster and 1 or 0), replicaTimeout = o.replicaTimeout or 500,
-                        noWait = {}, unreplicated = 0, metrics = o.metrics,
+                        noWait = {}, unreplicated = 0, metrics = o.metrics, waiting = {},
                         prefix = core.uuid():sub(1, 8) .. ":" }, Store)
 end
 
@@ -732,7 +732,7 @@ end
 -- @return true when events wait in the call's inbox (whoever lets go takes them next)
 function Store:release(id)
   local t = self.tokens[id]
-  if not t then return end
+  if not t then return self:_let_go(id) end
   self.tokens[id] = nil
   return script(self, UNLOCK, 2, key(self, id, "hd"), key(self, id, "in"), t) == 1
 end
@@ -857,23 +857,35 @@ end
 
 --- An ended call: its keys go after `seconds` (the store's ttl).
 -- KEYS the call's parts (PARTS), gc:due, gc:ka, gc:inbox, gc:calls, gc:recent; ARGV ms, id,
--- now (ms; buckets only)
+-- now (ms; buckets only), the token of the lease this store holds ("": none). The lease is let
+-- go here; the answer: -1 (not held), 0, or 1 when entries wait in the inbox (late events,
+-- for whoever takes the lease next), the inbox being left as it is only then.
 local EXPIRE = [[
-for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+local h = redis.call('HMGET', KEYS[3], 'ls', 'q')
+local mine, waits = ARGV[4] ~= '' and h[1] == ARGV[4], 0
+if mine then redis.call('HSET', KEYS[3], 'ls', '') end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+if h[2] == '1' then
+  redis.call('PEXPIRE', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[7], ARGV[2])
+  waits = redis.call('EXISTS', KEYS[4])
+end
 redis.call('ZREM', KEYS[5], ARGV[2])
 redis.call('ZREM', KEYS[6], ARGV[2])
-redis.call('ZREM', KEYS[7], ARGV[2])
 redis.call('SREM', KEYS[8], ARGV[2])
 if ARGV[3] ~= '' then   -- buckets: a sorted set by when, so the calls page can merge them
   redis.call('ZADD', KEYS[9], ARGV[3], ARGV[2])
-  return redis.call('ZREMRANGEBYRANK', KEYS[9], 0, -101)
+  redis.call('ZREMRANGEBYRANK', KEYS[9], 0, -101)
+-- the calls page lists the last hundred ended (trimmed now and then, not at every call)
+elseif redis.call('LPUSH', KEYS[9], ARGV[2]) > 150 then
+  redis.call('LTRIM', KEYS[9], 0, 99)
 end
-redis.call('LPUSH', KEYS[9], ARGV[2])   -- the calls page lists the last hundred ended
-return redis.call('LTRIM', KEYS[9], 0, 99)
+return mine and waits or -1
 ]]
 
 --- An ended call: its keys go after `seconds` (the store's ttl); it leaves the list of calls,
--- the deadlines and keepAlive times, and joins the calls that ended last (one script).
+-- the deadlines and keepAlive times, and joins the calls that ended last (one script). The
+-- lease this store holds on it is let go with it (the release after says what `release` would).
 function Store:expire(id, seconds)
   self:flush(id)
   local ms = math.floor((seconds or self.ttl) * 1000)
@@ -881,8 +893,19 @@ function Store:expire(id, seconds)
                         key(self, id, "in"),
                         shared(self, id, "due"), shared(self, id, "ka"), shared(self, id, "inbox"),
                         shared(self, id, "calls"), shared(self, id, "recent"), ms, id,
-                        self.buckets > 1 and math.floor(self.clock() * 1000) or "")
+                        self.buckets > 1 and math.floor(self.clock() * 1000) or "", self.tokens[id] or "")
   if v == nil and err then error(store_error("store", "Redis: " .. tostring(err.message or err.code)), 0) end
+  if v >= 0 then
+    self.tokens[id] = nil
+    if v == 1 then self.waiting[id] = true end
+  end
+end
+
+-- The lease was let go with the call's end (`expire`): whether entries wait, once.
+function Store:_let_go(id)
+  local w = self.waiting[id]
+  self.waiting[id] = nil
+  return w
 end
 
 --- The ids of the calls that ended last (a hundred at most; their logs go after the ttl).
@@ -928,7 +951,8 @@ function Store:lock(id, ttl, wait)
     if t and t ~= core.null then         -- a Lua false from the script is a nil reply
       self.tokens[id] = tostring(t)
       return function()   -- (true when events wait in the inbox)
-        if self.tokens[id] == tostring(t) then self.tokens[id] = nil end
+        if self.tokens[id] ~= tostring(t) then return self:_let_go(id) end   -- (let go already)
+        self.tokens[id] = nil
         return script(self, UNLOCK, 2, key(self, id, "hd"), key(self, id, "in"), tostring(t)) == 1
       end, t
     end
