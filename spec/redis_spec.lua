@@ -707,6 +707,30 @@ describe("graphcall.store.redis on " .. on, function()
     bot:close()
   end)
 
+  it("leaves a deadline to the process that holds the call: one try, no waiting on its lease", function()
+    local id = "call-held-due"
+    local bot = new_bot { store = store, shared = true, log = function() end }
+    local other = require("graphcall.store").redis { redis = new_client() }
+    local release = assert(other:lock(id, 5))            -- another process runs the call's flow
+    store:set_due(id, 1)
+    local tries, lock = 0, store.lock
+    store.lock = function(s, cid, ...)
+      if cid == id then tries = tries + 1 end
+      return lock(s, cid, ...)
+    end
+    finally(function() store.lock = nil end)
+    local t0 = loop:now()
+    assert(bot.runtime:enqueue(id, { due = true }))
+    assert.is_true(loop:run_until(function() return bot.runtime.queues[id] == nil end, 5000))
+    assert.equal(1, tries)
+    assert.is_true(loop:now() - t0 < 1000, loop:now() - t0)
+    assert.equal(1, store:due_at(id))                    -- still due: the holder's park sets the next
+    release()
+    store.lock = nil
+    store:clear_due(id)
+    bot:close()
+  end)
+
   it("runs a parked flow again only for an event it may take; the handlers see every one", function()
     local id = "call-wakes"
     local function notification(rd, kind)

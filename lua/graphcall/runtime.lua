@@ -510,15 +510,18 @@ function Runtime:_up()
     math.floor(self.now() - d.since), d.retried))
 end
 
-local function take(self, id, until_ms)
+-- `once`: one try, "held" when another process holds the lease.
+-- @return release, or nil and why not
+local function take(self, id, until_ms, once)
   local pause, said = 50, false
   while true do
-    local ok, release, err = pcall(self.store.lock, self.store, id, self.lease, self.lockWait)
+    local ok, release, err = pcall(self.store.lock, self.store, id, self.lease, not once and self.lockWait or 0)
     if ok and release then
       self:_up()
       return release
     end
     err = ok and err or release
+    if once and err == "timeout" then return nil, "held" end
     if self.now() >= until_ms then return nil, err end
     if not ok and M.store_error(err) then
       self:_down(err)
@@ -537,6 +540,17 @@ function Runtime:_drain(id)
   local i, release, give_up, pause, waiting = 1, nil, nil, 50, nil
   while q[i] do
     local got = q[i].logged
+    if not release and q[i].due and not q[i].letGo then
+      -- a deadline while another process runs the flow: its park sets the next one (one that
+      -- died holding the call lets its lease run out, and the next sweep finds the deadline)
+      local err
+      release, err = take(self, id, 0, true)
+      if err == "held" then
+        q.due = false
+        q[i], i = false, i + 1
+        goto continue
+      end
+    end
     if not release and got and got.drive and not got.mine and not q[i].letGo then   -- the ingest took it
       release = function() return self.store:release(id) end
     elseif not release and not (got and not got.drive) then   -- (handlers alone need no lease)
@@ -593,6 +607,7 @@ function Runtime:_drain(id)
         pause = math.min(pause * 2, 1000)
       end
     end
+    ::continue::
   end
   self.queues[id] = nil
   if release then
