@@ -591,7 +591,7 @@ describe("graphcall.store.redis on " .. on, function()
     local took = ran(id, before_park)
     -- one FCALL: write, inbox, tracker, log, head, lease, deadline; on a cluster a no-op with
     -- a WAIT behind it (loaded the first time): a replica has the events before they count as taken
-    assert.is_true(took <= (cluster and 15 or 13), took)
+    assert.is_true(took <= (cluster and 13 or 11), took)
     assert.equal(1, #taken.events)
     assert.equal(5, taken.events[1].e.toneInfo.sequenceId)
     assert.equal(23, taken.events[1].e.fingerprint)

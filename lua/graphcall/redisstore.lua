@@ -67,8 +67,9 @@ end
 -- them; "" for none), ms to keep, tracker state (or ""), "1" to take the inbox's first entry,
 -- the deadline ("" leave it, "-" clear it), the call's id, "1" to let go of the lease, then the
 -- head's fields. The keys' time to live is set with the log's first entry (then kept by
--- `ingest`). `park` (the park's): the lease is let go unless the inbox may hold entries, and
--- the answer says which ('q': it may). Returns 1 when entries wait after the lease was let go.
+-- `ingest`). `park` (the park's): the lease is let go unless the inbox may hold entries; then
+-- the answer is 'q', with the head's fields and the deadline left for the park to write with
+-- what it takes. Returns 1 when entries wait after the lease was let go.
 local WRITE_FN = "local function write(KEYS, ARGV, park)\n" .. [[
 local h = redis.call('HMGET', KEYS[1], 'ls', 'q')
 if ARGV[1] ~= '' and h[1] ~= ARGV[1] then
@@ -79,7 +80,8 @@ local set = {}
 if ARGV[4] ~= '' then set[1], set[2] = 'trk', ARGV[4] end
 for k = 9, #ARGV do set[#set + 1] = ARGV[k] end
 if letgo then set[#set + 1], set[#set + 2] = 'ls', '' end
-if #set > 0 then redis.call('HSET', KEYS[3], unpack(set)) end
+local later = park and not letgo
+if #set > 0 and not later then redis.call('HSET', KEYS[3], unpack(set)) end
 local n = 0
 if ARGV[2] ~= '' then
   local entries = lines(ARGV[2])
@@ -91,9 +93,9 @@ if ARGV[2] ~= '' then
   end
 end
 if ARGV[5] == '1' then redis.call('LPOP', KEYS[4]) end
+if later then return 'q', set, ARGV[6] end
 if ARGV[6] == '-' then redis.call('ZREM', KEYS[5], ARGV[7])
 elseif ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], ARGV[6], ARGV[7]) end
-if park and not letgo then return 'q' end
 if letgo and h[2] == '1' then return redis.call('EXISTS', KEYS[4]) end
 return 0
 end
@@ -573,11 +575,18 @@ local w = {}
 for i = 5, #ARGV do w[#w + 1] = ARGV[i] end
 local id, keep, now = w[7], tonumber(w[3]), ARGV[1]
 w[8] = ''
-local r = write({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8] }, w, true)
+local r, set, due = write({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8] }, w, true)
 if r ~= 'q' then return r end   -- let go, nothing waiting; or fenced
--- the inbox may hold entries: the lease is this node's still
+-- the inbox may hold entries: the lease is this node's still; the head's fields and the
+-- flow's deadline are written with what happens to them (one HSET, one ZADD)
+local function deadline()
+  if due == '-' then redis.call('ZREM', KEYS[5], id)
+  elseif due ~= '' then redis.call('ZADD', KEYS[5], due, id) end
+end
 local function letgo(waits)
-  redis.call('HSET', KEYS[3], 'ls', '', 'q', waits and '1' or '')
+  set[#set + 1], set[#set + 2], set[#set + 3], set[#set + 4] = 'ls', '', 'q', waits and '1' or ''
+  redis.call('HSET', KEYS[3], unpack(set))
+  deadline()
   return waits and 1 or 0
 end
 local texts = redis.call('LRANGE', KEYS[4], 0, -1)
@@ -593,17 +602,30 @@ for i, t in ipairs(texts) do
 end
 if #events == 0 then return letgo(false) end
 local c = head_of(KEYS[3])
+for i = 1, #set, 2 do   -- (the tracker's state the write kept back is the one to go on from)
+  if set[i] == 'trk' then c.text = set[i + 1] elseif set[i] == 'fp' then c.ring = set[i + 1] end
+end
 local out = {}
 for _, ev in ipairs(events) do
   local etext = log_event(c, KEYS, id, ev[1], now)
   if etext then out[#out + 1], out[#out + 2] = etext, ev[2] end
 end
 -- the inbox taken: its flag goes, and the lease goes (duplicates all) or is held on
-c.set = #out == 0 and { 'q', '', 'ls', '' } or { 'q', '', 'lx', tonumber(now) + tonumber(ARGV[4]), 'w', '' }
+local n = #set
+if #out == 0 then
+  set[n + 1], set[n + 2], set[n + 3], set[n + 4] = 'q', '', 'ls', ''
+else
+  local lx = tonumber(now) + tonumber(ARGV[4])
+  set[n + 1], set[n + 2], set[n + 3], set[n + 4], set[n + 5], set[n + 6] = 'q', '', 'lx', lx, 'w', ''
+end
+c.set = set
 head_after(c, KEYS, id, keep, now, tonumber(ARGV[3]))
 redis.call('DEL', KEYS[4])
 redis.call('ZREM', KEYS[7], id)
-if #out == 0 then return 0 end   -- duplicates all
+if #out == 0 then   -- duplicates all
+  deadline()
+  return 0
+end
 redis.call('ZADD', KEYS[5], ARGV[2], id)
 return { 'took', out, redis.call('LRANGE', KEYS[2], 0, -1) }
 ]]
