@@ -868,6 +868,41 @@ describe("graphcall.store.redis on " .. on, function()
     bot:close()
   end)
 
+  it("keeps its scripts as one library of functions, loaded again where a server lost it", function()
+    local id = "call-lib"
+    local s = require("graphcall.store").redis { redis = new_client(), ttl = 60 }
+    local function loads()
+      local n = 0
+      for _, nd in ipairs(cluster and srv.nodes or { { port = srv.port } }) do
+        local rc = redis.new { port = nd.port, loop = loop }
+        local ok, info = pcall(rc.call, rc, "INFO", "commandstats")
+        if ok and type(info) == "string" then
+          n = n + tonumber(info:match("cmdstat_script|load:calls=(%d+)") or 0)
+        end
+        rc:close()
+      end
+      return n
+    end
+    local before = loads()
+    local release = assert(s:lock(id, 5))
+    s:append(id, { k = "start", flow = "main", dir = "incoming", tenant = "t1" })
+    s:put(id, { n = 1 })
+    release()
+    assert.equal(before, loads())                          -- no SCRIPT LOAD: the library's functions
+    -- a server that lost it (restarted without its data): the next call loads it again
+    for _, nd in ipairs(cluster and srv.nodes or { { port = srv.port } }) do
+      local rc = redis.new { port = nd.port, loop = loop }
+      pcall(rc.call, rc, "FUNCTION", "FLUSH")
+      rc:close()
+    end
+    release = assert(s:lock(id, 5))
+    s:append(id, { k = "end", ok = true })
+    release()
+    assert.equal(2, #s:log(id))
+    assert.is_nil(lease_of(id))
+    s.redis:close()
+  end)
+
   it("says a Redis that is away once, then that it is back: no line a round, no traceback", function()
     if cluster then return end   -- (one server of its own, killed)
     local own = R.start()

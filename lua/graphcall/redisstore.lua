@@ -100,7 +100,10 @@ if letgo and h[2] == '1' then return redis.call('EXISTS', KEYS[4]) end
 return 0
 end
 ]]
-local WRITE = LINES .. WRITE_FN .. "return write(KEYS, ARGV)\n"
+local WRITE = "return write(KEYS, ARGV)\n"   -- (the library has `write`)
+
+-- nothing: a write for a WAIT to follow on its connection
+local ACK = "return 1\n"
 
 -- an inbox entry dropped (a duplicate): KEYS head (the lease's), head, inbox; ARGV token, tracker state,
 -- its fingerprints (each "" for none)
@@ -253,15 +256,27 @@ function Store:_unreplicated()
   if self.metrics then self.metrics:inc("unreplicated") end
 end
 
--- a script, loaded once per client (EVALSHA, and EVAL when the server lost it); `ack`: `send`'s
-local function eval(self, ack, src, nkeys, ...)
-  local sha = self.shas[src]
-  if sha then
-    local v, err = send(self, ack, "EVALSHA", sha, nkeys, ...)
-    if v ~= nil or not (err and err.message and err.message:find("^NOSCRIPT")) then return v, err end
+-- this module's Redis library (below, once every script is defined)
+local library
+
+-- FCALL, the library loaded first where the server does not have it (a new server, one that
+-- restarted without its data, another node of a cluster)
+local function fcall(self, ack, lib, name, nkeys, ...)
+  local v, err = send(self, ack, "FCALL", name, nkeys, ...)
+  if v ~= nil or not (err and err.message and err.message:find("Function not found", 1, true)) then
+    return v, err
   end
-  self.shas[src] = must(self, "SCRIPT", "LOAD", src)
-  return send(self, ack, "EVALSHA", self.shas[src], nkeys, ...)
+  local ok, lerr = self.redis:call("FUNCTION", "LOAD", lib.text)
+  if not ok and not (lerr and lerr.message and lerr.message:find("already exists", 1, true)) then
+    return nil, lerr
+  end
+  return send(self, ack, "FCALL", name, nkeys, ...)
+end
+
+-- one of this module's scripts, as its library's function; `ack`: `send`'s
+local function eval(self, ack, src, nkeys, ...)
+  local lib = library()
+  return fcall(self, ack, lib, lib.names[src], nkeys, ...)
 end
 
 local function script(self, src, nkeys, ...) return eval(self, false, src, nkeys, ...) end
@@ -315,7 +330,7 @@ function M.new(o)
     error("graphcall.store.redis: buckets: 2 or more on a Redis Cluster, not 1", 2)
   end
   return setmetatable({ redis = o.redis, ttl = ttl, keepMs = math.floor((o.keep or ttl * 4) * 1000),
-                        tokens = {}, shas = {}, sleep = o.sleep, clock = o.clock or wall,
+                        tokens = {}, sleep = o.sleep, clock = o.clock or wall,
                         pendingTrk = {}, pendingFp = {}, popNext = {}, held = {}, serial = 0,
                         buckets = buckets, tags = buckets > 1 and bucket_tags(buckets) or nil,
                         sweeping = {}, sweepLease = o.sweepLease or 500,
@@ -630,39 +645,6 @@ redis.call('ZADD', KEYS[5], ARGV[2], id)
 return { 'took', out, redis.call('LRANGE', KEYS[2], 0, -1) }
 ]]
 
--- A Redis function (Redis 7): graphcall.tracker's own source runs in it (Redis's Lua 5.1 and
--- its cjson), built once when the library is loaded, not at every call as a script would.
--- The names carry a hash of the source, so two versions of graphcall can share a server.
-local ingest_lib
-local function ingest_library()
-  if ingest_lib then return ingest_lib end
-  local path = assert(package.searchpath("graphcall.tracker", package.path), "graphcall.tracker: not found")
-  local f = assert(io.open(path, "rb"))
-  local src = f:read("*a")
-  f:close()
-  local helpers = LIB_HELPERS .. LINES .. WRITE_FN
-  local hash = core.hash(src .. helpers .. INGEST_BODY .. PARK_BODY)
-  ingest_lib = { name = "gc_ingest_" .. hash, park = "gc_park_" .. hash, text = "#!lua name=graphcall_" .. hash
-    .. "\nlocal tracker = (function()\n" .. src .. "\nend)()\n" .. helpers
-    .. "redis.register_function('gc_ingest_" .. hash .. "', function(KEYS, ARGV)\n" .. INGEST_BODY .. "\nend)\n"
-    .. "redis.register_function('gc_park_" .. hash .. "', function(KEYS, ARGV)\n" .. PARK_BODY .. "\nend)\n" }
-  return ingest_lib
-end
-
--- FCALL, the library loaded first where the server does not have it (a new server, one that
--- restarted without its data, another node of a cluster)
-local function fcall(self, ack, lib, name, nkeys, ...)
-  local v, err = send(self, ack, "FCALL", name, nkeys, ...)
-  if v ~= nil or not (err and err.message and err.message:find("Function not found", 1, true)) then
-    return v, err
-  end
-  local ok, lerr = self.redis:call("FUNCTION", "LOAD", lib.text)
-  if not ok and not (lerr and lerr.message and lerr.message:find("already exists", 1, true)) then
-    return nil, lerr
-  end
-  return send(self, ack, "FCALL", name, nkeys, ...)
-end
-
 -- a log's lines (JSON texts) as its entries
 local function entries_of(lines)
   local out = {}
@@ -692,7 +674,7 @@ function Store:park(id, at, last, o)
   self.held[id] = nil
   local due = at and string.format("%.1f", at) or "-"
   if not (last and o) then return write(self, id, held, due, last) end
-  local lib = ingest_library()
+  local lib = library()
   local r = refused(id, fcall(self, #held > 0, lib, lib.park, 8, key(self, id, "hd"), key(self, id, "log"),
     key(self, id, "hd"), key(self, id, "in"), shared(self, id, "due"), shared(self, id, "ka"),
     shared(self, id, "inbox"), shared(self, id, "calls"),
@@ -704,7 +686,7 @@ function Store:park(id, at, last, o)
   end
   -- events taken count as dispatched once a replica has them, as an ingest's do (a write with
   -- entries of the flow's was acknowledged already: WAIT counts every write before it)
-  if #held == 0 and self.replicas > 0 then eval(self, true, "return 1", 1, key(self, id, "hd")) end
+  if #held == 0 and self.replicas > 0 then eval(self, true, ACK, 1, key(self, id, "hd")) end
   local events = {}
   for i = 1, #r[2], 2 do
     events[#events + 1] = { e = core.decode(r[2][i]), tid = r[2][i + 1] ~= "" and r[2][i + 1] or nil }
@@ -729,8 +711,8 @@ function Store:ingest(id, e, o)
   self.serial = self.serial + 1
   local token = self.prefix .. self.serial
   local etext = json(e)
-  local lib = ingest_library()
-  local r, err = fcall(self, true, lib, lib.name, 8, key(self, id, "hd"), key(self, id, "log"),
+  local lib = library()
+  local r, err = fcall(self, true, lib, lib.ingest, 8, key(self, id, "hd"), key(self, id, "log"),
     key(self, id, "hd"), key(self, id, "in"), shared(self, id, "due"), shared(self, id, "ka"),
     shared(self, id, "inbox"),
     shared(self, id, "calls"), etext, o.tid and (',"tid":' .. json(o.tid)) or "", id, token, math.floor(o.lease),
@@ -1095,16 +1077,18 @@ function Store:sweep(now, inboxBefore, kaNow)
   local list = r[2]
   self.sweeping, self.nodesAlive = {}, r[1]
   for _, b in ipairs(list) do self.sweeping[b] = true end
-  if not self.shas[DUE] then self.shas[DUE] = must(self, "SCRIPT", "LOAD", DUE) end
-  local sha = self.shas[DUE]
-  local ok, answers = pcall(each_bucket, self, function(b)
-    return "EVALSHA", sha, 3, bucket_key(self, b, "due"), bucket_key(self, b, "inbox"), bucket_key(self, b, "ka"),
-      now, inboxBefore and math.floor(inboxBefore) or "", kaNow and math.floor(kaNow) or ""
-  end, list)
-  if not ok then
-    if tostring(answers.message):find("NOSCRIPT", 1, true) then self.shas[DUE] = nil end   -- a new master
-    error(answers, 0)
+  local lib = library()
+  local function ask(b)
+    return "FCALL", lib.names[DUE], 3, bucket_key(self, b, "due"), bucket_key(self, b, "inbox"),
+      bucket_key(self, b, "ka"), now, inboxBefore and math.floor(inboxBefore) or "", kaNow and math.floor(kaNow) or ""
   end
+  local ok, answers = pcall(each_bucket, self, ask, list)
+  if not ok and tostring(answers.message):find("Function not found", 1, true) then   -- a new master
+    local loaded, lerr = self.redis:call("FUNCTION", "LOAD", lib.text)
+    if not loaded and not tostring(lerr and lerr.message):find("already exists", 1, true) then error(lerr, 0) end
+    ok, answers = pcall(each_bucket, self, ask, list)
+  end
+  if not ok then error(answers, 0) end
   local out = { due = {}, inbox = {}, ka = {} }
   for _, a in ipairs(answers) do
     for k, name in ipairs { "due", "inbox", "ka" } do
@@ -1120,6 +1104,36 @@ function Store:swept()
   for b in pairs(self.sweeping) do list[#list + 1] = b end
   table.sort(list)
   return list
+end
+
+-- One Redis library (Redis 7 functions) holds every script of this module: loaded once per
+-- server (`FUNCTION LOAD`: kept with the server's data and copied to its replicas, so a
+-- failover finds it), not once per script and per client as `SCRIPT LOAD` was. The ingest and
+-- the park run graphcall.tracker's own source in it (Redis's Lua 5.1 and its cjson). The
+-- names carry a hash of the source, so two versions of graphcall can share a server.
+local lib
+library = function()
+  if lib then return lib end
+  local path = assert(package.searchpath("graphcall.tracker", package.path), "graphcall.tracker: not found")
+  local f = assert(io.open(path, "rb"))
+  local src = f:read("*a")
+  f:close()
+  local helpers = LIB_HELPERS .. LINES .. WRITE_FN
+  local scripts = { { "ingest", INGEST_BODY }, { "park", PARK_BODY }, { "write", WRITE }, { "drop", DROP },
+    { "settrk", SETTRK }, { "set", SET }, { "lock", LOCK }, { "renew", RENEW }, { "unlock", UNLOCK },
+    { "push", PUSH }, { "expire", EXPIRE }, { "assign", ASSIGN }, { "due", DUE }, { "ack", ACK } }
+  local all = { src, helpers }
+  for _, s in ipairs(scripts) do all[#all + 1] = s[2] end
+  local hash = core.hash(table.concat(all, "\n"))
+  local parts, names = { "#!lua name=graphcall_" .. hash, "local tracker = (function()", src, "end)()", helpers }, {}
+  for _, s in ipairs(scripts) do
+    local name = "gc_" .. s[1] .. "_" .. hash
+    parts[#parts + 1] = "redis.register_function('" .. name .. "', function(KEYS, ARGV)\n" .. s[2] .. "\nend)"
+    names[s[2]] = name
+  end
+  lib = { ingest = names[INGEST_BODY], park = names[PARK_BODY], names = names,
+          text = table.concat(parts, "\n") .. "\n" }
+  return lib
 end
 
 return M
