@@ -711,14 +711,19 @@ describe("graphcall.store.redis on " .. on, function()
     local id = "call-held-due"
     local bot = new_bot { store = store, shared = true, log = function() end }
     local other = require("graphcall.store").redis { redis = new_client() }
-    local release = assert(other:lock(id, 5))            -- another process runs the call's flow
-    store:set_due(id, 1)
     local tries, lock = 0, store.lock
     store.lock = function(s, cid, ...)
       if cid == id then tries = tries + 1 end
       return lock(s, cid, ...)
     end
     finally(function() store.lock = nil end)
+    -- a timer of this process for a deadline another process moved on (the flow went on there)
+    store:set_due(id, loop:wall() + 60000)
+    assert(bot.runtime:enqueue(id, { due = true }))
+    assert.is_true(loop:run_until(function() return bot.runtime.queues[id] == nil end, 5000))
+    assert.equal(0, tries)                               -- not due: no lease taken to find that out
+    local release = assert(other:lock(id, 5))            -- another process runs the call's flow
+    store:set_due(id, 1)
     local t0 = loop:now()
     assert(bot.runtime:enqueue(id, { due = true }))
     assert.is_true(loop:run_until(function() return bot.runtime.queues[id] == nil end, 5000))

@@ -7,22 +7,23 @@
 -- `gc:{id}:hd` (a hash: flow, dir, tenant, state, ended, the tracker's state `trk`, `x` when
 -- the keys' time to live was last extended, and the lease: its token `ls`, until when it
 -- holds `lx`, the last fencing token `fn`; `q` when the inbox may hold entries; `w` what can
--- end the parked flow's wait) and
--- `gc:{id}:in` (the inbox). The lease lives in the head so that a script that reads or
--- writes the head takes or lets go of it in the same command. Keys not per call: `gc:calls`
--- (calls with a log), `gc:due` and `gc:ka` (sorted sets of deadlines and keepAlive times),
--- `gc:inbox` (calls whose inbox waits), `gc:recent` (calls that ended last).
+-- end the parked flow's wait) and `gc:{id}:in` (the inbox). The lease lives in the head so
+-- that a function that reads or writes the head takes or lets go of it in the same command.
+-- Keys not per call: `gc:calls` (calls with a log), `gc:due` and `gc:ka` (sorted sets of
+-- deadlines and keepAlive times), `gc:inbox` (calls whose inbox waits), `gc:recent` (calls
+-- that ended last).
 --
 -- **One round trip per notification.** `ingest` runs the tracker (`graphcall.tracker`, the
 -- same source, inside Redis), the log's append, the head and, for a call whose flow is to go
--- on, the lease, in one script: a notification of a call without a flow costs one round trip
--- and about five commands.
+-- on, the lease, in one function of the store's Redis library: a notification of a call
+-- without a flow costs one round trip and four commands; one its parked flow does not wait
+-- for, the same.
 --
 -- **Fencing.** `lock(id)` takes the call's lease and a fencing token (a counter that only
--- grows). Every write made under it runs as a script that checks the lease still holds that
--- token, so a node whose lease ran out (it stalled, it was cut off) fails its writes with
+-- grows). Every write made under it runs as a function that checks the head still holds that
+-- token, so a node whose lease another took (it stalled, it was cut off) fails its writes with
 -- `fenced`, and since an action's intent is logged before the action is sent, it sends
--- nothing. Appends are atomic (RPUSH and the head in one script).
+-- nothing. Appends are atomic (RPUSH and the head in one function).
 -- @module graphcall.redisstore
 local core = require "graphcall.core"
 local tracker = require "graphcall.tracker"

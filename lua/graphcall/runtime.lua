@@ -541,11 +541,13 @@ function Runtime:_drain(id)
   while q[i] do
     local got = q[i].logged
     if not release and q[i].due and not q[i].letGo then
-      -- a deadline while another process runs the flow: its park sets the next one (one that
-      -- died holding the call lets its lease run out, and the next sweep finds the deadline)
+      -- a deadline another process saw to (the flow went on there and set the next), or one
+      -- while another runs the flow (its park sets the next; one that died holding the call
+      -- lets its lease run out, and the next sweep finds the deadline): left without waiting
+      local read, at = pcall(self.store.due_at, self.store, id)
       local err
-      release, err = take(self, id, 0, true)
-      if err == "held" then
+      if not (read and (at or math.huge) > self.now()) then release, err = take(self, id, 0, true) end
+      if read and not release and (err == "held" or (at or math.huge) > self.now()) then
         q.due = false
         q[i], i = false, i + 1
         goto continue
