@@ -545,9 +545,9 @@ function Runtime:_drain(id)
       -- while another runs the flow (its park sets the next; one that died holding the call
       -- lets its lease run out, and the next sweep finds the deadline): left without waiting
       local read, at = pcall(self.store.due_at, self.store, id)
-      local err
-      if not (read and (at or math.huge) > self.now()) then release, err = take(self, id, 0, true) end
-      if read and not release and (err == "held" or (at or math.huge) > self.now()) then
+      local ripe, err = read and (at or math.huge) <= self.now(), nil
+      if ripe or not read then release, err = take(self, id, 0, true) end
+      if read and not release and (err == "held" or not ripe) then
         q.due = false
         q[i], i = false, i + 1
         goto continue
