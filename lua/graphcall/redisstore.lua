@@ -260,17 +260,22 @@ end
 -- this module's Redis library (below, once every script is defined)
 local library
 
--- FCALL, the library loaded first where the server does not have it (a new server, one that
--- restarted without its data, another node of a cluster)
+-- the library loaded where a server does not have it (a new server, one that restarted
+-- without its data, another node of a cluster); another client may have loaded it meanwhile
+local function load_library(self, lib)
+  local ok, err = self.redis:call("FUNCTION", "LOAD", lib.text)
+  if not ok and not (err and err.message and err.message:find("already exists", 1, true)) then return nil, err end
+  return true
+end
+
+-- FCALL, the library loaded first where the server does not have it
 local function fcall(self, ack, lib, name, nkeys, ...)
   local v, err = send(self, ack, "FCALL", name, nkeys, ...)
   if v ~= nil or not (err and err.message and err.message:find("Function not found", 1, true)) then
     return v, err
   end
-  local ok, lerr = self.redis:call("FUNCTION", "LOAD", lib.text)
-  if not ok and not (lerr and lerr.message and lerr.message:find("already exists", 1, true)) then
-    return nil, lerr
-  end
+  local ok, lerr = load_library(self, lib)
+  if not ok then return nil, lerr end
   return send(self, ack, "FCALL", name, nkeys, ...)
 end
 
@@ -1085,8 +1090,8 @@ function Store:sweep(now, inboxBefore, kaNow)
   end
   local ok, answers = pcall(each_bucket, self, ask, list)
   if not ok and tostring(answers.message):find("Function not found", 1, true) then   -- a new master
-    local loaded, lerr = self.redis:call("FUNCTION", "LOAD", lib.text)
-    if not loaded and not tostring(lerr and lerr.message):find("already exists", 1, true) then error(lerr, 0) end
+    local loaded, lerr = load_library(self, lib)
+    if not loaded then error(lerr, 0) end
     ok, answers = pcall(each_bucket, self, ask, list)
   end
   if not ok then error(answers, 0) end
