@@ -13,7 +13,7 @@
 #   make asan     C tests and specs under AddressSanitizer + UBSan
 #   make valgrind C tests under valgrind memcheck
 #   make fuzz     libFuzzer on the notification parser, the JWT verifier, the file server's
-#                 paths and the Redis reply reader (FUZZ_SECONDS each)
+#                 paths, the Redis reply reader and the log packer (FUZZ_SECONDS each)
 #   make rock-check  luarocks make into a temporary tree, load it under lua5.4 and luajit
 #   make lint     luacheck over every Lua file, and the layer check of the Lua half (tools/layers.lua:
 #                 every require downward, no circle); the C builds with -Wall -Wextra, warnings fail CI
@@ -27,7 +27,7 @@ WARN    := -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes
 PIC     := -fPIC -fvisibility=hidden
 
 CORE_SRC := csrc/buf.c csrc/utf8.c csrc/schema.c csrc/schema_data.c csrc/encode.c csrc/json.c \
-            csrc/notify.c csrc/notify_flat.c csrc/jwt.c csrc/jws.c csrc/x509.c csrc/launch.c
+            csrc/notify.c csrc/notify_flat.c csrc/pack.c csrc/jwt.c csrc/jws.c csrc/x509.c csrc/launch.c
 BIND_SRC := csrc/lua_core.c csrc/lua_notify.c csrc/lua_jwt.c csrc/lua_push.c csrc/lua_resp.c csrc/lua_spawn.c csrc/lua_files.c csrc/lua_x509.c
 LIBS     := -lcrypto -lhiredis
 # the I/O half, its own module (graphcall.io): standalone only, OpenResty never loads it
@@ -151,7 +151,8 @@ doc: deps
 
 # ---- fuzzing: libFuzzer (clang) with ASan + UBSan; FUZZ_SECONDS per target -------------
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := $(B)/fuzz/fuzz_notify $(B)/fuzz/fuzz_jwt $(B)/fuzz/fuzz_files $(B)/fuzz/fuzz_resp
+FUZZ_TARGETS := $(B)/fuzz/fuzz_notify $(B)/fuzz/fuzz_jwt $(B)/fuzz/fuzz_files $(B)/fuzz/fuzz_resp \
+                $(B)/fuzz/fuzz_pack
 
 # Redis replies through the Lua binding's reader (hiredis underneath), on Lua 5.4
 $(B)/fuzz/fuzz_resp: fuzz/fuzz_resp.c csrc/lua_resp.c $(HDRS)
@@ -171,14 +172,15 @@ $(B)/fuzz/%: fuzz/%.c $(CORE_SRC) $(HDRS)
 
 fuzz: deps $(FUZZ_TARGETS)
 	@rm -rf $(B)/fuzz/corpus-notify && mkdir -p $(B)/fuzz/corpus-notify $(B)/fuzz/corpus-jwt $(B)/fuzz/corpus-files \
-	  $(B)/fuzz/corpus-resp
+	  $(B)/fuzz/corpus-resp $(B)/fuzz/corpus-pack
+	@split -l 8 spec/logs/ivr.jsonl $(B)/fuzz/corpus-pack/ivr-
 	@cp $(FIXTURES)/graph/notify-*.json $(B)/fuzz/corpus-notify/
 	@for f in $(FIXTURES)/seed/*/notify-*.json; do \
 	  cp $$f $(B)/fuzz/corpus-notify/$$(basename $$(dirname $$f))-$$(basename $$f); done
 	@cp fuzz/corpus/jwt/* $(B)/fuzz/corpus-jwt/
 	@cp fuzz/corpus/files/* $(B)/fuzz/corpus-files/
 	@cp fuzz/corpus/resp/* $(B)/fuzz/corpus-resp/
-	@for t in notify:65536 jwt:12000 files:1200 resp:4096; do name=$${t%%:*}; \
+	@for t in notify:65536 jwt:12000 files:1200 resp:4096 pack:8192; do name=$${t%%:*}; \
 	  echo "fuzz_$$name: $(FUZZ_SECONDS) s"; \
 	  if $(B)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -max_len=$${t#*:} -print_final_stats=1 \
 	       -artifact_prefix=$(B)/fuzz/ $(B)/fuzz/corpus-$$name > $(B)/fuzz/$$name.log 2>&1; then \

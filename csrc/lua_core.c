@@ -8,6 +8,7 @@
 #include "json.h"
 #include "lua_glue.h"
 #include "notify.h"
+#include "pack.h"
 #include "schema.h"
 
 
@@ -320,6 +321,41 @@ static int l_hash(lua_State *L) {
   return 1;
 }
 
+/* core.pack(text [, packed]) -> packed: text packed, or appended to a packed text as a block */
+static int l_pack(lua_State *L) {
+  size_t tlen, plen = 0;
+  const char *text = luaL_checklstring(L, 1, &tlen);
+  const char *packed = luaL_optlstring(L, 2, "", &plen);
+  gc_buf out;
+  gc_buf_init(&out);
+  const char *err = NULL;
+  if (gc_pack_append(&out, packed, plen, text, tlen, &err) != 0) {
+    gc_buf_free(&out);
+    return luaL_error(L, "graphcall.core.pack: %s", err);
+  }
+  lua_pushlstring(L, out.p, out.len);
+  gc_buf_free(&out);
+  return 1;
+}
+
+/* core.unpack(packed) -> text, or nil and an error */
+static int l_unpack(lua_State *L) {
+  size_t plen;
+  const char *packed = luaL_checklstring(L, 1, &plen);
+  gc_buf out;
+  gc_buf_init(&out);
+  const char *err = NULL;
+  if (gc_unpack(&out, packed, plen, &err) != 0) {
+    gc_buf_free(&out);
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushlstring(L, out.p ? out.p : "", out.len);
+  gc_buf_free(&out);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
   { "build", l_build },
   { "encode", l_encode },
@@ -335,6 +371,8 @@ static const luaL_Reg funcs[] = {
   { "rsa_key", gc_l_rsa_key },
   { "uuid", gc_l_uuid },
   { "hash", l_hash },
+  { "pack", l_pack },
+  { "unpack", l_unpack },
   { "resp_command", gc_l_resp_command },
   { "resp_reader", gc_l_resp_reader },
   { "resp_slot", gc_l_resp_slot },

@@ -29,7 +29,8 @@ build = {
     ["graphcall.core"] = {
       sources = {
         "csrc/buf.c", "csrc/utf8.c", "csrc/schema.c", "csrc/schema_data.c",
-        "csrc/encode.c", "csrc/json.c", "csrc/notify.c", "csrc/notify_flat.c", "csrc/jwt.c",
+        "csrc/encode.c", "csrc/json.c", "csrc/notify.c", "csrc/notify_flat.c", "csrc/pack.c",
+        "csrc/jwt.c",
         "csrc/jws.c", "csrc/x509.c", "csrc/launch.c",
         "csrc/lua_core.c", "csrc/lua_notify.c", "csrc/lua_jwt.c", "csrc/lua_push.c",
         "csrc/lua_resp.c", "csrc/lua_spawn.c", "csrc/lua_files.c", "csrc/lua_x509.c",

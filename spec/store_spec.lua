@@ -132,6 +132,52 @@ describe("a memory store", function()
                 log[1])
   end)
 
+  it("keeps each call's log packed in a third of its JSON (shared = true), read back entry for entry", function()
+    local s = storemod.memory { text = true }
+    local log = {}
+    -- (a call through examples/ivr.lua against the emulator, as bench/flows.lua drives it)
+    for line in io.lines("spec/logs/ivr.jsonl") do
+      local e = graphcall.decode(line)
+      log[#log + 1] = e
+      s:append("c-1", e)
+    end
+    assert.is_true(#log > 30)
+    local back = s:log("c-1")
+    assert.same(log, back)
+    -- what the store holds of the call: one string, a third of the entries' JSON or less
+    local json = 0
+    for _, e in ipairs(log) do json = json + #storemod.json(e) + 1 end
+    local held
+    for i = 1, 10 do
+      local name, v = debug.getupvalue(s.append, i)
+      if name == "logs" then held = v["c-1"] end
+    end
+    assert.equal("string", type(held))
+    assert.is_true(#held <= json / 3, #held .. " bytes held for " .. json .. " of JSON")
+    assert.same(log, s:log("c-1"))   -- reading leaves it as it was
+    s:append("c-1", { k = "note", t = 1, text = "after a read" })
+    assert.equal("after a read", s:log("c-1")[#log + 1].text)
+  end)
+
+  it("packs any text and appends to it, and refuses what is not a packed text", function()
+    local core = require "graphcall.core"
+    local p
+    local all = {}
+    for i = 1, 300 do   -- repeats, bytes of every value, a block far past 64 KB back
+      local t = (i % 7 == 0) and string.rep(string.char(i % 256), i * 37) or ("entry " .. i .. string.char(i % 256))
+      all[#all + 1] = t
+      p = core.pack(t, p)
+    end
+    assert.equal(table.concat(all), core.unpack(p))
+    assert.equal("", core.unpack(core.pack("")))
+    for _, bad in ipairs { "", "x", p:sub(1, #p - 1), "\1\5\2\16\0", "\1\200" } do
+      local ok, err = core.unpack(bad)
+      assert.is_nil(ok)
+      assert.is_string(err)
+    end
+    assert.has_error(function() core.pack("more", "not packed") end)
+  end)
+
   it("is what a bot with shared = true keeps its calls in, as text", function()
     local bot = assert(graphcall.bot { shared = true, client = graphcall.client { tenantId = "t", clientId = "c",
                                                                                     clientSecret = "s" } })
