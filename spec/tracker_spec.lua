@@ -200,6 +200,26 @@ describe("tracker", function()
     assert.equal("established", mem:get("c1").state)
   end)
 
+  it("keeps no field for what a call has not had yet (a key press, a roster, an operation)", function()
+    local mem = tracker.memory_store()
+    local t5 = tracker.new { store = mem }
+    assert.is_true((t5:accept(call_event("lean", "established"))))
+    local st = mem:get("lean")
+    assert.is_nil(st.tones)
+    assert.is_nil(st.roster)
+    assert.is_nil(st.ops)
+    assert.is_nil(st.contexts)
+    local fields = 0
+    for _ in pairs(st) do fields = fields + 1 end
+    assert.is_true(fields <= 4, fields .. " fields")
+    assert.same({}, t5:call("lean").roster)          -- read as an empty roster
+    assert.is_nil(t5:operation("lean", "op-1"))
+    t5:expect("lean", { id = "op-1", clientContext = "ctx-1", status = "running" })
+    assert.equal("running", t5:operation("lean", "ctx-1").status)
+    assert.is_true((t5:accept(call_event("lean", "established", { toneInfo = { tone = "tone1", sequenceId = 1 } }))))
+    assert.equal(64, #mem:get("lean").tones)
+  end)
+
   it("remembers the last 64 tone sequenceIds of a call, and takes older ones for repeats", function()
     local function tone(seq)
       return call_event("c9", "established", { toneInfo = { tone = "tone1", sequenceId = seq } })

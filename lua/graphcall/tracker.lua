@@ -88,9 +88,11 @@ end
 
 -- The state is flat, so that it is small as JSON and cheap to read and write for every event
 -- (Redis runs this module on it): the fingerprints remembered are one string (" fp fp ... "),
--- the tones one string of TONES "0"/"1", for the sequenceIds up to the newest.
+-- the tones one string of TONES "0"/"1", for the sequenceIds up to the newest. What a call
+-- has not had yet (a key press, a roster, an operation) it has no field for: thousands of
+-- calls wait in one process.
 local function new_state()
-  return { ring = " ", ringn = 0, tones = string.rep("0", TONES), roster = {}, ops = {}, contexts = {} }
+  return { ring = " ", ringn = 0 }
 end
 
 -- Sets keyed by numbers use their decimal text: a store that writes the state as JSON would
@@ -128,7 +130,7 @@ local function seen_before(self, st, fp)
     if not cur then
       cur = {}
       local n = 0
-      for f in st.ring:gmatch("%d+") do
+      for f in (st.ring or ""):gmatch("%d+") do
         cur[tonumber(f)] = true
         n = n + 1
       end
@@ -210,6 +212,10 @@ end
 local function apply_roster(st, ev)
   local roster = st.roster
   if ev.delta then
+    if not roster then
+      roster = {}
+      st.roster = roster
+    end
     local seq = ev.sequenceNumber
     if seq ~= nil and st.rosterSeq ~= nil then
       if seq <= st.rosterSeq then return false, "stale" end
@@ -239,17 +245,28 @@ end
 
 local FINAL = { completed = true, failed = true }
 
+-- (an operation's record, and where its clientContext leads, made on the first one)
+local function ops_of(st)
+  local ops = st.ops
+  if not ops then
+    ops = {}
+    st.ops, st.contexts = ops, st.contexts or {}
+  end
+  return ops
+end
+
 local function apply_operation(st, ev)
   local id = ev.operationId
-  local op = id and st.ops[id]
+  local ops = ops_of(st)
+  local op = id and ops[id]
   if not op and ev.clientContext then
     local byctx = st.contexts[ev.clientContext]
-    op = byctx and st.ops[byctx]
+    op = byctx and ops[byctx]
   end
   if op and FINAL[op.status] then return false, "final" end
   if not op then
     op = { id = id, clientContext = ev.clientContext }
-    if id then st.ops[id] = op end
+    if id then ops[id] = op end
   end
   if ev.clientContext then
     op.clientContext = ev.clientContext
@@ -307,21 +324,25 @@ function Tracker:expect(callId, op)
   local st = self.store:get(callId)
   st = st and flatten(st) or new_state()
   local rec = { id = op.id, clientContext = op.clientContext, status = op.status, operationType = op.operationType }
-  if op.id then st.ops[op.id] = rec end
+  if op.id then ops_of(st)[op.id] = rec end
   if op.clientContext and op.id then st.contexts[op.clientContext] = op.id end
   self.store:put(callId, st)
 end
 
 --- The call's tracked state: state, roster (id -> {rosterSequenceNumber, removed}), rosterSeq.
 function Tracker:call(callId)
-  return self.store:get(callId)
+  local st = self.store:get(callId)
+  if st and st.roster == nil then st.roster = {} end   -- (none came yet)
+  return st
 end
 
 --- A tracked operation, by id or clientContext.
 function Tracker:operation(callId, which)
   local st = self.store:get(callId)
-  if not st then return nil end
-  return st.ops[which] or (st.contexts[which] and st.ops[st.contexts[which]])
+  local ops = st and st.ops
+  if not ops then return nil end
+  local contexts = st.contexts or {}
+  return ops[which] or (contexts[which] and ops[contexts[which]])
 end
 
 return M
