@@ -351,6 +351,52 @@ describe("one execution model", function()
   end)
 end)
 
+describe("deadlines of flows parked in the process", function()
+  it("keep one timer of the host for all of them, and wake each to the millisecond", function()
+    local waited, asked = {}, {}
+    local h = T.new { flow = function(call)
+      call:answer()
+      local ms = 400 + 37 * call:random(1, 60)
+      local t0 = call:now()
+      call:sleep(ms)
+      waited[call.id], asked[call.id] = call:now() - t0, ms
+      call:hangup()
+    end }
+    -- the runtime's timers counted as the host makes, fires and cancels them
+    local rt = h.bot.runtime
+    local host_timer, live, most = rt.timer, 0, 0
+    rt.timer = function(ms, fn)
+      live = live + 1
+      most = math.max(most, live)
+      local t
+      t = host_timer(ms, function()
+        live = live - 1
+        fn()
+      end)
+      local cancel = t.cancel
+      return setmetatable({ cancel = function(x)
+        if not t.cancelled and t.pos then live = live - 1 end
+        cancel(t)
+        return x
+      end }, { __index = t })
+    end
+    for _ = 1, 30 do
+      h.emulator:place_incoming { webhook = h.bot.callbackUri, appId = "app-1", tenantId = "tenant-1", caller = {} }
+    end
+    h:run_until(function() return rt.alarms.n == 30 end)
+    local views = h:finish_all()
+    assert.equal(30, #views)
+    for id, ms in pairs(asked) do assert.equal(ms, waited[id], id) end
+    local n = 0
+    for _ in pairs(waited) do n = n + 1 end
+    assert.equal(30, n)
+    assert.equal(1, most)            -- one timer at a time, for the soonest
+    h:run_until(function() return rt:busy() == 0 end)
+    assert.equal(0, rt.alarms.n)
+    h:close()
+  end)
+end)
+
 describe("the window of an action sent and not logged", function()
   -- the process died after sending `answer`, before logging its answer: the resumed flow
   -- sees the call established and does not answer twice (a second answer fails)
