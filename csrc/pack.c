@@ -98,11 +98,48 @@ static int get_count(const unsigned char **p, const unsigned char *end, size_t *
   }
 }
 
-static void put_sequence(gc_buf *b, const unsigned char *lit, size_t nlit, size_t dist, size_t mlen) {
+/* A lowercase UUID (8-4-4-4-12 hex digits), the ids a log is full of: 36 bytes said in 16. */
+#define UUID_LEN 36
+static const char HEX[] = "0123456789abcdef";
+
+static int hexval(unsigned c) {
+  if (c >= '0' && c <= '9') return (int)(c - '0');
+  if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
+  return -1;
+}
+
+static int is_dash(size_t i) { return i == 8 || i == 13 || i == 18 || i == 23; }
+
+static int uuid_at(const unsigned char *p, size_t left) {
+  if (left < UUID_LEN) return 0;
+  for (size_t i = 0; i < UUID_LEN; i++)
+    if (is_dash(i) ? p[i] != '-' : hexval(p[i]) < 0) return 0;
+  return 1;
+}
+
+static void put_uuid(gc_buf *b, const unsigned char *p) {
+  unsigned char bin[16];
+  size_t k = 0;
+  for (size_t i = 0; i < UUID_LEN; i += 2) {
+    if (is_dash(i)) i++;
+    bin[k++] = (unsigned char)(hexval(p[i]) << 4 | hexval(p[i + 1]));
+  }
+  gc_buf_add(b, bin, 16);
+}
+
+/* literals, then a match (dist, mlen), a UUID (dist 0, uuid), or nothing (the block's end) */
+static void put_sequence(gc_buf *b, const unsigned char *lit, size_t nlit, size_t dist, size_t mlen,
+                         const unsigned char *uuid) {
   size_t m = mlen ? mlen - MIN_MATCH : 0;
   gc_buf_addc(b, (char)(((nlit < 15 ? nlit : 15) << 4) | (m < 15 ? m : 15)));
   if (nlit >= 15) put_count(b, nlit - 15);
   gc_buf_add(b, lit, nlit);
+  if (uuid) {
+    gc_buf_addc(b, 0);
+    gc_buf_addc(b, 0);
+    put_uuid(b, uuid);
+    return;
+  }
   if (!mlen) return;
   gc_buf_addc(b, (char)(dist & 0xff));
   gc_buf_addc(b, (char)(dist >> 8));
@@ -138,18 +175,22 @@ static int compress(gc_buf *b, const unsigned char *w, size_t start, size_t n) {
         bdist = pos - cand;
       }
     }
-    if (best < MIN_MATCH) {
+    if (best < MIN_MATCH && uuid_at(w + pos, n - pos)) {  /* new: said in binary */
+      put_sequence(b, w + lit, pos - lit, 0, 0, w + pos);
+      best = UUID_LEN;
+    } else if (best < MIN_MATCH) {
       INSERT(pos);
       pos++;
       continue;
+    } else {
+      put_sequence(b, w + lit, pos - lit, bdist, best, NULL);
     }
-    put_sequence(b, w + lit, pos - lit, bdist, best);
     for (size_t end = pos + best; pos < end; pos++)
       if (pos + MIN_MATCH <= n) INSERT(pos);
     lit = pos;
   }
 #undef INSERT
-  put_sequence(b, w + lit, n - lit, 0, 0);
+  put_sequence(b, w + lit, n - lit, 0, 0, NULL);
   free(prev);
   return b->oom ? -1 : 0;
 }
@@ -178,9 +219,22 @@ static int expand(gc_buf *w, const unsigned char *p, size_t plen, const char **e
       if (qend - q < 2) return fail(err, "a packed distance is cut short");
       size_t dist = (size_t)q[0] | (size_t)q[1] << 8;
       q += 2;
+      if (dist == 0) {  /* a UUID, 16 bytes */
+        if (m != 0 || qend - q < 16 || goal - w->len < UUID_LEN) return fail(err, "a packed UUID is cut short");
+        for (size_t i = 0; i < UUID_LEN; i++) {
+          if (is_dash(i)) {
+            w->p[w->len++] = '-';
+            continue;
+          }
+          w->p[w->len++] = HEX[*q >> 4];
+          w->p[w->len++] = HEX[*q++ & 15];
+          i++;
+        }
+        continue;
+      }
       if (m == 15 && get_count(&q, qend, &m)) return fail(err, "a packed count is cut short");
       m += MIN_MATCH;
-      if (dist == 0 || dist > w->len) return fail(err, "a packed distance reaches before the text");
+      if (dist > w->len) return fail(err, "a packed distance reaches before the text");
       if (m > goal - w->len) return fail(err, "a packed match overruns its block");
       for (size_t i = 0; i < m; i++, w->len++) w->p[w->len] = w->p[w->len - dist];  /* may overlap */
     }

@@ -8,7 +8,8 @@
  * window is the dictionary and everything before it, so appending costs the new text only.
  *   block: varint raw length, varint packed length, sequences
  *   sequence: token (literal count << 4 | match length - 4), count bytes of 255 past 15,
- *     literals, then (unless the block ends) a 2-byte little-endian distance and length bytes */
+ *     literals, then (unless the block ends) a 2-byte little-endian distance and length bytes,
+ *     or distance 0 and a lowercase UUID's 16 bytes (new ids are most of what a log says anew) */
 #ifndef GC_PACK_H
 #define GC_PACK_H
 

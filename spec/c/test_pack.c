@@ -29,6 +29,24 @@ static void test_roundtrip(void) {
   CHECK(roundtrip(big, sizeof big));
 }
 
+static void test_uuids(void) {
+  /* new lowercase ids in 16 bytes; uppercase ones, broken ones, ids cut by the end as they are */
+  const char *s = "{\"id\":\"7a9e009b-6856-49eb-9777-fd8e5bf97e80\",\"crid\":\"7A9E009B-6856-49EB-9777-FD8E5BF97E80\","
+                  "\"x\":\"7a9e009b-6856-49eb-9777-fd8e5bf97e8\",\"y\":\"7a9e009b_6856-49eb-9777-fd8e5bf97e80\"}"
+                  "0f8438c5-311e-4c9d-8ab0-1e913329f597";
+  CHECK(roundtrip(s, strlen(s)));
+  CHECK(roundtrip(s, strlen(s) - 1));
+  const char *ids = "1f9bda0e-d5af-4155-983a-bc4d4d26e340 f237f42a-5314-48bc-8629-dc1e4062a432";
+  gc_buf p, u;
+  gc_buf_init(&p);
+  gc_buf_init(&u);
+  CHECK(gc_pack_append(&p, NULL, 0, ids, strlen(ids), NULL) == 0);
+  CHECK(p.len <= 1 + 2 + 2 * (1 + 2 + 16) + 1 + 1);  /* two ids, a space: 16 bytes an id */
+  CHECK(gc_unpack(&u, p.p, p.len - 1, NULL) != 0);     /* an id cut short is refused */
+  gc_buf_free(&p);
+  gc_buf_free(&u);
+}
+
 static void test_small(void) {
   /* a log's event says little the dictionary does not: packed in under half */
   const char *ev = "{\"t\":1796175117693,\"k\":\"ev\",\"ev\":{\"state\":\"established\",\"kind\":\"call\","
@@ -80,6 +98,7 @@ static void test_refused(void) {
 
 int main(void) {
   test_roundtrip();
+  test_uuids();
   test_small();
   test_append();
   test_refused();
