@@ -151,47 +151,72 @@ static uint32_t hash4(const unsigned char *p) {
   return (v * 2654435761u) >> (32 - HASH_BITS);
 }
 
-/* The sequences of w[start, n), matches reaching back into w[0, start) too. */
-static int compress(gc_buf *b, const unsigned char *w, size_t start, size_t n) {
+typedef struct {
+  const unsigned char *w;
+  size_t from, n;
   uint32_t head[1 << HASH_BITS];
-  size_t from = start > MAX_DIST ? start - MAX_DIST : 0;
-  uint32_t *prev = malloc((n - from + 1) * sizeof *prev);  /* chain links, indexed pos - from */
-  if (!prev) return -1;
-  for (size_t i = 0; i < (1u << HASH_BITS); i++) head[i] = UINT32_MAX;
-#define INSERT(pos) do { uint32_t h_ = hash4(w + (pos)); \
-  prev[(pos) - from] = head[h_]; head[h_] = (uint32_t)((pos) - from); } while (0)
-  for (size_t i = from; i < start && i + MIN_MATCH <= n; i++) INSERT(i);
+  uint32_t *prev;  /* chain links, indexed pos - from */
+} matcher;
+
+static void insert(matcher *m, size_t pos) {
+  if (pos + MIN_MATCH > m->n) return;
+  uint32_t h = hash4(m->w + pos);
+  m->prev[pos - m->from] = m->head[h];
+  m->head[h] = (uint32_t)(pos - m->from);
+}
+
+/* the longest match for pos in the window, its length (0: none) and *dist */
+static size_t longest(const matcher *m, size_t pos, size_t *dist) {
+  size_t best = 0;
+  if (pos + MIN_MATCH > m->n) return 0;
+  uint32_t c = m->head[hash4(m->w + pos)];
+  for (int depth = 0; c != UINT32_MAX && depth < CHAIN_DEPTH; depth++, c = m->prev[c]) {
+    size_t cand = c + m->from, len = 0;
+    if (pos - cand > MAX_DIST) break;
+    while (pos + len < m->n && m->w[cand + len] == m->w[pos + len]) len++;
+    if (len > best) {
+      best = len;
+      *dist = pos - cand;
+    }
+  }
+  return best;
+}
+
+/* The sequences of w[start, n), matches reaching back into w[0, start) too. (Waiting a byte
+ * for a longer match saved 1% of an IVR's log for 40% more time.) */
+static int compress(gc_buf *b, const unsigned char *w, size_t start, size_t n) {
+  matcher *m = malloc(sizeof *m);
+  if (!m) return -1;
+  m->w = w;
+  m->n = n;
+  m->from = start > MAX_DIST ? start - MAX_DIST : 0;
+  m->prev = malloc((n - m->from + 1) * sizeof *m->prev);
+  if (!m->prev) {
+    free(m);
+    return -1;
+  }
+  for (size_t i = 0; i < (1u << HASH_BITS); i++) m->head[i] = UINT32_MAX;
+  for (size_t i = m->from; i < start; i++) insert(m, i);
   size_t pos = start, lit = start;
   while (pos + MIN_MATCH <= n) {
-    size_t best = 0, bdist = 0;
-    uint32_t c = head[hash4(w + pos)];
-    for (int depth = 0; c != UINT32_MAX && depth < CHAIN_DEPTH; depth++, c = prev[c]) {
-      size_t cand = c + from;
-      if (pos - cand > MAX_DIST) break;
-      size_t len = 0;
-      while (pos + len < n && w[cand + len] == w[pos + len]) len++;
-      if (len > best) {
-        best = len;
-        bdist = pos - cand;
-      }
-    }
-    if (best < MIN_MATCH && uuid_at(w + pos, n - pos)) {  /* new: said in binary */
+    size_t dist = 0;
+    size_t best = longest(m, pos, &dist);
+    if (best < 20 && uuid_at(w + pos, n - pos)) {  /* a new id: said in binary */
       put_sequence(b, w + lit, pos - lit, 0, 0, w + pos);
       best = UUID_LEN;
     } else if (best < MIN_MATCH) {
-      INSERT(pos);
+      insert(m, pos);
       pos++;
       continue;
     } else {
-      put_sequence(b, w + lit, pos - lit, bdist, best, NULL);
+      put_sequence(b, w + lit, pos - lit, dist, best, NULL);
     }
-    for (size_t end = pos + best; pos < end; pos++)
-      if (pos + MIN_MATCH <= n) INSERT(pos);
+    for (size_t end = pos + best; pos < end; pos++) insert(m, pos);
     lit = pos;
   }
-#undef INSERT
   put_sequence(b, w + lit, n - lit, 0, 0, NULL);
-  free(prev);
+  free(m->prev);
+  free(m);
   return b->oom ? -1 : 0;
 }
 
