@@ -212,29 +212,42 @@ function M.single(base)
   local s = setmetatable({}, { __index = base })
   function s.lock(_, _, _, _) return function() end, 1 end
   function s.renew() return true end
+  -- a head is kept as one string (flow, dir, tenant, state, ended: NUL-separated), a third of
+  -- what a table of them is, for every call waiting in the process; a table when read
+  local function unpack_head(text)
+    local flow, dir, tenant, state, ended = text:match("^(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)$")
+    local function v(x) return x ~= "" and x or nil end
+    return { flow = v(flow), dir = v(dir), tenant = v(tenant), state = v(state), ended = ended == "1" or nil }
+  end
+  local function pack_head(hd)
+    return table.concat({ hd.flow or "", hd.dir or "", hd.tenant or "", hd.state or "", hd.ended and "1" or "" }, "\0")
+  end
+  -- what an entry says of the call's head
+  local function into(hd, e)
+    local k = e.k
+    if k == "start" then hd.flow, hd.dir, hd.tenant = e.flow or "main", e.dir, e.tenant
+    elseif k == "end" then hd.ended = true
+    elseif k == "ev" and e.ev.kind == "call" and e.ev.state then hd.state = e.ev.state
+    else return false end
+    return true
+  end
   function s.append(self, id, entry)
     base.append(self, id, entry)
-    local hd = heads[id]
-    if hd then
-      local k = entry.k
-      if k == "start" then hd.flow, hd.dir, hd.tenant = entry.flow or "main", entry.dir, entry.tenant
-      elseif k == "end" then hd.ended = true
-      elseif k == "ev" and entry.ev.kind == "call" and entry.ev.state then hd.state = entry.ev.state end
+    local text = heads[id]
+    if text then
+      local hd = unpack_head(text)
+      if into(hd, entry) then heads[id] = pack_head(hd) end
     end
   end
   --- The call's head: {flow, dir, tenant, state, ended} as its log says, or nil.
   function s.head(self, id)
-    local hd = heads[id]
-    if hd then return hd end
+    local text = heads[id]
+    if text then return unpack_head(text) end
     local entries = self:log(id)
     if #entries == 0 then return nil end
-    hd = {}
-    heads[id] = hd
-    for _, e in ipairs(entries) do
-      if e.k == "start" then hd.flow, hd.dir, hd.tenant = e.flow or "main", e.dir, e.tenant
-      elseif e.k == "end" then hd.ended = true
-      elseif e.k == "ev" and e.ev.kind == "call" and e.ev.state then hd.state = e.ev.state end
-    end
+    local hd = {}
+    for _, e in ipairs(entries) do into(hd, e) end
+    heads[id] = pack_head(hd)
     return hd
   end
   local function scan(set, now)
