@@ -351,6 +351,81 @@ describe("one execution model", function()
   end)
 end)
 
+describe("flows let go of while they wait (keepWaiting)", function()
+  local callers = {
+    sales = { { on = "prompt", after = 1500, press = "1" } },
+    voicemail = { { on = "prompt", after = 1000, press = "2" }, { on = "record", after = 300, speak = 2000 } },
+    pin = { { on = "prompt", after = 500, press = "3" }, { on = "promptEnd", after = 500, press = "1234#" } },
+    silent = {},
+  }
+  for name, caller in pairs(callers) do
+    it("runs example (a) for a " .. name .. " caller as it runs kept, each flow let go of and replayed", function()
+      local got = {}
+      for _, keepWaiting in ipairs { false, 100 } do
+        local h = T.new { script = "examples/ivr.lua", keepWaiting = keepWaiting or nil }
+        local v = h:incoming { caller = caller }
+        assert.equal("terminated", v.state)
+        got[#got + 1] = { actions = actions(v), pressed = v.pressed, transferred = v.transferred }
+        for crid, n in pairs(h.emulator.byRequestId) do assert.equal(1, n, crid) end   -- nothing sent twice
+        if keepWaiting then assert.is_true(h.bot.runtime.stats.letGo >= 1) end
+        assert.equal(0, h.bot.runtime.stats.resumed)
+        h:close()
+      end
+      assert.same(got[1], got[2])
+    end)
+  end
+
+  it("holds a waiting call as its log alone, counts it live, and brings it back at its next event", function()
+    local h = T.new { script = "examples/ivr.lua", keepWaiting = 200 }
+    local rt = h.bot.runtime
+    local call = h.emulator:place_incoming { webhook = h.bot.callbackUri, appId = "app-1", tenantId = "tenant-1",
+      caller = { { on = "prompt", after = 3000, press = "1" } } }
+    h:run_until(function() return rt.away[call.id] end)
+    local n = #h.bot.store:log(call.id)
+    assert.is_nil(h.bot.calls[call.id])           -- no call object, no coroutine
+    assert.equal(1, h.bot:live_count())
+    assert.equal(1, rt.stats.letGo)
+    assert.matches("graphcall_flows_let_go_total 1\n", h.bot:render_metrics())
+    h:run_until(function() return call.state == "terminated" end)
+    assert.equal(SALES, call.transferred)
+    assert.is_nil(rt.away[call.id])
+    assert.is_true(#h.bot.store:log(call.id) > n)
+    for crid, k in pairs(h.emulator.byRequestId) do assert.equal(1, k, crid) end
+    h:close()
+  end)
+
+  it("lets go of a flow on a file store too, its log read again from the file", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local h = T.new { script = "examples/ivr.lua", keepWaiting = 200, store = storemod.file(dir) }
+    local v = h:incoming { caller = { { on = "prompt", after = 2000, press = "1" } } }
+    assert.equal(SALES, v.transferred)
+    assert.is_true(h.bot.runtime.stats.letGo >= 1)
+    for crid, k in pairs(h.emulator.byRequestId) do assert.equal(1, k, crid) end
+    h:close()
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("hangs up the calls it let go of when the bot stops with onStop = hangup", function()
+    local h = T.new { script = "examples/ivr.lua", keepWaiting = 200 }
+    h.bot.onStop = "hangup"
+    local call = h.emulator:place_incoming { webhook = h.bot.callbackUri, appId = "app-1", tenantId = "tenant-1",
+      caller = { { on = "prompt", after = 60000, press = "1" } } }
+    h:run_until(function() return h.bot.runtime.away[call.id] end)
+    h.bot:stop()
+    h:run_until(function() return call.state == "terminated" end)
+    assert.equal("terminated", call.state)
+    h:close()
+  end)
+
+  it("names the option and the problem when keepWaiting is not a number of milliseconds", function()
+    local client = graphcall.client { tenantId = "t", clientId = "c", clientSecret = "s" }
+    local ok, err = pcall(graphcall.bot, { client = client, keepWaiting = "2s" })
+    assert.is_false(ok)
+    assert.matches("bot: keepWaiting: milliseconds %(0 or more%), got 2s", tostring(err))
+  end)
+end)
+
 describe("deadlines of flows parked in the process", function()
   it("keep one timer of the host for all of them, and wake each to the millisecond", function()
     local waited, asked = {}, {}

@@ -132,31 +132,40 @@ describe("a memory store", function()
                 log[1])
   end)
 
-  it("keeps each call's log packed in a third of its JSON (shared = true), read back entry for entry", function()
-    local s = storemod.memory { text = true }
-    local log = {}
-    -- (a call through examples/ivr.lua against the emulator, as bench/flows.lua drives it)
-    for line in io.lines("spec/logs/ivr.jsonl") do
-      local e = graphcall.decode(line)
-      log[#log + 1] = e
-      s:append("c-1", e)
+  it("packs a call's log when its flow is let go of (idle), in a third of its JSON, read back as it was", function()
+    for _, text in ipairs { true, false } do
+      local s = storemod.memory { text = text }
+      local log = {}
+      -- (a call through examples/ivr.lua against the emulator, as bench/flows.lua drives it)
+      for line in io.lines("spec/logs/ivr.jsonl") do
+        local e = graphcall.decode(line)
+        log[#log + 1] = e
+        s:append("c-1", e)
+        if #log == 10 then s:idle("c-1") end   -- let go of at the menu, then brought back
+      end
+      assert.is_true(#log > 30)
+      assert.same(log, s:log("c-1"))
+      s:idle("c-1")
+      -- what the store holds of the call: one string, a third of the entries' JSON or less
+      local json = 0
+      for _, e in ipairs(log) do json = json + #storemod.json(e) + 1 end
+      local held, tail
+      for i = 1, 10 do
+        local name, v = debug.getupvalue(s.log, i)
+        if name == "packed" then held = v["c-1"] end
+        if name == "logs" then tail = v["c-1"] end
+      end
+      assert.equal("string", type(held))
+      assert.is_nil(tail)
+      assert.is_true(#held <= json / 3, #held .. " bytes held for " .. json .. " of JSON")
+      assert.same(log, s:log("c-1"))   -- reading leaves it as it was
+      s:append("c-1", { k = "note", t = 1, text = "after a read" })
+      assert.equal("after a read", s:log("c-1")[#log + 1].text)
+      assert.same({ "c-1" }, s:calls())
+      s:drop("c-1")
+      assert.same({}, s:log("c-1"))
+      assert.same({}, s:calls())
     end
-    assert.is_true(#log > 30)
-    local back = s:log("c-1")
-    assert.same(log, back)
-    -- what the store holds of the call: one string, a third of the entries' JSON or less
-    local json = 0
-    for _, e in ipairs(log) do json = json + #storemod.json(e) + 1 end
-    local held
-    for i = 1, 10 do
-      local name, v = debug.getupvalue(s.append, i)
-      if name == "logs" then held = v["c-1"] end
-    end
-    assert.equal("string", type(held))
-    assert.is_true(#held <= json / 3, #held .. " bytes held for " .. json .. " of JSON")
-    assert.same(log, s:log("c-1"))   -- reading leaves it as it was
-    s:append("c-1", { k = "note", t = 1, text = "after a read" })
-    assert.equal("after a read", s:log("c-1")[#log + 1].text)
   end)
 
   it("packs any text and appends to it, and refuses what is not a packed text", function()

@@ -216,6 +216,13 @@ describe("tracker", function()
     assert.is_nil(t5:operation("lean", "op-1"))
     t5:expect("lean", { id = "op-1", clientContext = "ctx-1", status = "running" })
     assert.equal("running", t5:operation("lean", "ctx-1").status)
+    assert.equal("string", type(mem:get("lean").ops["op-1"]))   -- an operation's record: one string
+    assert.same({ id = "op-1", clientContext = "ctx-1", status = "running" }, t5:operation("lean", "op-1"))
+    -- a record an earlier version wrote (a table) is read as it was
+    mem:put("old-op", { state = "established", ring = " ", ringn = 0, contexts = { ["c|9"] = "op-9" },
+      ops = { ["op-9"] = { id = "op-9", status = "completed", clientContext = "c|9", operationType = "playPrompt" } } })
+    assert.same({ id = "op-9", status = "completed", clientContext = "c|9", operationType = "playPrompt" },
+                t5:operation("old-op", "c|9"))
     assert.is_true((t5:accept(call_event("lean", "established", { toneInfo = { tone = "tone1", sequenceId = 1 } }))))
     assert.equal(64, #mem:get("lean").tones)
   end)

@@ -41,6 +41,8 @@ M.DEFS = {
     "Notifications that never came: a deadline passed and the call was asked what happened." },
   { "resumes", "graphcall_flow_resumes_total", "counter",
     "Flows taken up again from their log (a restart, a failover, a deadline)." },
+  { "let_go", "graphcall_flows_let_go_total", "counter",
+    "Flows that waited longer than keepWaiting, let go of from memory (replayed from their log at their next event)." },
   { "takeovers", "graphcall_lease_takeovers_total", "counter",
     "Calls carried on after the process that held them died." },
   { "store_errors", "graphcall_store_errors_total", "counter",

@@ -80,7 +80,9 @@ end
 --   refuses a write before it gives up: the answer is then 503; 2000), `keep` (true: parked
 --   flows stay in this process, woken in place; for a store no other process writes),
 --   `timer(ms, fn)` (a one-shot timer of this process, `:cancel()`: given, a parked flow's
---   deadline also fires here, to the millisecond, besides the sweeper's rounds)
+--   deadline also fires here, to the millisecond, besides the sweeper's rounds),
+--   `keepWaiting` (with `keep`: ms a parked flow stays in this process; then the sweeper lets
+--   go of it and it is replayed from its log at its next event or deadline; nil: kept)
 function M.new(o)
   return setmetatable({
     bot = o.bot, store = o.store, lease = o.lease or M.LEASE, go = o.go, now = o.now, sleep = o.sleep,
@@ -88,9 +90,10 @@ function M.new(o)
     lockWait = o.lockWait or 30, acceptWait = o.acceptWait or 2000, keep = o.keep or false,
     keepEnded = o.keepEnded or M.KEEP_ENDED, ended = { head = 1, tail = 0 }, endedSet = {},
     queues = {}, driving = {}, parking = {}, wakes = {}, log = o.bot.log,
+    keepWaiting = o.keep and o.keepWaiting or nil, waiting = { head = 1, tail = 0, ids = {}, ats = {} }, away = {},
     alarms = { n = 0, at = {}, ids = {}, pos = {} },
     inboxed = o.store.push ~= nil and o.inbox ~= false,
-    stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0, takeovers = 0 },
+    stats = { events = 0, duplicates = 0, resumed = 0, retried = 0, dropped = 0, takeovers = 0, letGo = 0 },
   }, Runtime)
 end
 
@@ -116,6 +119,7 @@ end
 -- A fresh call object as its log says.
 -- @return the call, its start entry (if it has a flow), true if its flow has ended
 function Runtime:_from_log(id, entries)
+  self.away[id] = nil   -- (a flow let go of comes back here)
   local started, ended
   for _, e in ipairs(entries) do
     if e.k == "start" then started = e end
@@ -284,6 +288,7 @@ function Runtime:drive(call, body, watched)
   -- what can end the wait, for a store that takes the call's events without the flow meanwhile
   -- (the flow is dropped here: a flow kept in this process is woken by each of them)
   if how == "parked" and w and not self.keep then self.wakes[id] = w.wake end
+  if how == "parked" and w and self.keepWaiting and not call.finished then self:_waiting(call) end
   if call.finished then
     self:_alarm(id)
     store:expire(id)
@@ -327,6 +332,39 @@ end
 function Runtime:_forget(id)
   self:_alarm(id)
   self.bot.calls[id] = nil
+end
+
+-- ---- flows that wait long: let go of (`keepWaiting`) ------------------------------------------
+-- A flow kept in this process costs its coroutine, its call object and its events as tables
+-- (14-20 KB); let go of, it costs its log (packed, on the memory store) and its deadline, and
+-- a replay of its log at its next event (a fraction of a millisecond). Parks queue up in time
+-- order: the sweeper lets go of those that still wait as they parked, keepWaiting ms on.
+
+function Runtime:_waiting(call)
+  local q, at = self.waiting, self.now()
+  call.parkedAt = at
+  q.tail = q.tail + 1
+  q.ids[q.tail], q.ats[q.tail] = call.id, at
+end
+
+function Runtime:_let_go(now)
+  local q, calls = self.waiting, self.bot.calls
+  local before = now - self.keepWaiting
+  while q.head <= q.tail and q.ats[q.head] <= before do
+    local id, at = q.ids[q.head], q.ats[q.head]
+    q.ids[q.head], q.ats[q.head], q.head = nil, nil, q.head + 1
+    local call = calls[id]
+    -- (still parked where it parked then, nothing queued for it)
+    if call and call.parkedAt == at and call.waiter and not call.finished and not self.queues[id]
+       and not self.driving[id] then
+      calls[id] = nil
+      self.away[id] = true
+      if self.store.idle then self.store:idle(id) end
+      self.stats.letGo = self.stats.letGo + 1
+      self.bot.metrics:inc("let_go")
+    end
+  end
+  if q.head > q.tail then q.head, q.tail = 1, 0 end
 end
 
 -- ---- the items of a call's queue ------------------------------------------------------------
@@ -425,9 +463,10 @@ function Runtime:_due(id, force)
     self.bot.metrics:inc("takeovers")
     self.log("warn", string.format("call %s: carried on %d ms after its process was last alive (failover)", id, gap))
   end
+  local away = self.away[id]
   local call, started, ended = self:fresh(id, true)
   if started and not ended then
-    if not call.co then
+    if not call.co and not away then   -- (not a flow let go of while it waited: `keepWaiting`)
       self.stats.resumed = self.stats.resumed + 1
       self.bot.metrics:inc("resumes")
     end
@@ -679,6 +718,8 @@ function Runtime:_drain(id)
     ::continue::
   end
   self.queues[id] = nil
+  -- nothing of the call stays in this process: what the store holds of it, as little as it can
+  if not self.keep and self.store.idle then self.store:idle(id) end
   if release then
     local ok, w = pcall(release)
     waiting = ok and w
@@ -834,6 +875,7 @@ end
 function Runtime:_sweep()
   local store, bot = self.store, self.bot
   local now = self.now()
+  if self.keepWaiting then self:_let_go(now) end
   -- keepAlive times are far apart (15 minutes): looked for every quarter of that, 5 s at most
   local kaEvery = math.min(5000, bot.keepAliveEvery / 4)
   local kaNow = now - (self.kaSwept or 0) >= kaEvery and now or nil

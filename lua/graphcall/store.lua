@@ -6,6 +6,7 @@
 --   get(callId) -> state | nil        put(callId, state)
 --   append(callId, entry)             log(callId) -> array of entries (in order)
 --   calls() -> array of callIds with a log       drop(callId)
+--   idle(callId), optional: the call's flow was let go of while it waits; hold less of it
 --
 -- States and entries are plain data: strings, numbers, booleans, nested tables (and
 -- `graphcall.null`), so a store may serialize them.
@@ -35,56 +36,62 @@ M.HANDLES = 64
 -- An entry as the in-memory store keeps it: an event's entry as it is (its event is the call's
 -- own table, held by the call anyway), any other as its JSON text (a step's answer, an intent:
 -- smaller as text than as tables, and read only by a replay or a trace)
-local function kept(entry)
-  if entry.k == "ev" then return entry end
+local function kept(entry, text)
+  if entry.k == "ev" and not text then return entry end
   return M.json(entry)
 end
 
 --- An in-memory store. Its log keeps events as tables and other entries as their JSON text,
--- decoded when the log is read; or, with `text`, each call's log as one packed text
--- (`graphcall.core.pack`: its JSON in about a third of the bytes), unpacked when it is read.
--- @param o optional: `text` (true: the log packed, for a bot that keeps no call object between
---   events, `graphcall.bot{shared = true}`, where nothing else holds the events)
+-- decoded when the log is read; what comes before a call's `idle` (its flow let go of while it
+-- waits) packed (`graphcall.core.pack`: the JSON in about a third of the bytes).
+-- @param o optional: `text` (true: events as text too, for a bot that keeps no call object
+--   between events, `graphcall.bot{shared = true}`, where nothing else holds them)
 function M.memory(o)
   local text = o and o.text or false
-  local states, logs = {}, {}
+  local states, logs, packed = {}, {}, {}   -- logs: entries since the call's last idle
   local s = {
     get = function(_, id) return states[id] end,
     put = function(_, id, st) states[id] = st end,
     append = function(_, id, entry)
       local l = logs[id]
-      if text then   -- the entries of a log, comma-separated, packed block by block
-        logs[id] = core.pack(l and "," .. M.json(entry) or M.json(entry), l)
-        return
-      end
       if not l then
         l = {}
         logs[id] = l
       end
-      l[#l + 1] = kept(entry)
+      l[#l + 1] = kept(entry, text)
     end,
     log = function(_, id)
-      local l = logs[id]
-      if type(l) == "string" then return core.decode("[" .. assert(core.unpack(l)) .. "]") end
-      local out = {}
+      local p, l = packed[id], logs[id]
+      local out = p and core.decode("[" .. assert(core.unpack(p)) .. "]") or {}
+      local n = #out
       for i = 1, l and #l or 0 do
         local e = l[i]
         if type(e) == "string" then e = core.decode(e) end
-        out[i] = e
+        out[n + i] = e
       end
       return out
     end,
     calls = function()
       local out = {}
       for id in pairs(logs) do out[#out + 1] = id end
+      for id in pairs(packed) do if not logs[id] then out[#out + 1] = id end end
       table.sort(out)
       return out
     end,
     drop = function(_, id)
-      states[id] = nil
-      logs[id] = nil
+      states[id], logs[id], packed[id] = nil, nil, nil
     end,
     delete = function(_, id) states[id] = nil end,
+    --- The call's flow is let go of until its next event (`shared`, or `keepWaiting`): its
+    -- entries since the last time packed onto the rest, as one block.
+    idle = function(_, id)
+      local l = logs[id]
+      if not l then return end
+      local texts = {}
+      for i, e in ipairs(l) do texts[i] = type(e) == "string" and e or M.json(e) end
+      local p = packed[id]
+      packed[id], logs[id] = core.pack((p and "," or "") .. table.concat(texts, ","), p), nil
+    end,
   }
   s.forget = s.drop   -- an ended call the process lets go of: here, the only place it was kept
   return s
@@ -186,6 +193,8 @@ function M.file(dir)
     open[id], logs[id], states[id] = nil, nil, nil
   end
   function self.forget(_, id) forget(id) end
+  -- a call whose flow the process let go of while it waits: read again from its file when needed
+  function self.idle(_, id) forget(id) end
 
   function self.drop(_, id)
     forget(id)

@@ -40,7 +40,7 @@ Harness.__index = Harness
 M.load = scripts.load
 
 local NEW = { "script", "flow", "flows", "scenario", "prompts", "store", "log", "realtime", "replay", "realism",
-              "seed", "flowErrors", "keepEnded" }
+              "seed", "flowErrors", "keepEnded", "keepWaiting" }
 
 --- A new harness.
 -- @param o `script` (a path) or `flow` (a function) and `flows`; `scenario` (the emulator's;
@@ -51,7 +51,8 @@ local NEW = { "script", "flow", "flows", "scenario", "prompts", "store", "log", 
 --   `realism` and `seed` of the emulator ("documented", with seed 1 or GRAPHCALL_SEED: the
 --   same choices each run; "strict": one notification a POST, in order); `flowErrors` ("raise",
 --   the default: a flow that raises fails the test at once, with the flow's own line; "log");
---   `keepEnded` (the bot's: ended calls it keeps in memory)
+--   `keepEnded` (the bot's: ended calls it keeps in memory); `keepWaiting` (the bot's: ms a
+--   waiting flow stays in memory before it is let go of, to be replayed at its next event)
 function M.new(o)
   o = strict.options(o, NEW, "graphcall.test.new")
   local script = {}
@@ -68,7 +69,7 @@ function M.new(o)
     loop = loop }
   local bot = assert(graphcall.bot { client = client, prompts = prompts, store = o.store or storemod.memory(),
                                      verifier = client:verifier { minRefetch = 0 }, shared = o.replay,
-                                     keepEnded = o.keepEnded })
+                                     keepEnded = o.keepEnded, keepWaiting = o.keepWaiting })
   scripts.apply(bot, { flow = o.flow or script.flow, flows = o.flows or script.flows, on = script.on })
   local self = setmetatable({ loop = loop, emulator = emu, client = client, bot = bot, script = script }, Harness)
   if o.flowErrors ~= "log" then
@@ -106,6 +107,7 @@ end
 function Harness:_ids()
   local ids, seen = {}, {}
   for id in pairs(self.bot.calls) do ids[#ids + 1], seen[id] = id, true end
+  for id in pairs(self.bot.runtime.away) do ids[#ids + 1], seen[id] = id, true end   -- (`keepWaiting`)
   if self.bot.runtime.keep then return ids end
   for _, id in ipairs(self.bot.store:calls()) do
     if not seen[id] then ids[#ids + 1] = id end

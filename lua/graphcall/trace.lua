@@ -314,6 +314,7 @@ function M.new(bot) return setmetatable({ bot = bot }, Trace) end
 function Trace:write(path)
   local ids = {}
   for id in pairs(self.bot.calls) do ids[#ids + 1] = id end
+  for id in pairs(self.bot.runtime and self.bot.runtime.away or {}) do ids[#ids + 1] = id end   -- (let go of)
   table.sort(ids)
   local calls = {}
   for _, id in ipairs(ids) do calls[#calls + 1] = { id = id, entries = self.bot.store:log(id) } end

@@ -243,8 +243,6 @@ local function apply_roster(st, ev)
   return true
 end
 
-local FINAL = { completed = true, failed = true }
-
 -- (an operation's record, and where its clientContext leads, made on the first one)
 local function ops_of(st)
   local ops = st.ops
@@ -255,25 +253,36 @@ local function ops_of(st)
   return ops
 end
 
+-- An operation's record is one string, "status|operationType|clientContext": a call keeps one
+-- for each operation it ever had, and a string is a third of a table of three. (A record an
+-- earlier version wrote is a table.)
+local function op_fields(rec)
+  if type(rec) == "table" then return rec.status, rec.operationType, rec.clientContext end
+  local status, optype, ctx = rec:match("^([^|]*)|([^|]*)|(.*)$")
+  local function v(x) return x ~= "" and x or nil end
+  return v(status), v(optype), v(ctx)
+end
+
+local function op_record(status, optype, ctx)
+  return (status or "") .. "|" .. (optype or "") .. "|" .. (ctx or "")
+end
+
+local FINAL = { completed = true, failed = true }
+
 local function apply_operation(st, ev)
-  local id = ev.operationId
+  local id, ctx = ev.operationId, ev.clientContext
   local ops = ops_of(st)
-  local op = id and ops[id]
-  if not op and ev.clientContext then
-    local byctx = st.contexts[ev.clientContext]
-    op = byctx and ops[byctx]
+  local opid = id and ops[id] and id
+  if not opid and ctx then
+    local byctx = st.contexts[ctx]
+    opid = byctx and ops[byctx] and byctx
   end
-  if op and FINAL[op.status] then return false, "final" end
-  if not op then
-    op = { id = id, clientContext = ev.clientContext }
-    if id then ops[id] = op end
-  end
-  if ev.clientContext then
-    op.clientContext = ev.clientContext
-    if op.id then st.contexts[ev.clientContext] = op.id end
-  end
-  op.status = ev.status or op.status
-  op.operationType = ev.operationType or op.operationType
+  local status, optype, known
+  if opid then status, optype, known = op_fields(ops[opid]) end
+  if opid and FINAL[status] then return false, "final" end
+  opid = opid or id   -- (an operation without an id is not kept)
+  if ctx and opid then st.contexts[ctx] = opid end
+  if opid then ops[opid] = op_record(ev.status or status, ev.operationType or optype, ctx or known) end
   return true
 end
 
@@ -323,8 +332,7 @@ end
 function Tracker:expect(callId, op)
   local st = self.store:get(callId)
   st = st and flatten(st) or new_state()
-  local rec = { id = op.id, clientContext = op.clientContext, status = op.status, operationType = op.operationType }
-  if op.id then ops_of(st)[op.id] = rec end
+  if op.id then ops_of(st)[op.id] = op_record(op.status, op.operationType, op.clientContext) end
   if op.clientContext and op.id then st.contexts[op.clientContext] = op.id end
   self.store:put(callId, st)
 end
@@ -342,7 +350,11 @@ function Tracker:operation(callId, which)
   local ops = st and st.ops
   if not ops then return nil end
   local contexts = st.contexts or {}
-  return ops[which] or (contexts[which] and ops[contexts[which]])
+  local id = ops[which] and which or contexts[which]
+  local rec = id and ops[id]
+  if not rec then return nil end
+  local status, optype, ctx = op_fields(rec)
+  return { id = id, status = status, operationType = optype, clientContext = ctx }
 end
 
 return M
