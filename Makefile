@@ -223,7 +223,7 @@ bench: deps all $(B)/bench/json_parse
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; \
 	  BENCH_SHARED=1 LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; \
-	  BENCH_KEEP_WAITING=500 LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
+	  BENCH_KEEP_WAITING=1000 LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; done
 	@for lua in lua5.4 luajit; do \
 	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
