@@ -311,8 +311,9 @@ describe("the durable log", function()
 end)
 
 describe("one execution model", function()
-  -- the same flows, with each call kept in the process (a memory store) and with every event
-  -- replayed from the log into a fresh flow (as nodes on a shared store run them)
+  -- the same flows, with each call kept in the process (a memory store), kept and let go of
+  -- while it waits (`keepWaiting`), and with every event replayed from the log into a fresh
+  -- flow (as nodes on a shared store run them)
   local callers = {
     sales = { { on = "prompt", after = 1500, press = "1" } },
     voicemail = { { on = "prompt", after = 1000, press = "2" }, { on = "record", after = 300, speak = 2000 } },
@@ -320,18 +321,24 @@ describe("one execution model", function()
     silent = {},
   }
   for name, caller in pairs(callers) do
-    it("runs example (a) for a " .. name .. " caller the same kept in the process and replayed per event", function()
+    it("runs example (a) for a " .. name .. " caller the same kept, let go of while it waits and replayed per event",
+       function()
       local got = {}
-      for _, replay in ipairs { false, true } do
-        local h = T.new { script = "examples/ivr.lua", replay = replay }
+      for _, how in ipairs { {}, { keepWaiting = 100 }, { replay = true } } do
+        local h = T.new { script = "examples/ivr.lua", replay = how.replay, keepWaiting = how.keepWaiting }
         local v = h:incoming { caller = caller }
         assert.equal("terminated", v.state)
         got[#got + 1] = { actions = actions(v), pressed = v.pressed, transferred = v.transferred }
         h:run_until(function() return h.bot.runtime:busy() == 0 end)
-        if replay then assert.is_nil(h.bot.calls[v.id]) else assert.truthy(h.bot.calls[v.id]) end
+        if how.replay then assert.is_nil(h.bot.calls[v.id]) else assert.truthy(h.bot.calls[v.id]) end
+        for crid, n in pairs(h.emulator.byRequestId) do assert.equal(1, n, crid) end   -- nothing sent twice
+        if how.keepWaiting then assert.is_true(h.bot.runtime.stats.letGo >= 1) end
+        -- (a flow let go of and brought back is not resumed; a shared one's deadline is)
+        if not how.replay then assert.equal(0, h.bot.runtime.stats.resumed) end
         h:close()
       end
       assert.same(got[1], got[2])
+      assert.same(got[1], got[3])
       assert.is_true(#got[1].actions >= 3)
     end)
   end
@@ -352,29 +359,7 @@ describe("one execution model", function()
 end)
 
 describe("flows let go of while they wait (keepWaiting)", function()
-  local callers = {
-    sales = { { on = "prompt", after = 1500, press = "1" } },
-    voicemail = { { on = "prompt", after = 1000, press = "2" }, { on = "record", after = 300, speak = 2000 } },
-    pin = { { on = "prompt", after = 500, press = "3" }, { on = "promptEnd", after = 500, press = "1234#" } },
-    silent = {},
-  }
-  for name, caller in pairs(callers) do
-    it("runs example (a) for a " .. name .. " caller as it runs kept, each flow let go of and replayed", function()
-      local got = {}
-      for _, keepWaiting in ipairs { false, 100 } do
-        local h = T.new { script = "examples/ivr.lua", keepWaiting = keepWaiting or nil }
-        local v = h:incoming { caller = caller }
-        assert.equal("terminated", v.state)
-        got[#got + 1] = { actions = actions(v), pressed = v.pressed, transferred = v.transferred }
-        for crid, n in pairs(h.emulator.byRequestId) do assert.equal(1, n, crid) end   -- nothing sent twice
-        if keepWaiting then assert.is_true(h.bot.runtime.stats.letGo >= 1) end
-        assert.equal(0, h.bot.runtime.stats.resumed)
-        h:close()
-      end
-      assert.same(got[1], got[2])
-    end)
-  end
-
+  -- (example (a) run this way for every kind of caller: "one execution model", above)
   it("holds a waiting call as its log alone, counts it live, and brings it back at its next event", function()
     local h = T.new { script = "examples/ivr.lua", keepWaiting = 200 }
     local rt = h.bot.runtime
