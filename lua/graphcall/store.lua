@@ -223,9 +223,9 @@ function M.single(base)
   function s.renew() return true end
   -- a head is kept as one string (flow, dir, tenant, state, ended: NUL-separated), a third of
   -- what a table of them is, for every call waiting in the process; a table when read
+  local function v(x) return x ~= "" and x or nil end
   local function unpack_head(text)
     local flow, dir, tenant, state, ended = text:match("^(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)$")
-    local function v(x) return x ~= "" and x or nil end
     return { flow = v(flow), dir = v(dir), tenant = v(tenant), state = v(state), ended = ended == "1" or nil }
   end
   local function pack_head(hd)

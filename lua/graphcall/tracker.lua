@@ -256,11 +256,12 @@ end
 -- An operation's record is one string, "status|operationType|clientContext": a call keeps one
 -- for each operation it ever had, and a string is a third of a table of three. (A record an
 -- earlier version wrote is a table.)
+local function nonempty(x) return x ~= "" and x or nil end
+
 local function op_fields(rec)
   if type(rec) == "table" then return rec.status, rec.operationType, rec.clientContext end
   local status, optype, ctx = rec:match("^([^|]*)|([^|]*)|(.*)$")
-  local function v(x) return x ~= "" and x or nil end
-  return v(status), v(optype), v(ctx)
+  return nonempty(status), nonempty(optype), nonempty(ctx)
 end
 
 local function op_record(status, optype, ctx)
