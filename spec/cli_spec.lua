@@ -32,7 +32,8 @@ describe("graphcall --help", function()
     assert.equal(0, rc)
     for _, o in ipairs { "--emulator", "--connect", "--listen", "--store", "--redis", "--redis-cluster",
                          "--redis-wait", "--redis-buckets", "--lease", "--public",
-                         "--prompts", "--trace", "--speed", "--calls", "--keep-alive", "--on-stop", "--quiet",
+                         "--prompts", "--trace", "--speed", "--calls", "--keep-alive", "--keep-waiting",
+                         "--on-stop", "--quiet",
                          "--realism", "--seed", "--loss", "1.5)", "GRAPHCALL_CLIENT_SECRET" } do
       assert.matches(o, out, 1, true)
     end
@@ -57,6 +58,9 @@ describe("graphcall --help", function()
     out, rc = graphcall("run x.lua --redis-wait=-1")
     assert.equal(2, rc)
     assert.matches("--redis-wait: a whole number, 0 or more", out, 1, true)
+    out, rc = graphcall("run x.lua --speed fast")   -- the option named, not only the problem
+    assert.equal(2, rc)
+    assert.matches("graphcall: --speed: a positive number, got fast", out, 1, true)
     out, rc = graphcall("run x.lua --redis-buckets=0")
     assert.equal(2, rc)
     assert.matches("--redis-buckets: a whole number from 1 to 1024", out, 1, true)

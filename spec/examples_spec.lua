@@ -69,4 +69,20 @@ describe("graphcall run", function()
       assert.matches("call terminated", html)
     end)
   end
+
+  it("lets go of a flow that waits with --keep-waiting, and runs it to its end all the same", function()
+    local lua = jit and "luajit" or "lua5.4"
+    local cpath = os.getenv("LUA_CPATH") or ("./build/" .. lua .. "/?.so;;")
+    local out = io.popen(string.format("LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='%s' timeout 60 "
+      .. "%s bin/graphcall run examples/ivr.lua --emulator --speed 8 --calls 1 --prompts build/prompts "
+      .. "--keep-waiting 100 2>&1; echo \"exit $?\"", cpath, lua)):read("*a")
+    assert.matches("exit 0", out)
+    assert.matches("call terminated", out)
+    assert.matches("1 flow%(s%) started, 1 ended, 0 failed", out)
+    assert.matches("; %d+ flow%(s%) let go of while they waited", out)
+    out = io.popen(string.format("LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='%s' %s bin/graphcall run "
+      .. "examples/ivr.lua --keep-waiting soon 2>&1; echo \"exit $?\"", cpath, lua)):read("*a")
+    assert.matches("exit 2", out)
+    assert.matches("graphcall: --keep-waiting: a positive number, got soon", out, 1, true)
+  end)
 end)
