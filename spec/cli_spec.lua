@@ -61,6 +61,10 @@ describe("graphcall --help", function()
     out, rc = graphcall("run x.lua --speed fast")   -- the option named, not only the problem
     assert.equal(2, rc)
     assert.matches("graphcall: --speed: a positive number, got fast", out, 1, true)
+    out, rc = graphcall("run x.lua --redis 127.0.0.1:6379 --keep-waiting 1000")
+    assert.equal(2, rc)
+    assert.matches("graphcall: --keep-waiting: with --redis every flow is let go of after each event already",
+                   out, 1, true)
     out, rc = graphcall("run x.lua --redis-buckets=0")
     assert.equal(2, rc)
     assert.matches("--redis-buckets: a whole number from 1 to 1024", out, 1, true)

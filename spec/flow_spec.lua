@@ -403,11 +403,14 @@ describe("flows let go of while they wait (keepWaiting)", function()
     h:close()
   end)
 
-  it("names the option and the problem when keepWaiting is not a number of milliseconds", function()
+  it("names the option and the problem when keepWaiting is not milliseconds, or has nothing to do", function()
     local client = graphcall.client { tenantId = "t", clientId = "c", clientSecret = "s" }
     local ok, err = pcall(graphcall.bot, { client = client, keepWaiting = "2s" })
     assert.is_false(ok)
     assert.matches("bot: keepWaiting: milliseconds %(0 or more%), got 2s", tostring(err))
+    ok, err = pcall(graphcall.bot, { client = client, keepWaiting = 1000, shared = true })
+    assert.is_false(ok)
+    assert.matches("bot: keepWaiting: a shared bot", tostring(err))
   end)
 end)
 

@@ -136,6 +136,10 @@ function M.new(opts)
   if store.unreplicated and store.metrics == nil then store.metrics = self.metrics end   -- (Redis: WAIT)
   local shared = opts.shared
   if shared == nil then shared = store.lock ~= nil end
+  if shared and kw ~= nil then   -- (a mistake that would pass silently: nothing to let go of)
+    strict.fail("bot: keepWaiting: a shared bot (a shared store, or shared = true) lets go of every flow after "
+      .. "each event already; keepWaiting is for a bot alone on its store")
+  end
   -- the tracker's state is the backend's, read and written under the call's lease (with an
   -- inbox, in the same write as the log entry)
   self.tracker = tracker_mod.new { store = backend:tracker(backend.push ~= nil) }
