@@ -328,6 +328,38 @@ describe("the scripted caller", function()
     bot.client:hangup(call.id)
   end)
 
+  it("GET /emulator/summary counts what GET /emulator/calls lists", function()
+    local call = call_to("+15550000009")
+    assert.is_true(established(call.id))
+    assert(bot.client:subscribeToTone(call.id, {}))
+    assert(bot.client:playPrompt(call.id, { prompts = { prompt("short.wav") } }))
+    assert.is_true(bot.wait(function()
+      for _, ev in ipairs(bot.of(call.id, "call")) do if ev.toneInfo then return true end end
+    end))
+    local function count()
+      local want = { calls = 0, states = {}, prompted = 0, pressed = 0, recorded = 0 }
+      for _, v in ipairs(bot.control("GET", "/emulator/calls").calls) do
+        want.calls = want.calls + 1
+        want.states[v.state] = (want.states[v.state] or 0) + 1
+        if #v.prompts > 0 then want.prompted = want.prompted + 1 end
+        if v.pressed ~= "" then want.pressed = want.pressed + 1 end
+        if #v.recordings > 0 then want.recorded = want.recorded + 1 end
+      end
+      return want
+    end
+    -- (the other tests' calls may still be ending: a summary between two lists that agree)
+    local want, sum
+    for _ = 1, 50 do
+      local before = count()
+      sum = bot.control("GET", "/emulator/summary")
+      want = count()
+      if require("luassert.util").deepcompare(before, want) then break end
+    end
+    assert.same(want, sum)
+    assert.is_true(sum.calls > 1 and sum.prompted >= 1 and sum.pressed >= 1 and sum.states.established >= 1)
+    bot.client:hangup(call.id)
+  end)
+
   it("speaks into a recording: completed with a recordingLocation to download with its token", function()
     local call = call_to("+15550000007")
     assert.is_true(established(call.id))
@@ -486,5 +518,39 @@ describe("every notification the emulator sent", function()
   it("parsed as commsNotifications; none refused but the bad signature", function()
     assert.equal(0, bot.listener.stats.malformed)
     assert.equal(1, bot.listener.stats.rejected)
+  end)
+end)
+
+describe("a webhook slow to answer", function()
+  it("has the service's webhookTimeout from when the POST is sent, not while it waits for a connection", function()
+    -- 100 calls' notifications at once, each answered after a second: the emulator's 64
+    -- connections to one host take them in two rounds; the second round's POSTs wait a second
+    -- for a connection, then get their answer in one (the timeout, 1.8 s, is the bot's time)
+    local slow = E.start { scenario = { webhookTimeout = 1800 } }
+    local loop = graphcall.loop { log = false }
+    local answered = 0
+    local server = assert(loop:listen({ host = "127.0.0.1", port = 0 }, function(req)
+      req:keep()
+      loop:timer(1000, function()
+        answered = answered + 1
+        req:respond(202)
+      end)
+    end))
+    local webhook = "http://127.0.0.1:" .. server:port() .. "/callback"
+    local placed = 0
+    for _ = 1, 100 do
+      loop:request({ method = "POST", url = slow.url .. "/emulator/incoming", timeout = 10000,
+                     body = graphcall.json { webhook = webhook, appId = "app-1", answerBy = 60000 } },
+        function(res) if res and res.status == 201 then placed = placed + 1 end end)
+    end
+    loop:run_until(function() return placed == 100 and answered == 100 end, 20000)
+    loop:sleep(300)   -- (a POST that gave up would be refused by now)
+    local stats = graphcall.decode(assert(loop:fetch { url = slow.url .. "/emulator/stats" }).body)
+    server:close()
+    loop:close()
+    slow.stop()
+    assert.equal(100, answered)
+    assert.equal(0, stats.notificationsFailed)
+    assert.equal(100, stats.notificationsSent)
   end)
 end)

@@ -51,7 +51,10 @@ function Response:header(name) return response.header(self.head, name) end
 -- on this one loop (a test harness runs the emulator and the bot together).
 -- @param opts optional: `log` (function(level, msg), default `stderr_log`; `false` for
 --   silence), `http` (options of the libcurl client: `max_host_connections`,
---   `max_total_connections`, `max_active`), `virtual` (true: virtual time, see above)
+--   `max_total_connections`, `max_active`: requests beyond `max_active` (128) wait for room
+--   untimed, while one inside libcurl waiting for a connection to its host already spends
+--   its `timeout`, so give `max_active` no more than `max_host_connections` when the
+--   timeout is the server's time to answer), `virtual` (true: virtual time, see above)
 -- @return the loop
 function M.new(opts)
   opts = opts or {}

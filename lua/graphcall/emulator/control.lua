@@ -1,5 +1,5 @@
 --- The emulator's control API for tests and tools (`/emulator/...`): place incoming calls,
--- read calls and requests, add faults, rotate keys, stats.
+-- read calls (one, all, or counted) and requests, add faults, rotate keys, stats.
 -- @module graphcall.emulator.control
 local core = require "graphcall.core"
 local wav = require "graphcall.wav"
@@ -99,6 +99,17 @@ function Emulator:_control(req, method, path, body)
       self.toneCache[r.ms] = bytes
     end
     return self:_reply(req, 200, bytes, { ["Content-Type"] = "application/octet-stream" })
+  end
+  if path == "/emulator/summary" and method == "GET" then   -- counts only: cheap with 10,000 calls
+    local s = { calls = 0, states = U.object(), prompted = 0, pressed = 0, recorded = 0 }
+    for _, call in pairs(self.calls) do
+      s.calls = s.calls + 1
+      s.states[call.state] = (s.states[call.state] or 0) + 1
+      if call.pressed ~= "" then s.pressed = s.pressed + 1 end
+      if #call.recordings > 0 then s.recorded = s.recorded + 1 end
+      if call.prompts[1] and #self:played(call) > 0 then s.prompted = s.prompted + 1 end
+    end
+    return self:_reply(req, 200, s)
   end
   if path == "/emulator/calls" and method == "GET" then   -- every call, without its log
     local out = {}

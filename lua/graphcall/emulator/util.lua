@@ -19,6 +19,9 @@ U.json = wire.json
 --- A JSON array, `[]` when empty.
 U.array = wire.array
 
+--- A JSON object, `{}` when empty.
+U.object = wire.object
+
 --- A Graph object with its @odata.type.
 function U.typed(name, t)
   t = t or {}
