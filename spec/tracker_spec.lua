@@ -258,6 +258,40 @@ describe("tracker", function()
     assert.is_true(mem:get("old").fpnew[first.fingerprint])   -- in memory: a set of numbers
   end)
 
+  it("holds a waiting call's state as text (idle) and goes on from it at the call's next event", function()
+    local mem = tracker.memory_store(graphcall.json, graphcall.decode)
+    local t6 = tracker.new { store = mem, dedup = 4 }
+    local evs = {}
+    for i = 1, 6 do evs[i] = call_event("w1", "established", { n = i }) end
+    for i = 1, 6 do assert.is_true((t6:accept(evs[i]))) end
+    assert.is_true((t6:accept(call_event("w1", "established", { toneInfo = { tone = "tone1", sequenceId = 3 } }))))
+    t6:expect("w1", { id = "op-1", clientContext = "ctx-1", status = "running", operationType = "playPrompt" })
+    mem:idle("w1")
+    mem:idle("nobody")                                   -- (no state: nothing to do)
+    local raw
+    for i = 1, 9 do
+      local name, v = debug.getupvalue(mem.get, i)
+      if name == "calls" then raw = v end
+    end
+    assert.equal("string", type(raw.w1))
+    assert.is_nil(raw.nobody)
+    assert.is_nil(raw.w1:find("fpnew", 1, true))         -- the sets of numbers as one ring of text
+    -- everything known before is known after
+    for i = 1, 6 do assert.is_false((t6:accept(evs[i])), "event " .. i) end
+    assert.is_false((t6:accept(call_event("w1", "established", { toneInfo = { tone = "tone1", sequenceId = 3 } }))))
+    assert.is_true((t6:accept(call_event("w1", "established", { toneInfo = { tone = "tone1", sequenceId = 4 } }))))
+    assert.same({ id = "op-1", clientContext = "ctx-1", status = "running", operationType = "playPrompt" },
+                t6:operation("w1", "ctx-1"))
+    assert.equal("established", t6:call("w1").state)
+    assert.equal("table", type(raw.w1))                   -- a table again from its next event
+    assert.is_true(mem:get("w1").fpn ~= nil)
+    -- without a writer, idle keeps the table
+    local plain = tracker.memory_store()
+    plain:put("x", { state = "established" })
+    plain:idle("x")
+    assert.same({ state = "established" }, plain:get("x"))
+  end)
+
   it("remembers a bounded number of fingerprints per call: the last dedup at least, twice that at most", function()
     local t3 = tracker.new { dedup = 4 }
     local evs = {}

@@ -275,7 +275,13 @@ function M.single(base)
   function s.expire(_, id)
     due[id], ka[id] = nil, nil
   end
-  local states = tracker.memory_store()
+  local states = tracker.memory_store(json, core.decode)
+  --- A call whose flow waits (`shared`, `keepWaiting`): the base store's `idle`, and its
+  -- tracker state held as text.
+  function s.idle(self, id)
+    if base.idle then base.idle(self, id) end
+    states:idle(id)
+  end
   function s.drop(self, id)
     base.drop(self, id)
     due[id], ka[id], heads[id] = nil, nil, nil
