@@ -2,7 +2,8 @@
 -- the menu, the caller presses 2, leaves a message that is downloaded, thanks, hangs up)
 -- against the emulator in its own process, all calls at once; the Lua heap per live call (the
 -- log included); and replaying a call's log against running it live, in the same run.
---   BENCH_CALLS=10000 make bench   (1,000 by default)
+--   BENCH_CALLS=10000 make bench   (1,000 by default; for 10,000: BENCH_SPEED=1 BENCH_RAMP=15000
+--   BENCH_MENU=22000, the calls placed over 15 s, the caller at the menu 22 s, in real time)
 -- BENCH_SHARED=1: the bot keeps nothing of a call between its events (`shared = true`: each
 -- event replays the flow from the call's log, as on Redis), on the in-memory store.
 -- BENCH_KEEP_WAITING=ms: flows kept in the process, let go of once they have waited that long
@@ -29,7 +30,7 @@ local pid = p:read("*l")
 local url = assert((p:read("*l") or ""):match("listening on (%S+)"), "the emulator did not start")
 
 local loop = graphcall.loop { log = function(level, msg) if level == "error" then io.stderr:write(msg, "\n") end end,
-                              http = { max_host_connections = 64 } }
+                              http = { max_host_connections = 64, max_active = 64 } }
 local client = graphcall.client { tenantId = "tenant-1", clientId = "bench", clientSecret = "s", loop = loop,
   authority = url, graphUrl = url .. "/v1.0", openidUrl = url .. "/v1/.well-known/OpenIdConfiguration",
   timeout = 60000 }
@@ -42,7 +43,9 @@ bot:start()
 
 -- the caller presses 2 long enough after the menu begins (emulator ms: 2.5 s here at --speed 4)
 -- that every call is waiting at the menu at one moment: a live call's steady state, measured
-local caller = { { on = "prompt", after = 10000, press = "2" }, { on = "record", after = 200, speak = 600 } }
+-- (BENCH_MENU=ms for more calls)
+local caller = { { on = "prompt", after = tonumber(os.getenv("BENCH_MENU") or "10000"), press = "2" },
+                 { on = "record", after = 200, speak = 600 } }
 local body = require("cjson").encode { webhook = bot.callbackUri, appId = "bench", tenantId = "tenant-1",
                                        caller = caller, from = { phone = { id = "+14255550199" } } }
 collectgarbage()
@@ -50,9 +53,18 @@ collectgarbage()
 local base = collectgarbage("count")
 local t0, c0 = loop:now(), os.clock()
 local placed = 0
-for _ = 1, N do
-  loop:request({ method = "POST", url = url .. "/emulator/incoming", body = body, timeout = 60000 },
-    function(res) if res and res.status == 201 then placed = placed + 1 end end)
+-- all at once, or BENCH_RAMP ms apart in all, a hundred at a time
+local ramp = tonumber(os.getenv("BENCH_RAMP") or "0")
+local function place(from, to)
+  for _ = from, to do
+    loop:request({ method = "POST", url = url .. "/emulator/incoming", body = body, timeout = 60000 },
+      function(res) if res and res.status == 201 then placed = placed + 1 end end)
+  end
+end
+if ramp > 0 then
+  for first = 1, N, 100 do loop:timer(ramp * (first - 1) / N, function() place(first, math.min(N, first + 99)) end) end
+else
+  place(1, N)
 end
 
 -- shared, no call object outlives its event: the calls are counted from the emulator's view
@@ -77,9 +89,15 @@ end
 -- (most of them between sending the answer and its notifications), and again when every call
 -- waits at the menu, nothing in flight (each after a full collection)
 local peak, menu
+-- the bot between two events: nothing received and not yet taken, nothing queued for a call or
+-- ready to run, no request out (the emulator's view says where the calls are, not the bot's)
+local function still()
+  return loop:in_flight() == (polling and 1 or 0) and bot.listener.nqueue == 0 and next(bot.runtime.queues) == nil
+    and loop.rhead > loop.rtail and loop.nlater == 0
+end
 local function at_menu()
-  if shared then return seen.menu == N and loop:in_flight() == 0 end
-  if letgo then return seen.menu == N and loop:in_flight() == 0 and away() == N end
+  if shared then return seen.menu == N and still() end
+  if letgo then return seen.menu == N and still() and away() == N end
   local n = 0
   for _, c in pairs(bot.calls) do
     if c.finished or not (c.flowing and c.subscribed and c.waiter) then return false end
@@ -107,21 +125,18 @@ end)
 -- full collection) each time the number of live calls passes its last maximum by a tenth
 local most = 0
 local polling
-local pollcpu = 0   -- (the bench's own reading of the emulator's list, not the bot's: left out of its CPU)
+local pollcpu = 0   -- (the bench's own reading of the emulator's counts, not the bot's: left out of its CPU)
 local sampler = loop:every(500, function()
   if polled and not polling then
     polling = true
-    loop:request({ url = url .. "/emulator/calls", timeout = 60000 }, function(res)
+    loop:request({ url = url .. "/emulator/summary", timeout = 60000 }, function(res)
       local pc0 = os.clock()
       polling = false
-      local listed = res and res.status == 200 and graphcall.decode(res.body)
-      if not listed then return end
-      local live, waiting = 0, 0
-      for _, v in ipairs(listed.calls or {}) do
-        if v.state ~= "terminated" then live = live + 1 end
-        if v.state == "established" and v.pressed == "" and #(v.prompts or {}) >= 1 then waiting = waiting + 1 end
-      end
-      seen.live, seen.menu = live, waiting
+      local sum = res and res.status == 200 and graphcall.decode(res.body)
+      if not sum then return end
+      -- waiting at the menu: established, the menu heard, no key pressed (exact when all are)
+      seen.live = sum.calls - (sum.states.terminated or 0)
+      seen.menu = sum.pressed == 0 and math.min(sum.states.established or 0, sum.prompted) or 0
       pollcpu = pollcpu + os.clock() - pc0
     end)
   end
@@ -147,7 +162,7 @@ loop:run_until(function()
     menu = { kb = collectgarbage("count") }
   end
   if done == N then return true end
-  if live == 0 and placed == N and loop:in_flight() == 0 then
+  if live == 0 and placed == N and loop:in_flight() == (polling and 1 or 0) then
     quiet_since = quiet_since or loop:now()
     return loop:now() - quiet_since > 2000
   end
@@ -166,17 +181,35 @@ for _, cid in ipairs(ids) do
 end
 -- a call counts by its end as its caller expects it (the emulator's view: the caller pressed 2,
 -- left one message, and the call is over), not by whether its flow raised
-local expected = 0
-local listed = graphcall.decode(assert(loop:fetch { url = url .. "/emulator/calls", timeout = 60000 }).body)
-if shared then live = 0 end
-for _, v in ipairs(listed.calls or {}) do
-  if v.state == "terminated" and v.pressed == "2" and #(v.recordings or {}) == 1 then expected = expected + 1 end
-  if shared and v.state ~= "terminated" then live = live + 1 end
+-- (every call's view: more than the 4 MB a body may be by default; let go of before the replays)
+local expected, refused = 0
+do
+  local listed = graphcall.decode(assert(loop:fetch { url = url .. "/emulator/calls", timeout = 60000 }).body,
+                                  1073741824)
+  if os.getenv("BENCH_PROGRESS") then   -- why the calls that did not reach their end did not
+    for _, v in ipairs(listed.calls or {}) do
+      if not (v.state == "terminated" and v.pressed == "2" and #(v.recordings or {}) == 1) then
+        local view = graphcall.decode(assert(loop:fetch { url = url .. "/emulator/calls/" .. v.id }).body)
+        local said = {}
+        for _, l in ipairs(view.log) do said[#said + 1] = string.format("%d %s %s", l.t, l.what, l.detail or "") end
+        io.stderr:write(v.id, ":\n  ", table.concat(said, "\n  "), "\n")
+      end
+    end
+  end
+  refused = graphcall.decode(assert(loop:fetch { url = url .. "/emulator/stats", timeout = 60000 }).body)
+    .notificationsFailed
+  if shared then live = 0 end
+  for _, v in ipairs(listed.calls or {}) do
+    if v.state == "terminated" and v.pressed == "2" and #(v.recordings or {}) == 1 then expected = expected + 1 end
+    if shared and v.state ~= "terminated" then live = live + 1 end
+  end
 end
+collectgarbage()
 print(string.format("flows (%s%s; %s): %d calls at once through the IVR flow: %d at the end their caller expects "
-  .. "(%d flows finished, %d recordings downloaded, %d flows failed, %d still live, %d never reached the bot); "
+  .. "(%d flows finished, %d recordings downloaded, %d flows failed, %d still live, %d never reached the bot; "
+  .. "%d notifications refused); "
   .. "%.1f s wall, %.1f s CPU (%.2f ms a call)%s%s", util.lua, mode, util.loadavg(), N, expected, done, recorded,
-  failed, live, N - done - live, wall, cpu, 1000 * cpu / N,
+  failed, live, N - done - live, refused, wall, cpu, 1000 * cpu / N,
   letgo and string.format("; %.1f flows let go of a call", bot.runtime.stats.letGo / N) or "",
   expected == N and "" or string.format("; FAILED: %d calls did not reach their end", N - expected)))
 if peak and peak.live > 0 then
@@ -189,7 +222,11 @@ print(string.format("flows (%s%s): Lua heap per live call waiting at the menu %s
   or "not measured (the calls were never all at the menu at once)",
   at_menu_kb and at_menu_kb <= 2 and "met" or "NOT MET"))
 
--- replay: the log of a finished call into a fresh flow, against the live CPU per call
+-- replay: the log of a finished call into a fresh flow, against the live CPU per call; the
+-- emulator stopped first (with 10,000 calls it may still be delivering their last notifications,
+-- which the bot would take during the replays)
+os.execute("kill " .. pid)
+loop:sleep(200)
 local id
 local entries
 for _, cid in ipairs(ids) do
@@ -211,7 +248,6 @@ print(string.format("flows (%s%s): replaying a call's log (%d entries) %.3f ms, 
 
 bot:close()
 loop:close()
-os.execute("kill " .. pid)
 p:close()
 os.remove(sc)
 os.execute("rm -rf build/bench-recordings")
