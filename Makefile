@@ -3,7 +3,7 @@
 #   make test     C unit tests + busted specs under lua5.4 and luajit
 #   make demo     example (a), the IVR menu, against the local emulator with a scripted caller
 #   make bench    request building, JSON, notification ingest, roster handlers against Node.js,
-#                 HTTP client and listener, flows,
+#                 HTTP client and listener, flows (1,000 calls at once, and 10,000 placed over 15 s),
 #                 10,000 calls in real time (emulate --load),
 #                 graphcall in nginx; each against a baseline in the same run
 #   make bench-cluster  notifications/s with 1, 2 and 3 nodes on one Redis; a resume's cost
@@ -225,6 +225,10 @@ bench: deps all $(B)/bench/json_parse
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; \
 	  BENCH_KEEP_WAITING=1000 LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; done
+	@for lua in lua5.4 luajit; do for mode in BENCH_SHARED=1 BENCH_KEEP_WAITING=1000; do \
+	  env $$mode BENCH_CALLS=10000 BENCH_SPEED=1 BENCH_RAMP=15000 BENCH_MENU=22000 \
+	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
+	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; done; done
 	@for lua in lua5.4 luajit; do \
 	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/load.lua || exit 1; done
