@@ -215,10 +215,11 @@ do
   end
 end
 collectgarbage()
-print(string.format("flows (%s%s; %s): %d calls at once through the IVR flow: %d at the end their caller expects "
+print(string.format("flows (%s%s; %s): %d calls %s through the IVR flow: %d at the end their caller expects "
   .. "(%d flows finished, %d recordings downloaded, %d flows failed, %d still live, %d never reached the bot; "
   .. "%d notifications refused); "
-  .. "%.1f s wall, %.1f s CPU (%.2f ms a call)%s%s", util.lua, mode, util.loadavg(), N, expected, done, recorded,
+  .. "%.1f s wall, %.1f s CPU (%.2f ms a call)%s%s", util.lua, mode, util.loadavg(), N,
+  ramp > 0 and string.format("placed over %.0f s", ramp / 1000) or "at once", expected, done, recorded,
   failed, live, N - done - live, refused, wall, cpu, 1000 * cpu / N,
   letgo and string.format("; %.1f flows let go of a call", bot.runtime.stats.letGo / N) or "",
   expected == N and "" or string.format("; FAILED: %d calls did not reach their end", N - expected)))
