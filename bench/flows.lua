@@ -193,12 +193,13 @@ end
 -- left one message, and the call is over), not by whether its flow raised
 -- (every call's view: more than the 4 MB a body may be by default; let go of before the replays)
 local expected, refused = 0
+local function at_end(v) return v.state == "terminated" and v.pressed == "2" and #(v.recordings or {}) == 1 end
 do
   local listed = graphcall.decode(assert(loop:fetch { url = url .. "/emulator/calls", timeout = 60000 }).body,
                                   1073741824)
   if os.getenv("BENCH_PROGRESS") then   -- why the calls that did not reach their end did not
     for _, v in ipairs(listed.calls or {}) do
-      if not (v.state == "terminated" and v.pressed == "2" and #(v.recordings or {}) == 1) then
+      if not at_end(v) then
         local view = graphcall.decode(assert(loop:fetch { url = url .. "/emulator/calls/" .. v.id }).body)
         local said = {}
         for _, l in ipairs(view.log) do said[#said + 1] = string.format("%d %s %s", l.t, l.what, l.detail or "") end
@@ -210,7 +211,7 @@ do
     .notificationsFailed
   if shared then live = 0 end
   for _, v in ipairs(listed.calls or {}) do
-    if v.state == "terminated" and v.pressed == "2" and #(v.recordings or {}) == 1 then expected = expected + 1 end
+    if at_end(v) then expected = expected + 1 end
     if shared and v.state ~= "terminated" then live = live + 1 end
   end
 end
