@@ -33,6 +33,16 @@ local PHASE = {
   terminating = 3, terminated = 4,
 }
 
+-- Sets keyed by numbers use their decimal text: a store that writes the state as JSON would
+-- make huge integer keys an error (a sparse array) and small ones an array with nulls, and
+-- would read them back as strings. "%.0f" is exact to 2^53 on Lua 5.4 and LuaJIT alike.
+local function key(n) return string.format("%.0f", n) end
+
+-- The fingerprints remembered, as the one string the state keeps them in: " fp fp ... ".
+local function ring_of(fps)
+  return " " .. table.concat(fps, " ") .. (#fps > 0 and " " or "")
+end
+
 --- The in-memory store. With `encode` and `decode` (a JSON writer and reader), its
 -- `idle(callId)` holds a call's state as text until the call's next event: thousands of
 -- calls wait in one process, and a waiting call's state is a third of the bytes as text.
@@ -59,9 +69,9 @@ function M.memory_store(encode, decode)
       if st.fpnew then   -- (the sets of fingerprints as the ring they are read from)
         local fps = {}
         for _, set in ipairs { st.fpold or {}, st.fpnew } do
-          for fp in pairs(set) do fps[#fps + 1] = string.format("%.0f", fp) end
+          for fp in pairs(set) do fps[#fps + 1] = key(fp) end
         end
-        st.ring = " " .. table.concat(fps, " ") .. (#fps > 0 and " " or "")
+        st.ring = ring_of(fps)
         st.ringn, st.fpnew, st.fpold, st.fpn = #fps, nil, nil, nil
       end
       calls[id] = encode(st)
@@ -120,17 +130,12 @@ local function new_state()
   return { ring = " ", ringn = 0 }
 end
 
--- Sets keyed by numbers use their decimal text: a store that writes the state as JSON would
--- make huge integer keys an error (a sparse array) and small ones an array with nulls, and
--- would read them back as strings. "%.0f" is exact to 2^53 on Lua 5.4 and LuaJIT alike.
-local function key(n) return string.format("%.0f", n) end
-
 -- A state written by an earlier version (a ring and a set of tones as tables), made flat.
 local function flatten(st)
   if type(st.ring) == "table" then
     local fps = {}
     for _, fp in ipairs(st.ring) do fps[#fps + 1] = fp end
-    st.ring, st.ringn, st.ringpos, st.seen = " " .. table.concat(fps, " ") .. (#fps > 0 and " " or ""), #fps, nil, nil
+    st.ring, st.ringn, st.ringpos, st.seen = ring_of(fps), #fps, nil, nil
   end
   if type(st.tones) == "table" then
     local bits, max = {}, st.maxTone
