@@ -188,6 +188,14 @@ function R.cluster(o)
     end
     error("the cluster did not come to cluster_state:ok")
   end
+  --- Wait until a master's replica has acknowledged everything it took (a replica's link up is
+  -- not enough: its master may not count it online yet).
+  function c.wait_replicated(master, seconds)
+    for _ = 1, seconds or 20 do
+      if tonumber(E.sh(master.cli .. " wait 1 1000 2>&1"):match("%d+") or 0) >= 1 then return true end
+    end
+    error("no replica of 127.0.0.1:" .. master.port .. " acknowledged its writes")
+  end
   --- The node that is master of a key's slot now.
   function c.master_of(key)
     local slot = tonumber(E.sh(c.nodes[1].cli .. " cluster keyslot '" .. key .. "'"):match("%d+"))

@@ -998,6 +998,7 @@ describe("graphcall.store.redis on " .. on, function()
       local msg = tostring(err.message)
       assert.truthy(msg:find("UNBLOCKED", 1, true) or msg:find("no longer the master", 1, true), msg)
       assert.equal(1, #s:log(id))
+      srv.wait_replicated(replica)                        -- (the retry's WAIT is then answered)
       s:ingest(id, ev, o)
       assert.equal(2, #s:log(id))
     end
@@ -1038,6 +1039,35 @@ describe("graphcall.store.redis on " .. on, function()
     assert.same({ dup = "duplicate" }, s:ingest(id, ev, o))
     assert.equal(2, #s:log(id))
     assert.equal(0, s.unreplicated)
+    s.redis:close()
+  end)
+
+  it("counts a write the old master sent on (MOVED) as done where it ran, when no replica acknowledged", function()
+    if not cluster then return end   -- (one server has no replica here)
+    local s = require("graphcall.store").redis { redis = new_client(), ttl = 60 }
+    local id = "call-sent-on"
+    local o = { tid = "t1", now = 1000, lease = 1500, watchdog = 2000 }
+    s:ingest(id, { kind = "call", state = "establishing" }, o)
+    local master, slot = srv.master_of(K(id, "log"))
+    local masters = {}
+    for _, n in ipairs(srv.nodes) do
+      if n.role() == "master" then masters[#masters + 1] = n end
+    end
+    local to = masters[1] ~= master and masters[1] or masters[2]
+    -- the slot goes to another master behind the client's back, whose replica does not answer:
+    -- the write is sent on there (MOVED), done, and not acknowledged
+    srv.move_slot(slot, to, 0, masters)
+    local replica = srv.replica_of(to)
+    replica.signal("STOP")
+    finally(function() replica.signal("CONT") end)
+    local moved = s.redis.moved
+    s:ingest(id, { kind = "call", state = "established" }, o)
+    replica.signal("CONT")
+    assert.is_true(s.redis.moved > moved)
+    assert.equal(1, s.unreplicated)                       -- against the master that has it
+    assert.is_not_nil(s.noWait["127.0.0.1:" .. to.port])
+    assert.is_nil(s.noWait["127.0.0.1:" .. master.port])
+    assert.equal(2, #s:log(id))
     s.redis:close()
   end)
 

@@ -238,8 +238,10 @@ local function send(self, ack, ...)
   if (tonumber(acked) or 0) < self.replicas then
     -- a master stopped (not killed) past a failover answers its clients before it learns it
     -- was replaced, and its writes are dropped then: done only if the cluster says it is still
-    -- the master of the key's slot
+    -- the master of the key's slot. (A write the old master sent on with MOVED ran where the
+    -- map says now, not where it was sent.)
     if self.redis.refresh then
+      node = self.redis:node_of(first) or node
       local ok, rerr = self.redis:refresh()
       if not ok then return nil, rerr end
       if self.redis:node_of(first) ~= node then
