@@ -226,7 +226,7 @@ bench: deps all $(B)/bench/json_parse
 	  BENCH_KEEP_WAITING=1000 LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; done
 	@for lua in lua5.4 luajit; do for mode in BENCH_SHARED=1 BENCH_KEEP_WAITING=1000; do \
-	  env $$mode BENCH_CALLS=10000 BENCH_SPEED=1 BENCH_RAMP=15000 BENCH_MENU=22000 \
+	  env $$mode BENCH_CALLS=10000 BENCH_SPEED=1 BENCH_RAMP=15000 BENCH_MENU=30000 BENCH_FIRST_TIMEOUT=40000 \
 	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./bench/?.lua;;" \
 	  LUA_CPATH="./$(B)/$$lua/?.so;;" $$lua bench/flows.lua || exit 1; done; done
 	@for lua in lua5.4 luajit; do \

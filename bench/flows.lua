@@ -3,7 +3,8 @@
 -- against the emulator in its own process, all calls at once; the Lua heap per live call (the
 -- log included); and replaying a call's log against running it live, in the same run.
 --   BENCH_CALLS=10000 make bench   (1,000 by default; for 10,000: BENCH_SPEED=1 BENCH_RAMP=15000
---   BENCH_MENU=22000, the calls placed over 15 s, the caller at the menu 22 s, in real time)
+--   BENCH_MENU=30000 BENCH_FIRST_TIMEOUT=40000: the calls placed over 15 s, the caller at the
+--   menu 30 s, in real time, the menu waiting 40 s for a first digit)
 -- BENCH_SHARED=1: the bot keeps nothing of a call between its events (`shared = true`: each
 -- event replays the flow from the call's log, as on Redis), on the in-memory store.
 -- BENCH_KEEP_WAITING=ms: flows kept in the process, let go of once they have waited that long
@@ -38,7 +39,24 @@ os.execute("mkdir -p build/prompts build/bench-recordings")
 local bot = assert(graphcall.bot { client = client, prompts = "build/prompts", recordings = "build/bench-recordings",
                                    verifier = client:verifier(), shared = shared, keepWaiting = letgo,
                                    keepEnded = N })   -- every call's log is read at the end
-bot:flow(assert(T.load("examples/ivr.lua")).flow)
+-- examples/ivr.lua, its menu's first timeout BENCH_FIRST_TIMEOUT ms when given: callers placed
+-- over 15 s and all at the menu at once wait there longer than its 5 s, and would hear its
+-- no-input prompt and the menu again (and be sampled mid-prompt) rather than wait
+local firstTimeout = tonumber(os.getenv("BENCH_FIRST_TIMEOUT") or "")
+local ivr = "examples/ivr.lua"
+if firstTimeout then
+  local text, n = util.read(ivr):gsub("firstTimeout = 5000,", "firstTimeout = " .. math.floor(firstTimeout) .. ",")
+  assert(n == 1, "examples/ivr.lua: its menu's firstTimeout = 5000 not found")
+  ivr = os.tmpname()
+  local out = assert(io.open(ivr, "w"))
+  out:write(text)
+  out:close()
+end
+bot:flow(assert(T.load(ivr)).flow)
+if firstTimeout then
+  os.remove(ivr)
+  mode = mode .. string.format("; the menu waits %g s for a digit", firstTimeout / 1000)
+end
 bot:start()
 
 -- the caller presses 2 long enough after the menu begins (emulator ms: 2.5 s here at --speed 4)

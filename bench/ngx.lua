@@ -137,7 +137,8 @@ end
 local g, b = rs.callback, rs.bare
 print(string.format("ngx (2 workers; %s): graphcall.ngx.handle %.0f signed notifications/s (median; rounds "
   .. "%.0f-%.0f; best round's p50 %s, p99 %s), cjson.decode + 202 %.0f/s (rounds %.0f-%.0f); ratio %s; errors %d "
-  .. "(bare %d); %d of %d accepted notifications logged%s", util.loadavg(), g.median, g.lo, g.hi, g.best.p50,
+  .. "(bare %d); %d notifications logged of %d wrk counted accepted (it misses those in flight as a round ends)%s",
+  util.loadavg(), g.median, g.lo, g.hi, g.best.p50,
   g.best.p99, b.median, b.lo, b.hi, util.ratio(g, b, stable, 0.60), errors.callback, errors.bare, logged, sent,
   (logged >= sent and logged <= sent + 64 * #g.rates) and "" or " (NOT ALL LOGGED)"))
 table.sort(cpu.callback)
