@@ -490,6 +490,7 @@ function Cluster:_send(args, cb, state)
   end
   if args.many then
     return self:_node(addr):_sendmany(args.many, function(results)
+      results.node = addr   -- (where it ran: a redirect moves it)
       return answered(results[1][1], results[1][2], results)
     end, asking)
   end
@@ -524,7 +525,8 @@ function Cluster:call(...)
   return v, err
 end
 
---- Commands sent at once to the master of the first one's key (`Loop:pipeline`).
+--- Commands sent at once to the master of the first one's key (`Loop:pipeline`); the results'
+-- `node` says which node ran them ("host:port", after any MOVED or ASK).
 function Cluster:pipeline(list)
   for _, args in ipairs(list) do args.n = args.n or #args end
   local job = { many = list }

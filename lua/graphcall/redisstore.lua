@@ -238,10 +238,9 @@ local function send(self, ack, ...)
   if (tonumber(acked) or 0) < self.replicas then
     -- a master stopped (not killed) past a failover answers its clients before it learns it
     -- was replaced, and its writes are dropped then: done only if the cluster says it is still
-    -- the master of the key's slot. (A write the old master sent on with MOVED ran where the
-    -- map says now, not where it was sent.)
+    -- the master of the key's slot: the node that ran it (a MOVED or an ASK sends it on)
     if self.redis.refresh then
-      node = self.redis:node_of(first) or node
+      node = results.node or node
       local ok, rerr = self.redis:refresh()
       if not ok then return nil, rerr end
       if self.redis:node_of(first) ~= node then
