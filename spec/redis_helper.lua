@@ -188,6 +188,14 @@ function R.cluster(o)
     end
     error("the cluster did not come to cluster_state:ok")
   end
+  --- The nodes that say they are masters now.
+  function c.masters()
+    local out = {}
+    for _, n in ipairs(c.nodes) do
+      if n.role() == "master" then out[#out + 1] = n end
+    end
+    return out
+  end
   --- Wait until a master's replica has acknowledged everything it took (a replica's link up is
   -- not enough: its master may not count it online yet).
   function c.wait_replicated(master, seconds)

@@ -1017,10 +1017,7 @@ describe("graphcall.store.redis on " .. on, function()
     local o = { tid = "t1", now = 1000, lease = 1500, watchdog = 2000 }
     s:ingest(id, { kind = "call", state = "establishing" }, o)
     local master, slot = srv.master_of(K(id, "log"))
-    local replica, masters = srv.replica_of(master), {}
-    for _, n in ipairs(srv.nodes) do
-      if n.role() == "master" then masters[#masters + 1] = n end
-    end
+    local replica, masters = srv.replica_of(master), srv.masters()
     local to = masters[1] ~= master and masters[1] or masters[2]
     -- no replica acknowledges this write in time, and meanwhile the slot goes to another
     -- master: the write is not counted as done on the strength of a node that no longer has it
@@ -1049,10 +1046,7 @@ describe("graphcall.store.redis on " .. on, function()
     local o = { tid = "t1", now = 1000, lease = 1500, watchdog = 2000 }
     s:ingest(id, { kind = "call", state = "establishing" }, o)
     local master, slot = srv.master_of(K(id, "log"))
-    local masters = {}
-    for _, n in ipairs(srv.nodes) do
-      if n.role() == "master" then masters[#masters + 1] = n end
-    end
+    local masters = srv.masters()
     local to = masters[1] ~= master and masters[1] or masters[2]
     -- the slot goes to another master behind the client's back, whose replica does not answer:
     -- the write is sent on there (MOVED), done, and not acknowledged
